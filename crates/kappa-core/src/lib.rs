@@ -1,0 +1,26 @@
+//! `kappa-core`: the vocabulary every other Kappa crate speaks.
+//!
+//! Data flows `Source -> decode -> Transform (logic) -> gates -> committer`. This crate owns the
+//! values that travel along that path and the contracts between the stages, and nothing that does
+//! I/O:
+//!
+//! - [`SourceBatch`]: decoded Arrow rows of one topic-partition plus their Kafka coordinates, the
+//!   offset range they account for and the records that could not be decoded ([`DeadLetter`]);
+//! - [`SourcePosition`] / [`OffsetRange`]: per topic-partition progress, as stored in every commit;
+//! - the [`Source`] and [`Transform`] traits;
+//! - [`ErrorKind`]: the classification retries and the DLQ decide by.
+
+mod batch;
+mod error;
+mod position;
+mod traits;
+
+pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};
+pub use error::{Classify, ErrorKind};
+pub use position::{Coverage, OffsetRange, PositionError, SourcePosition, TopicPartition};
+pub use traits::{Source, Transform, TransformStats};
+
+/// Name of the Arrow/Iceberg column that carries a row's Kafka partition.
+pub const PARTITION_COLUMN: &str = "_kafka_partition";
+/// Name of the Arrow/Iceberg column that carries a row's Kafka offset.
+pub const OFFSET_COLUMN: &str = "_kafka_offset";

@@ -1,0 +1,349 @@
+//! The committer: the I/O half of the commit protocol.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, TableIdent};
+use kappa_core::{OffsetRange, TopicPartition};
+use tracing::{debug, info, instrument, warn};
+
+use super::pinned::{PinnedCatalog, UpdateFailure};
+use super::protocol::{self, Decision};
+use crate::error::IcebergError;
+use crate::state::{TableState, find_commit};
+use crate::summary;
+use crate::writer::{WriterOptions, write_data_files};
+
+/// One commit's worth of input: the rows for the table and the offset ranges they account for.
+#[derive(Debug, Clone, Default)]
+pub struct PendingCommit {
+    /// Input ranges per topic-partition; together with the base they give the new state.
+    pub input: BTreeMap<TopicPartition, OffsetRange>,
+    /// Rows in the table's Arrow schema.
+    pub batches: Vec<RecordBatch>,
+    /// Event-time watermark after this input (µs).
+    pub watermark: Option<i64>,
+    /// Newest event time in this input or before (µs).
+    pub max_event_time: Option<i64>,
+    /// Counters written to the snapshot summary (`kappa.records-in`, ...).
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+impl PendingCommit {
+    /// Rows to write.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// How a commit ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    /// A new snapshot holds the input.
+    Committed {
+        /// The new snapshot.
+        snapshot_id: i64,
+        /// Attempts it took (1 without conflicts).
+        attempts: u32,
+        /// Data files added.
+        data_files: usize,
+        /// Bytes of data files added.
+        bytes: u64,
+        /// Rows added.
+        rows: u64,
+        /// Wall time of write + commit.
+        duration: Duration,
+    },
+    /// The table already held this input; nothing was committed.
+    AlreadyCommitted,
+}
+
+/// Commits pending input to one table for one pipeline.
+#[derive(Debug)]
+pub struct Committer {
+    catalog: Arc<dyn Catalog>,
+    table: Table,
+    name: String,
+    pipeline: String,
+    state: TableState,
+    writer: WriterOptions,
+    max_attempts: u32,
+}
+
+impl Committer {
+    /// A committer for `table`, reading `pipeline`'s state from it.
+    pub fn new(
+        catalog: Arc<dyn Catalog>,
+        table: Table,
+        pipeline: &str,
+        writer: WriterOptions,
+        max_attempts: u32,
+    ) -> Result<Self, IcebergError> {
+        let name = table_name(table.identifier());
+        let state = TableState::read(&name, table.metadata(), pipeline)?;
+        Ok(Self {
+            catalog,
+            table,
+            name,
+            pipeline: pipeline.to_string(),
+            state,
+            writer,
+            max_attempts: max_attempts.max(1),
+        })
+    }
+
+    /// The pipeline's state as of the last load or commit.
+    pub fn state(&self) -> &TableState {
+        &self.state
+    }
+
+    /// The table as of the last load or commit.
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// `namespace.name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reloads the table and the pipeline's state.
+    pub async fn reload(&mut self) -> Result<(), IcebergError> {
+        let table = self
+            .catalog
+            .load_table(self.table.identifier())
+            .await
+            .map_err(|source| IcebergError::Table {
+                table: self.name.clone(),
+                operation: "reloading".into(),
+                source: Box::new(source),
+            })?;
+        self.state = TableState::read(&self.name, table.metadata(), &self.pipeline)?;
+        self.table = table;
+        Ok(())
+    }
+
+    /// Commits `pending` exactly once (see the module docs of [`super::protocol`]).
+    #[instrument(skip_all, fields(table = %self.name, rows = pending.num_rows()))]
+    pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitOutcome, IcebergError> {
+        let started = Instant::now();
+        let commit_id = protocol::commit_id(&self.pipeline, &self.name, &pending.input);
+        let mut files: Option<Vec<DataFile>> = None;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let offsets = match protocol::decide(&self.state.position, &pending.input) {
+                Decision::AlreadyCommitted => {
+                    debug!(commit_id, "input already committed; nothing to do");
+                    self.discard(files.take()).await;
+                    return Ok(CommitOutcome::AlreadyCommitted);
+                }
+                Decision::Overlap {
+                    partition,
+                    range,
+                    committed,
+                } => {
+                    self.discard(files.take()).await;
+                    return Err(self.continuity(&partition, range, format!(
+                        "the table already holds this partition up to offset {committed}; the input must restart from there"
+                    )));
+                }
+                Decision::Gap {
+                    partition,
+                    range,
+                    committed,
+                } => {
+                    self.discard(files.take()).await;
+                    return Err(self.continuity(&partition, range, format!(
+                        "the table holds this partition only up to offset {committed}; offsets {committed}..{} would be skipped",
+                        range.start
+                    )));
+                }
+                Decision::Commit { offsets } => offsets,
+            };
+            if files.is_none() {
+                let prefix = format!("{commit_id}-{}", uuid::Uuid::new_v4().simple());
+                let written =
+                    write_data_files(&self.table, &pending.batches, &prefix, &self.writer)
+                        .await
+                        .map_err(|source| IcebergError::Write {
+                            table: self.name.clone(),
+                            source: Box::new(source),
+                        })?;
+                files = Some(written);
+            }
+            let data_files = files.clone().unwrap_or_default();
+            let mut props = HashMap::from([
+                (summary::PIPELINE.to_string(), self.pipeline.clone()),
+                (summary::COMMIT_ID.to_string(), commit_id.clone()),
+                (summary::OFFSETS.to_string(), offsets.to_json()),
+                (
+                    summary::INPUT.to_string(),
+                    protocol::input_json(&pending.input),
+                ),
+            ]);
+            let newest = match (self.state.max_event_time, pending.max_event_time) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let watermark = match (self.state.watermark, pending.watermark) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(w) = watermark {
+                props.insert(summary::WATERMARK.to_string(), w.to_string());
+            }
+            if let Some(m) = newest {
+                props.insert(summary::MAX_EVENT_TIME.to_string(), m.to_string());
+            }
+            for (key, value) in &pending.counters {
+                props.insert((*key).to_string(), value.to_string());
+            }
+
+            let pinned = PinnedCatalog::new(self.catalog.clone(), self.table.clone());
+            let tx = Transaction::new(&self.table);
+            let action = tx
+                .fast_append()
+                .with_check_duplicate(false)
+                .set_commit_uuid(uuid::Uuid::new_v4())
+                .set_snapshot_properties(props)
+                .add_data_files(data_files.clone());
+            let result = match action.apply(tx) {
+                Ok(tx) => tx.commit(&pinned).await,
+                Err(e) => Err(e),
+            };
+            match (result, pinned.failure()) {
+                (Ok(table), _) => {
+                    let snapshot_id = table.metadata().current_snapshot_id().unwrap_or_default();
+                    self.state = TableState::read(&self.name, table.metadata(), &self.pipeline)?;
+                    self.table = table;
+                    let outcome = CommitOutcome::Committed {
+                        snapshot_id,
+                        attempts: attempt,
+                        data_files: data_files.len(),
+                        bytes: data_files.iter().map(DataFile::file_size_in_bytes).sum(),
+                        rows: data_files.iter().map(DataFile::record_count).sum(),
+                        duration: started.elapsed(),
+                    };
+                    info!(
+                        commit_id,
+                        snapshot_id,
+                        attempt,
+                        files = data_files.len(),
+                        "committed"
+                    );
+                    return Ok(outcome);
+                }
+                (Err(_), Some(UpdateFailure::Conflict(reason))) => {
+                    warn!(commit_id, attempt, %reason, "commit conflicted; reloading to re-decide");
+                }
+                (Err(_), Some(UpdateFailure::Unknown(reason))) => {
+                    warn!(commit_id, attempt, %reason, "commit outcome unknown; searching the table history");
+                    self.reload_with_retry().await?;
+                    if let Some(snapshot_id) = find_commit(self.table.metadata(), &commit_id) {
+                        info!(
+                            commit_id,
+                            snapshot_id, "commit found in history: it was applied"
+                        );
+                        return Ok(CommitOutcome::Committed {
+                            snapshot_id,
+                            attempts: attempt,
+                            data_files: data_files.len(),
+                            bytes: data_files.iter().map(DataFile::file_size_in_bytes).sum(),
+                            rows: data_files.iter().map(DataFile::record_count).sum(),
+                            duration: started.elapsed(),
+                        });
+                    }
+                    if attempt >= self.max_attempts {
+                        return Err(IcebergError::ConflictRetriesExhausted {
+                            table: self.name.clone(),
+                            commit_id,
+                            attempts: attempt,
+                        });
+                    }
+                    continue;
+                }
+                (Err(source), None) => {
+                    // Failed before reaching the catalog (writing manifests, building metadata):
+                    // nothing was committed.
+                    if crate::error::kind_of(&source) != kappa_core::ErrorKind::Transient
+                        || attempt >= self.max_attempts
+                    {
+                        return Err(IcebergError::Table {
+                            table: self.name.clone(),
+                            operation: format!("committing {commit_id}"),
+                            source: Box::new(source),
+                        });
+                    }
+                    warn!(commit_id, attempt, error = %source, "commit failed before reaching the catalog; retrying");
+                }
+            }
+            if attempt >= self.max_attempts {
+                self.discard(files.take()).await;
+                return Err(IcebergError::ConflictRetriesExhausted {
+                    table: self.name.clone(),
+                    commit_id,
+                    attempts: attempt,
+                });
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+            self.reload_with_retry().await?;
+        }
+    }
+
+    async fn reload_with_retry(&mut self) -> Result<(), IcebergError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.reload().await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if tries < self.max_attempts
+                        && kappa_core::Classify::kind(&e) == kappa_core::ErrorKind::Transient =>
+                {
+                    warn!(table = %self.name, error = %e, "reload failed; retrying");
+                    tokio::time::sleep(backoff(tries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes data files written for a commit that will not happen (best effort: an orphan file
+    /// is harmless, readers only see files referenced by snapshots).
+    async fn discard(&self, files: Option<Vec<DataFile>>) {
+        for file in files.into_iter().flatten() {
+            if let Err(e) = self.table.file_io().delete(file.file_path()).await {
+                debug!(path = file.file_path(), error = %e, "could not delete an unused data file");
+            }
+        }
+    }
+
+    fn continuity(
+        &self,
+        partition: &TopicPartition,
+        range: OffsetRange,
+        message: String,
+    ) -> IcebergError {
+        IcebergError::Continuity {
+            table: self.name.clone(),
+            partition: partition.to_string(),
+            range: range.to_string(),
+            message,
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(6)))
+}
+
+/// `namespace.name` of a table identifier.
+pub(crate) fn table_name(ident: &TableIdent) -> String {
+    format!("{}.{}", ident.namespace().join("."), ident.name())
+}

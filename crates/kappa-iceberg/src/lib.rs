@@ -1,0 +1,26 @@
+//! `kappa-iceberg`: the sink. Everything Kappa writes reaches an Iceberg table through here.
+//!
+//! - [`catalog`]: connect to a SQL (SQLite / PostgreSQL) catalog over a `file://` or `s3://`
+//!   warehouse;
+//! - [`table`]: create the table (and its dead-letter table) if missing, with the configured
+//!   partitioning and ZSTD Parquet;
+//! - [`writer`]: Arrow batches → partitioned Parquet data files;
+//! - [`state`]: the pipeline's state (offsets, watermark) read back from the snapshot ancestry;
+//! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O).
+//!
+//! The table is the only source of truth for progress: offsets live in snapshot summaries, so a
+//! data commit and the offsets it covers are one atomic step.
+
+pub mod catalog;
+pub mod commit;
+mod error;
+pub mod state;
+pub mod summary;
+pub mod table;
+pub mod writer;
+
+pub use catalog::{CatalogConfig, connect};
+pub use commit::{CommitOutcome, Committer, PendingCommit};
+pub use error::IcebergError;
+pub use state::TableState;
+pub use table::{PartitionField, TableSpec};

@@ -1,0 +1,32 @@
+//! The snapshot-summary keys Kappa writes with every commit.
+//!
+//! | key | value |
+//! |---|---|
+//! | `kappa.pipeline` | pipeline name: whose state this is |
+//! | `kappa.commit-id` | deterministic id of the commit (pipeline + table + input ranges) |
+//! | `kappa.offsets` | the **complete** next-offset state, `{"topic":{"0":123}}` |
+//! | `kappa.input` | the input ranges of this commit, `{"topic":{"0":[100,123]}}` |
+//! | `kappa.watermark` | event-time watermark, µs since the epoch |
+//! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
+//! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates` | counters of this commit |
+
+/// Pipeline name.
+pub const PIPELINE: &str = "kappa.pipeline";
+/// Deterministic commit id.
+pub const COMMIT_ID: &str = "kappa.commit-id";
+/// Complete next-offset state.
+pub const OFFSETS: &str = "kappa.offsets";
+/// Input ranges of the commit.
+pub const INPUT: &str = "kappa.input";
+/// Event-time watermark (µs).
+pub const WATERMARK: &str = "kappa.watermark";
+/// Max committed event time (µs).
+pub const MAX_EVENT_TIME: &str = "kappa.max-event-time";
+/// Records read for this commit.
+pub const RECORDS_IN: &str = "kappa.records-in";
+/// Rows written to the table by this commit.
+pub const ROWS: &str = "kappa.rows";
+/// Records dead-lettered in this commit's input.
+pub const DEAD_LETTERED: &str = "kappa.dead-lettered";
+/// Duplicates dropped in this commit's input.
+pub const DUPLICATES: &str = "kappa.duplicates";

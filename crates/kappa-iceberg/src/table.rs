@@ -1,0 +1,178 @@
+//! Creating the table (and checking an existing one) from the pipeline's table spec.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{Schema, Transform, UnboundPartitionSpec};
+use iceberg::table::Table;
+use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
+use tracing::info;
+
+use crate::error::IcebergError;
+
+/// One partition field: a transform of a source column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionField {
+    /// Source column name.
+    pub column: String,
+    /// The Iceberg transform.
+    pub transform: Transform,
+}
+
+/// What the table must look like.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// Namespace, dot-separated for nested namespaces.
+    pub namespace: String,
+    /// Table name.
+    pub name: String,
+    /// The table schema (field ids assigned).
+    pub schema: Schema,
+    /// Partitioning.
+    pub partition_by: Vec<PartitionField>,
+    /// Table properties set at creation.
+    pub properties: HashMap<String, String>,
+}
+
+impl TableSpec {
+    /// `namespace.name`.
+    pub fn full_name(&self) -> String {
+        format!("{}.{}", self.namespace, self.name)
+    }
+
+    fn namespace_ident(&self) -> Result<NamespaceIdent, IcebergError> {
+        NamespaceIdent::from_strs(self.namespace.split('.')).map_err(|e| IcebergError::Invalid {
+            table: self.full_name(),
+            message: format!("namespace {:?} is not valid: {e}", self.namespace),
+        })
+    }
+
+    /// The table identifier.
+    pub fn ident(&self) -> Result<TableIdent, IcebergError> {
+        Ok(TableIdent::new(self.namespace_ident()?, self.name.clone()))
+    }
+
+    fn partition_spec(&self) -> Result<UnboundPartitionSpec, IcebergError> {
+        let mut builder = UnboundPartitionSpec::builder();
+        for field in &self.partition_by {
+            let source =
+                self.schema
+                    .field_by_name(&field.column)
+                    .ok_or_else(|| IcebergError::Invalid {
+                        table: self.full_name(),
+                        message: format!(
+                            "[table] partition_by: column {:?} is not in the schema",
+                            field.column
+                        ),
+                    })?;
+            let name = format!("{}_{}", field.column, transform_suffix(&field.transform));
+            builder = builder
+                .add_partition_field(source.id, name, field.transform)
+                .map_err(|e| IcebergError::Invalid {
+                    table: self.full_name(),
+                    message: format!("[table] partition_by: {e}"),
+                })?;
+        }
+        Ok(builder.build())
+    }
+}
+
+fn transform_suffix(transform: &Transform) -> String {
+    match transform {
+        Transform::Identity => "identity".into(),
+        Transform::Year => "year".into(),
+        Transform::Month => "month".into(),
+        Transform::Day => "day".into(),
+        Transform::Hour => "hour".into(),
+        Transform::Bucket(n) => format!("bucket_{n}"),
+        Transform::Truncate(n) => format!("trunc_{n}"),
+        Transform::Void => "void".into(),
+        Transform::Unknown => "unknown".into(),
+    }
+}
+
+/// Loads the table, creating its namespace and the table if missing. Safe when several
+/// processes start at once: losing a creation race means loading what the winner created.
+pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Table, IcebergError> {
+    let ident = spec.ident()?;
+    let namespace = spec.namespace_ident()?;
+    let table_err = |operation: &str| {
+        let table = spec.full_name();
+        let operation = operation.to_string();
+        move |source| IcebergError::Table {
+            table,
+            operation,
+            source: Box::new(source),
+        }
+    };
+    if catalog
+        .table_exists(&ident)
+        .await
+        .map_err(table_err("checking whether it exists"))?
+    {
+        let table = catalog
+            .load_table(&ident)
+            .await
+            .map_err(table_err("loading"))?;
+        check_compatible(spec, &table)?;
+        return Ok(table);
+    }
+    if !catalog
+        .namespace_exists(&namespace)
+        .await
+        .map_err(table_err("checking the namespace"))?
+        && let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
+        && e.kind() != ErrorKind::NamespaceAlreadyExists
+    {
+        return Err(table_err("creating the namespace")(e));
+    }
+    let creation = TableCreation::builder()
+        .name(spec.name.clone())
+        .schema(spec.schema.clone())
+        .partition_spec(spec.partition_spec()?)
+        .properties(spec.properties.clone())
+        .build();
+    match catalog.create_table(&namespace, creation).await {
+        Ok(table) => {
+            info!(table = %spec.full_name(), location = table.metadata().location(), "created table");
+            Ok(table)
+        }
+        Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
+            let table = catalog
+                .load_table(&ident)
+                .await
+                .map_err(table_err("loading"))?;
+            check_compatible(spec, &table)?;
+            Ok(table)
+        }
+        Err(e) => Err(table_err("creating")(e)),
+    }
+}
+
+/// An existing table must have every column of the spec with the same type.
+fn check_compatible(spec: &TableSpec, table: &Table) -> Result<(), IcebergError> {
+    let current = table.metadata().current_schema();
+    for field in spec.schema.as_struct().fields() {
+        match current.field_by_name(&field.name) {
+            Some(existing) if existing.field_type == field.field_type => {}
+            Some(existing) => {
+                return Err(IcebergError::Invalid {
+                    table: spec.full_name(),
+                    message: format!(
+                        "column {:?} is {} in the table but {} in the pipeline's schema",
+                        field.name, existing.field_type, field.field_type
+                    ),
+                });
+            }
+            None => {
+                return Err(IcebergError::Invalid {
+                    table: spec.full_name(),
+                    message: format!(
+                        "column {:?} of the pipeline's schema is missing from the existing table",
+                        field.name
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,25 @@
+//! `kappa-runtime`: wires a source, the business logic and the committers into a pipeline.
+//!
+//! ```text
+//! Source ──batches──► resume filter ──► Transform (logic) ──► Buffer ──flush──► commit task
+//!  (seek to table         (warm-up below the                    (rows / bytes /      DLQ table, then
+//!   state − window)        committed offset)                     interval)          main table
+//! ```
+//!
+//! The same loop serves a bounded replay and (later) a live Kafka source: it resumes from the
+//! tables' own state, flushes by the commit policy, and commits the dead-letter table before the
+//! main table so that each keeps its own exact offsets.
+
+mod buffer;
+mod dlq;
+mod error;
+mod run;
+mod spec;
+mod stats;
+
+pub use buffer::CommitPolicy;
+pub use dlq::dlq_schema;
+pub use error::RuntimeError;
+pub use run::run_pipeline;
+pub use spec::{Pipeline, PipelineSpec, open_pipeline};
+pub use stats::RunSummary;

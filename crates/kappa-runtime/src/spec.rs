@@ -1,0 +1,121 @@
+//! What a pipeline writes where, and opening its tables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iceberg::Catalog;
+use kappa_iceberg::table::ensure_table;
+use kappa_iceberg::writer::WriterOptions;
+use kappa_iceberg::{CatalogConfig, Committer, IcebergError, PartitionField, TableSpec, connect};
+use kappa_schema::TableMapping;
+
+use crate::buffer::CommitPolicy;
+use crate::dlq::dlq_schema;
+
+/// Everything the runtime needs to know about a pipeline (built from the validated config).
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// Pipeline name (`kappa.pipeline`).
+    pub pipeline: String,
+    /// Catalog and warehouse.
+    pub catalog: CatalogConfig,
+    /// Table namespace.
+    pub namespace: String,
+    /// Main table name.
+    pub table: String,
+    /// Dead-letter table name.
+    pub dlq_table: String,
+    /// Partitioning of the main table.
+    pub partition_by: Vec<PartitionField>,
+    /// Data file writing.
+    pub writer: WriterOptions,
+    /// When to commit.
+    pub commit: CommitPolicy,
+    /// Offsets per partition within which a repeated event id is a duplicate.
+    pub dedup_window: i64,
+    /// Event-time column of the main table.
+    pub event_time_column: String,
+    /// Allowed lateness: watermark = newest event time − this.
+    pub allowed_lateness: Duration,
+    /// Value schema → table mapping.
+    pub mapping: Arc<TableMapping>,
+}
+
+/// A pipeline with its tables open.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// The spec it was opened with.
+    pub spec: PipelineSpec,
+    /// The catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// Committer of the main table.
+    pub main: Committer,
+    /// Committer of the dead-letter table.
+    pub dlq: Committer,
+}
+
+fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
+    HashMap::from([
+        ("write.format.default".into(), "parquet".into()),
+        ("write.parquet.compression-codec".into(), "zstd".into()),
+        (
+            "write.target-file-size-bytes".into(),
+            writer.target_file_size.to_string(),
+        ),
+    ])
+}
+
+/// Connects to the catalog, creates the main and dead-letter tables if missing and reads the
+/// pipeline's state from both.
+pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
+    let catalog = connect(&spec.catalog).await?;
+    let main_spec = TableSpec {
+        namespace: spec.namespace.clone(),
+        name: spec.table.clone(),
+        schema: spec
+            .mapping
+            .iceberg_schema()
+            .map_err(|e| IcebergError::Invalid {
+                table: format!("{}.{}", spec.namespace, spec.table),
+                message: e.to_string(),
+            })?,
+        partition_by: spec.partition_by.clone(),
+        properties: table_properties(&spec.writer),
+    };
+    let dlq_spec = TableSpec {
+        namespace: spec.namespace.clone(),
+        name: spec.dlq_table.clone(),
+        schema: iceberg::arrow::arrow_schema_to_schema(&dlq_schema()).map_err(|e| {
+            IcebergError::Invalid {
+                table: format!("{}.{}", spec.namespace, spec.dlq_table),
+                message: format!("dead-letter schema: {e}"),
+            }
+        })?,
+        partition_by: Vec::new(),
+        properties: table_properties(&spec.writer),
+    };
+    let main_table = ensure_table(catalog.as_ref(), &main_spec).await?;
+    let dlq_table = ensure_table(catalog.as_ref(), &dlq_spec).await?;
+    let attempts = spec.commit.max_attempts;
+    let main = Committer::new(
+        catalog.clone(),
+        main_table,
+        &spec.pipeline,
+        spec.writer.clone(),
+        attempts,
+    )?;
+    let dlq = Committer::new(
+        catalog.clone(),
+        dlq_table,
+        &spec.pipeline,
+        spec.writer.clone(),
+        attempts,
+    )?;
+    Ok(Pipeline {
+        spec,
+        catalog,
+        main,
+        dlq,
+    })
+}

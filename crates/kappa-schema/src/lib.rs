@@ -1,0 +1,23 @@
+//! `kappa-schema`: how Avro values become Arrow batches and Iceberg columns.
+//!
+//! In the data flow it sits between the sources and the logic:
+//!
+//! ```text
+//! archive OCF / Kafka message ──► registry (writer schema by id) ──► arrow-avro decode
+//!        ──► TableMapping::normalize (Iceberg-friendly Arrow types) ──► logic
+//! ```
+//!
+//! - [`registry`]: the embedded file registry (`<dir>/<subject>/<version>.avsc`) and schema ids;
+//! - [`mapping`]: Avro → Arrow → Iceberg type mapping with deterministic field ids;
+//! - [`wire`]: the Confluent wire format (`0x00`, 4-byte big-endian id, Avro body), decoded in
+//!   batches with per-record error isolation so one bad message never poisons its neighbours.
+
+mod error;
+pub mod mapping;
+pub mod registry;
+pub mod wire;
+
+pub use error::SchemaError;
+pub use mapping::TableMapping;
+pub use registry::{FileRegistry, RegisteredSchema, SchemaRegistry};
+pub use wire::{WireDecoder, WireOutcome};

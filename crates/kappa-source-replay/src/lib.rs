@@ -1,0 +1,1 @@
+//! kappa-source-replay

@@ -1,0 +1,1 @@
+//! Helpers for end-to-end tests: locate the kappa binary, run it, run Python query engines.
