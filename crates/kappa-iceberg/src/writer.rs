@@ -64,13 +64,28 @@ pub async fn write_data_files(
         DefaultLocationGenerator::new(metadata)?,
         DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
     ));
+    // Same columns, the table's exact Arrow types (e.g. iceberg-rust reads `binary` as
+    // LargeBinary) and field ids.
     let conform = |batch: &RecordBatch| -> iceberg::Result<RecordBatch> {
-        RecordBatch::try_new(arrow_schema.clone(), batch.columns().to_vec()).map_err(|e| {
+        let invalid = |e: arrow_schema::ArrowError| {
             Error::new(
                 ErrorKind::DataInvalid,
                 format!("batch does not match the table schema: {e}"),
             )
-        })
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(arrow_schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() {
+                    Ok(column.clone())
+                } else {
+                    arrow_cast::cast(column, field.data_type()).map_err(invalid)
+                }
+            })
+            .collect::<iceberg::Result<Vec<_>>>()?;
+        RecordBatch::try_new(arrow_schema.clone(), columns).map_err(invalid)
     };
     let spec = metadata.default_partition_spec().clone();
     if spec.is_unpartitioned() {

@@ -62,11 +62,18 @@ impl WireDecoder {
         }
     }
 
+    /// The Arrow schema of decoded rows.
+    pub fn value_schema(&self) -> &arrow_schema::SchemaRef {
+        self.mapping.value_schema()
+    }
+
     /// Checks the frame and returns the schema id, or why the message is not decodable.
     fn header(&mut self, message: &[u8]) -> Result<u32, String> {
-        if message.len() < HEADER_LEN {
+        if message.len() <= HEADER_LEN {
+            // Also rejects a header without a body: arrow-avro would wait for the body and take
+            // the next message's bytes for it.
             return Err(format!(
-                "truncated message: {} bytes, the wire format needs at least {HEADER_LEN}",
+                "truncated message: {} bytes, the wire format needs a {HEADER_LEN}-byte header and an Avro body",
                 message.len()
             ));
         }
@@ -341,6 +348,7 @@ mod tests {
             m
         };
         let unknown_id = frame(12345, &good[0][HEADER_LEN..]);
+        let header_only = good[0][..HEADER_LEN].to_vec();
         let messages: Vec<&[u8]> = vec![
             &good[0],
             &truncated,
@@ -350,11 +358,13 @@ mod tests {
             &trailing,
             &unknown_id,
             &good[2],
+            &header_only,
+            &good[0],
         ];
         let out = decoder.decode(&messages).unwrap();
-        assert_eq!(out.decoded, vec![0, 2, 7]);
+        assert_eq!(out.decoded, vec![0, 2, 7, 9]);
         let failed: Vec<usize> = out.failed.iter().map(|(i, _)| *i).collect();
-        assert_eq!(failed, vec![1, 3, 4, 5, 6]);
+        assert_eq!(failed, vec![1, 3, 4, 5, 6, 8]);
         let reason = |i: usize| &out.failed.iter().find(|(j, _)| *j == i).unwrap().1;
         assert!(reason(3).contains("truncated"), "{}", reason(3));
         assert!(reason(4).contains("magic"), "{}", reason(4));
@@ -363,7 +373,7 @@ mod tests {
             "{}",
             reason(6)
         );
-        assert_eq!(out.records.num_rows(), 3);
+        assert_eq!(out.records.num_rows(), 4);
         // The decoder is healthy afterwards.
         let again: Vec<&[u8]> = good.iter().map(Vec::as_slice).collect();
         assert_eq!(decoder.decode(&again).unwrap().records.num_rows(), 3);
@@ -390,6 +400,7 @@ mod tests {
             let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
             let out = decoder.decode(&refs).unwrap();
             assert_eq!(out.decoded.len() + out.failed.len(), 4);
+            assert_eq!(out.records.num_rows(), out.decoded.len());
         }
     }
 }

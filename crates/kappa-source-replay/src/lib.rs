@@ -1,1 +1,26 @@
-//! kappa-source-replay
+//! `kappa-source-replay`: a topic's history, as a Kafka Connect S3 sink archived it, replayed as
+//! the same [`SourceBatch`](kappa_core::SourceBatch)es live Kafka would give.
+//!
+//! ```text
+//! object_store (file:// | s3:// | memory) ──list──► plan: files per partition, by start offset
+//!     ──► one task per partition (≤ parallelism): fetch next file while decoding this one
+//!     ──► OCF decode (value records | raw wire-format bytes | envelopes) ──► bounded channel
+//! ```
+//!
+//! Memory is bounded by `parallelism × (2 × file size + decoded file + 2 batches)`: each partition
+//! task holds the file it decodes, the next file it prefetches, and the decoded batches of one
+//! file, and the channel holds at most two batches per task.
+//!
+//! The offset rule lives in [`archive::decode`]: a record's offset is its file's start offset plus
+//! its index (or the envelope's own offset), and the last batch of a file ends at the next file's
+//! start offset, so the position after a whole file is never below the next file's start.
+
+pub mod archive;
+mod error;
+mod source;
+pub mod store;
+
+pub use archive::listing::{ArchiveFile, ArchivePlan, PartitionFilter, TimeWindow};
+pub use error::ReplayError;
+pub use source::{ArchiveSource, ReplayOptions};
+pub use store::{S3Options, open_store};

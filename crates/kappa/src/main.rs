@@ -1,1 +1,82 @@
-fn main() {}
+//! `kappa`: the command line. Parses flags, loads the pipeline configuration and runs a command;
+//! every failure is printed with what and where, and mapped to the documented exit code.
+
+mod cli;
+mod demo;
+mod output;
+mod replay;
+mod status;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kappa_core::ErrorKind;
+
+/// Exit codes (the CLI contract).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Failure.
+    pub const FAILURE: u8 = 1;
+    /// Usage or configuration error.
+    pub const USAGE: u8 = 2;
+}
+
+/// An error for the user: the message and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Printed to stderr.
+    pub message: String,
+    /// Process exit code.
+    pub code: u8,
+}
+
+impl Failure {
+    fn config(e: kappa_config::ConfigError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: exit::USAGE,
+        }
+    }
+
+    fn from_kind(kind: ErrorKind, message: String) -> Self {
+        let code = if kind == ErrorKind::User {
+            exit::USAGE
+        } else {
+            exit::FAILURE
+        };
+        Failure { message, code }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    cli::init_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            output::error(&failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

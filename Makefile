@@ -1,0 +1,59 @@
+# Kappa — the commands a developer and CI run. `make` lists them.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/kappa-target
+export KAPPA_INFRA ?= $(HOME)/.cache/kappa-infra
+CARGO ?= cargo
+DEMO_DIR ?= ./kappa-demo
+
+.DEFAULT_GOAL := help
+.PHONY: help build run demo test unit it services-install services-up services-down bench lint fmt-check clippy doc depcheck ci
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## Build the kappa binary (release)
+	$(CARGO) build --release -p kappa
+
+run: build ## Run the demo: synthetic orders -> archive -> replay -> local Iceberg table (no services)
+	$(CARGO_TARGET_DIR)/release/kappa demo --dir $(DEMO_DIR)
+
+demo: run
+
+services-install: ## Install the Python clients (PyIceberg, DuckDB) and SeaweedFS into $(KAPPA_INFRA)
+	dev/services.sh install
+
+services-up: services-install ## Start SeaweedFS (S3) and PostgreSQL on 127.0.0.1
+	dev/services.sh start
+
+services-down: ## Stop the services
+	dev/services.sh stop
+
+test: services-up ## Run every test (unit, property, integration against real services)
+	set -a; eval "$$(dev/services.sh env)"; set +a; \
+	$(CARGO) test --workspace --all-targets --no-fail-fast; rc=$$?; \
+	dev/services.sh stop; exit $$rc
+
+unit: ## Unit and property tests only (no services)
+	$(CARGO) test --workspace --lib
+
+it: services-up ## Integration tests only
+	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) test -p kappa-integration-tests
+
+bench: services-install ## Benchmarks (criterion); figures go to docs/performance.md
+	$(CARGO) bench -p kappa-bench
+
+fmt-check: ## Check formatting (never rewrites)
+	$(CARGO) fmt --all -- --check
+
+clippy: ## Lints, warnings denied
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+doc: ## API docs, warnings denied
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+depcheck: ## Architecture rule: logic, schema and quality crates import no source or sink
+	dev/depcheck.sh
+
+lint: fmt-check depcheck clippy ## All static checks
+
+ci: lint test ## What .ci/run runs

@@ -1,0 +1,297 @@
+//! Decoding one archive file into [`SourceBatch`]es.
+//!
+//! The OCF header's writer schema says what the records are:
+//! - a record schema that is the message value (Kafka Connect `AvroConverter`): decoded straight to
+//!   Arrow by arrow-avro against the table's reader schema;
+//! - `"bytes"` (`ByteArrayConverter`): each record is the raw message value in the Confluent wire
+//!   format, decoded by [`WireDecoder`]; what does not decode becomes a dead letter;
+//! - an envelope record with `partition`, `offset` and `value` (full-record backups): coordinates
+//!   from the record, values as for `"bytes"`; a null value (tombstone) is a dead letter.
+//!
+//! **The offset rule.** Without an envelope, a record's offset is the file's start offset (from
+//! its key) plus its index in the file. Where the topic has offset gaps (transaction markers,
+//! compaction) this differs from the live offset; envelopes carry the real one. Either way the
+//! batches of a file are contiguous and the last one ends at the next file's start offset when
+//! there is a next file (at the last offset + 1 otherwise): after a whole file is consumed the
+//! position is never below the next file's start, so switching from replay to live Kafka can
+//! neither re-read nor skip records. Records below the requested start position (`from`) are
+//! skipped, which also handles files that overlap their predecessor.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use apache_avro::types::Value;
+use arrow_array::RecordBatch;
+use arrow_avro::reader::ReaderBuilder;
+use arrow_avro::schema::AvroSchema;
+use bytes::Bytes;
+use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
+use kappa_schema::{TableMapping, WireDecoder};
+
+use crate::error::ReplayError;
+
+/// How a file's records are shaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Value records.
+    Value,
+    /// Raw wire-format bytes.
+    RawBytes,
+    /// Envelopes with coordinates.
+    Envelope,
+}
+
+/// Everything needed to decode one file.
+#[derive(Debug)]
+pub struct FileToDecode<'a> {
+    /// Object key (for errors and dead letters).
+    pub key: &'a str,
+    /// Topic-partition.
+    pub partition: &'a TopicPartition,
+    /// Start offset from the key.
+    pub start_offset: i64,
+    /// Next file's start offset in this partition, if any.
+    pub next_start: Option<i64>,
+    /// Skip records below this offset.
+    pub from: i64,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
+    ReplayError::Corrupt {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// The shape of a file from its header.
+pub fn shape_of(key: &str, bytes: &[u8]) -> Result<Shape, ReplayError> {
+    let reader = apache_avro::Reader::new(bytes)
+        .map_err(|e| corrupt(key, format!("not an Avro object container file ({e})")))?;
+    Ok(match reader.writer_schema() {
+        Schema::Bytes => Shape::RawBytes,
+        Schema::Record(record) => {
+            let has = |name: &str| record.fields.iter().any(|f| f.name == name);
+            if has("partition") && has("offset") && has("value") {
+                Shape::Envelope
+            } else {
+                Shape::Value
+            }
+        }
+        other => {
+            return Err(corrupt(
+                key,
+                format!(
+                    "unsupported writer schema {:?}; expected a record or \"bytes\"",
+                    other.canonical_form()
+                ),
+            ));
+        }
+    })
+}
+
+/// Decodes a whole file into batches (records below `file.from` skipped).
+pub fn decode_file(
+    file: &FileToDecode<'_>,
+    bytes: &Bytes,
+    mapping: &Arc<TableMapping>,
+    wire: &mut WireDecoder,
+) -> Result<Vec<SourceBatch>, ReplayError> {
+    let batches = match shape_of(file.key, bytes)? {
+        Shape::Value => decode_values(file, bytes, mapping)?,
+        Shape::RawBytes | Shape::Envelope => decode_framed(file, bytes, wire)?,
+    };
+    Ok(batches
+        .into_iter()
+        .filter(|b| b.range.end > file.from)
+        .map(|b| b.skip_before(file.from))
+        .collect())
+}
+
+/// Closes the ranges: contiguous from the file start, the last one to the next file's start.
+fn close_ranges(
+    file: &FileToDecode<'_>,
+    mut batches: Vec<SourceBatch>,
+    last_offset: Option<i64>,
+    empty: &arrow_schema::SchemaRef,
+) -> Vec<SourceBatch> {
+    let file_end = match (last_offset, file.next_start) {
+        (Some(last), Some(next)) => next.max(last + 1),
+        (Some(last), None) => last + 1,
+        (None, Some(next)) => next.max(file.start_offset),
+        (None, None) => file.start_offset,
+    };
+    let mut start = file
+        .start_offset
+        .min(batches.first().map_or(file.start_offset, |b| b.range.start));
+    let count = batches.len();
+    for (i, batch) in batches.iter_mut().enumerate() {
+        let end = if i + 1 == count {
+            file_end
+        } else {
+            batch.range.end
+        };
+        batch.range = OffsetRange::new(start, end);
+        start = end;
+    }
+    if batches.is_empty() && file_end > file.start_offset {
+        // An empty file still moves the position to the next file's start.
+        batches.push(SourceBatch {
+            partition: file.partition.clone(),
+            range: OffsetRange::new(file.start_offset, file_end),
+            records: RecordBatch::new_empty(empty.clone()),
+            offsets: Vec::new(),
+            dead_letters: Vec::new(),
+            records_in: 0,
+        });
+    }
+    batches
+}
+
+fn decode_values(
+    file: &FileToDecode<'_>,
+    bytes: &Bytes,
+    mapping: &Arc<TableMapping>,
+) -> Result<Vec<SourceBatch>, ReplayError> {
+    let reader = ReaderBuilder::new()
+        .with_batch_size(file.batch_rows)
+        .with_utf8_view(false)
+        .with_reader_schema(AvroSchema::new(mapping.reader_json().to_string()))
+        .build(Cursor::new(bytes.as_ref()))
+        .map_err(|e| corrupt(file.key, format!("cannot read the Avro container: {e}")))?;
+    let mut batches = Vec::new();
+    let mut next = file.start_offset;
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(file.key, format!("after offset {next}: {e}")))?;
+        let records = mapping
+            .normalize(batch)
+            .map_err(|source| ReplayError::Schema {
+                key: file.key.to_string(),
+                source,
+            })?;
+        let n = records.num_rows() as i64;
+        batches.push(SourceBatch {
+            partition: file.partition.clone(),
+            range: OffsetRange::new(next, next + n),
+            offsets: (next..next + n).collect(),
+            records,
+            dead_letters: Vec::new(),
+            records_in: n as u64,
+        });
+        next += n;
+    }
+    let last = (next > file.start_offset).then_some(next - 1);
+    Ok(close_ranges(file, batches, last, mapping.value_schema()))
+}
+
+fn decode_framed(
+    file: &FileToDecode<'_>,
+    bytes: &Bytes,
+    wire: &mut WireDecoder,
+) -> Result<Vec<SourceBatch>, ReplayError> {
+    let reader = apache_avro::Reader::new(bytes.as_ref())
+        .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
+    // (offset, value) pairs; None for tombstones.
+    let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
+    let mut index = 0i64;
+    for value in reader {
+        let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
+        let record = match value {
+            Value::Bytes(raw) => (file.start_offset + index, Some(raw)),
+            Value::Record(fields) => envelope(file.key, index, fields)?,
+            other => {
+                return Err(corrupt(
+                    file.key,
+                    format!("record {index}: unexpected value {other:?}"),
+                ));
+            }
+        };
+        if let Some((previous, _)) = records.last()
+            && record.0 <= *previous
+        {
+            return Err(corrupt(
+                file.key,
+                format!(
+                    "record {index}: offset {} is not after {previous}",
+                    record.0
+                ),
+            ));
+        }
+        records.push(record);
+        index += 1;
+    }
+    let key: Arc<str> = Arc::from(file.key);
+    let mut batches = Vec::new();
+    let mut previous_end = file.start_offset;
+    for chunk in records.chunks(file.batch_rows.max(1)) {
+        let mut dead_letters = Vec::new();
+        let mut framed: Vec<(i64, &[u8])> = Vec::with_capacity(chunk.len());
+        for (offset, value) in chunk {
+            match value {
+                Some(v) => framed.push((*offset, v.as_slice())),
+                None => dead_letters.push(DeadLetter {
+                    offset: *offset,
+                    raw: Bytes::new(),
+                    object_key: Some(key.clone()),
+                    kind: DeadLetterKind::Undecodable,
+                    message: "tombstone (null value)".into(),
+                }),
+            }
+        }
+        let messages: Vec<&[u8]> = framed.iter().map(|(_, m)| *m).collect();
+        let outcome = wire
+            .decode(&messages)
+            .map_err(|source| ReplayError::Schema {
+                key: file.key.to_string(),
+                source,
+            })?;
+        for (i, reason) in outcome.failed {
+            dead_letters.push(DeadLetter {
+                offset: framed[i].0,
+                raw: Bytes::copy_from_slice(framed[i].1),
+                object_key: Some(key.clone()),
+                kind: DeadLetterKind::Undecodable,
+                message: reason,
+            });
+        }
+        dead_letters.sort_by_key(|d| d.offset);
+        let last = chunk.last().map_or(previous_end, |(o, _)| *o);
+        batches.push(SourceBatch {
+            partition: file.partition.clone(),
+            range: OffsetRange::new(previous_end, last + 1),
+            offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
+            records: outcome.records,
+            dead_letters,
+            records_in: chunk.len() as u64,
+        });
+        previous_end = last + 1;
+    }
+    let last = records.last().map(|(o, _)| *o);
+    Ok(close_ranges(file, batches, last, wire.value_schema()))
+}
+
+fn envelope(
+    key: &str,
+    index: i64,
+    fields: Vec<(String, Value)>,
+) -> Result<(i64, Option<Vec<u8>>), ReplayError> {
+    let mut offset = None;
+    let mut value = None;
+    for (name, field) in fields {
+        let field = match field {
+            Value::Union(_, inner) => *inner,
+            other => other,
+        };
+        match (name.as_str(), field) {
+            ("offset", Value::Long(o)) => offset = Some(o),
+            ("offset", Value::Int(o)) => offset = Some(i64::from(o)),
+            ("value", Value::Bytes(b)) => value = Some(b),
+            _ => {}
+        }
+    }
+    let offset =
+        offset.ok_or_else(|| corrupt(key, format!("envelope record {index} has no offset")))?;
+    Ok((offset, value))
+}

@@ -1,0 +1,5 @@
+//! The Kafka Connect S3 sink archive: where files are ([`listing`]) and what is in them
+//! ([`decode`]).
+
+pub mod decode;
+pub mod listing;

@@ -1,0 +1,263 @@
+//! The replay source: per-partition reader tasks feeding one bounded channel.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use kappa_core::{Source, SourceBatch, SourcePosition, TopicPartition};
+use kappa_schema::{SchemaRegistry, TableMapping, WireDecoder};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use crate::archive::decode::{FileToDecode, decode_file};
+use crate::archive::listing::{ArchiveFile, ArchivePlan};
+use crate::error::ReplayError;
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Topic name (the archive's directory and file prefix).
+    pub topic: String,
+    /// Partitions read at the same time.
+    pub parallelism: usize,
+    /// Rows per batch.
+    pub batch_rows: usize,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        Self {
+            topic: "orders".into(),
+            parallelism: 4,
+            batch_rows: 65_536,
+        }
+    }
+}
+
+/// Replays a planned archive as a [`Source`].
+pub struct ArchiveSource {
+    store: Arc<dyn ObjectStore>,
+    plan: ArchivePlan,
+    options: ReplayOptions,
+    mapping: Arc<TableMapping>,
+    registry: Arc<dyn SchemaRegistry>,
+    from: BTreeMap<i32, i64>,
+    receiver: Option<mpsc::Receiver<Result<SourceBatch, ReplayError>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ArchiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveSource")
+            .field("files", &self.plan.files())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl ArchiveSource {
+    /// A source over `plan` (see [`ArchivePlan::list`]).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        plan: ArchivePlan,
+        options: ReplayOptions,
+        mapping: Arc<TableMapping>,
+        registry: Arc<dyn SchemaRegistry>,
+    ) -> Self {
+        Self {
+            store,
+            plan,
+            options,
+            mapping,
+            registry,
+            from: BTreeMap::new(),
+            receiver: None,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// The plan being replayed.
+    pub fn plan(&self) -> &ArchivePlan {
+        &self.plan
+    }
+
+    fn start(&mut self) {
+        let parallelism = self.options.parallelism.max(1);
+        let (tx, rx) = mpsc::channel(2 * parallelism);
+        let permits = Arc::new(Semaphore::new(parallelism));
+        for (partition, files) in &self.plan.partitions {
+            let reader = PartitionReader {
+                store: self.store.clone(),
+                partition: TopicPartition::new(self.options.topic.clone(), *partition),
+                files: files.clone(),
+                from: self.from.get(partition).copied().unwrap_or(i64::MIN),
+                batch_rows: self.options.batch_rows,
+                mapping: self.mapping.clone(),
+                wire: WireDecoder::new(self.mapping.clone(), self.registry.clone()),
+            };
+            let tx = tx.clone();
+            let permits = permits.clone();
+            self.tasks.push(tokio::spawn(async move {
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
+                if let Err(e) = reader.run(&tx).await {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }));
+        }
+        self.receiver = Some(rx);
+    }
+}
+
+impl Drop for ArchiveSource {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl Source for ArchiveSource {
+    type Error = ReplayError;
+
+    fn partitions(&self) -> Vec<TopicPartition> {
+        self.plan
+            .partitions
+            .keys()
+            .map(|p| TopicPartition::new(self.options.topic.clone(), *p))
+            .collect()
+    }
+
+    async fn seek(&mut self, position: &SourcePosition) -> Result<(), ReplayError> {
+        self.from = position
+            .iter()
+            .filter(|(tp, _)| tp.topic == self.options.topic)
+            .map(|(tp, next)| (tp.partition, next))
+            .collect();
+        Ok(())
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, ReplayError> {
+        if self.receiver.is_none() {
+            self.start();
+        }
+        match self.receiver.as_mut() {
+            Some(rx) => rx.recv().await.transpose(),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads one partition's files in order.
+struct PartitionReader {
+    store: Arc<dyn ObjectStore>,
+    partition: TopicPartition,
+    files: Vec<ArchiveFile>,
+    from: i64,
+    batch_rows: usize,
+    mapping: Arc<TableMapping>,
+    wire: WireDecoder,
+}
+
+impl PartitionReader {
+    async fn fetch(store: Arc<dyn ObjectStore>, key: Path) -> Result<Bytes, ReplayError> {
+        let err = |source| ReplayError::Store {
+            operation: "reading",
+            key: key.to_string(),
+            source,
+        };
+        store
+            .get(&key)
+            .await
+            .map_err(err)?
+            .bytes()
+            .await
+            .map_err(err)
+    }
+
+    async fn run(
+        mut self,
+        tx: &mpsc::Sender<Result<SourceBatch, ReplayError>>,
+    ) -> Result<(), ReplayError> {
+        // Skip files that end at or before the start position (a file ends where the next starts).
+        let first = self
+            .files
+            .iter()
+            .enumerate()
+            .position(|(i, _)| {
+                self.files
+                    .get(i + 1)
+                    .is_none_or(|next| next.start_offset > self.from)
+            })
+            .unwrap_or(self.files.len());
+        let files: Vec<ArchiveFile> = self.files.split_off(first);
+        let mut prefetch: Option<JoinHandle<Result<Bytes, ReplayError>>> = files
+            .first()
+            .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
+        for (i, file) in files.iter().enumerate() {
+            let bytes = match prefetch.take() {
+                Some(handle) => handle.await.map_err(|e| ReplayError::Task {
+                    partition: self.partition.partition,
+                    message: e.to_string(),
+                })??,
+                None => Self::fetch(self.store.clone(), file.key.clone()).await?,
+            };
+            let next_start = files.get(i + 1).map(|f| f.start_offset);
+            prefetch = files
+                .get(i + 1)
+                .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
+            let key = file.key.to_string();
+            let job = FileJob {
+                key,
+                partition: self.partition.clone(),
+                start_offset: file.start_offset,
+                next_start,
+                from: self.from,
+                batch_rows: self.batch_rows,
+            };
+            let mapping = self.mapping.clone();
+            let mut wire = self.wire;
+            let (wire_back, result) = tokio::task::spawn_blocking(move || {
+                let file = FileToDecode {
+                    key: &job.key,
+                    partition: &job.partition,
+                    start_offset: job.start_offset,
+                    next_start: job.next_start,
+                    from: job.from,
+                    batch_rows: job.batch_rows,
+                };
+                let result = decode_file(&file, &bytes, &mapping, &mut wire);
+                (wire, result)
+            })
+            .await
+            .map_err(|e| ReplayError::Task {
+                partition: self.partition.partition,
+                message: e.to_string(),
+            })?;
+            self.wire = wire_back;
+            let batches = result?;
+            debug!(key = %file.key, batches = batches.len(), "decoded archive file");
+            for batch in batches {
+                if tx.send(Ok(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct FileJob {
+    key: String,
+    partition: TopicPartition,
+    start_offset: i64,
+    next_start: Option<i64>,
+    from: i64,
+    batch_rows: usize,
+}

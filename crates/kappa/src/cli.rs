@@ -1,0 +1,128 @@
+//! Flags and subcommands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::Failure;
+
+/// Kappa: Kafka topics and their S3 archives into Apache Iceberg tables, exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "kappa", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text")]
+    pub log_format: String,
+    /// Log filter (tracing EnvFilter syntax); also `KAPPA_LOG`.
+    #[arg(long, global = true, env = "KAPPA_LOG", default_value = "warn")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything embedded: synthetic orders -> archive -> replay -> local Iceberg table -> summary.
+    Demo(DemoArgs),
+    /// Idempotent catch-up from the archive (`[source.archive]`) into the table.
+    Replay(ReplayArgs),
+    /// Offsets, watermark, freshness and last commits, read from the table.
+    Status(ConfigArgs),
+}
+
+/// `-c pipeline.toml` and `--set key=value` overrides.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Pipeline configuration file.
+    #[arg(short, long)]
+    pub config: PathBuf,
+    /// Override a key: `--set commit.interval=10s` (after file and env).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration (exit 2 on error).
+    pub fn load(&self) -> Result<kappa_config::PipelineConfig, Failure> {
+        let mut overrides = Vec::new();
+        for item in &self.overrides {
+            let (key, value) = item.split_once('=').ok_or_else(|| Failure {
+                message: format!("--set {item:?}: expected KEY=VALUE, e.g. commit.interval=10s"),
+                code: crate::exit::USAGE,
+            })?;
+            overrides.push((key.trim().to_string(), value.trim().to_string()));
+        }
+        kappa_config::load(&self.config, &overrides).map_err(Failure::config)
+    }
+}
+
+/// `kappa replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only archive files whose time directory ends after this (RFC 3339); time-based layout only.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Only archive files whose time directory starts before this (RFC 3339).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Only these partitions, e.g. `0,2`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "shard")]
+    pub partitions: Vec<i32>,
+    /// Shard `i/n` (0-based): partitions p with p % n == i, e.g. the pod index of an indexed Job.
+    #[arg(long)]
+    pub shard: Option<String>,
+}
+
+/// `kappa demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the archive, the catalog and the warehouse.
+    #[arg(long, default_value = "./kappa-demo")]
+    pub dir: PathBuf,
+    /// Distinct events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Kafka partitions.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Days the history spans.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
+    /// Random seed (same seed, same history).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sets up logging.
+pub fn init_tracing(cli: &Cli) {
+    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the command.
+pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Replay(args) => crate::replay::run(args).await,
+        Command::Status(args) => crate::status::run(args).await,
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Installs and runs the real components Kappa's tests use, all bound to 127.0.0.1:
+#   - a Python venv with PyIceberg and DuckDB (+ iceberg extension) to read tables back,
+#   - SeaweedFS (S3 on :8333),
+#   - a throwaway PostgreSQL cluster (SQL catalog on :54329).
+# Usage: dev/services.sh install | start | stop | status | env
+# Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
+set -euo pipefail
+
+INFRA=${KAPPA_INFRA:-$HOME/.cache/kappa-infra}
+VENV=$INFRA/venv
+RUN=$INFRA/run
+HERE=$(cd "$(dirname "$0")" && pwd)
+S3_PORT=${KAPPA_S3_PORT:-8333}
+PG_PORT=${KAPPA_PG_PORT:-54329}
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
+
+log() { printf 'services: %s\n' "$*" >&2; }
+
+install() {
+  mkdir -p "$INFRA"
+  local stamp="$VENV/.requirements.sha256"
+  local want
+  want=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
+  if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  log "installing Python clients and services into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null
+  "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
+  echo "$want" > "$stamp"
+}
+
+start_s3() {
+  if curl -fsS "http://127.0.0.1:$S3_PORT/" -o /dev/null 2>/dev/null; then return 0; fi
+  mkdir -p "$RUN/seaweed"
+  log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" mini \
+    -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -metricsIp=127.0.0.1 \
+    -s3.port="$S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
+    -s3.autoCreateBucket=false -bucket=events -bucket=lake > "$RUN/seaweed.log" 2>&1 &
+  echo $! > "$RUN/seaweed.pid"
+  for _ in $(seq 1 60); do
+    if grep -q "running and ready" "$RUN/seaweed.log" 2>/dev/null; then return 0; fi
+    sleep 0.5
+  done
+  log "SeaweedFS did not become ready; log:"; tail -n 30 "$RUN/seaweed.log" >&2; return 1
+}
+
+start_pg() {
+  [ -n "$PGBIN" ] || { log "PostgreSQL server binaries not found (apt-get install postgresql)"; return 1; }
+  local d=$RUN/pg
+  if [ -f "$d/data/postmaster.pid" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
+    return 0
+  fi
+  rm -rf "$d"; mkdir -p "$d"; chown postgres "$d" 2>/dev/null || true
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$d/data" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $d" start >/dev/null
+}
+
+stop() {
+  if [ -f "$RUN/seaweed.pid" ]; then kill "$(cat "$RUN/seaweed.pid")" 2>/dev/null || true; rm -f "$RUN/seaweed.pid"; fi
+  if [ -d "$RUN/pg/data" ] && [ -n "$PGBIN" ]; then
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast stop >/dev/null 2>&1 || true
+  fi
+}
+
+env_vars() {
+  # Endpoints for the tests, read once by integration-tests.
+  echo "KAPPA_PYTHON=$VENV/bin/python"
+  echo "KAPPA_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+  echo "KAPPA_PG_URI=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) install; start_s3; start_pg ;;
+  stop) stop ;;
+  env) env_vars ;;
+  status) env_vars; ls "$RUN" 2>/dev/null || true ;;
+  *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+esac
