@@ -1,1 +1,255 @@
-//! Helpers for end-to-end tests: locate the kappa binary, run it, run Python query engines.
+//! Helpers for the end-to-end tests: write an archive with kappa-synth, run the `kappa` binary
+//! built by the same `cargo test`, and read tables back with real query engines (PyIceberg and
+//! DuckDB from the venv `dev/services.sh` installs). Endpoints of services come from the
+//! environment `dev/services.sh env` prints (`KAPPA_PYTHON`, `KAPPA_S3_ENDPOINT`, `KAPPA_PG_URI`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+
+use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, write_archive};
+use object_store::ObjectStore;
+use object_store::path::Path as StorePath;
+use serde_json::Value;
+
+/// The `kappa` binary next to the test executable (`target/<profile>/kappa`).
+pub fn kappa_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("KAPPA_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let bin = profile_dir.join("kappa");
+    assert!(
+        bin.exists(),
+        "{} not built; run `cargo build -p kappa` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The Python with PyIceberg and DuckDB.
+pub fn python() -> PathBuf {
+    let path = std::env::var("KAPPA_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/kappa-infra/venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "{} missing: run `dev/services.sh install` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A required service endpoint from the environment.
+pub fn service(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: start the services with `make services-up` and export `dev/services.sh env` (make test does)")
+    })
+}
+
+/// Where one test's archive, catalog and warehouse live.
+pub struct Scene {
+    pub dir: tempfile::TempDir,
+    pub archive_url: String,
+    pub catalog_uri: String,
+    pub warehouse: String,
+    pub namespace: String,
+    pub extra: String,
+}
+
+impl Scene {
+    /// Local archive (file://), SQLite catalog, local warehouse.
+    pub fn local() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        std::fs::create_dir_all(dir.path().join("archive")).unwrap();
+        Scene {
+            archive_url: format!("file://{root}/archive"),
+            catalog_uri: format!("sqlite:///{root}/catalog.db"),
+            warehouse: format!("file://{root}/warehouse"),
+            namespace: "kappa".into(),
+            extra: String::new(),
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `spec` as an archive into the local archive directory.
+    pub fn write_local_archive(&self, spec: HistorySpec, options: ArchiveOptions) -> Expected {
+        let store =
+            object_store::local::LocalFileSystem::new_with_prefix(self.path("archive")).unwrap();
+        write(Arc::new(store), StorePath::default(), spec, options)
+    }
+
+    /// The pipeline config for this scene.
+    pub fn config(&self, extra: &str) -> PathBuf {
+        let text = format!(
+            r#"
+[pipeline]
+name = "orders"
+logic = "orders"
+
+[source.archive]
+url = "{archive}"
+topic = "orders"
+
+[schema]
+dir = "{contracts}"
+
+[catalog]
+type = "sql"
+name = "kappa"
+uri = "{uri}"
+warehouse = "{warehouse}"
+
+[table]
+namespace = "{ns}"
+name = "orders"
+partition_by = ["day(event_time)"]
+
+[commit]
+rows = 5000
+{scene_extra}
+{extra}
+"#,
+            archive = self.archive_url,
+            contracts = contracts_dir().display(),
+            uri = self.catalog_uri,
+            warehouse = self.warehouse,
+            ns = self.namespace,
+            scene_extra = self.extra,
+        );
+        let path = self.path("pipeline.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Reads `table` with `engine` (pyiceberg | duckdb).
+    pub fn read(&self, engine: &str, table: &str) -> Value {
+        let mut cmd = Command::new(python());
+        cmd.arg(python_dir().join("read_table.py"))
+            .arg(engine)
+            .arg(&self.catalog_uri)
+            .arg(&self.warehouse)
+            .arg(format!("{}.{table}", self.namespace));
+        if let Ok(endpoint) = std::env::var("KAPPA_S3_ENDPOINT")
+            && self.warehouse.starts_with("s3://")
+        {
+            cmd.arg("--s3-endpoint").arg(endpoint);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{engine} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(last_line(&out.stdout)).unwrap()
+    }
+}
+
+fn last_line(bytes: &[u8]) -> &[u8] {
+    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    match trimmed.iter().rposition(|b| *b == b'\n') {
+        Some(i) => &trimmed[i + 1..],
+        None => trimmed,
+    }
+}
+
+/// Writes an archive to any store (used for S3 too).
+pub fn write(
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+    spec: HistorySpec,
+    options: ArchiveOptions,
+) -> Expected {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        write_archive(
+            store.as_ref(),
+            &prefix,
+            History::new(spec).unwrap(),
+            &options,
+        )
+        .await
+        .unwrap()
+        .expected
+    })
+}
+
+pub fn contracts_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts")
+}
+
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// Runs `kappa args...` to completion.
+pub fn kappa(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(kappa_bin());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Starts `kappa args...` in the background.
+pub fn spawn_kappa(args: &[&str]) -> Child {
+    Command::new(kappa_bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `kappa replay -c config --json ...` that must succeed; returns its JSON summary.
+pub fn replay(config: &Path, extra: &[&str]) -> Value {
+    let config = config.display().to_string();
+    let mut args = vec!["replay", "-c", config.as_str(), "--json"];
+    args.extend_from_slice(extra);
+    let out = kappa(&args, &[]);
+    assert!(
+        out.status.success(),
+        "kappa replay failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(last_line(&out.stdout)).unwrap()
+}
+
+/// Asserts a table read back equals what the generated input says it must hold.
+pub fn assert_table_matches(read: &Value, expected: &Expected) {
+    let engine = read["engine"].as_str().unwrap_or("?");
+    assert_eq!(
+        read["rows"].as_u64(),
+        Some(expected.rows),
+        "{engine}: row count"
+    );
+    assert_eq!(
+        read["distinct_coordinates"].as_u64(),
+        Some(expected.rows),
+        "{engine}: a (partition, offset) twice"
+    );
+    assert_eq!(
+        read["distinct_event_ids"].as_u64(),
+        Some(expected.rows),
+        "{engine}: an event_id twice"
+    );
+    assert_eq!(
+        read["checksum"].as_str(),
+        Some(expected.checksum.to_string().as_str()),
+        "{engine}: content checksum"
+    );
+}

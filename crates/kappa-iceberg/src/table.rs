@@ -121,9 +121,12 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
         .await
         .map_err(table_err("checking the namespace"))?
         && let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
-        && e.kind() != ErrorKind::NamespaceAlreadyExists
     {
-        return Err(table_err("creating the namespace")(e));
+        // Another process may have created it meanwhile (the SQL catalog reports that race as
+        // a unique-constraint error, not as NamespaceAlreadyExists).
+        if !catalog.namespace_exists(&namespace).await.unwrap_or(false) {
+            return Err(table_err("creating the namespace")(e));
+        }
     }
     let creation = TableCreation::builder()
         .name(spec.name.clone())
@@ -136,7 +139,11 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
             info!(table = %spec.full_name(), location = table.metadata().location(), "created table");
             Ok(table)
         }
-        Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
+        Err(e)
+            if e.kind() == ErrorKind::TableAlreadyExists
+                || catalog.table_exists(&ident).await.unwrap_or(false) =>
+        {
+            // Lost a creation race: use the winner's table.
             let table = catalog
                 .load_table(&ident)
                 .await

@@ -107,19 +107,28 @@ impl TableMapping {
     }
 
     /// Converts a batch decoded by arrow-avro into the value schema: uuid bytes to strings, enum
-    /// dictionaries to strings, millisecond timestamps to microseconds.
+    /// dictionaries to strings, millisecond timestamps to microseconds; optional columns the
+    /// batch lacks (an older writer schema) become NULL.
     pub fn normalize(&self, batch: RecordBatch) -> Result<RecordBatch, SchemaError> {
         let mut columns = Vec::with_capacity(self.values.fields().len());
         for target in self.values.fields() {
-            let column =
-                batch
-                    .column_by_name(target.name())
-                    .ok_or_else(|| SchemaError::Normalize {
-                        column: target.name().clone(),
-                        from: "<missing>".into(),
-                        to: target.data_type().to_string(),
-                        message: "the decoder produced no such column".into(),
-                    })?;
+            let Some(column) = batch.column_by_name(target.name()) else {
+                // A field the writer's schema does not have: optional fields read as NULL (their
+                // default), required ones are an error.
+                if target.is_nullable() {
+                    columns.push(arrow_array::new_null_array(
+                        target.data_type(),
+                        batch.num_rows(),
+                    ));
+                    continue;
+                }
+                return Err(SchemaError::Normalize {
+                    column: target.name().clone(),
+                    from: "<missing>".into(),
+                    to: target.data_type().to_string(),
+                    message: "the record has no such field and the column is required".into(),
+                });
+            };
             columns.push(convert(target, column)?);
         }
         let rows = batch.num_rows();

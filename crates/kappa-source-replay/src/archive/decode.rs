@@ -2,7 +2,9 @@
 //!
 //! The OCF header's writer schema says what the records are:
 //! - a record schema that is the message value (Kafka Connect `AvroConverter`): decoded straight to
-//!   Arrow by arrow-avro against the table's reader schema;
+//!   Arrow by arrow-avro with the file's own writer schema, then mapped onto the table's columns
+//!   (optional fields an older writer lacks become NULL; arrow-avro 58's schema resolution
+//!   rejects named types whose namespace is inherited in one schema and explicit in the other);
 //! - `"bytes"` (`ByteArrayConverter`): each record is the raw message value in the Confluent wire
 //!   format, decoded by [`WireDecoder`]; what does not decode becomes a dead letter;
 //! - an envelope record with `partition`, `offset` and `value` (full-record backups): coordinates
@@ -24,7 +26,6 @@ use apache_avro::Schema;
 use apache_avro::types::Value;
 use arrow_array::RecordBatch;
 use arrow_avro::reader::ReaderBuilder;
-use arrow_avro::schema::AvroSchema;
 use bytes::Bytes;
 use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::{TableMapping, WireDecoder};
@@ -158,7 +159,6 @@ fn decode_values(
     let reader = ReaderBuilder::new()
         .with_batch_size(file.batch_rows)
         .with_utf8_view(false)
-        .with_reader_schema(AvroSchema::new(mapping.reader_json().to_string()))
         .build(Cursor::new(bytes.as_ref()))
         .map_err(|e| corrupt(file.key, format!("cannot read the Avro container: {e}")))?;
     let mut batches = Vec::new();
