@@ -13,6 +13,7 @@ RUN=$INFRA/run
 HERE=$(cd "$(dirname "$0")" && pwd)
 S3_PORT=${KAPPA_S3_PORT:-8333}
 PG_PORT=${KAPPA_PG_PORT:-54329}
+PG_DIR=${KAPPA_PG_DIR:-/tmp/kappa-infra-pg-$(id -u)}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 
 log() { printf 'services: %s\n' "$*" >&2; }
@@ -32,17 +33,28 @@ install() {
   echo "$want" > "$stamp"
 }
 
+create_buckets() {
+  local bucket
+  for bucket in events lake; do
+    curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user test:testtest \
+      -X PUT "http://127.0.0.1:$S3_PORT/$bucket" || true
+  done
+}
+
 start_s3() {
-  if curl -fsS "http://127.0.0.1:$S3_PORT/" -o /dev/null 2>/dev/null; then return 0; fi
+  # Any HTTP answer (even 403) means it is up.
+  if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/" 2>/dev/null)" != "000" ]; then
+    create_buckets; return 0
+  fi
   mkdir -p "$RUN/seaweed"
   log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" mini \
     -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -metricsIp=127.0.0.1 \
     -s3.port="$S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
-    -s3.autoCreateBucket=false -bucket=events -bucket=lake > "$RUN/seaweed.log" 2>&1 &
+    -s3.autoCreateBucket=false > "$RUN/seaweed.log" 2>&1 &
   echo $! > "$RUN/seaweed.pid"
   for _ in $(seq 1 60); do
-    if grep -q "running and ready" "$RUN/seaweed.log" 2>/dev/null; then return 0; fi
+    if grep -q "running and ready" "$RUN/seaweed.log" 2>/dev/null; then create_buckets; return 0; fi
     sleep 0.5
   done
   log "SeaweedFS did not become ready; log:"; tail -n 30 "$RUN/seaweed.log" >&2; return 1
@@ -50,21 +62,28 @@ start_s3() {
 
 start_pg() {
   [ -n "$PGBIN" ] || { log "PostgreSQL server binaries not found (apt-get install postgresql)"; return 1; }
-  local d=$RUN/pg
-  if [ -f "$d/data/postmaster.pid" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
+  # The cluster lives outside $HOME: the postgres user must be able to reach it.
+  local d=$PG_DIR
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  if [ -f "$d/data/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d/data" status >/dev/null 2>&1; then
     return 0
   fi
-  rm -rf "$d"; mkdir -p "$d"; chown postgres "$d" 2>/dev/null || true
+  rm -rf "$d"; mkdir -p "$d"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$d"; fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  runuser -u postgres -- "$PGBIN/initdb" -D "$d/data" -A trust -U postgres >/dev/null
-  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w \
+  as_pg "$PGBIN/initdb" -D "$d/data" -A trust -U postgres >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$d/data" -l "$d/log" -w \
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $d" start >/dev/null
 }
 
 stop() {
   if [ -f "$RUN/seaweed.pid" ]; then kill "$(cat "$RUN/seaweed.pid")" 2>/dev/null || true; rm -f "$RUN/seaweed.pid"; fi
-  if [ -d "$RUN/pg/data" ] && [ -n "$PGBIN" ]; then
-    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast stop >/dev/null 2>&1 || true
+  if [ -d "$PG_DIR/data" ] && [ -n "$PGBIN" ]; then
+    if [ "$(id -u)" = 0 ]; then
+      runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    else
+      "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
+    fi
   fi
 }
 

@@ -59,6 +59,9 @@ pub struct Scene {
     pub warehouse: String,
     pub namespace: String,
     pub extra: String,
+    /// Extra keys for `[source.archive]` and `[catalog]` (S3 endpoint and credentials).
+    pub archive_extra: String,
+    pub catalog_extra: String,
 }
 
 impl Scene {
@@ -73,8 +76,47 @@ impl Scene {
             warehouse: format!("file://{root}/warehouse"),
             namespace: "kappa".into(),
             extra: String::new(),
+            archive_extra: String::new(),
+            catalog_extra: String::new(),
             dir,
         }
+    }
+
+    /// Archive and warehouse on SeaweedFS S3, catalog on PostgreSQL (`make services-up`);
+    /// `name` makes the prefixes and the namespace unique to the test.
+    pub fn s3_postgres(name: &str) -> Self {
+        let endpoint = service("KAPPA_S3_ENDPOINT");
+        let unique = format!("{name}_{}", std::process::id());
+        let s3 = format!(
+            "endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"testtest\"\nallow_http = true\n"
+        );
+        Scene {
+            dir: tempfile::tempdir().unwrap(),
+            archive_url: format!("s3://events/{unique}"),
+            catalog_uri: service("KAPPA_PG_URI"),
+            warehouse: format!("s3://lake/{unique}"),
+            namespace: format!("t_{unique}"),
+            extra: String::new(),
+            archive_extra: s3.clone(),
+            catalog_extra: s3,
+        }
+    }
+
+    /// Writes `spec` as an archive to the scene's S3 archive URL.
+    pub fn write_s3_archive(&self, spec: HistorySpec, options: ArchiveOptions) -> Expected {
+        let rest = self.archive_url.strip_prefix("s3://").unwrap();
+        let (bucket, prefix) = rest.split_once('/').unwrap();
+        let store = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(service("KAPPA_S3_ENDPOINT"))
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("testtest")
+            .with_allow_http(true)
+            .with_virtual_hosted_style_request(false)
+            .build()
+            .unwrap();
+        write(Arc::new(store), StorePath::from(prefix), spec, options)
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -99,7 +141,7 @@ logic = "orders"
 [source.archive]
 url = "{archive}"
 topic = "orders"
-
+{archive_extra}
 [schema]
 dir = "{contracts}"
 
@@ -108,7 +150,7 @@ type = "sql"
 name = "kappa"
 uri = "{uri}"
 warehouse = "{warehouse}"
-
+{catalog_extra}
 [table]
 namespace = "{ns}"
 name = "orders"
@@ -125,6 +167,8 @@ rows = 5000
             warehouse = self.warehouse,
             ns = self.namespace,
             scene_extra = self.extra,
+            archive_extra = self.archive_extra,
+            catalog_extra = self.catalog_extra,
         );
         let path = self.path("pipeline.toml");
         std::fs::write(&path, text).unwrap();

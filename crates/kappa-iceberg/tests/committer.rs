@@ -1,4 +1,5 @@
 //! The committer against a real SQL catalog (SQLite file) and a local warehouse.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! The replay source over archives written by kappa-synth, in memory.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
@@ -111,4 +112,53 @@ async fn raw_bytes_archives_account_for_every_record() {
         let next: Vec<i64> = t.next.values().copied().collect();
         assert_eq!(next, f.expected.next_offsets);
     }
+}
+
+#[tokio::test]
+async fn seek_starts_mid_file_and_a_partition_filter_selects() {
+    let options = ArchiveOptions {
+        flush_size: 500,
+        shape: RecordShape::Value,
+        ..ArchiveOptions::default()
+    };
+    let f = fixture(HistorySpec::new(4_000), options).await;
+    let mut source = f.source(PartitionFilter::Only([1].into())).await;
+    assert_eq!(source.partitions(), vec![TopicPartition::new("orders", 1)]);
+    let position: SourcePosition = [(TopicPartition::new("orders", 1), 777)]
+        .into_iter()
+        .collect();
+    source.seek(&position).await.unwrap();
+    let first = source.next_batch().await.unwrap().unwrap();
+    assert_eq!(first.range.start, 777);
+    assert_eq!(first.offsets.first(), Some(&777));
+    let t = drain(source).await;
+    assert_eq!(t.next.get(&1).copied(), Some(f.expected.next_offsets[1]));
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_an_error_naming_its_key() {
+    let f = fixture(
+        HistorySpec::new(2_000),
+        ArchiveOptions {
+            layout: Layout::Default,
+            ..ArchiveOptions::default()
+        },
+    )
+    .await;
+    let key = Path::from("archive/orders/partition=0/orders+0+0000100000.avro");
+    object_store::ObjectStoreExt::put(f.store.as_ref(), &key, b"Obj\x01garbage".to_vec().into())
+        .await
+        .unwrap();
+    let mut source = f.source(PartitionFilter::All).await;
+    let err = loop {
+        match source.next_batch().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the corrupt file was not noticed"),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        err.to_string().contains("orders+0+0000100000.avro"),
+        "{err}"
+    );
 }

@@ -261,7 +261,11 @@ impl History {
         let slot = &mut self.next_offset[partition as usize];
         // Gaps are a function of the offset alone (not of the RNG), so a history with gaps has
         // the same events as one without.
-        if self.spec.offset_gaps && (*slot as u64).wrapping_mul(2_654_435_761) % 499 == 0 {
+        if self.spec.offset_gaps
+            && (*slot as u64)
+                .wrapping_mul(2_654_435_761)
+                .is_multiple_of(499)
+        {
             *slot += 1 + (*slot % 2);
         }
         let offset = *slot;

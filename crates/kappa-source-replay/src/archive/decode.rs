@@ -195,8 +195,7 @@ fn decode_framed(
         .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
-    let mut index = 0i64;
-    for value in reader {
+    for (index, value) in (0i64..).zip(reader) {
         let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
         let record = match value {
             Value::Bytes(raw) => (file.start_offset + index, Some(raw)),
@@ -220,7 +219,6 @@ fn decode_framed(
             ));
         }
         records.push(record);
-        index += 1;
     }
     let key: Arc<str> = Arc::from(file.key);
     let mut batches = Vec::new();

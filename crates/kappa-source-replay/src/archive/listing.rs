@@ -20,6 +20,9 @@ use tracing::debug;
 
 use crate::error::ReplayError;
 
+/// The start and end of a time directory.
+pub type Period = (DateTime<Utc>, DateTime<Utc>);
+
 /// One archive object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveFile {
@@ -32,7 +35,7 @@ pub struct ArchiveFile {
     /// Size in bytes.
     pub size: u64,
     /// Start and end of the time directory, if the layout has one.
-    pub period: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    pub period: Option<Period>,
 }
 
 /// Which partitions to replay.
@@ -75,7 +78,7 @@ pub struct TimeWindow {
 }
 
 impl TimeWindow {
-    fn overlaps(&self, (from, to): (DateTime<Utc>, DateTime<Utc>)) -> bool {
+    fn overlaps(&self, (from, to): Period) -> bool {
         self.start.is_none_or(|s| to > s) && self.end.is_none_or(|e| from < e)
     }
 }
@@ -169,10 +172,7 @@ impl ArchivePlan {
 }
 
 /// Parses `.../<dirs>/<topic>+<partition>+<offset>.<ext>`.
-fn parse_key(
-    key: &Path,
-    topic: &str,
-) -> Option<(i32, i64, Option<(DateTime<Utc>, DateTime<Utc>)>)> {
+fn parse_key(key: &Path, topic: &str) -> Option<(i32, i64, Option<Period>)> {
     let parts: Vec<&str> = key.as_ref().split('/').collect();
     let file = parts.last()?;
     let (stem, ext) = file.rsplit_once('.')?;
@@ -187,7 +187,7 @@ fn parse_key(
 }
 
 /// The time period of `year=/month=/day=/hour=` or `dt=` directories.
-fn period_of(dirs: &[&str]) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+fn period_of(dirs: &[&str]) -> Option<Period> {
     let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
     for dir in dirs {
         if let Some((k, v)) = dir.split_once('=') {
