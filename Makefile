@@ -6,7 +6,7 @@ CARGO ?= cargo
 DEMO_DIR ?= ./kappa-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test unit it services-install services-up services-down bench lint fmt-check clippy doc depcheck ci
+.PHONY: help build run demo test unit it services-install services-up services-down bench bench-check lint fmt-check clippy doc depcheck ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -39,8 +39,13 @@ unit: ## Unit and property tests only (no services)
 it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) test -p kappa-integration-tests
 
-bench: services-install ## Benchmarks (criterion); figures go to docs/performance.md
-	$(CARGO) bench -p kappa-bench
+bench: ## Benchmarks on one 1M-event history: decode-only, encode-only, end-to-end; then peak memory of `kappa demo`
+	$(CARGO) bench -p kappa-bench --bench replay
+	$(CARGO) build --release -p kappa
+	d=$$(mktemp -d); $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"kappa demo (1M events): {s[\"events_per_second\"]:.0f} events/s end to end, peak RSS {s[\"peak_rss_bytes\"]/2**20:.0f} MiB")'; rm -rf $$d
+
+bench-check: ## Benchmarks compile (CI)
+	$(CARGO) bench -p kappa-bench --no-run
 
 fmt-check: ## Check formatting (never rewrites)
 	$(CARGO) fmt --all -- --check

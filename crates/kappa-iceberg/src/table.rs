@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use iceberg::spec::{Schema, Transform, UnboundPartitionSpec};
+pub use iceberg::spec::Transform;
+use iceberg::spec::{Schema, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 use tracing::info;

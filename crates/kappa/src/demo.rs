@@ -116,6 +116,7 @@ pub fn summary_json(report: &ReplayReport, expected: Option<&Expected>) -> serde
         "positions": s.positions.iter().map(|(tp, next)| (tp.to_string(), *next)).collect::<std::collections::BTreeMap<_, _>>(),
         "elapsed_seconds": s.elapsed.as_secs_f64(),
         "events_per_second": s.events_per_second(),
+        "peak_rss_bytes": peak_rss_bytes(),
         "archive_files": report.files,
         "archive_bytes": report.bytes,
         "partitions": report.partitions,
@@ -134,6 +135,14 @@ pub fn summary_json(report: &ReplayReport, expected: Option<&Expected>) -> serde
         );
     }
     value
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), for the benchmark's memory bound.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Prints what a replay did.
@@ -199,9 +208,10 @@ pub fn print_summary(config: &PipelineConfig, report: &ReplayReport) {
         .collect();
     output::line(&format!("  offsets        next {}", positions.join(", ")));
     output::line(&format!(
-        "  throughput     {} events/s ({:.1} s)",
+        "  throughput     {} events/s ({:.1} s), peak memory {}",
         c(s.events_per_second() as u64),
-        s.elapsed.as_secs_f64()
+        s.elapsed.as_secs_f64(),
+        peak_rss_bytes().map_or("-".into(), output::bytes)
     ));
 }
 

@@ -1,0 +1,34 @@
+//! `make bench`: on one generated orders history (1M events by default), archive decode only,
+//! Parquet encode only, and the end-to-end replay into an Iceberg table, in events/s.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kappa_bench::{Bench, encode_parquet, events};
+
+fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bench = runtime.block_on(Bench::new(events()));
+    let messages = bench.expected.messages;
+    let decoded = runtime.block_on(bench.decode_all());
+    let mut group = c.benchmark_group("orders");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(messages));
+    group.bench_function("decode_only", |b| {
+        b.to_async(&runtime).iter(|| bench.decode_all())
+    });
+    group.bench_function("encode_only", |b| b.iter(|| encode_parquet(&decoded)));
+    let mut run = 0;
+    group.bench_function("replay_to_iceberg", |b| {
+        b.to_async(&runtime).iter(|| {
+            run += 1;
+            bench.replay(run)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(replay, benches);
+criterion_main!(replay);

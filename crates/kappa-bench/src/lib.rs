@@ -1,0 +1,169 @@
+//! Shared setup of Kappa's benchmarks: one generated history, written once as an archive, that
+//! the decode-only, encode-only and end-to-end benchmarks all read.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
+use kappa_core::Source;
+use kappa_iceberg::CatalogConfig;
+use kappa_iceberg::writer::WriterOptions;
+use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
+use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
+use kappa_source_replay::{ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow};
+use kappa_synth::{
+    ArchiveOptions, Expected, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2, write_archive,
+};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+/// Events in the benchmark history (`KAPPA_BENCH_EVENTS`, default the demo's 1M).
+pub fn events() -> u64 {
+    std::env::var("KAPPA_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// A generated archive on local disk.
+pub struct Bench {
+    /// Holds the archive and the benchmark tables.
+    pub dir: tempfile::TempDir,
+    /// The archive store.
+    pub store: Arc<dyn ObjectStore>,
+    /// What the archive holds.
+    pub expected: Expected,
+    /// Orders v2 mapping.
+    pub mapping: Arc<TableMapping>,
+    /// Registry with orders v1 and v2.
+    pub registry: Arc<dyn SchemaRegistry>,
+}
+
+impl Bench {
+    /// Generates the history (the demo's shape: raw wire-format values, snappy, hourly files).
+    pub async fn new(events: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("archive")).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("archive")).unwrap());
+        let options = ArchiveOptions {
+            layout: Layout::Hourly,
+            ..ArchiveOptions::default()
+        };
+        let summary = write_archive(
+            store.as_ref(),
+            &Path::default(),
+            History::new(HistorySpec::new(events)).unwrap(),
+            &options,
+        )
+        .await
+        .unwrap();
+        Bench {
+            dir,
+            store,
+            expected: summary.expected,
+            mapping: Arc::new(TableMapping::from_avro_json(ORDERS_V2).unwrap()),
+            registry: Arc::new(
+                FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap(),
+            ),
+        }
+    }
+
+    /// A fresh source over the whole archive.
+    pub async fn source(&self) -> ArchiveSource {
+        let plan = ArchivePlan::list(
+            self.store.as_ref(),
+            "file://bench",
+            &Path::default(),
+            "orders",
+            &PartitionFilter::All,
+            &TimeWindow::default(),
+        )
+        .await
+        .unwrap();
+        ArchiveSource::new(
+            self.store.clone(),
+            plan,
+            ReplayOptions::default(),
+            self.mapping.clone(),
+            self.registry.clone(),
+        )
+    }
+
+    /// Decode only: every batch of the archive, with the Kafka coordinate columns appended.
+    pub async fn decode_all(&self) -> Vec<RecordBatch> {
+        let mut source = self.source().await;
+        let mut out = Vec::new();
+        while let Some(batch) = source.next_batch().await.unwrap() {
+            let n = batch.num_rows();
+            let mut columns: Vec<ArrayRef> = batch.records.columns().to_vec();
+            columns.push(Arc::new(Int32Array::from(vec![
+                batch.partition.partition;
+                n
+            ])));
+            columns.push(Arc::new(Int64Array::from(batch.offsets.clone())));
+            out.push(RecordBatch::try_new(self.mapping.table_schema().clone(), columns).unwrap());
+        }
+        out
+    }
+
+    /// End to end: replay the archive into a fresh table.
+    pub async fn replay(&self, run: usize) -> RunSummary {
+        let root = self.dir.path().join(format!("run-{run}"));
+        let spec = PipelineSpec {
+            pipeline: "bench".into(),
+            catalog: CatalogConfig {
+                name: "kappa".into(),
+                uri: format!("sqlite:///{}/catalog.db", root.display()),
+                warehouse: format!("file://{}/warehouse", root.display()),
+                properties: HashMap::new(),
+            },
+            namespace: "kappa".into(),
+            table: "orders".into(),
+            dlq_table: "orders_dlq".into(),
+            partition_by: vec![kappa_iceberg::PartitionField {
+                column: "event_time".into(),
+                transform: iceberg_day(),
+            }],
+            writer: WriterOptions::default(),
+            commit: CommitPolicy {
+                interval: Duration::from_secs(60),
+                ..CommitPolicy::default()
+            },
+            dedup_window: 100_000,
+            event_time_column: "event_time".into(),
+            allowed_lateness: Duration::from_secs(3600),
+            mapping: self.mapping.clone(),
+        };
+        let pipeline = open_pipeline(spec).await.unwrap();
+        run_pipeline(
+            pipeline,
+            self.source().await,
+            kappa_logic::OrdersLogic::new(100_000),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+fn iceberg_day() -> kappa_iceberg::table::Transform {
+    kappa_iceberg::table::Transform::Day
+}
+
+/// Encode only: the batches as one ZSTD Parquet file in memory (no catalog, no file I/O).
+pub fn encode_parquet(batches: &[RecordBatch]) -> usize {
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), batches[0].schema(), Some(props)).unwrap();
+    for batch in batches {
+        writer.write(batch).unwrap();
+    }
+    writer.into_inner().unwrap().len()
+}
