@@ -22,5 +22,5 @@ pub mod writer;
 pub use catalog::{CatalogConfig, connect};
 pub use commit::{CommitOutcome, Committer, PendingCommit};
 pub use error::IcebergError;
-pub use state::TableState;
+pub use state::{TableState, TableStats, table_stats};
 pub use table::{PartitionField, TableSpec};

@@ -89,3 +89,48 @@ pub fn find_commit(metadata: &TableMetadata, commit_id: &str) -> Option<i64> {
         })
         .map(|s| s.snapshot_id())
 }
+
+/// What the current snapshot of a table holds, for summaries and `kappa status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Snapshots in the metadata.
+    pub snapshots: usize,
+    /// Live data files.
+    pub data_files: usize,
+    /// Distinct partitions with live data.
+    pub partitions: usize,
+    /// Live rows.
+    pub rows: u64,
+    /// The current metadata file (what `iceberg_scan` in DuckDB reads).
+    pub metadata_location: Option<String>,
+}
+
+/// Plans a scan of the current snapshot to count files, partitions and rows.
+pub async fn table_stats(table: &iceberg::table::Table) -> iceberg::Result<TableStats> {
+    use futures::TryStreamExt;
+    let mut stats = TableStats {
+        snapshots: table.metadata().snapshots().len(),
+        metadata_location: table.metadata_location().map(str::to_string),
+        ..TableStats::default()
+    };
+    if table.metadata().current_snapshot().is_none() {
+        return Ok(stats);
+    }
+    let tasks: Vec<_> = table
+        .scan()
+        .build()?
+        .plan_files()
+        .await?
+        .try_collect()
+        .await?;
+    let mut partitions = std::collections::BTreeSet::new();
+    for task in &tasks {
+        stats.rows += task.record_count.unwrap_or_default();
+        if let Some((dir, _)) = task.data_file_path.rsplit_once('/') {
+            partitions.insert(dir.to_string());
+        }
+    }
+    stats.data_files = tasks.len();
+    stats.partitions = partitions.len();
+    Ok(stats)
+}

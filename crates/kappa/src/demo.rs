@@ -80,7 +80,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         ));
         print_summary(&config, &report);
         print_expected(&report, &generated.expected);
-        print_snippets(&config, &dir);
+        print_snippets(&config, &dir, report.table.metadata_location.as_deref());
     }
     let s = &report.summary;
     let matches =
@@ -120,6 +120,13 @@ pub fn summary_json(report: &ReplayReport, expected: Option<&Expected>) -> serde
         "archive_files": report.files,
         "archive_bytes": report.bytes,
         "partitions": report.partitions,
+        "table": {
+            "snapshots": report.table.snapshots,
+            "data_files": report.table.data_files,
+            "partitions": report.table.partitions,
+            "rows": report.table.rows,
+            "metadata_location": report.table.metadata_location,
+        },
     });
     if let (Some(e), Some(map)) = (expected, value.as_object_mut()) {
         map.insert(
@@ -197,9 +204,28 @@ pub fn print_summary(config: &PipelineConfig, report: &ReplayReport) {
         );
     }
     output::line(&format!(
-        "  files          {} data files, {}",
+        "  files          {} data files, {} written by this run",
         s.data_files,
         output::bytes(s.bytes_written)
+    ));
+    let t = &report.table;
+    let partitioning: Vec<String> = config
+        .partition_by
+        .iter()
+        .map(|p| format!("{:?}({})", p.transform, p.column).to_lowercase())
+        .collect();
+    output::line(&format!(
+        "  table          {} rows in {} partitions ({}), {} data files, {} snapshots",
+        c(t.rows),
+        t.partitions,
+        partitioning.join(", "),
+        t.data_files,
+        t.snapshots
+    ));
+    output::line(&format!(
+        "  location       {} (catalog {})",
+        t.metadata_location.as_deref().unwrap_or("-"),
+        kappa_iceberg::catalog::redact_uri(&config.catalog_uri)
     ));
     let positions: Vec<String> = s
         .positions
@@ -238,7 +264,7 @@ fn print_expected(report: &ReplayReport, e: &Expected) {
     ));
 }
 
-fn print_snippets(config: &PipelineConfig, dir: &std::path::Path) {
+fn print_snippets(config: &PipelineConfig, dir: &std::path::Path, metadata: Option<&str>) {
     let table = format!("{}.{}", config.raw.table.namespace, config.table);
     let db = dir.join("catalog.db");
     output::line("");
@@ -253,8 +279,9 @@ fn print_snippets(config: &PipelineConfig, dir: &std::path::Path) {
         "Or with DuckDB (pip install duckdb; the iceberg extension reads the current metadata file):",
     );
     output::line(&format!(
-        "  duckdb -c \"INSTALL iceberg; LOAD iceberg; SELECT date_trunc('day', event_time) AS day, count(*) FROM iceberg_scan((SELECT metadata_location FROM sqlite_scan('{}', 'iceberg_tables') WHERE table_name = '{}')) GROUP BY 1 ORDER BY 1\"",
-        db.display(),
-        config.table
+        "  duckdb -c \"INSTALL iceberg; LOAD iceberg; SELECT date_trunc('day', event_time) AS day, count(*) AS orders, sum(amount_cents) / 100 AS amount FROM iceberg_scan('{}') GROUP BY 1 ORDER BY 1\"",
+        metadata
+            .unwrap_or("<metadata location>")
+            .trim_start_matches("file://")
     ));
 }

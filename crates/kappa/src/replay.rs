@@ -185,6 +185,8 @@ pub struct ReplayReport {
     pub bytes: u64,
     /// Partitions replayed.
     pub partitions: usize,
+    /// The main table after the run.
+    pub table: kappa_iceberg::TableStats,
 }
 
 /// Runs a replay of the configured archive.
@@ -216,17 +218,30 @@ pub async fn execute(
     let pipeline = open_pipeline(pipeline_spec(config, mapping))
         .await
         .map_err(fail)?;
+    let catalog = pipeline.catalog.clone();
+    let ident = pipeline.main.table().identifier().clone();
     let summary = match logic {
         LogicKind::Orders => {
             run_pipeline(pipeline, source, OrdersLogic::new(config.raw.dedup.window)).await
         }
     }
     .map_err(fail)?;
+    let table = catalog.load_table(&ident).await.map_err(|e| Failure {
+        message: format!("reloading {ident} after the run: {e}"),
+        code: exit::FAILURE,
+    })?;
+    let table = kappa_iceberg::table_stats(&table)
+        .await
+        .map_err(|e| Failure {
+            message: format!("reading {ident}'s files: {e}"),
+            code: exit::FAILURE,
+        })?;
     Ok(ReplayReport {
         summary,
         files,
         bytes,
         partitions,
+        table,
     })
 }
 
