@@ -1,24 +1,30 @@
 //! A deterministic dedup window per topic-partition.
 //!
-//! An event id is a duplicate if it occurred (as an original or as a duplicate) at an earlier
-//! offset of the same partition within the previous `window` offsets. Every occurrence refreshes
-//! the id, so the state at any offset is a function of the records in the window before it only:
-//! re-reading the `window` offsets before the resume position rebuilds exactly the state an
-//! uninterrupted run had there.
-//! Memory is bounded by the number of ids within the window.
+//! **Rule.** An event id at offset `o` is a duplicate when the same id occurred (as an original or
+//! as a duplicate) at an earlier offset of the same partition in `[o - window, o)`. Every
+//! occurrence refreshes the id, so the window's state at any offset is a function of the records
+//! in the `window` offsets before it, and of nothing else: re-reading those offsets before a resume
+//! position ([`crate::OrdersLogic`]'s `warm_up`) rebuilds exactly the state an uninterrupted run
+//! had there, and the way the stream is cut into batches does not matter.
+//!
+//! Memory is bounded by the window: one queue entry per occurrence in the last `window` offsets
+//! and at most one map entry per distinct id among them.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Ids seen in the last `window` offsets of one partition.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
     window: i64,
-    seen: HashMap<String, i64>,
-    order: VecDeque<(i64, String)>,
+    /// Newest offset at which each remembered id occurred.
+    seen: HashMap<Arc<str>, i64>,
+    /// Every remembered occurrence, oldest first, for eviction by offset.
+    order: VecDeque<(i64, Arc<str>)>,
 }
 
 impl DedupWindow {
-    /// An empty window of `window` offsets.
+    /// An empty window of `window` offsets (negative is treated as 0: nothing is a duplicate).
     pub fn new(window: i64) -> Self {
         Self {
             window: window.max(0),
@@ -27,16 +33,39 @@ impl DedupWindow {
         }
     }
 
+    /// The window size in offsets.
+    pub fn window(&self) -> i64 {
+        self.window
+    }
+
     /// Whether `id` at `offset` repeats an id within the window; remembers this occurrence
-    /// either way.
+    /// either way. Offsets must be fed in ascending order per window.
     pub fn check_and_insert(&mut self, id: &str, offset: i64) -> bool {
-        self.evict_before(offset - self.window);
-        let duplicate = self.seen.get(id).is_some_and(|previous| *previous < offset);
-        self.seen.insert(id.to_string(), offset);
-        self.order.push_back((offset, id.to_string()));
+        self.evict_before(offset.saturating_sub(self.window));
+        if self.window == 0 {
+            return false;
+        }
+        let duplicate = match self.seen.get_mut(id) {
+            Some(previous) => {
+                let duplicate = *previous < offset;
+                *previous = offset;
+                duplicate
+            }
+            None => false,
+        };
+        let key: Arc<str> = match self.seen.get_key_value(id) {
+            Some((key, _)) => key.clone(),
+            None => {
+                let key: Arc<str> = Arc::from(id);
+                self.seen.insert(key.clone(), offset);
+                key
+            }
+        };
+        self.order.push_back((offset, key));
         duplicate
     }
 
+    /// Forgets every occurrence below `floor`.
     fn evict_before(&mut self, floor: i64) {
         while let Some((offset, _)) = self.order.front() {
             if *offset >= floor {
@@ -50,7 +79,7 @@ impl DedupWindow {
         }
     }
 
-    /// Ids currently remembered.
+    /// Distinct ids currently remembered.
     pub fn len(&self) -> usize {
         self.seen.len()
     }
@@ -80,11 +109,30 @@ mod tests {
     }
 
     #[test]
+    fn the_window_boundary_is_inclusive_of_exactly_window_offsets() {
+        let mut w = DedupWindow::new(3);
+        assert!(!w.check_and_insert("a", 10));
+        assert!(w.check_and_insert("a", 13), "10 is in [13 - 3, 13)");
+        let mut w = DedupWindow::new(3);
+        assert!(!w.check_and_insert("a", 10));
+        assert!(!w.check_and_insert("a", 14), "10 is not in [14 - 3, 14)");
+    }
+
+    #[test]
+    fn a_zero_window_never_finds_duplicates_and_remembers_nothing() {
+        let mut w = DedupWindow::new(0);
+        assert!(!w.check_and_insert("a", 1));
+        assert!(!w.check_and_insert("a", 2));
+        assert!(w.is_empty());
+    }
+
+    #[test]
     fn memory_is_bounded_by_the_window() {
         let mut w = DedupWindow::new(100);
         for offset in 0..10_000 {
-            w.check_and_insert(&format!("id-{offset}"), offset);
+            w.check_and_insert(&format!("id-{}", offset % 150), offset);
         }
         assert!(w.len() <= 101, "{}", w.len());
+        assert!(w.order.len() <= 101, "{}", w.order.len());
     }
 }
