@@ -1,31 +1,46 @@
-//! The configuration as written: serde structs with `deny_unknown_fields`, and the layering.
+//! The configuration as written: serde structs with `deny_unknown_fields`, one per section.
+//!
+//! Every key either has an embedded default (`defaults.toml`) or is an `Option` that
+//! [`crate::validate`] turns into an error naming it. Values are checked there, not here.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
-use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
-use crate::error::ConfigError;
-
-/// A secret: its `Debug` never shows the value.
+/// A secret (password, key, credentials in a URI): its `Debug` prints `***`, and it has no
+/// `Display`, so it cannot end up in a log line by accident. Read it with [`Secret::expose`].
 #[derive(Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
+impl Secret {
+    /// The secret value, for the one place that needs it (a client constructor).
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
-/// The whole file.
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_string())
+    }
+}
+
+/// The whole file, after layering.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[pipeline]`
     pub pipeline: PipelineSection,
-    /// `[source.*]`
+    /// `[source.kafka]`, `[source.archive]`
     #[serde(default)]
     pub source: SourceSection,
     /// `[schema]`
@@ -41,23 +56,28 @@ pub struct RawConfig {
     pub dedup: DedupSection,
     /// `[event_time]`
     pub event_time: EventTimeSection,
-    /// `[replay]`
-    pub replay: ReplaySection,
+    /// `[quality]`
+    #[serde(default)]
+    pub quality: QualitySection,
+    /// `[dlq]`
+    pub dlq: DlqSection,
     /// `[metrics]`
     pub metrics: MetricsSection,
+    /// `[replay]`
+    pub replay: ReplaySection,
 }
 
 /// `[pipeline]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineSection {
-    /// Identifies this pipeline's commits (`kappa.pipeline`).
+    /// Identifies this pipeline's commits (`kappa.pipeline`). Required.
     pub name: Option<String>,
-    /// Business logic name.
+    /// Business logic name (`orders`).
     pub logic: String,
 }
 
-/// `[source]`
+/// `[source]`: the two sources of one topic.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
@@ -67,11 +87,12 @@ pub struct SourceSection {
     pub kafka: Option<KafkaSection>,
 }
 
-/// S3 settings shared by the archive and the warehouse.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// S3 settings shared by `[source.archive]` and `[catalog]` (the warehouse). Unset keys fall back
+/// to the `AWS_*` environment, which the runtime reads (not this crate).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct S3Section {
-    /// Endpoint URL.
+    /// Endpoint URL (`http://127.0.0.1:8333` for a local S3).
     pub endpoint: Option<String>,
     /// Region.
     pub region: Option<String>,
@@ -82,17 +103,21 @@ pub struct S3Section {
     /// Allow plain HTTP.
     #[serde(default)]
     pub allow_http: bool,
+    /// Path-style requests (`http://host/bucket/key`); unset: path style when `endpoint` is set.
+    pub path_style: Option<bool>,
 }
 
 /// `[source.archive]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveSection {
-    /// `file:///dir` or `s3://bucket/prefix`.
+    /// `file:///dir`, `s3://bucket/prefix` or `memory://` (tests).
     pub url: Option<String>,
     /// Topic (directory and file prefix in the archive).
     pub topic: Option<String>,
-    /// S3 settings (else `AWS_*` env).
+    /// Record shape of the archive files: `auto` (default), `value`, `bytes` or `envelope`.
+    pub format: Option<String>,
+    /// S3 settings.
     #[serde(flatten)]
     pub s3: S3Section,
 }
@@ -101,22 +126,91 @@ pub struct ArchiveSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSection {
-    /// Brokers.
+    /// Brokers, comma-separated.
     pub bootstrap_servers: Option<String>,
     /// Topic.
     pub topic: Option<String>,
-    /// Consumer group.
+    /// Consumer group (default `kappa-<pipeline name>`).
     pub group_id: Option<String>,
-    /// Extra librdkafka settings (secrets redacted in logs).
+    /// Extra librdkafka settings.
     #[serde(default)]
-    pub properties: BTreeMap<String, Secret>,
+    pub properties: KafkaProperties,
 }
 
-/// `[schema]`
+/// Extra librdkafka settings, `name -> value`. Nested tables flatten with dots, so
+/// `sasl.password = "x"` (a TOML dotted key), `"sasl.password" = "x"` and the env var
+/// `KAPPA__SOURCE__KAFKA__PROPERTIES__SASL__PASSWORD` all set `sasl.password`. Values of keys
+/// that look secret (`password`, `secret`, `jaas`, `token`, `key`) are redacted in `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KafkaProperties(pub BTreeMap<String, String>);
+
+impl KafkaProperties {
+    /// Whether the value of `name` must never be shown.
+    pub fn is_secret(name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        ["password", "secret", "jaas", "token", "key"]
+            .iter()
+            .any(|s| name.contains(s))
+    }
+}
+
+impl fmt::Debug for KafkaProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if Self::is_secret(k) { "***" } else { v };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+/// A property value as TOML or env gives it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PropertyValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Table(BTreeMap<String, PropertyValue>),
+}
+
+fn flatten(prefix: &str, value: PropertyValue, out: &mut BTreeMap<String, String>) {
+    let text = match value {
+        PropertyValue::Bool(b) => b.to_string(),
+        PropertyValue::Int(i) => i.to_string(),
+        PropertyValue::Float(x) => x.to_string(),
+        PropertyValue::Text(s) => s,
+        PropertyValue::Table(table) => {
+            for (key, value) in table {
+                let name = if prefix.is_empty() {
+                    key
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&name, value, out);
+            }
+            return;
+        }
+    };
+    out.insert(prefix.to_string(), text);
+}
+
+impl<'de> Deserialize<'de> for KafkaProperties {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = BTreeMap::<String, PropertyValue>::deserialize(deserializer)?;
+        let mut out = BTreeMap::new();
+        flatten("", PropertyValue::Table(table), &mut out);
+        Ok(KafkaProperties(out))
+    }
+}
+
+/// `[schema]`: exactly one of `dir` and `url`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaSection {
-    /// Embedded file registry directory.
+    /// Embedded file registry directory (default `contracts`).
     pub dir: Option<String>,
     /// Confluent-compatible registry URL.
     pub url: Option<String>,
@@ -133,7 +227,7 @@ pub struct CatalogSection {
     pub kind: String,
     /// Catalog name.
     pub name: String,
-    /// Catalog URI.
+    /// Catalog URI (a secret: it may carry a password).
     pub uri: Option<Secret>,
     /// Warehouse location.
     pub warehouse: Option<String>,
@@ -148,14 +242,34 @@ pub struct CatalogSection {
 pub struct TableSection {
     /// Namespace.
     pub namespace: String,
-    /// Table name.
+    /// Table name. Required.
     pub name: Option<String>,
-    /// Partition transforms, e.g. `day(event_time)`.
+    /// Partition transforms, e.g. `day(event_time)`; a list, or one comma-separated string (env).
+    #[serde(deserialize_with = "list_or_csv")]
     pub partition_by: Vec<String>,
     /// Target data file size in bytes.
     pub target_file_size: u64,
     /// Dead-letter table name (default `<name>_dlq`).
     pub dlq_name: Option<String>,
+}
+
+/// A list, or a comma-separated string (how env vars and `--set` flags give lists).
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match ListOrCsv::deserialize(deserializer)? {
+        ListOrCsv::List(items) => items,
+        ListOrCsv::Csv(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 /// `[commit]`
@@ -169,7 +283,7 @@ pub struct CommitSection {
     pub rows: u64,
     /// Commit once this many bytes are buffered.
     pub bytes: u64,
-    /// Attempts per commit.
+    /// Attempts per commit (conflicts, unknown outcomes) before the run fails.
     pub max_attempts: u32,
 }
 
@@ -187,19 +301,22 @@ pub struct DedupSection {
 pub struct EventTimeSection {
     /// Event-time column.
     pub column: String,
-    /// Allowed lateness.
+    /// Allowed lateness: watermark = newest event time − this.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
 }
 
-/// `[replay]`
+/// `[quality]`: reserved for the quality gates; no keys yet (any key is an error).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySection {}
+
+/// `[dlq]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ReplaySection {
-    /// Partitions read at once.
-    pub parallelism: usize,
-    /// Rows per batch.
-    pub batch_rows: usize,
+pub struct DlqSection {
+    /// Whether dead letters are written to the dead-letter table.
+    pub enabled: bool,
 }
 
 /// `[metrics]`
@@ -210,64 +327,14 @@ pub struct MetricsSection {
     pub listen: String,
 }
 
-/// Keys whose env values are lists.
-const LIST_KEYS: &[&str] = &["table.partition_by"];
-
-pub(crate) fn layer(
-    text: &str,
-    origin: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-    overrides: &[(String, String)],
-) -> Result<RawConfig, ConfigError> {
-    let parse = |origin: &str, e: config::ConfigError| ConfigError::Parse {
-        origin: origin.to_string(),
-        message: describe(e),
-    };
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.starts_with("KAPPA__"))
-        .collect();
-    let mut environment = Environment::with_prefix("KAPPA")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .list_separator(",")
-        .source(Some(env));
-    for key in LIST_KEYS {
-        environment = environment.with_list_parse_key(key);
-    }
-    let mut builder = Config::builder()
-        .add_source(File::from_str(crate::DEFAULTS, FileFormat::Toml))
-        .add_source(File::from_str(text, FileFormat::Toml))
-        .add_source(environment);
-    for (key, value) in overrides {
-        builder = builder
-            .set_override(key.as_str(), value.as_str())
-            .map_err(|e| parse("flags", e))?;
-    }
-    let merged = builder.build().map_err(|e| parse(origin, e))?;
-    merged.try_deserialize().map_err(|e| parse(origin, e))
-}
-
-/// Rewrites config-rs/serde messages into `[section] key` form where possible.
-fn describe(error: config::ConfigError) -> String {
-    let text = error.to_string();
-    // config-rs appends " for key `commit`" / " in ..." to field errors.
-    if let Some((message, rest)) = text.split_once(" for key `")
-        && let Some((key, _)) = rest.split_once('`')
-    {
-        let section = key.trim_end_matches(".");
-        if let Some(field) = message
-            .strip_prefix("unknown field `")
-            .and_then(|m| m.split_once('`'))
-        {
-            return format!(
-                "unknown key {:?} in [{section}];{}",
-                field.0,
-                field.1.trim_start_matches(',')
-            );
-        }
-        return format!("[{section}] {message}");
-    }
-    text
+/// `[replay]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaySection {
+    /// Partitions read at once (at most the number of partitions).
+    pub parallelism: usize,
+    /// Rows per decoded batch.
+    pub batch_rows: usize,
+    /// Bound on archive bytes fetched and not yet processed.
+    pub max_inflight_bytes: u64,
 }

@@ -1,8 +1,9 @@
-//! Logic errors: only schema mismatches. Bad records never fail the logic; they become dead letters.
+//! Logic errors: only unknown logic names and schema mismatches. Bad records never fail the
+//! logic; they become dead letters.
 
 use kappa_core::{Classify, ErrorKind};
 
-/// The logic cannot run on the batches it gets.
+/// The logic cannot run on the batches it gets, or is not known.
 #[derive(Debug, thiserror::Error)]
 pub enum LogicError {
     /// `[pipeline] logic` names no known logic.
@@ -10,24 +11,40 @@ pub enum LogicError {
     UnknownLogic {
         /// The configured name.
         name: String,
-        /// Known names.
+        /// Known names, `|`-separated.
         known: String,
     },
     /// A column the logic needs is missing or has another type.
-    #[error("logic {logic}: column {column:?}: {message}")]
+    #[error("logic {logic}: batch {batch}: column {column:?}: {message}")]
     Column {
         /// Logic name.
         logic: &'static str,
+        /// The batch: topic-partition and offset range.
+        batch: String,
         /// Column name.
         column: &'static str,
-        /// What is wrong.
+        /// What is wrong, naming the columns found or the type expected.
         message: String,
     },
-    /// Arrow refused to build the output batch.
-    #[error("logic {logic}: {message}")]
+    /// The batch breaks the [`kappa_core::SourceBatch`] invariants (a bug in the source).
+    #[error("logic {logic}: batch {batch}: invalid input batch: {message}")]
+    Invariant {
+        /// Logic name.
+        logic: &'static str,
+        /// The batch: topic-partition and offset range.
+        batch: String,
+        /// The broken invariant.
+        message: String,
+    },
+    /// Arrow refused to build the output batch (a bug).
+    #[error("logic {logic}: batch {batch}: {operation}: {message}")]
     Arrow {
         /// Logic name.
         logic: &'static str,
+        /// The batch: topic-partition and offset range.
+        batch: String,
+        /// What was being done.
+        operation: &'static str,
         /// The Arrow error.
         message: String,
     },
@@ -36,8 +53,34 @@ pub enum LogicError {
 impl Classify for LogicError {
     fn kind(&self) -> ErrorKind {
         match self {
+            // The configured logic does not fit the configured schema: fix the config.
             LogicError::UnknownLogic { .. } | LogicError::Column { .. } => ErrorKind::User,
-            LogicError::Arrow { .. } => ErrorKind::Internal,
+            LogicError::Invariant { .. } | LogicError::Arrow { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_decide_by_variant() {
+        let unknown = LogicError::UnknownLogic {
+            name: "x".into(),
+            known: "orders".into(),
+        };
+        assert_eq!(unknown.kind(), ErrorKind::User);
+        let arrow = LogicError::Arrow {
+            logic: "orders",
+            batch: "orders-0 [0, 1)".into(),
+            operation: "filtering rows",
+            message: "boom".into(),
+        };
+        assert_eq!(arrow.kind(), ErrorKind::Internal);
+        assert_eq!(
+            arrow.to_string(),
+            "logic orders: batch orders-0 [0, 1): filtering rows: boom"
+        );
     }
 }

@@ -1,40 +1,61 @@
-//! The `orders` domain: upper-case `currency`, reject negative `amount_cents` (to the dead-letter
-//! table with the reason), drop duplicate `event_id`s within the dedup window.
+//! The `orders` domain, applied to every row in offset order:
 //!
-//! Rejected rows do not register their `event_id`: a later valid record with the same id is the
-//! event, not a duplicate.
+//! 1. `amount_cents < 0` → the row leaves `records` and becomes a [`DeadLetter`] of kind
+//!    [`DeadLetterKind::Rejected`] with the message `amount_cents is negative (-123)`. A rejected
+//!    row does **not** register its `event_id` in the dedup window: a later valid record with the
+//!    same id is the event, not a duplicate of a record that never reached the table. (A retry
+//!    of a rejected record is rejected again: one dead letter per copy.)
+//! 2. `event_id` already seen in the same topic-partition within the previous `window` offsets
+//!    (see [`crate::DedupWindow`]) → the row is dropped and only counted
+//!    ([`TransformStats::duplicates_dropped`]). A NULL `event_id` (the contract forbids it) is
+//!    never a duplicate.
+//! 3. `currency` is upper-cased (ASCII only; NULL stays NULL).
+//!
+//! Other columns pass through untouched; `offsets` stay aligned with `records`; `range` and
+//! `records_in` are the source's. Required columns, found by name: `event_id` (Utf8),
+//! `amount_cents` (Int64), `currency` (Utf8). A missing one is an error naming it, raised before
+//! any state changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
-use arrow_schema::DataType;
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use bytes::Bytes;
 use kappa_core::{
     DeadLetter, DeadLetterKind, SourceBatch, TopicPartition, Transform, TransformStats,
 };
 
+use crate::columns::{self, describe};
 use crate::dedup::DedupWindow;
 use crate::error::LogicError;
 
 const LOGIC: &str = "orders";
 
-/// The `orders` business logic.
+/// The `orders` business logic; its only state is one dedup window per topic-partition.
 #[derive(Debug, Clone)]
 pub struct OrdersLogic {
     window: i64,
     windows: HashMap<TopicPartition, DedupWindow>,
 }
 
+impl Default for OrdersLogic {
+    fn default() -> Self {
+        Self::new(crate::DEFAULT_DEDUP_WINDOW)
+    }
+}
+
 impl OrdersLogic {
     /// Orders logic with a dedup window of `window` offsets per partition.
     pub fn new(window: i64) -> Self {
         Self {
-            window,
+            window: window.max(0),
             windows: HashMap::new(),
         }
+    }
+
+    /// The dedup window in offsets.
+    pub fn dedup_window(&self) -> i64 {
+        self.window
     }
 
     fn window(&mut self, tp: &TopicPartition) -> &mut DedupWindow {
@@ -45,297 +66,132 @@ impl OrdersLogic {
     }
 }
 
-fn string_column<'a>(
-    batch: &'a RecordBatch,
-    name: &'static str,
-) -> Result<&'a StringArray, LogicError> {
-    let column = batch.column_by_name(name).ok_or(LogicError::Column {
-        logic: LOGIC,
-        column: name,
-        message: "missing from the batch".into(),
-    })?;
-    column
-        .as_string_opt::<i32>()
-        .ok_or_else(|| LogicError::Column {
-            logic: LOGIC,
-            column: name,
-            message: format!("expected a string column, found {}", column.data_type()),
-        })
+/// The columns the rules read, checked before anything changes.
+struct Columns<'a> {
+    event_id: &'a StringArray,
+    amount_cents: &'a Int64Array,
+    currency_index: usize,
+    currency: &'a StringArray,
 }
 
-fn amounts(batch: &RecordBatch) -> Result<&arrow_array::PrimitiveArray<Int64Type>, LogicError> {
-    let column = batch
-        .column_by_name("amount_cents")
-        .ok_or(LogicError::Column {
+fn columns(batch: &SourceBatch) -> Result<Columns<'_>, LogicError> {
+    if batch.offsets.len() != batch.records.num_rows() {
+        return Err(LogicError::Invariant {
             logic: LOGIC,
-            column: "amount_cents",
-            message: "missing from the batch".into(),
-        })?;
-    column
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| LogicError::Column {
-            logic: LOGIC,
-            column: "amount_cents",
-            message: format!("expected a long column, found {}", column.data_type()),
-        })
+            batch: describe(batch),
+            message: format!(
+                "{} offsets for {} rows",
+                batch.offsets.len(),
+                batch.records.num_rows()
+            ),
+        });
+    }
+    let (_, event_id) = columns::utf8(LOGIC, batch, "event_id")?;
+    let amount_cents = columns::int64(LOGIC, batch, "amount_cents")?;
+    let (currency_index, currency) = columns::utf8(LOGIC, batch, "currency")?;
+    Ok(Columns {
+        event_id,
+        amount_cents,
+        currency_index,
+        currency,
+    })
+}
+
+/// The negative amount of `row`, if it has one.
+fn negative(amount_cents: &Int64Array, row: usize) -> Option<i64> {
+    (!amount_cents.is_null(row) && amount_cents.value(row) < 0).then(|| amount_cents.value(row))
+}
+
+/// `currency` upper-cased, or `None` when it has no lower-case ASCII letter (no copy then).
+fn upper_case(currency: &StringArray) -> Option<StringArray> {
+    let lower = currency
+        .iter()
+        .flatten()
+        .any(|c| c.bytes().any(|b| b.is_ascii_lowercase()));
+    lower.then(|| {
+        currency
+            .iter()
+            .map(|c| c.map(str::to_ascii_uppercase))
+            .collect()
+    })
 }
 
 impl Transform for OrdersLogic {
     type Error = LogicError;
 
-    fn apply(
-        &mut self,
-        mut batch: SourceBatch,
-    ) -> Result<(SourceBatch, TransformStats), LogicError> {
-        let records = &batch.records;
-        let n = records.num_rows();
-        let ids = string_column(records, "event_id")?;
-        let amount = amounts(records)?;
-        let mut keep = Vec::with_capacity(n);
+    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, TransformStats), LogicError> {
+        let cols = columns(&batch)?;
+        let rows = batch.records.num_rows();
         let mut stats = TransformStats::default();
-        let window = {
-            let tp = batch.partition.clone();
-            self.window(&tp)
-        };
-        for row in 0..n {
-            let offset = batch.offsets[row];
-            if !amount.is_null(row) && amount.value(row) < 0 {
-                batch.dead_letters.push(DeadLetter {
+        let mut keep = Vec::with_capacity(rows);
+        let mut rejected = Vec::new();
+        let window = self.window(&batch.partition);
+        for (row, &offset) in batch.offsets.iter().enumerate() {
+            if let Some(amount) = negative(cols.amount_cents, row) {
+                rejected.push(DeadLetter {
                     offset,
                     raw: Bytes::new(),
                     object_key: None,
                     kind: DeadLetterKind::Rejected,
-                    message: format!("amount_cents is negative ({})", amount.value(row)),
+                    message: format!("amount_cents is negative ({amount})"),
                 });
-                stats.rejected += 1;
                 keep.push(false);
-                continue;
-            }
-            if !ids.is_null(row) && window.check_and_insert(ids.value(row), offset) {
+            } else if !cols.event_id.is_null(row)
+                && window.check_and_insert(cols.event_id.value(row), offset)
+            {
                 stats.duplicates_dropped += 1;
                 keep.push(false);
-                continue;
+            } else {
+                keep.push(true);
             }
-            keep.push(true);
         }
-        batch.dead_letters.sort_by_key(|d| d.offset);
-        let mask = BooleanArray::from(keep);
-        let filtered = arrow_select::filter::filter_record_batch(records, &mask).map_err(|e| {
-            LogicError::Arrow {
-                logic: LOGIC,
-                message: format!("filtering rows: {e}"),
+        stats.rejected = rejected.len() as u64;
+        let mut records = batch.records.clone();
+        if let Some(upper) = upper_case(cols.currency) {
+            let mut arrays: Vec<ArrayRef> = records.columns().to_vec();
+            arrays[cols.currency_index] = Arc::new(upper);
+            records =
+                RecordBatch::try_new(records.schema(), arrays).map_err(|e| LogicError::Arrow {
+                    logic: LOGIC,
+                    batch: describe(&batch),
+                    operation: "replacing the currency column",
+                    message: e.to_string(),
+                })?;
+        }
+        let dropped = keep.iter().any(|k| !k);
+        let mask = dropped.then(|| BooleanArray::from(keep.clone()));
+        let records = columns::filter(LOGIC, &batch, &records, mask.as_ref())?;
+        let mut batch = batch;
+        if dropped {
+            batch.offsets = batch
+                .offsets
+                .iter()
+                .zip(&keep)
+                .filter_map(|(offset, keep)| keep.then_some(*offset))
+                .collect();
+        }
+        batch.records = records;
+        if !rejected.is_empty() {
+            let sorted = batch.dead_letters.is_empty();
+            batch.dead_letters.extend(rejected);
+            if !sorted {
+                batch.dead_letters.sort_by_key(|d| d.offset);
             }
-        })?;
-        let offsets = batch
-            .offsets
-            .iter()
-            .zip(mask.values().iter())
-            .filter_map(|(o, k)| k.then_some(*o))
-            .collect();
-        batch.records = upper_case_currency(filtered)?;
-        batch.offsets = offsets;
+        }
         Ok((batch, stats))
     }
 
     fn warm_up(&mut self, batch: &SourceBatch) -> Result<(), LogicError> {
-        let ids = string_column(&batch.records, "event_id")?;
-        let amount = amounts(&batch.records)?;
+        let cols = columns(batch)?;
         let window = self.window(&batch.partition);
-        for row in 0..batch.records.num_rows() {
-            let rejected = !amount.is_null(row) && amount.value(row) < 0;
-            if !rejected && !ids.is_null(row) {
-                window.check_and_insert(ids.value(row), batch.offsets[row]);
+        for (row, &offset) in batch.offsets.iter().enumerate() {
+            if negative(cols.amount_cents, row).is_none() && !cols.event_id.is_null(row) {
+                window.check_and_insert(cols.event_id.value(row), offset);
             }
         }
         Ok(())
     }
 }
 
-fn upper_case_currency(batch: RecordBatch) -> Result<RecordBatch, LogicError> {
-    let Some(index) = batch.schema().index_of("currency").ok() else {
-        return Err(LogicError::Column {
-            logic: LOGIC,
-            column: "currency",
-            message: "missing from the batch".into(),
-        });
-    };
-    let currency = string_column(&batch, "currency")?;
-    if !currency
-        .iter()
-        .flatten()
-        .any(|c| c.bytes().any(|b| b.is_ascii_lowercase()))
-    {
-        return Ok(batch);
-    }
-    let upper: StringArray = currency
-        .iter()
-        .map(|c| c.map(str::to_ascii_uppercase))
-        .collect();
-    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-    columns[index] = Arc::new(upper);
-    debug_assert_eq!(columns[index].data_type(), &DataType::Utf8);
-    RecordBatch::try_new(batch.schema(), columns).map_err(|e| LogicError::Arrow {
-        logic: LOGIC,
-        message: format!("rebuilding the batch: {e}"),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use arrow_array::Int64Array;
-    use arrow_schema::{Field, Schema};
-    use kappa_core::OffsetRange;
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// (event_id, amount, currency) rows at consecutive offsets from `start`.
-    fn batch(start: i64, rows: &[(&str, i64, &str)]) -> SourceBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("event_id", DataType::Utf8, false),
-            Field::new("amount_cents", DataType::Int64, false),
-            Field::new("currency", DataType::Utf8, false),
-        ]));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
-        ];
-        let n = rows.len() as i64;
-        SourceBatch {
-            partition: TopicPartition::new("orders", 0),
-            range: OffsetRange::new(start, start + n),
-            records: RecordBatch::try_new(schema, columns).unwrap(),
-            offsets: (start..start + n).collect(),
-            dead_letters: Vec::new(),
-            records_in: n as u64,
-        }
-    }
-
-    fn ids(batch: &SourceBatch) -> Vec<String> {
-        string_column(&batch.records, "event_id")
-            .unwrap()
-            .iter()
-            .map(|s| s.unwrap().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn upper_cases_rejects_and_dedups() {
-        let mut logic = OrdersLogic::new(100);
-        let input = batch(
-            10,
-            &[
-                ("a", 5, "eur"),
-                ("b", -3, "USD"),
-                ("a", 5, "eur"),
-                ("c", 0, "Gbp"),
-            ],
-        );
-        let (out, stats) = logic.apply(input).unwrap();
-        out.check().unwrap();
-        assert_eq!(ids(&out), ["a", "c"]);
-        assert_eq!(out.offsets, [10, 13]);
-        let currency = string_column(&out.records, "currency").unwrap();
-        assert_eq!(currency.value(0), "EUR");
-        assert_eq!(currency.value(1), "GBP");
-        assert_eq!(
-            stats,
-            TransformStats {
-                duplicates_dropped: 1,
-                rejected: 1
-            }
-        );
-        assert_eq!(out.dead_letters.len(), 1);
-        assert_eq!(out.dead_letters[0].offset, 11);
-        assert!(out.dead_letters[0].message.contains("negative (-3)"));
-        assert_eq!(out.records_in, 4, "records_in is the source's count");
-    }
-
-    #[test]
-    fn a_rejected_record_does_not_shadow_a_later_valid_one() {
-        let mut logic = OrdersLogic::new(100);
-        let (out, _) = logic
-            .apply(batch(0, &[("a", -1, "EUR"), ("a", 1, "EUR")]))
-            .unwrap();
-        assert_eq!(ids(&out), ["a"]);
-        assert_eq!(out.offsets, [1]);
-    }
-
-    #[test]
-    fn warm_up_restores_the_window_after_a_restart() {
-        let rows = [
-            ("a", 1, "EUR"),
-            ("b", 1, "EUR"),
-            ("a", 1, "EUR"),
-            ("c", 1, "EUR"),
-            ("b", 1, "EUR"),
-        ];
-        let mut straight = OrdersLogic::new(3);
-        let (all, _) = straight.apply(batch(0, &rows)).unwrap();
-        let mut restarted = OrdersLogic::new(3);
-        let (before, after) = batch(0, &rows).split_at(3);
-        restarted.warm_up(&before).unwrap();
-        let (rest, _) = restarted.apply(after).unwrap();
-        let tail: Vec<i64> = all.offsets.iter().copied().filter(|o| *o >= 3).collect();
-        assert_eq!(rest.offsets, tail);
-    }
-
-    #[test]
-    fn a_missing_column_is_an_error_naming_it() {
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let records = RecordBatch::try_new(
-            schema,
-            vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef],
-        )
-        .unwrap();
-        let input = SourceBatch {
-            records,
-            ..batch(0, &[("a", 1, "EUR")])
-        };
-        let err = OrdersLogic::new(10).apply(input).unwrap_err().to_string();
-        assert!(err.contains("event_id"), "{err}");
-    }
-
-    proptest! {
-        /// Output does not depend on how the stream is split into batches, nor on a restart at any
-        /// point (with the window re-read for warm-up).
-        #[test]
-        fn batching_and_restarts_do_not_change_the_output(
-            rows in proptest::collection::vec((0u8..12, -2i64..5), 1..80),
-            cuts in proptest::collection::vec(0usize..80, 0..5),
-            restart in 0usize..80,
-        ) {
-            let window = 10i64;
-            let owned: Vec<(String, i64)> = rows.iter().map(|(id, a)| (format!("id{id}"), *a)).collect();
-            let as_rows: Vec<(&str, i64, &str)> = owned.iter().map(|(id, a)| (id.as_str(), *a, "eur")).collect();
-            let n = as_rows.len();
-            let reference = {
-                let mut logic = OrdersLogic::new(window);
-                logic.apply(batch(0, &as_rows)).unwrap().0.offsets
-            };
-            // Split into batches at arbitrary cut points.
-            let mut points: Vec<usize> = cuts.into_iter().filter(|c| *c < n).collect();
-            points.push(0);
-            points.push(n);
-            points.sort_unstable();
-            points.dedup();
-            let mut logic = OrdersLogic::new(window);
-            let mut split_out = Vec::new();
-            for pair in points.windows(2) {
-                let (lo, hi) = (pair[0], pair[1]);
-                let (out, _) = logic.apply(batch(lo as i64, &as_rows[lo..hi])).unwrap();
-                split_out.extend(out.offsets);
-            }
-            prop_assert_eq!(&split_out, &reference);
-            // Restart at `restart`: warm up on the window before it, process the rest.
-            let restart = restart.min(n);
-            let from = restart.saturating_sub(window as usize);
-            let mut logic = OrdersLogic::new(window);
-            logic.warm_up(&batch(from as i64, &as_rows[from..restart])).unwrap();
-            let (out, _) = logic.apply(batch(restart as i64, &as_rows[restart..])).unwrap();
-            let tail: Vec<i64> = reference.iter().copied().filter(|o| *o >= restart as i64).collect();
-            prop_assert_eq!(out.offsets, tail);
-        }
-    }
-}
+mod tests;

@@ -1,0 +1,168 @@
+//! Every section and key Kappa knows, checked before deserializing so that an unknown key is an
+//! error naming the key, its section, where it came from and what is expected.
+//!
+//! `serde(deny_unknown_fields)` on the raw structs stays as a safety net; a test checks that this
+//! table and the structs agree, and another that `docs/configuration.md` documents every key.
+
+use config::{Value, ValueKind};
+
+use crate::error::ConfigError;
+
+/// A section and its keys. `None`: free-form (any key).
+pub(crate) type Section = (&'static str, Option<&'static [&'static str]>);
+
+const S3_KEYS: [&str; 6] = [
+    "endpoint",
+    "region",
+    "access_key_id",
+    "secret_access_key",
+    "allow_http",
+    "path_style",
+];
+
+/// Every section (`""` is the top level) with its keys.
+pub(crate) const SECTIONS: &[Section] = &[
+    (
+        "",
+        Some(&[
+            "pipeline",
+            "source",
+            "schema",
+            "catalog",
+            "table",
+            "commit",
+            "dedup",
+            "event_time",
+            "quality",
+            "dlq",
+            "metrics",
+            "replay",
+        ]),
+    ),
+    ("pipeline", Some(&["name", "logic"])),
+    ("source", Some(&["archive", "kafka"])),
+    (
+        "source.archive",
+        Some(&[
+            "url",
+            "topic",
+            "format",
+            S3_KEYS[0],
+            S3_KEYS[1],
+            S3_KEYS[2],
+            S3_KEYS[3],
+            S3_KEYS[4],
+            S3_KEYS[5],
+        ]),
+    ),
+    (
+        "source.kafka",
+        Some(&["bootstrap_servers", "topic", "group_id", "properties"]),
+    ),
+    ("source.kafka.properties", None),
+    ("schema", Some(&["dir", "url", "subject"])),
+    (
+        "catalog",
+        Some(&[
+            "type",
+            "name",
+            "uri",
+            "warehouse",
+            S3_KEYS[0],
+            S3_KEYS[1],
+            S3_KEYS[2],
+            S3_KEYS[3],
+            S3_KEYS[4],
+            S3_KEYS[5],
+        ]),
+    ),
+    (
+        "table",
+        Some(&[
+            "namespace",
+            "name",
+            "partition_by",
+            "target_file_size",
+            "dlq_name",
+        ]),
+    ),
+    (
+        "commit",
+        Some(&["interval", "rows", "bytes", "max_attempts"]),
+    ),
+    ("dedup", Some(&["window"])),
+    ("event_time", Some(&["column", "allowed_lateness"])),
+    ("quality", Some(&[])),
+    ("dlq", Some(&["enabled"])),
+    ("metrics", Some(&["listen"])),
+    (
+        "replay",
+        Some(&["parallelism", "batch_rows", "max_inflight_bytes"]),
+    ),
+];
+
+fn section(name: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|(s, _)| *s == name)
+}
+
+fn join(section: &str, key: &str) -> String {
+    if section.is_empty() {
+        key.to_string()
+    } else {
+        format!("{section}.{key}")
+    }
+}
+
+/// The env var that sets `path` (`source.archive.url` → `KAPPA__SOURCE__ARCHIVE__URL`).
+pub(crate) fn env_var(path: &str) -> String {
+    format!("KAPPA__{}", path.replace('.', "__").to_ascii_uppercase())
+}
+
+/// The origin of `value`, or of the first leaf inside it (sections made by a path have none).
+fn first_origin(value: &Value) -> Option<&str> {
+    value.origin().or_else(|| match &value.kind {
+        ValueKind::Table(table) => table.values().find_map(first_origin),
+        ValueKind::Array(items) => items.iter().find_map(first_origin),
+        _ => None,
+    })
+}
+
+/// Where a value came from, for messages: the file's name, `env KAPPA__X__Y` or `--set`.
+fn origin(value: &Value, path: &str, file: &str) -> String {
+    match first_origin(value) {
+        Some("the environment") => format!("env {}", env_var(path)),
+        Some(other) => other.to_string(),
+        None => file.to_string(),
+    }
+}
+
+/// Checks every key of the merged configuration against [`SECTIONS`].
+pub(crate) fn check(root: &Value, file: &str) -> Result<(), ConfigError> {
+    check_table("", root, file)
+}
+
+fn check_table(name: &str, value: &Value, file: &str) -> Result<(), ConfigError> {
+    let ValueKind::Table(table) = &value.kind else {
+        // A scalar where a section belongs: serde reports the type error with the key.
+        return Ok(());
+    };
+    let Some((_, Some(keys))) = section(name) else {
+        return Ok(());
+    };
+    for (key, child) in table {
+        if !keys.contains(&key.as_str()) {
+            let path = join(name, key);
+            return Err(ConfigError::UnknownKey {
+                section: name.to_string(),
+                key: key.clone(),
+                expected: keys.join(", "),
+                origin: origin(child, &path, file),
+            });
+        }
+        let path = join(name, key);
+        if section(&path).is_some() {
+            check_table(&path, child, file)?;
+        }
+    }
+    Ok(())
+}
