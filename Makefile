@@ -30,7 +30,7 @@ services-down: ## Stop the services
 
 test: services-up ## Run every test (unit, property, integration against real services)
 	set -a; eval "$$(dev/services.sh env)"; set +a; \
-	$(CARGO) test --workspace --all-targets --no-fail-fast; rc=$$?; \
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast; rc=$$?; \
 	dev/services.sh stop; exit $$rc
 
 unit: ## Unit and property tests only (no services)
