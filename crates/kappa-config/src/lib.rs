@@ -1,33 +1,49 @@
 //! `kappa-config`: the pipeline configuration contract.
 //!
-//! One TOML file per pipeline, layered with the `config` crate: embedded defaults → the file →
-//! environment `KAPPA__SECTION__KEY` (double underscore; `KAPPA__SOURCE__ARCHIVE__URL`) → explicit
-//! overrides (CLI flags). Unknown keys are errors that name the key. Raw values are validated by a
-//! pure function into [`PipelineConfig`]; nothing here does I/O beyond reading the file.
+//! One TOML file per pipeline, layered with the `config` crate, later wins:
+//!
+//! ```text
+//! defaults.toml (embedded) ─► pipeline.toml ─► env KAPPA__SECTION__KEY ─► overrides (--set k=v)
+//!        └──────────────── merged ─► key check ─► RawConfig ─► validate() ─► PipelineConfig
+//! ```
+//!
+//! Env keys use double underscores (`KAPPA__SOURCE__ARCHIVE__URL`). Unknown keys are errors that
+//! name the key, its section, where it was set and what is expected; values are validated by a
+//! pure function ([`validate`]) into a typed [`PipelineConfig`], whose errors name `[section] key`
+//! ([`ConfigError::key`]). Secrets ([`Secret`], Kafka properties) are redacted in `Debug`. Nothing
+//! here does I/O beyond reading the file; there is no global config: pass it down.
+//! The reference of every key is `docs/configuration.md`.
 
 mod error;
+mod keys;
+mod layer;
+mod partition;
 mod raw;
+mod typed;
 mod validate;
 
 pub use error::ConfigError;
+pub use layer::DEFAULTS;
+pub use partition::{PartitionSpec, PartitionTransform, parse_partition};
 pub use raw::{
-    ArchiveSection, CatalogSection, CommitSection, DedupSection, EventTimeSection, KafkaSection,
-    MetricsSection, PipelineSection, RawConfig, ReplaySection, S3Section, SchemaSection, Secret,
-    SourceSection, TableSection,
+    ArchiveSection, CatalogSection, CommitSection, DedupSection, DlqSection, EventTimeSection,
+    KafkaProperties, KafkaSection, MetricsSection, PipelineSection, QualitySection, RawConfig,
+    ReplaySection, S3Section, SchemaSection, Secret, SourceSection, TableSection,
 };
-pub use validate::{PartitionSpec, PartitionTransform, PipelineConfig, SchemaSource};
+pub use typed::{ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, SchemaSource};
+pub use validate::{PipelineConfig, validate};
 
 use std::path::Path;
 
-/// Defaults every file is layered on.
-pub const DEFAULTS: &str = include_str!("defaults.toml");
-
 /// Loads `path` with the process environment and `overrides` (`("commit.interval", "5s")`).
+/// Environment variables that are not valid Unicode are ignored.
 pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<PipelineConfig, ConfigError> {
-    load_with_env(path, std::env::vars(), overrides)
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
+    load_with_env(path, env, overrides)
 }
 
-/// Loads `path` with an explicit environment (for tests) and `overrides`.
+/// Loads `path` with an explicit environment (tests pass their own) and `overrides`.
 pub fn load_with_env(
     path: &Path,
     env: impl IntoIterator<Item = (String, String)>,
@@ -47,6 +63,6 @@ pub fn load_str(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &[(String, String)],
 ) -> Result<PipelineConfig, ConfigError> {
-    let raw = raw::layer(text, origin, env, overrides)?;
-    validate::validate(raw)
+    let raw = layer::layer(text, origin, env, overrides)?;
+    validate(raw)
 }

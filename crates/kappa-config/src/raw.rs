@@ -60,6 +60,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub quality: QualitySection,
     /// `[dlq]`
+    #[serde(default)]
     pub dlq: DlqSection,
     /// `[metrics]`
     pub metrics: MetricsSection,
@@ -109,7 +110,7 @@ pub struct S3Section {
 
 /// `[source.archive]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "ArchiveKeys")]
 pub struct ArchiveSection {
     /// `file:///dir`, `s3://bucket/prefix` or `memory://` (tests).
     pub url: Option<String>,
@@ -118,8 +119,42 @@ pub struct ArchiveSection {
     /// Record shape of the archive files: `auto` (default), `value`, `bytes` or `envelope`.
     pub format: Option<String>,
     /// S3 settings.
-    #[serde(flatten)]
     pub s3: S3Section,
+}
+
+/// The keys of `[source.archive]` as written. (Not `serde(flatten)`: it would lose the key path
+/// in errors and the string → bool conversion of env values.)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArchiveKeys {
+    url: Option<String>,
+    topic: Option<String>,
+    format: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    #[serde(default)]
+    allow_http: bool,
+    path_style: Option<bool>,
+}
+
+impl From<ArchiveKeys> for ArchiveSection {
+    fn from(k: ArchiveKeys) -> Self {
+        ArchiveSection {
+            url: k.url,
+            topic: k.topic,
+            format: k.format,
+            s3: S3Section {
+                endpoint: k.endpoint,
+                region: k.region,
+                access_key_id: k.access_key_id,
+                secret_access_key: k.secret_access_key,
+                allow_http: k.allow_http,
+                path_style: k.path_style,
+            },
+        }
+    }
 }
 
 /// `[source.kafka]`
@@ -220,10 +255,9 @@ pub struct SchemaSection {
 
 /// `[catalog]`
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "CatalogKeys")]
 pub struct CatalogSection {
     /// `sql` or `rest`.
-    #[serde(rename = "type")]
     pub kind: String,
     /// Catalog name.
     pub name: String,
@@ -232,8 +266,44 @@ pub struct CatalogSection {
     /// Warehouse location.
     pub warehouse: Option<String>,
     /// S3 settings for an `s3://` warehouse.
-    #[serde(flatten)]
     pub s3: S3Section,
+}
+
+/// The keys of `[catalog]` as written (see [`ArchiveKeys`] for why not `flatten`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogKeys {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    uri: Option<Secret>,
+    warehouse: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    #[serde(default)]
+    allow_http: bool,
+    path_style: Option<bool>,
+}
+
+impl From<CatalogKeys> for CatalogSection {
+    fn from(k: CatalogKeys) -> Self {
+        CatalogSection {
+            kind: k.kind,
+            name: k.name,
+            uri: k.uri,
+            warehouse: k.warehouse,
+            s3: S3Section {
+                endpoint: k.endpoint,
+                region: k.region,
+                access_key_id: k.access_key_id,
+                secret_access_key: k.secret_access_key,
+                allow_http: k.allow_http,
+                path_style: k.path_style,
+            },
+        }
+    }
 }
 
 /// `[table]`
@@ -311,13 +381,11 @@ pub struct EventTimeSection {
 #[serde(deny_unknown_fields)]
 pub struct QualitySection {}
 
-/// `[dlq]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[dlq]`: reserved for dead-letter settings; no keys yet (any key is an error). Dead letters
+/// always go to the `[table] dlq_name` table: there is no switch that would lose them.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DlqSection {
-    /// Whether dead letters are written to the dead-letter table.
-    pub enabled: bool,
-}
+pub struct DlqSection {}
 
 /// `[metrics]`
 #[derive(Debug, Clone, Deserialize)]
@@ -335,6 +403,4 @@ pub struct ReplaySection {
     pub parallelism: usize,
     /// Rows per decoded batch.
     pub batch_rows: usize,
-    /// Bound on archive bytes fetched and not yet processed.
-    pub max_inflight_bytes: u64,
 }

@@ -1,120 +1,332 @@
-//! Raw configuration → validated, typed configuration. Pure: no I/O.
+//! Raw configuration → validated, typed [`PipelineConfig`]. Pure: no I/O, no env.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use url::Url;
+
 use crate::error::ConfigError;
-use crate::raw::{RawConfig, S3Section};
+use crate::partition::{PartitionSpec, parse_partition};
+use crate::raw::{KafkaProperties, RawConfig, S3Section};
+use crate::typed::{ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, SchemaSource};
 
-/// A partition transform of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PartitionTransform {
-    /// The value itself.
-    Identity,
-    /// Year of a date/timestamp.
-    Year,
-    /// Month.
-    Month,
-    /// Day.
-    Day,
-    /// Hour.
-    Hour,
-    /// Hash bucket of N.
-    Bucket(u32),
-    /// Truncation to width N.
-    Truncate(u32),
-}
-
-/// One `[table] partition_by` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionSpec {
-    /// Source column.
-    pub column: String,
-    /// Transform.
-    pub transform: PartitionTransform,
-}
-
-/// Where schemas come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SchemaSource {
-    /// Embedded file registry directory.
-    Dir(String),
-    /// Confluent-compatible registry URL.
-    Url(String),
-}
-
-/// A validated pipeline configuration.
+/// A validated pipeline configuration: every value checked, defaults resolved.
+///
+/// The typed fields are the contract; `raw` keeps the sections as written (after layering) for
+/// values that need no interpretation.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
-    /// The raw values (for sections other stages read as they are).
+    /// The raw values after layering.
     pub raw: RawConfig,
     /// `[pipeline] name`.
     pub name: String,
+    /// `[pipeline] logic`.
+    pub logic: String,
+    /// `[source.archive]`, when configured.
+    pub source_archive: Option<ArchiveConfig>,
+    /// `[source.kafka]`, when configured.
+    pub source_kafka: Option<KafkaConfig>,
+    /// `[schema] dir` or `url`.
+    pub schema: SchemaSource,
+    /// `[schema] subject`, default `<topic>-value`.
+    pub subject: String,
+    /// `[catalog] type`.
+    pub catalog_kind: CatalogKind,
+    /// `[catalog] uri` (may hold a password: never log it; see `kappa_iceberg`'s redaction).
+    pub catalog_uri: String,
+    /// `[catalog] warehouse` (empty for a REST catalog that picks its own).
+    pub warehouse: String,
     /// `[table] name`.
     pub table: String,
-    /// `[table] dlq_name` or `<name>_dlq`.
+    /// `[table] dlq_name`, default `<name>_dlq`.
     pub dlq_table: String,
     /// Parsed `[table] partition_by`.
     pub partition_by: Vec<PartitionSpec>,
-    /// `[schema]`.
-    pub schema: SchemaSource,
-    /// Schema subject.
-    pub subject: String,
-    /// `[catalog] uri` (a secret: may hold a password).
-    pub catalog_uri: String,
-    /// `[catalog] warehouse`.
-    pub warehouse: String,
     /// `[commit] interval`.
     pub commit_interval: Duration,
+    /// `[metrics] listen`.
+    pub metrics_listen: SocketAddr,
 }
 
 impl PipelineConfig {
-    /// The archive URL and topic, or an error naming the missing key.
+    /// The archive URL, topic and S3 settings, or an error naming the missing key (for commands
+    /// that need the archive).
     pub fn archive(&self) -> Result<(String, String, &S3Section), ConfigError> {
-        let section = self.raw.source.archive.as_ref().ok_or_else(|| {
+        let archive = self.source_archive.as_ref().ok_or_else(|| {
             ConfigError::invalid(
                 "source.archive",
                 "url",
                 "missing: replay needs [source.archive] url and topic",
             )
         })?;
-        let url = section.url.clone().ok_or_else(|| {
+        Ok((archive.url.to_string(), archive.topic.clone(), &archive.s3))
+    }
+
+    /// The live Kafka source, or an error naming the missing section.
+    pub fn kafka(&self) -> Result<&KafkaConfig, ConfigError> {
+        self.source_kafka.as_ref().ok_or_else(|| {
             ConfigError::invalid(
-                "source.archive",
-                "url",
-                "missing; expected file:///path or s3://bucket/prefix",
+                "source.kafka",
+                "bootstrap_servers",
+                "missing: a live run needs [source.kafka] bootstrap_servers and topic",
             )
-        })?;
-        let topic = section
-            .topic
-            .clone()
-            .ok_or_else(|| ConfigError::invalid("source.archive", "topic", "missing"))?;
-        Ok((url, topic, &section.s3))
+        })
+    }
+
+    /// Partitions read at once by a replay of `partitions` partitions: `[replay] parallelism`,
+    /// at most `partitions`, at least 1.
+    pub fn replay_parallelism(&self, partitions: usize) -> usize {
+        self.raw.replay.parallelism.min(partitions).max(1)
     }
 }
 
-pub(crate) fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
-    let name = raw
-        .pipeline
-        .name
+/// A non-empty string at `section.key`, or an error saying it is missing.
+fn required(
+    value: Option<&String>,
+    section: &str,
+    key: &str,
+    hint: &str,
+) -> Result<String, ConfigError> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ConfigError::invalid(section, key, format!("missing; {hint}")))
+}
+
+fn parse_url(section: &str, key: &str, value: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let expected = schemes
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let url = Url::parse(value).map_err(|e| {
+        ConfigError::invalid(
+            section,
+            key,
+            format!("{value:?} is not a URL ({e}); expected {expected}"),
+        )
+    })?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::invalid(
+            section,
+            key,
+            format!("unsupported scheme {:?}; expected {expected}", url.scheme()),
+        ));
+    }
+    Ok(url)
+}
+
+fn check_s3(section: &str, s3: &S3Section) -> Result<(), ConfigError> {
+    if let Some(endpoint) = &s3.endpoint {
+        parse_url(section, "endpoint", endpoint, &["http", "https"])?;
+    }
+    Ok(())
+}
+
+fn positive(section: &str, key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(section, key, "must be greater than 0"));
+    }
+    Ok(())
+}
+
+fn archive(raw: &RawConfig) -> Result<Option<ArchiveConfig>, ConfigError> {
+    let Some(section) = &raw.source.archive else {
+        return Ok(None);
+    };
+    let url = required(
+        section.url.as_ref(),
+        "source.archive",
+        "url",
+        "expected file:///path, s3://bucket/prefix or memory://",
+    )?;
+    let url = parse_url(
+        "source.archive",
+        "url",
+        &url,
+        &["file", "s3", "s3a", "memory"],
+    )?;
+    let topic = required(
+        section.topic.as_ref(),
+        "source.archive",
+        "topic",
+        "the topic's directory in the archive, e.g. \"orders\"",
+    )?;
+    let format = match section.format.as_deref().map(str::trim) {
+        None | Some("auto") => ArchiveFormat::Auto,
+        Some("value") => ArchiveFormat::Value,
+        Some("bytes") => ArchiveFormat::Bytes,
+        Some("envelope") => ArchiveFormat::Envelope,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "source.archive",
+                "format",
+                format!("unknown format {other:?}; expected auto|value|bytes|envelope"),
+            ));
+        }
+    };
+    check_s3("source.archive", &section.s3)?;
+    Ok(Some(ArchiveConfig {
+        url,
+        topic,
+        format,
+        s3: section.s3.clone(),
+    }))
+}
+
+fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigError> {
+    let Some(section) = &raw.source.kafka else {
+        return Ok(None);
+    };
+    let hint = "brokers as host:port[,host:port], e.g. \"127.0.0.1:9092\"";
+    let bootstrap_servers = required(
+        section.bootstrap_servers.as_ref(),
+        "source.kafka",
+        "bootstrap_servers",
+        hint,
+    )?;
+    if let Some(bad) = bootstrap_servers.split(',').map(str::trim).find(|b| {
+        b.rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    }) {
+        return Err(ConfigError::invalid(
+            "source.kafka",
+            "bootstrap_servers",
+            format!("{bad:?} is not host:port; expected {hint}"),
+        ));
+    }
+    let topic = required(
+        section.topic.as_ref(),
+        "source.kafka",
+        "topic",
+        "e.g. \"orders\"",
+    )?;
+    let group_id = section
+        .group_id
         .clone()
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                "pipeline",
-                "name",
-                "missing; it identifies this pipeline's commits in the table",
-            )
-        })?;
-    let table = raw
-        .table
-        .name
+        .filter(|g| !g.trim().is_empty())
+        .unwrap_or_else(|| format!("kappa-{pipeline}"));
+    Ok(Some(KafkaConfig {
+        bootstrap_servers,
+        topic,
+        group_id,
+        properties: KafkaProperties(section.properties.0.clone()),
+    }))
+}
+
+fn schema(raw: &RawConfig) -> Result<SchemaSource, ConfigError> {
+    match (&raw.schema.dir, &raw.schema.url) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "schema",
+            "url",
+            "set either dir or url, not both",
+        )),
+        (_, Some(url)) => Ok(SchemaSource::Url(
+            parse_url("schema", "url", url, &["http", "https"])?.to_string(),
+        )),
+        (Some(dir), None) if dir.trim().is_empty() => Err(ConfigError::invalid(
+            "schema",
+            "dir",
+            "empty; expected a directory of <subject>/<version>.avsc",
+        )),
+        (Some(dir), None) => Ok(SchemaSource::Dir(dir.clone())),
+        (None, None) => Ok(SchemaSource::Dir("contracts".into())),
+    }
+}
+
+fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError> {
+    let kind = match raw.catalog.kind.trim() {
+        "sql" => CatalogKind::Sql,
+        "rest" => CatalogKind::Rest,
+        other => {
+            return Err(ConfigError::invalid(
+                "catalog",
+                "type",
+                format!("unknown catalog type {other:?}; expected sql|rest"),
+            ));
+        }
+    };
+    let uri_hint = match kind {
+        CatalogKind::Sql => {
+            "expected sqlite:///path/catalog.db or postgres://user:pass@host:5432/db"
+        }
+        CatalogKind::Rest => "expected the REST catalog's http(s):// URL",
+    };
+    let uri = raw
+        .catalog
+        .uri
+        .as_ref()
+        .map(|s| s.expose().trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ConfigError::invalid("catalog", "uri", format!("missing; {uri_hint}")))?;
+    let uri_ok = match kind {
+        CatalogKind::Sql => {
+            uri.starts_with("sqlite:")
+                || ((uri.starts_with("postgres://") || uri.starts_with("postgresql://"))
+                    && Url::parse(&uri).is_ok())
+        }
+        CatalogKind::Rest => Url::parse(&uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+    };
+    if !uri_ok {
+        // Never echo the URI: it may hold a password.
+        return Err(ConfigError::invalid("catalog", "uri", uri_hint));
+    }
+    let warehouse = match (kind, &raw.catalog.warehouse) {
+        (CatalogKind::Rest, None) => String::new(),
+        (CatalogKind::Rest, Some(w)) => w.trim().to_string(),
+        (CatalogKind::Sql, w) => {
+            let hint = "expected file:///path or s3://bucket/prefix";
+            let w = required(w.as_ref(), "catalog", "warehouse", hint)?;
+            parse_url("catalog", "warehouse", &w, &["file", "s3", "s3a"])?;
+            w
+        }
+    };
+    check_s3("catalog", &raw.catalog.s3)?;
+    Ok((kind, uri, warehouse))
+}
+
+/// Validates `raw` into a [`PipelineConfig`]; the error names the first bad key.
+pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
+    let name = required(
+        raw.pipeline.name.as_ref(),
+        "pipeline",
+        "name",
+        "it identifies this pipeline's commits in the table",
+    )?;
+    let logic = required(
+        Some(&raw.pipeline.logic),
+        "pipeline",
+        "logic",
+        "e.g. \"orders\"",
+    )?;
+    let source_archive = archive(&raw)?;
+    let source_kafka = kafka(&raw, &name)?;
+    let schema = schema(&raw)?;
+    let topic = source_archive
+        .as_ref()
+        .map(|a| a.topic.clone())
+        .or_else(|| source_kafka.as_ref().map(|k| k.topic.clone()))
+        .unwrap_or_else(|| name.clone());
+    let subject = raw
+        .schema
+        .subject
         .clone()
-        .filter(|n| !n.trim().is_empty())
-        .ok_or_else(|| ConfigError::invalid("table", "name", "missing"))?;
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| format!("{topic}-value"));
+    let (catalog_kind, catalog_uri, warehouse) = catalog(&raw)?;
+    if raw.table.namespace.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "table",
+            "namespace",
+            "must not be empty",
+        ));
+    }
+    let table = required(raw.table.name.as_ref(), "table", "name", "e.g. \"orders\"")?;
     let dlq_table = raw
         .table
         .dlq_name
         .clone()
+        .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| format!("{table}_dlq"));
     if dlq_table == table {
         return Err(ConfigError::invalid(
@@ -129,255 +341,63 @@ pub(crate) fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
         .iter()
         .map(|s| parse_partition(s))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(archive) = &raw.source.archive {
-        if let Some(url) = &archive.url {
-            check_url("source.archive", "url", url, &["file", "s3", "s3a"])?;
-        }
-        check_endpoint("source.archive", &archive.s3)?;
-    }
-    let schema = match (&raw.schema.dir, &raw.schema.url) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::invalid(
-                "schema",
-                "url",
-                "set either dir or url, not both",
-            ));
-        }
-        (_, Some(url)) => {
-            check_url("schema", "url", url, &["http", "https"])?;
-            SchemaSource::Url(url.clone())
-        }
-        (Some(dir), None) => SchemaSource::Dir(dir.clone()),
-        (None, None) => SchemaSource::Dir("contracts".into()),
-    };
-    let topic = raw
-        .source
-        .archive
-        .as_ref()
-        .and_then(|a| a.topic.clone())
-        .or_else(|| raw.source.kafka.as_ref().and_then(|k| k.topic.clone()))
-        .unwrap_or_else(|| name.clone());
-    let subject = raw
-        .schema
-        .subject
-        .clone()
-        .unwrap_or_else(|| format!("{topic}-value"));
-    match raw.catalog.kind.as_str() {
-        "sql" => {}
-        "rest" => {
-            return Err(ConfigError::invalid(
-                "catalog",
-                "type",
-                "\"rest\" is not supported yet; use \"sql\" (SQLite or PostgreSQL)",
-            ));
-        }
-        other => {
-            return Err(ConfigError::invalid(
-                "catalog",
-                "type",
-                format!("unknown catalog type {other:?}; expected sql | rest"),
-            ));
-        }
-    }
-    let catalog_uri = raw
-        .catalog
-        .uri
-        .as_ref()
-        .map(|s| s.0.clone())
-        .ok_or_else(|| {
-            ConfigError::invalid(
-                "catalog",
-                "uri",
-                "missing; expected sqlite:///path/catalog.db or postgres://user:pass@host:5432/db",
-            )
-        })?;
-    if !(catalog_uri.starts_with("sqlite:")
-        || catalog_uri.starts_with("postgres://")
-        || catalog_uri.starts_with("postgresql://"))
-    {
-        return Err(ConfigError::invalid(
-            "catalog",
-            "uri",
-            "expected sqlite:///path/catalog.db or postgres://user:pass@host:5432/db",
-        ));
-    }
-    let warehouse = raw.catalog.warehouse.clone().ok_or_else(|| {
-        ConfigError::invalid(
-            "catalog",
-            "warehouse",
-            "missing; expected file:///path or s3://bucket/prefix",
-        )
-    })?;
-    check_url("catalog", "warehouse", &warehouse, &["file", "s3", "s3a"])?;
-    check_endpoint("catalog", &raw.catalog.s3)?;
-    let positive = |section: &str, key: &str, value: u64| {
-        if value == 0 {
-            Err(ConfigError::invalid(section, key, "must be greater than 0"))
-        } else {
-            Ok(())
-        }
-    };
-    positive("commit", "rows", raw.commit.rows)?;
-    positive("commit", "bytes", raw.commit.bytes)?;
-    positive("commit", "max_attempts", u64::from(raw.commit.max_attempts))?;
     positive("table", "target_file_size", raw.table.target_file_size)?;
-    positive("replay", "parallelism", raw.replay.parallelism as u64)?;
-    positive("replay", "batch_rows", raw.replay.batch_rows as u64)?;
     if raw.commit.interval.is_zero() {
         return Err(ConfigError::invalid(
             "commit",
             "interval",
-            "must be greater than 0",
+            "must be greater than 0, e.g. \"60s\"",
         ));
     }
+    positive("commit", "rows", raw.commit.rows)?;
+    positive("commit", "bytes", raw.commit.bytes)?;
+    positive("commit", "max_attempts", u64::from(raw.commit.max_attempts))?;
     if raw.dedup.window < 0 {
         return Err(ConfigError::invalid(
             "dedup",
             "window",
-            "must not be negative",
+            "must not be negative (0 turns deduplication off)",
         ));
     }
+    if raw.event_time.column.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "event_time",
+            "column",
+            "must not be empty",
+        ));
+    }
+    positive("replay", "parallelism", raw.replay.parallelism as u64)?;
+    positive("replay", "batch_rows", raw.replay.batch_rows as u64)?;
+    let metrics_listen = raw
+        .metrics
+        .listen
+        .trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            ConfigError::invalid(
+                "metrics",
+                "listen",
+                format!(
+                    "{:?} is not an ip:port address; expected e.g. \"127.0.0.1:9464\"",
+                    raw.metrics.listen
+                ),
+            )
+        })?;
     Ok(PipelineConfig {
         commit_interval: raw.commit.interval,
         name,
+        logic,
+        source_archive,
+        source_kafka,
+        schema,
+        subject,
+        catalog_kind,
+        catalog_uri,
+        warehouse,
         table,
         dlq_table,
         partition_by,
-        schema,
-        subject,
-        catalog_uri,
-        warehouse,
+        metrics_listen,
         raw,
     })
-}
-
-fn check_url(section: &str, key: &str, value: &str, schemes: &[&str]) -> Result<(), ConfigError> {
-    let url = url::Url::parse(value).map_err(|e| {
-        ConfigError::invalid(
-            section,
-            key,
-            format!(
-                "{value:?} is not a URL ({e}); expected {}",
-                expected(schemes)
-            ),
-        )
-    })?;
-    if !schemes.contains(&url.scheme()) {
-        return Err(ConfigError::invalid(
-            section,
-            key,
-            format!(
-                "unsupported scheme {:?}; expected {}",
-                url.scheme(),
-                expected(schemes)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn expected(schemes: &[&str]) -> String {
-    schemes
-        .iter()
-        .map(|s| format!("{s}://"))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-fn check_endpoint(section: &str, s3: &S3Section) -> Result<(), ConfigError> {
-    if let Some(endpoint) = &s3.endpoint {
-        check_url(section, "endpoint", endpoint, &["http", "https"])?;
-    }
-    Ok(())
-}
-
-/// Parses `day(event_time)`, `bucket[16](user_id)`, `identity(x)`, or a bare column (identity).
-fn parse_partition(text: &str) -> Result<PartitionSpec, ConfigError> {
-    let bad = |message: String| ConfigError::invalid("table", "partition_by", message);
-    let text = text.trim();
-    let Some((head, rest)) = text.split_once('(') else {
-        if text.chars().all(|c| c.is_alphanumeric() || c == '_') && !text.is_empty() {
-            return Ok(PartitionSpec {
-                column: text.to_string(),
-                transform: PartitionTransform::Identity,
-            });
-        }
-        return Err(bad(format!(
-            "{text:?} is not a transform; expected e.g. day(event_time)"
-        )));
-    };
-    let column = rest
-        .strip_suffix(')')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .ok_or_else(|| bad(format!("{text:?}: expected transform(column)")))?;
-    let param = |name: &str| -> Result<Option<u32>, ConfigError> {
-        match head.strip_prefix(name) {
-            Some(p) if p.starts_with('[') && p.ends_with(']') => p[1..p.len() - 1]
-                .parse::<u32>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| bad(format!("{text:?}: {name}[N] needs a positive integer N"))),
-            _ => Ok(None),
-        }
-    };
-    let transform = match head {
-        "identity" => PartitionTransform::Identity,
-        "year" => PartitionTransform::Year,
-        "month" => PartitionTransform::Month,
-        "day" => PartitionTransform::Day,
-        "hour" => PartitionTransform::Hour,
-        _ => {
-            if let Some(n) = param("bucket")? {
-                PartitionTransform::Bucket(n)
-            } else if let Some(n) = param("truncate")? {
-                PartitionTransform::Truncate(n)
-            } else {
-                return Err(bad(format!(
-                    "unknown transform {head:?} in {text:?}; expected identity|year|month|day|hour|bucket[N]|truncate[N]"
-                )));
-            }
-        }
-    };
-    Ok(PartitionSpec {
-        column: column.to_string(),
-        transform,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_partition_transforms() {
-        let p = parse_partition("day(event_time)").unwrap();
-        assert_eq!(
-            p,
-            PartitionSpec {
-                column: "event_time".into(),
-                transform: PartitionTransform::Day
-            }
-        );
-        assert_eq!(
-            parse_partition("bucket[16](user_id)").unwrap().transform,
-            PartitionTransform::Bucket(16)
-        );
-        assert_eq!(
-            parse_partition("truncate[4](order_id)").unwrap().transform,
-            PartitionTransform::Truncate(4)
-        );
-        assert_eq!(
-            parse_partition("currency").unwrap().transform,
-            PartitionTransform::Identity
-        );
-        let err = parse_partition("dya(event_time)").unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "config: [table] partition_by: unknown transform \"dya\" in \"dya(event_time)\"; expected identity|year|month|day|hour|bucket[N]|truncate[N]"
-        );
-        assert!(parse_partition("bucket[0](x)").is_err());
-        assert!(parse_partition("day()").is_err());
-    }
 }

@@ -1,101 +1,34 @@
-//! The configuration contract: example files parse, env overrides, errors name the key.
+//! The configuration contract: example files parse, layers override in order, errors name the key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use kappa_config::{ConfigError, PartitionTransform, SchemaSource, load_str, load_with_env};
+use kappa_config::{
+    ArchiveFormat, CatalogKind, ConfigError, PartitionTransform, SchemaSource, load_str,
+    load_with_env,
+};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
+}
+
+fn contract_example() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/orders-replay.toml"
+    ))
 }
 
 fn no_env() -> Vec<(String, String)> {
     Vec::new()
 }
 
-#[test]
-fn every_example_config_parses() {
-    let mut seen = 0;
-    for entry in std::fs::read_dir(examples()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
-            load_with_env(&path, no_env(), &[])
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            seen += 1;
-        }
-    }
-    assert!(seen >= 1);
-}
-
-#[test]
-fn the_shared_contract_example_keeps_its_meaning() {
-    let config = load_with_env(&examples().join("orders-replay.toml"), no_env(), &[]).unwrap();
-    assert_eq!(config.name, "orders");
-    assert_eq!(config.table, "orders");
-    assert_eq!(config.dlq_table, "orders_dlq");
-    assert_eq!(config.raw.table.namespace, "kappa");
-    assert_eq!(config.partition_by[0].transform, PartitionTransform::Day);
-    assert_eq!(config.schema, SchemaSource::Dir("contracts".into()));
-    assert_eq!(config.subject, "orders-value");
-    assert_eq!(config.commit_interval, std::time::Duration::from_secs(60));
-    let (url, topic, _) = config.archive().unwrap();
-    assert_eq!(
-        (url.as_str(), topic.as_str()),
-        ("file:///var/lib/kappa/archive", "orders")
-    );
-    assert_eq!(config.raw.metrics.listen, "127.0.0.1:9464");
-    assert_eq!(
-        config
-            .raw
-            .source
-            .kafka
-            .as_ref()
-            .unwrap()
-            .group_id
-            .as_deref(),
-        Some("kappa-orders")
-    );
-}
-
-#[test]
-fn env_overrides_nested_keys() {
-    let env = vec![
-        (
-            "KAPPA__SOURCE__ARCHIVE__URL".to_string(),
-            "s3://events/archive".to_string(),
-        ),
-        (
-            "KAPPA__CATALOG__URI".to_string(),
-            "postgres://k:secret@db:5432/lake".to_string(),
-        ),
-        ("KAPPA__COMMIT__ROWS".to_string(), "5000".to_string()),
-        (
-            "KAPPA__TABLE__PARTITION_BY".to_string(),
-            "hour(event_time),bucket[8](user_id)".to_string(),
-        ),
-        ("OTHER".to_string(), "ignored".to_string()),
-    ];
-    let config = load_with_env(&examples().join("orders-replay.toml"), env, &[]).unwrap();
-    assert_eq!(config.archive().unwrap().0, "s3://events/archive");
-    assert_eq!(config.catalog_uri, "postgres://k:secret@db:5432/lake");
-    assert_eq!(config.raw.commit.rows, 5000);
-    assert_eq!(config.partition_by.len(), 2);
-    assert_eq!(
-        config.partition_by[1].transform,
-        PartitionTransform::Bucket(8)
-    );
-    assert!(
-        !format!("{:?}", config.raw.catalog).contains("k:secret@"),
-        "secrets are redacted"
-    );
-}
-
-#[test]
-fn flags_override_env_and_file() {
-    let env = vec![("KAPPA__COMMIT__INTERVAL".to_string(), "10s".to_string())];
-    let overrides = vec![("commit.interval".to_string(), "2s".to_string())];
-    let config = load_with_env(&examples().join("orders-replay.toml"), env, &overrides).unwrap();
-    assert_eq!(config.commit_interval, std::time::Duration::from_secs(2));
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 const MINIMAL: &str = r#"
@@ -108,18 +41,177 @@ warehouse = "file:///tmp/w"
 name = "t"
 "#;
 
+fn load(text: &str) -> Result<kappa_config::PipelineConfig, ConfigError> {
+    load_str(text, "p.toml", no_env(), &[])
+}
+
 #[test]
-fn unknown_keys_are_named() {
-    let text = format!("{MINIMAL}\n[commit]\nintervl = \"5s\"\n");
-    let err = load_str(&text, "p.toml", no_env(), &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("intervl") && err.contains("commit"), "{err}");
-    let text = format!("{MINIMAL}\n[bogus]\nx = 1\n");
-    let err = load_str(&text, "p.toml", no_env(), &[])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("bogus"), "{err}");
+fn every_example_config_parses() {
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("toml") {
+            load_with_env(&path, no_env(), &[])
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen.push(path);
+        }
+    }
+    assert!(seen.len() >= 2, "{seen:?}");
+}
+
+#[test]
+fn the_shared_contract_example_keeps_its_meaning() {
+    let config = load_with_env(&contract_example(), no_env(), &[]).unwrap();
+    assert_eq!(config.name, "orders");
+    assert_eq!(config.logic, "orders");
+    let archive = config.source_archive.as_ref().unwrap();
+    assert_eq!(archive.url.as_str(), "file:///var/lib/kappa/archive");
+    assert_eq!(archive.topic, "orders");
+    assert_eq!(archive.format, ArchiveFormat::Auto);
+    let (url, topic, _) = config.archive().unwrap();
+    assert_eq!(
+        (url.as_str(), topic.as_str()),
+        ("file:///var/lib/kappa/archive", "orders")
+    );
+    let kafka = config.kafka().unwrap();
+    assert_eq!(kafka.bootstrap_servers, "127.0.0.1:19092");
+    assert_eq!(kafka.topic, "orders");
+    assert_eq!(kafka.group_id, "kappa-orders");
+    assert_eq!(config.schema, SchemaSource::Dir("contracts".into()));
+    assert_eq!(config.subject, "orders-value");
+    assert_eq!(config.catalog_kind, CatalogKind::Sql);
+    assert_eq!(config.raw.catalog.name, "kappa");
+    assert_eq!(config.catalog_uri, "sqlite:////var/lib/kappa/catalog.db");
+    assert_eq!(config.warehouse, "file:///var/lib/kappa/warehouse");
+    assert_eq!(config.raw.table.namespace, "kappa");
+    assert_eq!(config.table, "orders");
+    assert_eq!(config.dlq_table, "orders_dlq");
+    assert_eq!(config.partition_by.len(), 1);
+    assert_eq!(config.partition_by[0].transform, PartitionTransform::Day);
+    assert_eq!(config.partition_by[0].column, "event_time");
+    assert_eq!(config.commit_interval, Duration::from_secs(60));
+    assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9464");
+}
+
+#[test]
+fn defaults_fill_every_optional_key() {
+    let config = load(MINIMAL).unwrap();
+    let raw = &config.raw;
+    assert_eq!(raw.pipeline.logic, "orders");
+    assert_eq!(config.schema, SchemaSource::Dir("contracts".into()));
+    assert_eq!(config.subject, "p-value", "no topic: the pipeline name");
+    assert_eq!(raw.table.target_file_size, 128 << 20);
+    assert_eq!(config.dlq_table, "t_dlq");
+    assert_eq!(config.commit_interval, Duration::from_secs(60));
+    assert_eq!(raw.commit.rows, 1_000_000);
+    assert_eq!(raw.commit.bytes, 256 << 20);
+    assert_eq!(raw.commit.max_attempts, 10);
+    assert_eq!(raw.dedup.window, 100_000);
+    assert_eq!(raw.event_time.column, "event_time");
+    assert_eq!(raw.event_time.allowed_lateness, Duration::from_secs(3600));
+    assert_eq!(raw.replay.parallelism, 8);
+    assert_eq!(config.replay_parallelism(3), 3);
+    assert_eq!(config.replay_parallelism(12), 8);
+    assert_eq!(raw.replay.batch_rows, 65_536);
+    assert!(config.source_archive.is_none() && config.source_kafka.is_none());
+    assert!(
+        config
+            .archive()
+            .unwrap_err()
+            .to_string()
+            .contains("[source.archive] url")
+    );
+}
+
+#[test]
+fn env_reaches_nested_sections_and_keys_with_underscores() {
+    let env = env(&[
+        ("KAPPA__SOURCE__ARCHIVE__URL", "s3://events/archive"),
+        ("KAPPA__SOURCE__ARCHIVE__SECRET_ACCESS_KEY", "s3cr3t"),
+        ("KAPPA__SOURCE__ARCHIVE__ALLOW_HTTP", "true"),
+        ("KAPPA__CATALOG__URI", "postgres://k:pw@db:5432/lake"),
+        ("KAPPA__COMMIT__ROWS", "5000"),
+        ("KAPPA__PIPELINE__NAME", "007"),
+        (
+            "KAPPA__TABLE__PARTITION_BY",
+            "hour(event_time), bucket[8](user_id)",
+        ),
+        ("KAPPA__SCHEMA__SUBJECT", ""),
+        ("KAPPA_LOG", "debug"),
+        ("OTHER", "ignored"),
+    ]);
+    let config = load_with_env(&contract_example(), env, &[]).unwrap();
+    let archive = config.source_archive.as_ref().unwrap();
+    assert_eq!(archive.url.as_str(), "s3://events/archive");
+    assert_eq!(
+        archive.s3.secret_access_key.as_ref().unwrap().expose(),
+        "s3cr3t"
+    );
+    assert!(archive.s3.allow_http);
+    assert_eq!(config.catalog_uri, "postgres://k:pw@db:5432/lake");
+    assert_eq!(config.raw.commit.rows, 5000);
+    assert_eq!(config.name, "007", "env values are not reinterpreted");
+    assert_eq!(config.subject, "orders-value", "an empty env var is unset");
+    let transforms: Vec<String> = config.partition_by.iter().map(|p| p.to_string()).collect();
+    assert_eq!(transforms, ["hour(event_time)", "bucket[8](user_id)"]);
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t"), "secrets are redacted: {debug}");
+    assert!(!format!("{:?}", config.raw.catalog).contains("k:pw@"));
+}
+
+#[test]
+fn flags_override_env_which_overrides_the_file() {
+    let env = env(&[
+        ("KAPPA__COMMIT__INTERVAL", "10s"),
+        ("KAPPA__COMMIT__ROWS", "7"),
+    ]);
+    let overrides = vec![("commit.interval".to_string(), "2s".to_string())];
+    let config = load_with_env(&contract_example(), env, &overrides).unwrap();
+    assert_eq!(config.commit_interval, Duration::from_secs(2));
+    assert_eq!(config.raw.commit.rows, 7);
+}
+
+#[test]
+fn unknown_keys_name_the_key_the_section_and_the_expected_ones() {
+    let err = load(&format!("{MINIMAL}\n[commit]\nintervl = \"5s\"\n")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config: unknown key \"intervl\" in [commit]; expected one of interval, rows, bytes, max_attempts (from p.toml)"
+    );
+    assert_eq!(err.key().as_deref(), Some("commit.intervl"));
+    let err = load(&format!("{MINIMAL}\n[bogus]\nx = 1\n")).unwrap_err();
+    assert!(err.to_string().contains("unknown section [bogus]"), "{err}");
+    let err = load(&format!(
+        "{MINIMAL}\n[source.archive]\nurl = \"file:///a\"\nregoin = \"x\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("\"regoin\" in [source.archive]"),
+        "{err}"
+    );
+    let err = load(&format!("{MINIMAL}\n[quality]\nnull_rate = 0.1\n")).unwrap_err();
+    assert!(
+        err.to_string().contains("\"null_rate\" in [quality]"),
+        "{err}"
+    );
+    let err = load_str(
+        MINIMAL,
+        "p.toml",
+        env(&[("KAPPA__COMMIT__INTERVL", "5s")]),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(from env KAPPA__COMMIT__INTERVL)"),
+        "{err}"
+    );
+    let overrides = vec![("table.nmae".to_string(), "x".to_string())];
+    let err = load_str(MINIMAL, "p.toml", no_env(), &overrides).unwrap_err();
+    assert!(
+        err.to_string().contains("\"nmae\" in [table]") && err.to_string().contains("(from --set)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,36 +219,211 @@ fn bad_values_name_the_key() {
     let cases = [
         (
             format!("{MINIMAL}\n[commit]\ninterval = \"soon\"\n"),
-            "interval",
+            "config: [commit] interval:",
+        ),
+        (
+            format!("{MINIMAL}\n[commit]\nrows = \"many\"\n"),
+            "config: [commit] rows:",
+        ),
+        (
+            format!("{MINIMAL}\n[event_time]\nallowed_lateness = 5\n"),
+            "config: [event_time] allowed_lateness:",
         ),
         (
             MINIMAL.replace("file:///tmp/w", "ftp://x/w"),
-            "[catalog] warehouse",
+            "config: [catalog] warehouse: unsupported scheme \"ftp\"",
         ),
         (
             MINIMAL.replace("sqlite:///tmp/c.db", "mysql://x"),
-            "[catalog] uri",
+            "config: [catalog] uri:",
         ),
         (
             MINIMAL.replace("name = \"p\"", "name = \"\""),
-            "[pipeline] name",
+            "config: [pipeline] name: missing",
         ),
         (
             format!("{MINIMAL}partition_by = [\"dya(event_time)\"]\n"),
-            "[table] partition_by",
+            "config: [table] partition_by: unknown transform \"dya(event_time)\"",
+        ),
+        (
+            format!("{MINIMAL}dlq_name = \"t\"\n"),
+            "config: [table] dlq_name:",
+        ),
+        (
+            MINIMAL.replace("[catalog]\n", "[catalog]\ntype = \"hive\"\n"),
+            "config: [catalog] type: unknown catalog type \"hive\"",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\ndir = \"c\"\nurl = \"http://r:8081\"\n"),
+            "config: [schema] url: set either dir or url",
+        ),
+        (
+            format!("{MINIMAL}\n[source.archive]\nurl = \"file:///a\"\n"),
+            "config: [source.archive] topic: missing",
+        ),
+        (
+            format!("{MINIMAL}\n[source.archive]\nurl = \"ftp://a\"\ntopic = \"o\"\n"),
+            "config: [source.archive] url:",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[source.archive]\nurl = \"file:///a\"\ntopic = \"o\"\nformat = \"json\"\n"
+            ),
+            "config: [source.archive] format: unknown format \"json\"",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[source.archive]\nurl = \"s3://b/a\"\ntopic = \"o\"\nendpoint = \"localhost\"\n"
+            ),
+            "config: [source.archive] endpoint:",
+        ),
+        (
+            format!("{MINIMAL}\n[source.kafka]\nbootstrap_servers = \"broker\"\ntopic = \"o\"\n"),
+            "config: [source.kafka] bootstrap_servers: \"broker\" is not host:port",
+        ),
+        (
+            format!("{MINIMAL}\n[dedup]\nwindow = -1\n"),
+            "config: [dedup] window:",
+        ),
+        (
+            format!("{MINIMAL}\n[replay]\nbatch_rows = 0\n"),
+            "config: [replay] batch_rows:",
+        ),
+        (
+            format!("{MINIMAL}\n[metrics]\nlisten = \"everywhere\"\n"),
+            "config: [metrics] listen:",
+        ),
+        (
+            format!("{MINIMAL}\n[dlq]\nenabled = false\n"),
+            "config: unknown key \"enabled\" in [dlq]; expected none: this section takes no keys yet",
         ),
     ];
-    for (text, key) in cases {
-        let err = load_str(&text, "p.toml", no_env(), &[]).unwrap_err();
-        assert!(err.to_string().contains(key), "{key}: {err}");
+    for (text, expected) in cases {
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with(expected),
+            "expected {expected:?}, got {err:?}"
+        );
     }
-    let err = load_str(
-        &MINIMAL.replace("[table]\nname = \"t\"", "[table]"),
-        "p.toml",
-        no_env(),
-        &[],
-    )
-    .unwrap_err();
+}
+
+#[test]
+fn a_bad_catalog_uri_is_not_echoed() {
+    let err = load(&MINIMAL.replace("sqlite:///tmp/c.db", "mysql://root:hunter2@db/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn missing_required_keys_are_named() {
+    let err = load(&MINIMAL.replace("[table]\nname = \"t\"", "[table]")).unwrap_err();
     assert_eq!(err.key().as_deref(), Some("table.name"), "{err}");
     assert!(matches!(err, ConfigError::Invalid { .. }));
+    let err = load(&MINIMAL.replace("uri = \"sqlite:///tmp/c.db\"\n", "")).unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("catalog.uri"), "{err}");
+    let err = load(&MINIMAL.replace("[pipeline]\nname = \"p\"", "[pipeline]")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config: [pipeline] name: missing; it identifies this pipeline's commits in the table"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_name_the_file_and_line() {
+    let err = load(&format!("{MINIMAL}\n[commit\n")).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("config: p.toml:"), "{err}");
+}
+
+#[test]
+fn a_rest_catalog_takes_an_http_uri_and_an_optional_warehouse() {
+    let text = MINIMAL
+        .replace("[catalog]\n", "[catalog]\ntype = \"rest\"\n")
+        .replace("sqlite:///tmp/c.db", "http://127.0.0.1:8181")
+        .replace("warehouse = \"file:///tmp/w\"\n", "");
+    let config = load(&text).unwrap();
+    assert_eq!(config.catalog_kind, CatalogKind::Rest);
+    assert_eq!(config.catalog_uri, "http://127.0.0.1:8181");
+    assert_eq!(config.warehouse, "");
+    let err = load(&text.replace("http://127.0.0.1:8181", "sqlite:///x.db")).unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("catalog.uri"));
+}
+
+#[test]
+fn kafka_properties_flatten_and_redact_secrets() {
+    let text = format!(
+        "{MINIMAL}\n[source.kafka]\nbootstrap_servers = \"b1:9092,b2:9092\"\ntopic = \"orders\"\n\
+         [source.kafka.properties]\nsecurity.protocol = \"SASL_SSL\"\n\"sasl.username\" = \"kappa\"\n\
+         sasl.password = \"hunter2\"\n\"fetch.max.bytes\" = 1048576\n"
+    );
+    let env = env(&[(
+        "KAPPA__SOURCE__KAFKA__PROPERTIES__ENABLE__IDEMPOTENCE",
+        "true",
+    )]);
+    let config = load_str(&text, "p.toml", env, &[]).unwrap();
+    let kafka = config.kafka().unwrap();
+    assert_eq!(kafka.group_id, "kappa-p", "default group id");
+    let props = &kafka.properties.0;
+    assert_eq!(props["security.protocol"], "SASL_SSL");
+    assert_eq!(props["sasl.username"], "kappa");
+    assert_eq!(props["sasl.password"], "hunter2");
+    assert_eq!(props["fetch.max.bytes"], "1048576");
+    assert_eq!(props["enable.idempotence"], "true");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2") && debug.contains("SASL_SSL"),
+        "{debug}"
+    );
+    assert_eq!(
+        config.subject, "orders-value",
+        "the Kafka topic names the subject"
+    );
+}
+
+#[test]
+fn the_configuration_reference_documents_every_key() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/configuration.md"
+    ))
+    .unwrap();
+    let full =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/full.toml")).unwrap();
+    let config = load_str(&full, "full.toml", no_env(), &[]).unwrap();
+    assert_eq!(
+        config.source_archive.as_ref().unwrap().format,
+        ArchiveFormat::Envelope
+    );
+    // Every key set in full.toml (which sets every key) is in the reference with its env var.
+    let mut section = String::new();
+    for line in full.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            if section == "source.kafka.properties" {
+                continue;
+            }
+            assert!(
+                doc.contains(&format!("`[{section}]`")),
+                "section [{section}] undocumented"
+            );
+            continue;
+        }
+        let Some((key, _)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim().trim_matches('"');
+        if line.starts_with('#') || section == "source.kafka.properties" {
+            continue;
+        }
+        let var = format!("KAPPA__{}__{}", section.replace('.', "__"), key).to_ascii_uppercase();
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "[{section}] {key} undocumented"
+        );
+        assert!(
+            doc.contains(&var),
+            "[{section}] {key}: env {var} undocumented"
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kappa_config::{PartitionTransform, PipelineConfig, S3Section, SchemaSource};
+use kappa_config::{CatalogKind, PartitionTransform, PipelineConfig, S3Section, SchemaSource};
 use kappa_core::Classify;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{CatalogConfig, PartitionField};
@@ -135,10 +135,19 @@ fn transform(t: PartitionTransform) -> iceberg::spec::Transform {
     }
 }
 
-/// The runtime's view of a validated config.
-pub fn pipeline_spec(config: &PipelineConfig, mapping: Arc<TableMapping>) -> PipelineSpec {
+/// The runtime's view of a validated config; a usage error for what this build cannot run.
+pub fn pipeline_spec(
+    config: &PipelineConfig,
+    mapping: Arc<TableMapping>,
+) -> Result<PipelineSpec, Failure> {
+    if config.catalog_kind == CatalogKind::Rest {
+        return Err(usage(
+            "[catalog] type = \"rest\": the REST catalog is not supported yet; use type = \"sql\""
+                .into(),
+        ));
+    }
     let raw = &config.raw;
-    PipelineSpec {
+    Ok(PipelineSpec {
         pipeline: config.name.clone(),
         catalog: CatalogConfig {
             name: raw.catalog.name.clone(),
@@ -171,7 +180,7 @@ pub fn pipeline_spec(config: &PipelineConfig, mapping: Arc<TableMapping>) -> Pip
         event_time_column: raw.event_time.column.clone(),
         allowed_lateness: raw.event_time.allowed_lateness,
         mapping,
-    }
+    })
 }
 
 /// What a replay did, plus the plan it ran.
@@ -215,7 +224,7 @@ pub async fn execute(
         batch_rows: config.raw.replay.batch_rows,
     };
     let source = ArchiveSource::new(store, plan, options, mapping.clone(), registry);
-    let pipeline = open_pipeline(pipeline_spec(config, mapping))
+    let pipeline = open_pipeline(pipeline_spec(config, mapping)?)
         .await
         .map_err(fail)?;
     let catalog = pipeline.catalog.clone();

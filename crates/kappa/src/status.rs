@@ -26,7 +26,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let config = args.load()?;
     let registry = crate::replay::registry(&config, Some(&args.config))?;
     let mapping = crate::replay::mapping(&config, registry.as_ref())?;
-    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping))
+    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
         .await
         .map_err(fail)?;
     let table = pipeline.main.table();

@@ -1,0 +1,60 @@
+//! Layering with the `config` crate, later wins: embedded defaults → the file → environment
+//! `KAPPA__SECTION__KEY` → explicit overrides (`--set section.key=value`).
+//!
+//! Env keys use a double underscore between path segments, so keys with single underscores stay
+//! reachable (config-rs#391): `KAPPA__SOURCE__ARCHIVE__SECRET_ACCESS_KEY` →
+//! `source.archive.secret_access_key`. Env values stay strings (no guessing: `007` stays `007`);
+//! numbers and booleans parse when the key wants one, and lists are comma-separated. Empty env
+//! vars count as unset.
+
+use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+
+use crate::error::ConfigError;
+use crate::raw::RawConfig;
+
+/// Defaults every file is layered on.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+/// Merges the layers, checks every key against the known ones, and deserializes.
+pub(crate) fn layer(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(String, String)],
+) -> Result<RawConfig, ConfigError> {
+    // Each layer alone first, so a syntax error names the layer it is in.
+    Config::builder()
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .build()
+        .map_err(|e| ConfigError::from_layers(e, origin))?;
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.to_ascii_uppercase().starts_with("KAPPA__"))
+        .collect();
+    let environment = Environment::with_prefix("KAPPA")
+        .prefix_separator("__")
+        .separator("__")
+        .ignore_empty(true)
+        .source(Some(env));
+    let mut builder = Config::builder()
+        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+        .add_source(File::from_str(text, FileFormat::Toml))
+        .add_source(environment);
+    let flag = "--set".to_string();
+    for (key, value) in overrides {
+        let value = Value::new(Some(&flag), ValueKind::String(value.clone()));
+        builder = builder
+            .set_override(key.as_str(), value)
+            .map_err(|e| ConfigError::Syntax {
+                origin: format!("--set {key}"),
+                message: e.to_string(),
+            })?;
+    }
+    let merged = builder
+        .build()
+        .map_err(|e| ConfigError::from_layers(e, origin))?;
+    crate::keys::check(&merged.cache, origin)?;
+    merged
+        .try_deserialize()
+        .map_err(|e| ConfigError::from_layers(e, origin))
+}

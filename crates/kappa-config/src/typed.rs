@@ -1,0 +1,63 @@
+//! The validated, typed pieces of a [`crate::PipelineConfig`].
+
+use url::Url;
+
+use crate::raw::{KafkaProperties, S3Section};
+
+/// Where schemas come from: `[schema] dir` or `[schema] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaSource {
+    /// Embedded file registry: `<dir>/<subject>/<version>.avsc`.
+    Dir(String),
+    /// Confluent-compatible registry URL.
+    Url(String),
+}
+
+/// `[catalog] type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKind {
+    /// SQL catalog: SQLite or PostgreSQL (`uri`), with a `warehouse` URL.
+    Sql,
+    /// Iceberg REST catalog at `uri`.
+    Rest,
+}
+
+/// `[source.archive] format`: the record shape of the archive's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// Detect per file from the OCF writer schema.
+    #[default]
+    Auto,
+    /// Value records (Kafka Connect `AvroConverter`).
+    Value,
+    /// Raw message bytes in the Confluent wire format (`ByteArrayConverter`).
+    Bytes,
+    /// Full-record envelopes with topic, partition, offset, timestamp, key and value.
+    Envelope,
+}
+
+/// A validated `[source.archive]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveConfig {
+    /// `file://`, `s3://` or `memory://` URL of the archive root.
+    pub url: Url,
+    /// Topic: the directory and file prefix in the archive.
+    pub topic: String,
+    /// Record shape.
+    pub format: ArchiveFormat,
+    /// S3 settings (unset ones come from `AWS_*` env at run time).
+    pub s3: S3Section,
+}
+
+/// A validated `[source.kafka]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// Brokers, comma-separated `host:port`.
+    pub bootstrap_servers: String,
+    /// Topic.
+    pub topic: String,
+    /// Consumer group (lag monitoring only; positions come from the table).
+    pub group_id: String,
+    /// Extra librdkafka settings (secret values redacted in `Debug`).
+    pub properties: KafkaProperties,
+}
