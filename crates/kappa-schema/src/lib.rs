@@ -12,6 +12,7 @@
 //! - [`wire`]: the Confluent wire format (`0x00`, 4-byte big-endian id, Avro body), decoded in
 //!   batches with per-record error isolation so one bad message never poisons its neighbours.
 
+pub mod compat;
 mod error;
 pub mod mapping;
 pub mod registry;

@@ -7,6 +7,10 @@
 //! Confluent's registry), ids never change when subjects or versions are added, and producers
 //! that use the same directory frame messages with the same ids. Two different schemas whose ids
 //! collide are rejected when the directory is loaded.
+//!
+//! A subject's compatibility level may be set in `<dir>/<subject>/compatibility`, a text file
+//! holding one level name (`BACKWARD`, `FULL_TRANSITIVE`, ...); `kappa schema check` uses it when
+//! no `--level` is given, and BACKWARD (the registry's default) when the file is absent.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
 
+use crate::compat::Level;
 use crate::error::SchemaError;
 
 /// One registered schema version.
@@ -37,6 +42,10 @@ pub trait SchemaRegistry: Send + Sync {
     fn by_id(&self, id: u32) -> Option<&RegisteredSchema>;
     /// All versions of `subject`, oldest first.
     fn versions(&self, subject: &str) -> Result<Vec<&RegisteredSchema>, SchemaError>;
+    /// The compatibility level configured for `subject`, if any.
+    fn compatibility(&self, _subject: &str) -> Option<Level> {
+        None
+    }
     /// The newest version of `subject`.
     fn latest(&self, subject: &str) -> Result<&RegisteredSchema, SchemaError> {
         self.versions(subject)?
@@ -64,6 +73,7 @@ pub fn schema_id_for(schema: &Schema) -> u32 {
 pub struct FileRegistry {
     subjects: BTreeMap<String, Vec<RegisteredSchema>>,
     ids: BTreeMap<u32, (String, usize)>,
+    levels: BTreeMap<String, Level>,
 }
 
 impl FileRegistry {
@@ -118,6 +128,21 @@ impl FileRegistry {
                 });
             }
             versions.sort_by_key(|v| v.version);
+            let level_file = subject_dir.join("compatibility");
+            if level_file.is_file() {
+                let text =
+                    std::fs::read_to_string(&level_file).map_err(|source| SchemaError::Read {
+                        path: level_file.clone(),
+                        source,
+                    })?;
+                let level = text
+                    .parse::<Level>()
+                    .map_err(|message| SchemaError::Layout {
+                        path: level_file.clone(),
+                        message,
+                    })?;
+                registry.levels.insert(subject.clone(), level);
+            }
             registry.insert_subject(subject, versions)?;
         }
         Ok(registry)
@@ -178,6 +203,10 @@ impl FileRegistry {
 }
 
 impl SchemaRegistry for FileRegistry {
+    fn compatibility(&self, subject: &str) -> Option<Level> {
+        self.levels.get(subject).copied()
+    }
+
     fn by_id(&self, id: u32) -> Option<&RegisteredSchema> {
         self.ids
             .get(&id)
@@ -242,8 +271,25 @@ mod tests {
     }
 
     #[test]
+    fn a_subject_compatibility_file_sets_its_level() {
+        let dir = tempfile_dir("levels");
+        std::fs::create_dir_all(dir.join("s")).unwrap();
+        std::fs::write(dir.join("s/1.avsc"), V1).unwrap();
+        std::fs::write(dir.join("s/compatibility"), "full_transitive\n").unwrap();
+        let registry = FileRegistry::load(&dir).unwrap();
+        assert_eq!(registry.compatibility("s"), Some(Level::FullTransitive));
+        std::fs::write(dir.join("s/compatibility"), "sideways").unwrap();
+        let err = FileRegistry::load(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("s/compatibility") && err.contains("sideways"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn bad_version_file_name_is_named() {
-        let dir = tempfile_dir();
+        let dir = tempfile_dir("bad-name");
         std::fs::create_dir_all(dir.join("s")).unwrap();
         std::fs::write(dir.join("s/latest.avsc"), V1).unwrap();
         let err = FileRegistry::load(&dir).unwrap_err().to_string();
@@ -254,8 +300,9 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("kappa-schema-test-{}", std::process::id()));
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("kappa-schema-test-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }

@@ -31,6 +31,42 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Offsets, watermark, freshness and last commits, read from the table.
     Status(ConfigArgs),
+    /// Schema registry tools.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// `kappa schema ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Is a new schema compatible with a subject's history? Exit 4 and each breaking change
+    /// (field path, reason) when not.
+    Check(SchemaCheckArgs),
+}
+
+/// `kappa schema check`.
+#[derive(Debug, Args)]
+pub struct SchemaCheckArgs {
+    /// File registry: a directory of `<subject>/<version>.avsc`.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Subject, e.g. `orders-value`.
+    #[arg(long, required_unless_present = "all", requires = "schema")]
+    pub subject: Option<String>,
+    /// The new schema.
+    #[arg(long, requires = "subject")]
+    pub schema: Option<PathBuf>,
+    /// Check every version of every subject in `--dir` against the versions before it (the CI
+    /// step: a new `<subject>/<n>.avsc` in a pull request is checked against 1..n-1).
+    #[arg(long, conflicts_with_all = ["subject", "schema"], requires = "dir")]
+    pub all: bool,
+    /// NONE, BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE.
+    /// Default: the subject's level (`<dir>/<subject>/compatibility`), else BACKWARD.
+    #[arg(long)]
+    pub level: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `-c pipeline.toml` and `--set key=value` overrides.
@@ -124,5 +160,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
+        Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args),
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod output;
 mod replay;
+mod schema;
 mod status;
 
 use std::process::ExitCode;
@@ -20,6 +21,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or configuration error.
     pub const USAGE: u8 = 2;
+    /// A schema is not compatible.
+    pub const SCHEMA: u8 = 4;
 }
 
 /// An error for the user: the message and the exit code.
