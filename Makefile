@@ -42,7 +42,9 @@ it: services-up ## Integration tests only
 bench: ## Benchmarks on one 1M-event history: decode-only, encode-only, end-to-end; then peak memory of `kappa demo`
 	$(CARGO) bench -p kappa-bench --bench replay
 	$(CARGO) build --release -p kappa
-	d=$$(mktemp -d); $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"kappa demo (1M events): {s[\"events_per_second\"]:.0f} events/s end to end, peak RSS {s[\"peak_rss_bytes\"]/2**20:.0f} MiB")'; rm -rf $$d
+	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	  $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d/demo --json > $$d/summary.json && \
+	  python3 dev/demo-figures.py $$d/summary.json
 
 bench-check: ## Benchmarks compile (CI)
 	$(CARGO) bench -p kappa-bench --no-run

@@ -48,25 +48,117 @@ pub async fn write_data_files(
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
-    let metadata = table.metadata();
-    let schema = metadata.current_schema().clone();
-    let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(options.zstd_level)
-                .map_err(|e| Error::new(ErrorKind::DataInvalid, e.to_string()))?,
-        ))
-        .build();
-    let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
-        ParquetWriterBuilder::new(properties, schema.clone()),
-        options.target_file_size,
-        table.file_io().clone(),
-        DefaultLocationGenerator::new(metadata)?,
-        DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
-    ));
-    // Same columns, the table's exact Arrow types (e.g. iceberg-rust reads `binary` as
-    // LargeBinary) and field ids.
-    let conform = |batch: &RecordBatch| -> iceberg::Result<RecordBatch> {
+    let mut writer = StreamingWriter::new(table, prefix, options).await?;
+    for batch in batches {
+        writer.write(batch).await?;
+    }
+    writer.finish().await
+}
+
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+enum Inner {
+    Unpartitioned(Box<dyn IcebergWriter>),
+    Partitioned {
+        splitter: Box<RecordBatchPartitionSplitter>,
+        writer: Box<FanoutWriter<FileWriterBuilder>>,
+    },
+}
+
+/// Encodes batches into data files as they arrive (one open file per partition value, rolled at
+/// the target size), so that encoding overlaps reading; [`StreamingWriter::finish`] closes the
+/// files and returns them for a commit. Memory: the open files' unflushed row groups.
+pub struct StreamingWriter {
+    inner: Inner,
+    arrow_schema: arrow_schema::SchemaRef,
+    rows: u64,
+}
+
+impl std::fmt::Debug for StreamingWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingWriter")
+            .field("rows", &self.rows)
+            .finish()
+    }
+}
+
+impl StreamingWriter {
+    /// A writer for `table`'s current schema and default partition spec; files are named
+    /// `<prefix>-<n>.parquet` under the table's data location.
+    pub async fn new(
+        table: &Table,
+        prefix: &str,
+        options: &WriterOptions,
+    ) -> iceberg::Result<Self> {
+        let metadata = table.metadata();
+        let schema = metadata.current_schema().clone();
+        let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(options.zstd_level)
+                    .map_err(|e| Error::new(ErrorKind::DataInvalid, e.to_string()))?,
+            ))
+            .build();
+        let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
+            ParquetWriterBuilder::new(properties, schema.clone()),
+            options.target_file_size,
+            table.file_io().clone(),
+            DefaultLocationGenerator::new(metadata)?,
+            DefaultFileNameGenerator::new(prefix.to_string(), None, DataFileFormat::Parquet),
+        ));
+        let spec = metadata.default_partition_spec().clone();
+        let inner = if spec.is_unpartitioned() {
+            Inner::Unpartitioned(Box::new(builder.build(None).await?))
+        } else {
+            Inner::Partitioned {
+                splitter: Box::new(RecordBatchPartitionSplitter::try_new_with_computed_values(
+                    schema, spec,
+                )?),
+                writer: Box::new(FanoutWriter::new(builder)),
+            }
+        };
+        Ok(Self {
+            inner,
+            arrow_schema,
+            rows: 0,
+        })
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Encodes one batch (in the table's column order).
+    pub async fn write(&mut self, batch: &RecordBatch) -> iceberg::Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = self.conform(batch)?;
+        self.rows += batch.num_rows() as u64;
+        match &mut self.inner {
+            Inner::Unpartitioned(writer) => writer.write(batch).await,
+            Inner::Partitioned { splitter, writer } => {
+                for (key, part) in splitter.split(&batch)? {
+                    writer.write(key, part).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Closes every open file and returns the data files written.
+    pub async fn finish(self) -> iceberg::Result<Vec<DataFile>> {
+        match self.inner {
+            Inner::Unpartitioned(mut writer) => writer.close().await,
+            Inner::Partitioned { writer, .. } => (*writer).close().await,
+        }
+    }
+
+    /// Same columns with the table's exact Arrow types (e.g. iceberg-rust reads `binary` as
+    /// LargeBinary) and field ids.
+    fn conform(&self, batch: &RecordBatch) -> iceberg::Result<RecordBatch> {
         let invalid = |e: arrow_schema::ArrowError| {
             Error::new(
                 ErrorKind::DataInvalid,
@@ -76,7 +168,7 @@ pub async fn write_data_files(
         let columns = batch
             .columns()
             .iter()
-            .zip(arrow_schema.fields())
+            .zip(self.arrow_schema.fields())
             .map(|(column, field)| {
                 if column.data_type() == field.data_type() {
                     Ok(column.clone())
@@ -85,22 +177,6 @@ pub async fn write_data_files(
                 }
             })
             .collect::<iceberg::Result<Vec<_>>>()?;
-        RecordBatch::try_new(arrow_schema.clone(), columns).map_err(invalid)
-    };
-    let spec = metadata.default_partition_spec().clone();
-    if spec.is_unpartitioned() {
-        let mut writer = builder.build(None).await?;
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            writer.write(conform(batch)?).await?;
-        }
-        return writer.close().await;
+        RecordBatch::try_new(self.arrow_schema.clone(), columns).map_err(invalid)
     }
-    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)?;
-    let mut writer = FanoutWriter::new(builder);
-    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-        for (key, part) in splitter.split(&conform(batch)?)? {
-            writer.write(key, part).await?;
-        }
-    }
-    writer.close().await
 }

@@ -42,7 +42,6 @@ impl Default for CommitPolicy {
 #[derive(Debug, Default)]
 pub(crate) struct Buffer {
     pub input: BTreeMap<TopicPartition, OffsetRange>,
-    pub rows: Vec<RecordBatch>,
     pub dead: BTreeMap<TopicPartition, Vec<DeadLetter>>,
     pub records_in: u64,
     pub duplicates: u64,
@@ -55,14 +54,15 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Adds a transformed batch; `table` is the main table's Arrow schema.
+    /// Accounts for a transformed batch and returns its rows with the Kafka coordinate columns
+    /// (in `table`, the main table's Arrow schema), if it has any.
     pub fn add(
         &mut self,
         batch: SourceBatch,
         stats: TransformStats,
         table: &SchemaRef,
         event_time: &str,
-    ) -> Result<(), RuntimeError> {
+    ) -> Result<Option<RecordBatch>, RuntimeError> {
         self.started.get_or_insert_with(Instant::now);
         let tp = batch.partition.clone();
         match self.input.get_mut(&tp) {
@@ -89,16 +89,18 @@ impl Buffer {
         if let Some(max) = max_micros(&batch.records, event_time) {
             self.max_event_time = Some(self.max_event_time.map_or(max, |m| m.max(max)));
         }
-        if batch.records.num_rows() > 0 {
+        let rows = if batch.records.num_rows() > 0 {
             let rows = with_coordinates(&batch, table)?;
             self.num_rows += rows.num_rows();
             self.bytes += rows.get_array_memory_size();
-            self.rows.push(rows);
-        }
+            Some(rows)
+        } else {
+            None
+        };
         if !batch.dead_letters.is_empty() {
             self.dead.entry(tp).or_default().extend(batch.dead_letters);
         }
-        Ok(())
+        Ok(rows)
     }
 
     /// Whether the policy calls for a commit now.

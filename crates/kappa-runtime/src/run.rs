@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
+use iceberg::spec::DataFile;
+use iceberg::table::Table;
 use kappa_core::{Classify, OffsetRange, Source, SourcePosition, Transform};
-use kappa_iceberg::{CommitOutcome, Committer, PendingCommit, summary};
+use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
+use kappa_iceberg::{CommitOutcome, Committer, IcebergError, PendingCommit, summary};
 use tokio::sync::mpsc;
 use tracing::{debug, info, instrument};
 
@@ -44,9 +48,19 @@ where
         .map_err(RuntimeError::source)?;
     info!(resume = %resume.to_json(), "resuming from the table's committed offsets");
 
-    let (tx, rx) = mpsc::channel::<Buffer>(1);
+    // Three stages on their own tasks, so that reading, encoding and committing overlap:
+    // this loop (read + logic) -> write_loop (Parquet encoding) -> commit_loop (catalog).
+    let (to_commit, commit_rx) = mpsc::channel::<Flushed>(1);
+    let (to_writer, writer_rx) = mpsc::channel::<ToWriter>(WRITER_QUEUE);
+    let writer_task = tokio::spawn(write_loop(
+        writer_rx,
+        to_commit,
+        main.table().clone(),
+        main.name().to_string(),
+        spec.writer.clone(),
+    ));
     let commit_task = tokio::spawn(commit_loop(
-        rx,
+        commit_rx,
         main,
         dlq,
         spec.pipeline.clone(),
@@ -82,41 +96,114 @@ where
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
             batch.check().map_err(RuntimeError::Invariant)?;
-            buffer.add(batch, stats, &table_schema, &spec.event_time_column)?;
-            if buffer.should_flush(&spec.commit)
-                && tx.send(std::mem::take(&mut buffer)).await.is_err()
+            let rows = buffer.add(batch, stats, &table_schema, &spec.event_time_column)?;
+            // A failed send means a later stage stopped: its error is reported below.
+            if let Some(rows) = rows
+                && to_writer.send(ToWriter::Rows(rows)).await.is_err()
             {
-                // The commit task stopped: its error is reported below.
+                break;
+            }
+            if buffer.should_flush(&spec.commit)
+                && to_writer
+                    .send(ToWriter::Flush(std::mem::take(&mut buffer)))
+                    .await
+                    .is_err()
+            {
                 break;
             }
         }
         if !buffer.is_empty() {
-            let _ = tx.send(buffer).await;
+            let _ = to_writer.send(ToWriter::Flush(buffer)).await;
         }
         Ok(())
     }
     .await;
-    drop(tx);
+    drop(to_writer);
+    let written = writer_task
+        .await
+        .map_err(|e| RuntimeError::Invariant(format!("writer task: {e}")))?;
     let committed = commit_task
         .await
         .map_err(|e| RuntimeError::Invariant(format!("commit task: {e}")))?;
+    // The earliest stage's error is the cause; later ones only saw their input end.
     result?;
+    written?;
     let mut summary = committed?;
     summary.warm_up_records = warm_up_records;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Commits buffers in order: the dead-letter table first, then the main table.
+/// Batches queued between the read loop and the writer (backpressure on reading).
+const WRITER_QUEUE: usize = 4;
+
+/// What the read loop hands the writer.
+enum ToWriter {
+    /// Rows for the main table, in its Arrow schema.
+    Rows(RecordBatch),
+    /// Everything since the last flush is in: close the files and commit them with this buffer.
+    Flush(Buffer),
+}
+
+/// A flush ready to commit: its bookkeeping and the data files holding its rows.
+type Flushed = (Buffer, Vec<DataFile>);
+
+/// Encodes rows into data files as they arrive; at each flush closes the files and passes them
+/// on with the flush's bookkeeping. Files are named `<run uuid>-<flush>-<n>.parquet`.
+async fn write_loop(
+    mut rx: mpsc::Receiver<ToWriter>,
+    to_commit: mpsc::Sender<Flushed>,
+    table: Table,
+    table_name: String,
+    options: WriterOptions,
+) -> Result<(), RuntimeError> {
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let fail = |source: iceberg::Error| {
+        RuntimeError::Sink(IcebergError::Write {
+            table: table_name.clone(),
+            source: Box::new(source),
+        })
+    };
+    let mut flushes = 0u64;
+    let mut writer: Option<StreamingWriter> = None;
+    while let Some(message) = rx.recv().await {
+        match message {
+            ToWriter::Rows(rows) => {
+                let open = match writer.as_mut() {
+                    Some(open) => open,
+                    None => writer.insert(
+                        StreamingWriter::new(&table, &format!("{run}-{flushes:05}"), &options)
+                            .await
+                            .map_err(fail)?,
+                    ),
+                };
+                open.write(&rows).await.map_err(fail)?;
+            }
+            ToWriter::Flush(buffer) => {
+                flushes += 1;
+                let files = match writer.take() {
+                    Some(open) => open.finish().await.map_err(fail)?,
+                    None => Vec::new(),
+                };
+                if to_commit.send((buffer, files)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits flushes in order: the dead-letter table first, then the main table.
 async fn commit_loop(
-    mut rx: mpsc::Receiver<Buffer>,
+    mut rx: mpsc::Receiver<Flushed>,
     mut main: Committer,
     mut dlq: Committer,
     pipeline: String,
     lateness_micros: i64,
 ) -> Result<RunSummary, RuntimeError> {
     let mut summary = RunSummary::default();
-    while let Some(buffer) = rx.recv().await {
+    while let Some((buffer, files)) = rx.recv().await {
         summary.records_in += buffer.records_in;
         summary.duplicates += buffer.duplicates;
         summary.undecodable += buffer.undecodable;
@@ -131,7 +218,8 @@ async fn commit_loop(
             input: buffer.input,
             watermark: buffer.max_event_time.map(|m| m - lateness_micros),
             max_event_time: buffer.max_event_time,
-            batches: buffer.rows,
+            batches: Vec::new(),
+            files,
             counters,
         };
         match main.commit(pending).await? {

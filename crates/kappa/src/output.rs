@@ -1,9 +1,12 @@
 //! Everything the CLI prints goes through here (stdout for results, stderr for errors).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-/// Prints a line of results.
+use std::io::Write;
+
+/// Prints a line of results. A closed stdout (`kappa ... | head`) is not an error worth a panic:
+/// the rest of the output is dropped.
 pub fn line(text: &str) {
-    println!("{text}");
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }
 
 /// Prints an error.

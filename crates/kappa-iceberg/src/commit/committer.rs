@@ -24,8 +24,12 @@ use crate::writer::{WriterOptions, write_data_files};
 pub struct PendingCommit {
     /// Input ranges per topic-partition; together with the base they give the new state.
     pub input: BTreeMap<TopicPartition, OffsetRange>,
-    /// Rows in the table's Arrow schema.
+    /// Rows in the table's Arrow schema, written at commit time.
     pub batches: Vec<RecordBatch>,
+    /// Data files written ahead (by a [`crate::writer::StreamingWriter`] on this table's current
+    /// schema and spec); committed with the rows of `batches`, deleted if the commit does not
+    /// happen.
+    pub files: Vec<DataFile>,
     /// Event-time watermark after this input (µs).
     pub watermark: Option<i64>,
     /// Newest event time in this input or before (µs).
@@ -35,9 +39,17 @@ pub struct PendingCommit {
 }
 
 impl PendingCommit {
-    /// Rows to write.
+    /// Rows to commit.
     pub fn num_rows(&self) -> usize {
-        self.batches.iter().map(RecordBatch::num_rows).sum()
+        self.batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>()
+            + self
+                .files
+                .iter()
+                .map(|f| f.record_count() as usize)
+                .sum::<usize>()
     }
 }
 
@@ -130,10 +142,14 @@ impl Committer {
 
     /// Commits `pending` exactly once (see the module docs of [`super::protocol`]).
     #[instrument(skip_all, fields(table = %self.name, rows = pending.num_rows()))]
-    pub async fn commit(&mut self, pending: PendingCommit) -> Result<CommitOutcome, IcebergError> {
+    pub async fn commit(
+        &mut self,
+        mut pending: PendingCommit,
+    ) -> Result<CommitOutcome, IcebergError> {
         let started = Instant::now();
         let commit_id = protocol::commit_id(&self.pipeline, &self.name, &pending.input);
         let mut files: Option<Vec<DataFile>> = None;
+        let mut ahead = std::mem::take(&mut pending.files);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -141,6 +157,7 @@ impl Committer {
                 Decision::AlreadyCommitted => {
                     debug!(commit_id, "input already committed; nothing to do");
                     self.discard(files.take()).await;
+                    self.discard(Some(std::mem::take(&mut ahead))).await;
                     return Ok(CommitOutcome::AlreadyCommitted);
                 }
                 Decision::Overlap {
@@ -149,6 +166,7 @@ impl Committer {
                     committed,
                 } => {
                     self.discard(files.take()).await;
+                    self.discard(Some(std::mem::take(&mut ahead))).await;
                     return Err(self.continuity(&partition, range, format!(
                         "the table already holds this partition up to offset {committed}; the input must restart from there"
                     )));
@@ -159,6 +177,7 @@ impl Committer {
                     committed,
                 } => {
                     self.discard(files.take()).await;
+                    self.discard(Some(std::mem::take(&mut ahead))).await;
                     return Err(self.continuity(&partition, range, format!(
                         "the table holds this partition only up to offset {committed}; offsets {committed}..{} would be skipped",
                         range.start
@@ -168,13 +187,14 @@ impl Committer {
             };
             if files.is_none() {
                 let prefix = format!("{commit_id}-{}", uuid::Uuid::new_v4().simple());
-                let written =
+                let mut written =
                     write_data_files(&self.table, &pending.batches, &prefix, &self.writer)
                         .await
                         .map_err(|source| IcebergError::Write {
                             table: self.name.clone(),
                             source: Box::new(source),
                         })?;
+                written.append(&mut ahead);
                 files = Some(written);
             }
             let data_files = files.clone().unwrap_or_default();
