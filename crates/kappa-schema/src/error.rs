@@ -65,6 +65,32 @@ pub enum SchemaError {
         /// The underlying error.
         message: String,
     },
+    /// The schema registry answered with an error (4xx, a malformed answer, ...).
+    #[error("schema registry {url}: {}{message}", describe_status(*status, *error_code))]
+    Registry {
+        /// Registry URL (and request path), without credentials.
+        url: String,
+        /// HTTP status, when the registry answered.
+        status: Option<u16>,
+        /// The registry's `error_code` (40401 subject not found, 40403 schema not found, ...).
+        error_code: Option<i64>,
+        /// The registry's message or what was wrong with the answer.
+        message: String,
+    },
+    /// The schema registry could not be reached or kept failing (timeouts, 5xx) after retries.
+    #[error(
+        "schema registry {url} unreachable: {path} failed {attempts} time(s); last error: {message}"
+    )]
+    RegistryUnreachable {
+        /// Registry URL, without credentials.
+        url: String,
+        /// Request path.
+        path: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        message: String,
+    },
     /// A decoded batch could not be converted to the table's Arrow types.
     #[error("schema mapping: column {column}: cannot convert {from} to {to}: {message}")]
     Normalize {
@@ -79,6 +105,15 @@ pub enum SchemaError {
     },
 }
 
+fn describe_status(status: Option<u16>, error_code: Option<i64>) -> String {
+    match (status, error_code) {
+        (Some(s), Some(c)) => format!("HTTP {s}, error_code {c}: "),
+        (Some(s), None) => format!("HTTP {s}: "),
+        (None, Some(c)) => format!("error_code {c}: "),
+        (None, None) => String::new(),
+    }
+}
+
 impl Classify for SchemaError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -89,6 +124,8 @@ impl Classify for SchemaError {
             | SchemaError::IdCollision { .. }
             | SchemaError::Unsupported { .. } => ErrorKind::User,
             SchemaError::Normalize { .. } => ErrorKind::BadData,
+            SchemaError::Registry { .. } => ErrorKind::User,
+            SchemaError::RegistryUnreachable { .. } => ErrorKind::Transient,
             SchemaError::Decoder { .. } => ErrorKind::Internal,
         }
     }

@@ -13,11 +13,13 @@
 //!   batches with per-record error isolation so one bad message never poisons its neighbours.
 
 pub mod compat;
+pub mod confluent;
 mod error;
 pub mod mapping;
 pub mod registry;
 pub mod wire;
 
+pub use confluent::{ConfluentRegistry, RegistryOptions};
 pub use error::SchemaError;
 pub use mapping::TableMapping;
 pub use registry::{FileRegistry, RegisteredSchema, SchemaRegistry};

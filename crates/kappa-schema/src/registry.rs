@@ -14,9 +14,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use apache_avro::Schema;
 use apache_avro::rabin::Rabin;
+use async_trait::async_trait;
 
 use crate::compat::Level;
 use crate::error::SchemaError;
@@ -36,19 +38,23 @@ pub struct RegisteredSchema {
     pub schema: Schema,
 }
 
-/// Looks up writer schemas by id and a subject's versions.
-pub trait SchemaRegistry: Send + Sync {
-    /// The schema registered under `id`, if any.
-    fn by_id(&self, id: u32) -> Option<&RegisteredSchema>;
+/// Looks up writer schemas by id and a subject's versions: the file registry, or a Confluent
+/// Schema Registry over HTTP ([`crate::confluent::ConfluentRegistry`]).
+#[async_trait]
+pub trait SchemaRegistry: Send + Sync + std::fmt::Debug {
+    /// The schema registered under `id`; `Ok(None)` when the registry does not know the id, an
+    /// error when the registry cannot be asked.
+    async fn by_id(&self, id: u32) -> Result<Option<Arc<RegisteredSchema>>, SchemaError>;
     /// All versions of `subject`, oldest first.
-    fn versions(&self, subject: &str) -> Result<Vec<&RegisteredSchema>, SchemaError>;
-    /// The compatibility level configured for `subject`, if any.
-    fn compatibility(&self, _subject: &str) -> Option<Level> {
-        None
+    async fn versions(&self, subject: &str) -> Result<Vec<Arc<RegisteredSchema>>, SchemaError>;
+    /// The compatibility level that applies to `subject`, if the registry defines one.
+    async fn compatibility(&self, _subject: &str) -> Result<Option<Level>, SchemaError> {
+        Ok(None)
     }
     /// The newest version of `subject`.
-    fn latest(&self, subject: &str) -> Result<&RegisteredSchema, SchemaError> {
-        self.versions(subject)?
+    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>, SchemaError> {
+        self.versions(subject)
+            .await?
             .into_iter()
             .last()
             .ok_or_else(|| SchemaError::UnknownSubject {
@@ -71,7 +77,7 @@ pub fn schema_id_for(schema: &Schema) -> u32 {
 /// A registry read from a directory once at start.
 #[derive(Debug, Clone, Default)]
 pub struct FileRegistry {
-    subjects: BTreeMap<String, Vec<RegisteredSchema>>,
+    subjects: BTreeMap<String, Vec<Arc<RegisteredSchema>>>,
     ids: BTreeMap<u32, (String, usize)>,
     levels: BTreeMap<String, Level>,
 }
@@ -119,13 +125,13 @@ impl FileRegistry {
                     path: path.clone(),
                     message: e.to_string(),
                 })?;
-                versions.push(RegisteredSchema {
+                versions.push(Arc::new(RegisteredSchema {
                     subject: subject.clone(),
                     version,
                     id: schema_id_for(&schema),
                     json,
                     schema,
-                });
+                }));
             }
             versions.sort_by_key(|v| v.version);
             let level_file = subject_dir.join("compatibility");
@@ -161,13 +167,13 @@ impl FileRegistry {
                 path: PathBuf::from(format!("{subject}/{version}.avsc")),
                 message: e.to_string(),
             })?;
-            list.push(RegisteredSchema {
+            list.push(Arc::new(RegisteredSchema {
                 subject: subject.to_string(),
                 version,
                 id: schema_id_for(&schema),
                 json: json.to_string(),
                 schema,
-            });
+            }));
         }
         registry.insert_subject(subject.to_string(), list)?;
         Ok(registry)
@@ -176,7 +182,7 @@ impl FileRegistry {
     fn insert_subject(
         &mut self,
         subject: String,
-        versions: Vec<RegisteredSchema>,
+        versions: Vec<Arc<RegisteredSchema>>,
     ) -> Result<(), SchemaError> {
         for (index, version) in versions.iter().enumerate() {
             if let Some((other_subject, other_index)) = self.ids.get(&version.id) {
@@ -200,27 +206,56 @@ impl FileRegistry {
     pub fn subjects(&self) -> impl Iterator<Item = &str> {
         self.subjects.keys().map(String::as_str)
     }
-}
 
-impl SchemaRegistry for FileRegistry {
-    fn compatibility(&self, subject: &str) -> Option<Level> {
+    /// The level set in `<dir>/<subject>/compatibility`, if any.
+    pub fn level(&self, subject: &str) -> Option<Level> {
         self.levels.get(subject).copied()
     }
 
-    fn by_id(&self, id: u32) -> Option<&RegisteredSchema> {
+    /// The schema with `id`, if any.
+    pub fn schema(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
         self.ids
             .get(&id)
-            .map(|(subject, index)| &self.subjects[subject][*index])
+            .map(|(subject, index)| self.subjects[subject][*index].clone())
     }
 
-    fn versions(&self, subject: &str) -> Result<Vec<&RegisteredSchema>, SchemaError> {
+    /// All versions of `subject`, oldest first.
+    pub fn subject_versions(
+        &self,
+        subject: &str,
+    ) -> Result<Vec<Arc<RegisteredSchema>>, SchemaError> {
         self.subjects
             .get(subject)
-            .map(|v| v.iter().collect())
+            .cloned()
             .ok_or_else(|| SchemaError::UnknownSubject {
                 subject: subject.to_string(),
                 known: self.subjects.keys().cloned().collect::<Vec<_>>().join(", "),
             })
+    }
+
+    /// The newest version of `subject`.
+    pub fn subject_latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>, SchemaError> {
+        self.subject_versions(subject)?
+            .pop()
+            .ok_or_else(|| SchemaError::UnknownSubject {
+                subject: subject.to_string(),
+                known: String::new(),
+            })
+    }
+}
+
+#[async_trait]
+impl SchemaRegistry for FileRegistry {
+    async fn compatibility(&self, subject: &str) -> Result<Option<Level>, SchemaError> {
+        Ok(self.level(subject))
+    }
+
+    async fn by_id(&self, id: u32) -> Result<Option<Arc<RegisteredSchema>>, SchemaError> {
+        Ok(self.schema(id))
+    }
+
+    async fn versions(&self, subject: &str) -> Result<Vec<Arc<RegisteredSchema>>, SchemaError> {
+        self.subject_versions(subject)
     }
 }
 
@@ -241,14 +276,14 @@ mod tests {
     fn loads_the_project_contracts_directory() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
         let registry = FileRegistry::load(&dir).unwrap();
-        let versions = registry.versions("orders-value").unwrap();
+        let versions = registry.subject_versions("orders-value").unwrap();
         assert_eq!(
             versions.iter().map(|v| v.version).collect::<Vec<_>>(),
             [1, 2]
         );
-        let latest = registry.latest("orders-value").unwrap();
+        let latest = registry.subject_latest("orders-value").unwrap();
         assert_eq!(latest.version, 2);
-        assert_eq!(registry.by_id(latest.id).unwrap().version, 2);
+        assert_eq!(registry.schema(latest.id).unwrap().version, 2);
         assert_ne!(versions[0].id, versions[1].id);
     }
 
@@ -256,14 +291,17 @@ mod tests {
     fn ids_are_content_derived_and_stable() {
         let a = FileRegistry::from_schemas("a", [V1]).unwrap();
         let b = FileRegistry::from_schemas("b", [V1, V2]).unwrap();
-        assert_eq!(a.latest("a").unwrap().id, b.versions("b").unwrap()[0].id);
-        assert!(a.latest("a").unwrap().id <= 0x7fff_ffff);
+        assert_eq!(
+            a.subject_latest("a").unwrap().id,
+            b.subject_versions("b").unwrap()[0].id
+        );
+        assert!(a.subject_latest("a").unwrap().id <= 0x7fff_ffff);
     }
 
     #[test]
     fn unknown_subject_lists_known_ones() {
         let r = FileRegistry::from_schemas("orders-value", [V1]).unwrap();
-        let err = r.latest("order-value").unwrap_err().to_string();
+        let err = r.subject_latest("order-value").unwrap_err().to_string();
         assert!(
             err.contains("order-value") && err.contains("orders-value"),
             "{err}"
@@ -277,7 +315,7 @@ mod tests {
         std::fs::write(dir.join("s/1.avsc"), V1).unwrap();
         std::fs::write(dir.join("s/compatibility"), "full_transitive\n").unwrap();
         let registry = FileRegistry::load(&dir).unwrap();
-        assert_eq!(registry.compatibility("s"), Some(Level::FullTransitive));
+        assert_eq!(registry.level("s"), Some(Level::FullTransitive));
         std::fs::write(dir.join("s/compatibility"), "sideways").unwrap();
         let err = FileRegistry::load(&dir).unwrap_err().to_string();
         assert!(

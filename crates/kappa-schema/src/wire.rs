@@ -7,7 +7,7 @@
 //! (only batches that contain a bad record pay for this). Each failure is reported with its index
 //! and a reason, and all good messages are decoded: one bad message never costs its neighbours.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -16,7 +16,7 @@ use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaSt
 
 use crate::error::SchemaError;
 use crate::mapping::TableMapping;
-use crate::registry::SchemaRegistry;
+use crate::registry::{RegisteredSchema, SchemaRegistry};
 
 /// Magic byte of the Confluent wire format.
 pub const MAGIC: u8 = 0;
@@ -39,14 +39,18 @@ pub struct WireOutcome {
 pub struct WireDecoder {
     mapping: Arc<TableMapping>,
     registry: Arc<dyn SchemaRegistry>,
-    writer_ids: BTreeSet<u32>,
+    /// Writer schemas seen so far, by id.
+    writers: BTreeMap<u32, Arc<RegisteredSchema>>,
+    /// Ids the registry does not know, as of this `decode` call (asked again on the next call: a
+    /// producer may register a schema just before using it).
+    unknown: BTreeSet<u32>,
     decoder: Option<Decoder>,
 }
 
 impl std::fmt::Debug for WireDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WireDecoder")
-            .field("writer_ids", &self.writer_ids)
+            .field("writer_ids", &self.writers.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -57,7 +61,8 @@ impl WireDecoder {
         Self {
             mapping,
             registry,
-            writer_ids: BTreeSet::new(),
+            writers: BTreeMap::new(),
+            unknown: BTreeSet::new(),
             decoder: None,
         }
     }
@@ -67,46 +72,54 @@ impl WireDecoder {
         self.mapping.value_schema()
     }
 
-    /// Checks the frame and returns the schema id, or why the message is not decodable.
-    fn header(&mut self, message: &[u8]) -> Result<u32, String> {
+    /// Checks the frame and returns the schema id, or why the message is not decodable. The outer
+    /// error is the registry's (unreachable, ...): not the message's fault, so never a dead letter.
+    fn header(&mut self, message: &[u8]) -> Result<Result<u32, String>, SchemaError> {
         if message.len() <= HEADER_LEN {
             // Also rejects a header without a body: arrow-avro would wait for the body and take
             // the next message's bytes for it.
-            return Err(format!(
+            return Ok(Err(format!(
                 "truncated message: {} bytes, the wire format needs a {HEADER_LEN}-byte header and an Avro body",
                 message.len()
-            ));
+            )));
         }
         if message[0] != MAGIC {
-            return Err(format!(
+            return Ok(Err(format!(
                 "bad magic byte 0x{:02x}: not the Confluent wire format (expected 0x00)",
                 message[0]
-            ));
+            )));
         }
         let id = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
-        if !self.writer_ids.contains(&id) {
-            if self.registry.by_id(id).is_none() {
-                return Err(format!(
-                    "unknown schema id {id}: not in the schema registry"
-                ));
-            }
-            self.writer_ids.insert(id);
-            // A new writer schema: the arrow-avro decoder must be rebuilt with it.
-            self.decoder = None;
+        if self.writers.contains_key(&id) {
+            return Ok(Ok(id));
         }
-        Ok(id)
+        let unknown = || {
+            Ok(Err(format!(
+                "unknown schema id {id}: not in the schema registry"
+            )))
+        };
+        if self.unknown.contains(&id) {
+            return unknown();
+        }
+        match wait(self.registry.by_id(id))? {
+            Some(writer) => {
+                self.writers.insert(id, writer);
+                // A new writer schema: the arrow-avro decoder must be rebuilt with it.
+                self.decoder = None;
+                Ok(Ok(id))
+            }
+            None => {
+                self.unknown.insert(id);
+                unknown()
+            }
+        }
     }
 
     fn build_decoder(&self, batch_size: usize) -> Result<Decoder, SchemaError> {
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-        for id in &self.writer_ids {
-            let json = self
-                .registry
-                .by_id(*id)
-                .map(|r| r.json.clone())
-                .unwrap_or_default();
+        for (id, writer) in &self.writers {
             store
-                .set(Fingerprint::Id(*id), AvroSchema::new(json))
+                .set(Fingerprint::Id(*id), AvroSchema::new(writer.json.clone()))
                 .map_err(|e| SchemaError::Decoder {
                     context: format!("registering writer schema id {id}"),
                     message: e.to_string(),
@@ -138,12 +151,15 @@ impl WireDecoder {
         })
     }
 
-    /// Decodes `messages`; never fails because of message content.
+    /// Decodes `messages`; never fails because of message content (only because the registry
+    /// cannot be asked). Call it from a blocking thread (`spawn_blocking`) or outside a runtime:
+    /// it waits for registry lookups of ids it has not seen yet.
     pub fn decode(&mut self, messages: &[&[u8]]) -> Result<WireOutcome, SchemaError> {
+        self.unknown.clear();
         let mut failed = Vec::new();
         let mut candidates = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
-            match self.header(message) {
+            match self.header(message)? {
                 Ok(_) => candidates.push(index),
                 Err(reason) => failed.push((index, reason)),
             }
@@ -215,6 +231,16 @@ impl WireDecoder {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits for a registry lookup from synchronous code: on the runtime's handle when there is one
+/// (the decoder runs on blocking threads), else by polling in place (the file registry answers
+/// at once).
+fn wait<T>(future: impl Future<Output = T>) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        Err(_) => futures::executor::block_on(future),
     }
 }
 
@@ -291,8 +317,8 @@ mod tests {
 
     fn setup() -> (WireDecoder, Vec<Vec<u8>>) {
         let registry = Arc::new(FileRegistry::from_schemas("orders-value", [V1, V2]).unwrap());
-        let v1 = registry.versions("orders-value").unwrap()[0].clone();
-        let v2 = registry.versions("orders-value").unwrap()[1].clone();
+        let v1 = registry.subject_versions("orders-value").unwrap()[0].clone();
+        let v2 = registry.subject_versions("orders-value").unwrap()[1].clone();
         let mapping = Arc::new(TableMapping::from_avro_json(V2).unwrap());
         let good = vec![
             frame(v1.id, &order(&v1.schema, 100, false)),

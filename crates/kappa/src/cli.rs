@@ -48,8 +48,11 @@ pub enum SchemaCommand {
 #[derive(Debug, Args)]
 pub struct SchemaCheckArgs {
     /// File registry: a directory of `<subject>/<version>.avsc`.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "url")]
     pub dir: Option<PathBuf>,
+    /// Confluent-compatible schema registry, e.g. `https://user:pass@registry:8081`.
+    #[arg(long)]
+    pub url: Option<String>,
     /// Subject, e.g. `orders-value`.
     #[arg(long, required_unless_present = "all", requires = "schema")]
     pub subject: Option<String>,
@@ -160,6 +163,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
-        Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args),
+        Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
     }
 }

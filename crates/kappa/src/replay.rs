@@ -11,7 +11,9 @@ use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{CatalogConfig, PartitionField};
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
-use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
+use kappa_schema::{
+    ConfluentRegistry, FileRegistry, RegistryOptions, SchemaRegistry, TableMapping,
+};
 use kappa_source_replay::{
     ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, S3Options, TimeWindow, open_store,
 };
@@ -49,20 +51,21 @@ pub fn registry(
                 .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
                 .map_err(|e| usage(format!("[schema] dir: {e}")))
         }
-        SchemaSource::Url(url) => Err(usage(format!(
-            "[schema] url {url}: a remote schema registry is not supported yet; use [schema] dir"
-        ))),
+        SchemaSource::Url(url) => ConfluentRegistry::new(RegistryOptions::new(url.clone()))
+            .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
+            .map_err(|e| usage(format!("[schema] url: {e}"))),
     }
 }
 
 /// The table mapping from the subject's newest schema.
-pub fn mapping(
+pub async fn mapping(
     config: &PipelineConfig,
     registry: &dyn SchemaRegistry,
 ) -> Result<Arc<TableMapping>, Failure> {
     let latest = registry
         .latest(&config.subject)
-        .map_err(|e| usage(format!("[schema] subject: {e}")))?;
+        .await
+        .map_err(|e| Failure::from_kind(e.kind(), format!("[schema] subject: {e}")))?;
     TableMapping::from_avro_json(&latest.json)
         .map(Arc::new)
         .map_err(|e| {
@@ -211,7 +214,7 @@ pub async fn execute(
         .logic
         .parse::<LogicKind>()
         .map_err(|e| usage(e.to_string()))?;
-    let mapping = mapping(config, registry.as_ref())?;
+    let mapping = mapping(config, registry.as_ref()).await?;
     let (url, topic, s3) = config.archive().map_err(Failure::config)?;
     let (store, prefix) = open_store(&url, &s3_options(s3)).map_err(fail)?;
     let plan = ArchivePlan::list(store.as_ref(), &url, &prefix, &topic, &filter, &window)

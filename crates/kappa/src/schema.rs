@@ -4,8 +4,11 @@
 use std::path::Path;
 
 use apache_avro::Schema;
+use kappa_core::Classify;
 use kappa_schema::compat::{Breaking, Level, check};
-use kappa_schema::{FileRegistry, SchemaRegistry};
+use kappa_schema::{
+    ConfluentRegistry, FileRegistry, RegisteredSchema, RegistryOptions, SchemaError, SchemaRegistry,
+};
 use serde_json::json;
 
 use crate::Failure;
@@ -108,28 +111,52 @@ fn read_schema(path: &Path) -> Result<Schema, Failure> {
     })
 }
 
-fn level_for(
+fn registry_failure(e: SchemaError) -> Failure {
+    Failure::from_kind(e.kind(), e.to_string())
+}
+
+fn parse_level(flag: &str) -> Result<Level, Failure> {
+    flag.parse::<Level>()
+        .map_err(|e| usage(format!("--level: {e}")))
+}
+
+async fn level_for(
     flag: Option<&str>,
     registry: &dyn SchemaRegistry,
     subject: &str,
 ) -> Result<Level, Failure> {
     match flag {
-        Some(text) => text
-            .parse::<Level>()
-            .map_err(|e| usage(format!("--level: {e}"))),
-        None => Ok(registry.compatibility(subject).unwrap_or(Level::Backward)),
+        Some(text) => parse_level(text),
+        None => Ok(registry
+            .compatibility(subject)
+            .await
+            .map_err(registry_failure)?
+            .unwrap_or(Level::Backward)),
     }
 }
 
 /// `kappa schema check`.
-pub fn run(args: SchemaCheckArgs) -> Result<(), Failure> {
-    let Some(dir) = args.dir.as_ref() else {
-        return Err(usage(
-            "schema check: give --dir <directory of <subject>/<version>.avsc>".into(),
-        ));
+pub async fn run(args: SchemaCheckArgs) -> Result<(), Failure> {
+    let registry: Box<dyn SchemaRegistry> = match (&args.dir, &args.url) {
+        (Some(dir), None) => {
+            Box::new(FileRegistry::load(dir).map_err(|e| usage(format!("--dir: {e}")))?)
+        }
+        (None, Some(url)) => Box::new(
+            ConfluentRegistry::new(RegistryOptions::new(url.clone()))
+                .map_err(|e| usage(format!("--url: {e}")))?,
+        ),
+        _ => {
+            return Err(usage(
+                "schema check: give --dir <directory of <subject>/<version>.avsc> or --url <registry>"
+                    .into(),
+            ));
+        }
     };
-    let registry = FileRegistry::load(dir).map_err(|e| usage(format!("--dir: {e}")))?;
     let verdicts = if args.all {
+        let Some(dir) = args.dir.as_ref() else {
+            return Err(usage("schema check --all needs --dir".into()));
+        };
+        let registry = FileRegistry::load(dir).map_err(|e| usage(format!("--dir: {e}")))?;
         check_directory(&registry, args.level.as_deref())?
     } else {
         let (Some(subject), Some(schema_path)) = (args.subject.as_ref(), args.schema.as_ref())
@@ -138,12 +165,15 @@ pub fn run(args: SchemaCheckArgs) -> Result<(), Failure> {
                 "schema check: give --subject S --schema F.avsc, or --all to check every version in the directory".into(),
             ));
         };
-        vec![check_file(
-            &registry,
-            subject,
-            schema_path,
-            args.level.as_deref(),
-        )?]
+        vec![
+            check_file(
+                registry.as_ref(),
+                subject,
+                schema_path,
+                args.level.as_deref(),
+            )
+            .await?,
+        ]
     };
     if args.json {
         output::line(
@@ -174,16 +204,20 @@ pub fn run(args: SchemaCheckArgs) -> Result<(), Failure> {
     }
 }
 
-fn check_file(
+async fn check_file(
     registry: &dyn SchemaRegistry,
     subject: &str,
     path: &Path,
     level: Option<&str>,
 ) -> Result<Verdict, Failure> {
     let new = read_schema(path)?;
-    let level = level_for(level, registry, subject)?;
+    let level = level_for(level, registry, subject).await?;
     // A subject not registered yet has no history: anything is compatible.
-    let versions = registry.versions(subject).unwrap_or_default();
+    let versions: Vec<std::sync::Arc<RegisteredSchema>> = match registry.versions(subject).await {
+        Ok(versions) => versions,
+        Err(SchemaError::UnknownSubject { .. }) => Vec::new(),
+        Err(e) => return Err(registry_failure(e)),
+    };
     let history: Vec<(u32, &Schema)> = versions.iter().map(|v| (v.version, &v.schema)).collect();
     Ok(Verdict {
         subject: subject.to_string(),
@@ -198,9 +232,12 @@ fn check_file(
 fn check_directory(registry: &FileRegistry, level: Option<&str>) -> Result<Vec<Verdict>, Failure> {
     let mut verdicts = Vec::new();
     for subject in registry.subjects() {
-        let level = level_for(level, registry, subject)?;
+        let level = match level {
+            Some(flag) => parse_level(flag)?,
+            None => registry.level(subject).unwrap_or(Level::Backward),
+        };
         let versions = registry
-            .versions(subject)
+            .subject_versions(subject)
             .map_err(|e| usage(e.to_string()))?;
         for (index, version) in versions.iter().enumerate().skip(1) {
             let history: Vec<(u32, &Schema)> = versions[..index]

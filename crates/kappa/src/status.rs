@@ -25,7 +25,7 @@ fn time(micros: Option<i64>) -> String {
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let config = args.load()?;
     let registry = crate::replay::registry(&config, Some(&args.config))?;
-    let mapping = crate::replay::mapping(&config, registry.as_ref())?;
+    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
     let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
         .await
         .map_err(fail)?;
