@@ -3,6 +3,8 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/kappa-target
 export KAPPA_INFRA ?= $(HOME)/.cache/kappa-infra
 CARGO ?= cargo
+# Tests run the binary with its crash points compiled in (FAILPOINTS=...); `make run` builds without.
+TEST_FEATURES := --features kappa/failpoints
 DEMO_DIR ?= ./kappa-demo
 
 .DEFAULT_GOAL := help
@@ -30,14 +32,14 @@ services-down: ## Stop the services
 
 test: services-up ## Run every test (unit, property, integration against real services)
 	set -a; eval "$$(dev/services.sh env)"; set +a; \
-	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast; rc=$$?; \
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast $(TEST_FEATURES); rc=$$?; \
 	dev/services.sh stop; exit $$rc
 
 unit: ## Unit and property tests only (no services)
-	$(CARGO) test --workspace --lib
+	$(CARGO) test --workspace --lib $(TEST_FEATURES)
 
 it: services-up ## Integration tests only
-	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) test -p kappa-integration-tests
+	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
 bench: ## Benchmarks on one 1M-event history: decode-only, encode-only, end-to-end; then peak memory of `kappa demo`
 	$(CARGO) bench -p kappa-bench --bench replay
@@ -53,7 +55,7 @@ fmt-check: ## Check formatting (never rewrites)
 	$(CARGO) fmt --all -- --check
 
 clippy: ## Lints, warnings denied
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
 
 doc: ## API docs, warnings denied
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps

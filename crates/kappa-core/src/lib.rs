@@ -11,11 +11,13 @@
 //! - [`ErrorKind`]: the classification retries and the DLQ decide by.
 
 mod batch;
+mod crash;
 mod error;
 mod position;
 mod traits;
 
 pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};
+pub use crash::crash_point;
 pub use error::{Classify, ErrorKind};
 pub use position::{Coverage, OffsetRange, PositionError, SourcePosition, TopicPartition};
 pub use traits::{Source, Transform, TransformStats};

@@ -81,6 +81,7 @@ where
     };
     let result: Result<(), RuntimeError> = async {
         while let Some(batch) = source.next_batch().await.map_err(RuntimeError::source)? {
+            kappa_core::crash_point("runtime::read");
             batch.check().map_err(RuntimeError::Invariant)?;
             let batch = match resume.next_offset(&batch.partition) {
                 Some(next) if batch.range.start < next => {
@@ -178,6 +179,7 @@ async fn write_loop(
                     ),
                 };
                 open.write(&rows).await.map_err(fail)?;
+                kappa_core::crash_point("runtime::write");
             }
             ToWriter::Flush(buffer) => {
                 flushes += 1;
@@ -208,7 +210,9 @@ async fn commit_loop(
         summary.duplicates += buffer.duplicates;
         summary.undecodable += buffer.undecodable;
         summary.rejected += buffer.rejected;
+        kappa_core::crash_point("runtime::before-commit");
         commit_dead_letters(&mut dlq, &buffer, &pipeline, &mut summary).await?;
+        kappa_core::crash_point("runtime::between-commits");
         let counters = vec![
             (summary::RECORDS_IN, buffer.records_in),
             (summary::DUPLICATES, buffer.duplicates),

@@ -53,6 +53,9 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // Test builds only: crash points configured by the FAILPOINTS environment variable.
+    #[cfg(feature = "failpoints")]
+    let _crash_points = fail::FailScenario::setup();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

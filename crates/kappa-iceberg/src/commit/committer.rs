@@ -239,6 +239,7 @@ impl Committer {
             };
             match (result, pinned.failure()) {
                 (Ok(table), _) => {
+                    kappa_core::crash_point("iceberg::after-commit");
                     let snapshot_id = table.metadata().current_snapshot_id().unwrap_or_default();
                     self.state = TableState::read(&self.name, table.metadata(), &self.pipeline)?;
                     self.table = table;
