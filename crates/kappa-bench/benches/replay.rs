@@ -1,9 +1,11 @@
 //! `make bench`: on one generated orders history (1M events by default), archive decode only,
-//! Parquet encode only, and the end-to-end replay into an Iceberg table, in events/s.
+//! encode only (the sink's writer: day partitions, ZSTD Parquet, statistics, files on disk; and
+//! plain unpartitioned Parquet in memory as a floor), and the end-to-end replay into an Iceberg
+//! table, in events/s.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use kappa_bench::{Bench, encode_parquet, events};
+use kappa_bench::{Bench, encode_for_table, encode_parquet, events};
 
 fn benches(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -19,7 +21,17 @@ fn benches(c: &mut Criterion) {
     group.bench_function("decode_only", |b| {
         b.to_async(&runtime).iter(|| bench.decode_all())
     });
-    group.bench_function("encode_only", |b| b.iter(|| encode_parquet(&decoded)));
+    let table = runtime.block_on(bench.encode_table());
+    let mut encodes = 0;
+    group.bench_function("encode_only", |b| {
+        b.to_async(&runtime).iter(|| {
+            encodes += 1;
+            encode_for_table(&table, &decoded, encodes)
+        })
+    });
+    group.bench_function("parquet_only_unpartitioned", |b| {
+        b.iter(|| encode_parquet(&decoded))
+    });
     let mut run = 0;
     group.bench_function("replay_to_iceberg", |b| {
         b.to_async(&runtime).iter(|| {

@@ -112,8 +112,27 @@ impl Bench {
 
     /// End to end: replay the archive into a fresh table.
     pub async fn replay(&self, run: usize) -> RunSummary {
-        let root = self.dir.path().join(format!("run-{run}"));
-        let spec = PipelineSpec {
+        let pipeline = open_pipeline(self.spec(&format!("run-{run}")))
+            .await
+            .unwrap();
+        run_pipeline(
+            pipeline,
+            self.source().await,
+            kappa_logic::OrdersLogic::new(100_000),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A table like the end-to-end one, for the encode-only benchmark.
+    pub async fn encode_table(&self) -> iceberg::table::Table {
+        let pipeline = open_pipeline(self.spec("encode")).await.unwrap();
+        pipeline.main.table().clone()
+    }
+
+    fn spec(&self, name: &str) -> PipelineSpec {
+        let root = self.dir.path().join(name);
+        PipelineSpec {
             pipeline: "bench".into(),
             catalog: CatalogConfig {
                 name: "kappa".into(),
@@ -137,15 +156,7 @@ impl Bench {
             event_time_column: "event_time".into(),
             allowed_lateness: Duration::from_secs(3600),
             mapping: self.mapping.clone(),
-        };
-        let pipeline = open_pipeline(spec).await.unwrap();
-        run_pipeline(
-            pipeline,
-            self.source().await,
-            kappa_logic::OrdersLogic::new(100_000),
-        )
-        .await
-        .unwrap()
+        }
     }
 }
 
@@ -153,7 +164,31 @@ fn iceberg_day() -> kappa_iceberg::table::Transform {
     kappa_iceberg::table::Transform::Day
 }
 
-/// Encode only: the batches as one ZSTD Parquet file in memory (no catalog, no file I/O).
+/// Encode only, as the sink does it: the decoded rows through the table's writer (day
+/// partitions, ZSTD Parquet, column statistics, data files on local disk), without reading,
+/// logic or a commit. Returns the rows written.
+pub async fn encode_for_table(
+    table: &iceberg::table::Table,
+    batches: &[RecordBatch],
+    run: usize,
+) -> u64 {
+    let mut writer = kappa_iceberg::writer::StreamingWriter::new(
+        table,
+        &format!("encode-{run}"),
+        &WriterOptions::default(),
+    )
+    .await
+    .unwrap();
+    for batch in batches {
+        writer.write(batch).await.unwrap();
+    }
+    let rows = writer.rows();
+    writer.finish().await.unwrap();
+    rows
+}
+
+/// Parquet encoding alone: the batches as one ZSTD Parquet file in memory (no partitioning, no
+/// statistics for Iceberg, no file I/O): the floor under [`encode_for_table`].
 pub fn encode_parquet(batches: &[RecordBatch]) -> usize {
     use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};

@@ -13,12 +13,16 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+/// foldhash, randomly seeded per window: several times faster than SipHash on short ids (dedup
+/// was ~15% of a replay's CPU with SipHash) and still not predictable from outside.
+type Hasher = foldhash::fast::RandomState;
+
 /// Ids seen in the last `window` offsets of one partition.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
     window: i64,
     /// Newest offset at which each remembered id occurred.
-    seen: HashMap<Arc<str>, i64>,
+    seen: HashMap<Arc<str>, i64, Hasher>,
     /// Every remembered occurrence, oldest first, for eviction by offset.
     order: VecDeque<(i64, Arc<str>)>,
 }
@@ -28,7 +32,7 @@ impl DedupWindow {
     pub fn new(window: i64) -> Self {
         Self {
             window: window.max(0),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
         }
     }
