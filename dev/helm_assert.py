@@ -1,0 +1,61 @@
+"""Assertions on the rendered Helm chart (dev/helm-check.sh): what the manifests must say."""
+import sys
+
+import yaml
+
+
+def load(path):
+    with open(path) as f:
+        return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(f) if d}
+
+
+def job(docs):
+    jobs = [d for (kind, _), d in docs.items() if kind == "Job"]
+    assert len(jobs) == 1, f"one replay Job expected, got {len(jobs)}"
+    return jobs[0]
+
+
+default, variant = load(sys.argv[1]), load(sys.argv[2])
+
+j = job(default)
+spec = j["spec"]
+assert spec["completionMode"] == "Indexed", spec
+assert spec["completions"] == spec["parallelism"] == 3, spec
+pod = spec["template"]["spec"]
+assert pod["restartPolicy"] == "Never"
+(c,) = pod["containers"]
+args = c["args"]
+assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
+assert "--shard=$(JOB_COMPLETION_INDEX)/3" in args, args
+assert not any(a.startswith(("--start", "--end", "--set")) for a in args), args
+env = {e["name"]: e for e in c["env"]}
+assert (
+    env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+)
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+assert mounts["/etc/kappa/pipeline.toml"]["subPath"] == "pipeline.toml"
+assert "/etc/kappa/contracts" not in mounts, "the image's contracts are used by default"
+assert c["securityContext"]["readOnlyRootFilesystem"] is True
+assert pod["securityContext"]["runAsNonRoot"] is True
+cm = default[("ConfigMap", "kappa-kappa-pipeline")]
+assert '[source.archive]' in cm["data"]["pipeline.toml"]
+assert ("ServiceAccount", "kappa-kappa") in default
+
+j = job(variant)
+spec = j["spec"]
+assert spec["completions"] == spec["parallelism"] == 6, spec
+pod = spec["template"]["spec"]
+(c,) = pod["containers"]
+args = c["args"]
+assert "--shard=$(JOB_COMPLETION_INDEX)/6" in args, args
+assert "--start=2026-11-01T00:00:00Z" in args and "--end=2026-11-08T00:00:00Z" in args, args
+assert "--set=commit.rows=500000" in args, args
+assert pod["serviceAccountName"] == "lake-writer"
+assert not any(kind == "ServiceAccount" for kind, _ in variant)
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+assert "/etc/kappa/contracts" in mounts
+vols = {v["name"]: v for v in pod["volumes"]}
+assert vols["contracts"]["configMap"]["name"] == "orders-contracts"
+assert vols["contracts"]["configMap"]["items"] == [{"key": "v1", "path": "orders-value/1.avsc"}]
+print("helm_assert: ok")
