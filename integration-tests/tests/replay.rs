@@ -317,3 +317,106 @@ fn bad_input_names_what_and_where_and_loses_nothing() {
         "{err}"
     );
 }
+
+/// The current schema of a local scene's `orders` table: column name -> field id.
+fn table_field_ids(scene: &Scene) -> std::collections::BTreeMap<String, i64> {
+    let dir = scene
+        .path("warehouse")
+        .join(&scene.namespace)
+        .join("orders/metadata");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
+        .collect();
+    files.sort();
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(files.last().unwrap()).unwrap()).unwrap();
+    let current = metadata["current-schema-id"].clone();
+    let schema = metadata["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["schema-id"] == current)
+        .unwrap();
+    schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["id"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_table_created_under_v1_gains_the_v2_columns_when_v2_is_registered() {
+    // Day 1: the registry has only orders v1; the table is created with v1's columns.
+    let scene = Scene::local();
+    let v1_only = scene.path("contracts-v1");
+    std::fs::create_dir_all(v1_only.join("orders-value")).unwrap();
+    std::fs::copy(
+        kappa_integration_tests::contracts_dir().join("orders-value/1.avsc"),
+        v1_only.join("orders-value/1.avsc"),
+    )
+    .unwrap();
+    let old = scene.write_local_archive(HistorySpec::new(3_000), ArchiveOptions::default());
+    let config = scene.config("");
+    let v1_dir = format!("schema.dir={}", v1_only.display());
+    replay(&config, &["--set", &v1_dir]);
+    let ids = table_field_ids(&scene);
+    assert!(!ids.contains_key("tip_cents"), "{ids:?}");
+    assert_eq!(ids["_kafka_offset"], 10);
+
+    // Day 2: v2 is registered and a second topic's producers write v2 into the same table.
+    let new = scene.write_local_archive(
+        HistorySpec {
+            topic: "orders2".into(),
+            seed: 7,
+            v2_from: Some(0.0),
+            ..HistorySpec::new(3_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let summary = replay(
+        &config,
+        &[
+            "--set",
+            "source.archive.topic=orders2",
+            "--set",
+            "schema.subject=orders-value",
+        ],
+    );
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(summary["rows_written"].as_u64(), Some(new.rows));
+    // The new columns took the ids the subject's history gives them, after v1's.
+    let ids = table_field_ids(&scene);
+    assert_eq!(
+        (
+            ids["event_id"],
+            ids["_kafka_offset"],
+            ids["coupon_code"],
+            ids["tip_cents"]
+        ),
+        (1, 10, 11, 12),
+        "{ids:?}"
+    );
+    // Both days in one table: v1 rows read NULL in the new columns (the checksum covers them).
+    for engine in ["pyiceberg", "duckdb"] {
+        let read = scene.read(engine, "orders");
+        assert_eq!(read["rows"].as_u64(), Some(old.rows + new.rows), "{engine}");
+        assert_eq!(
+            read["distinct_event_ids"].as_u64(),
+            Some(old.rows + new.rows),
+            "{engine}"
+        );
+        assert_eq!(
+            read["checksum"].as_str(),
+            Some(old.checksum.wrapping_add(new.checksum).to_string().as_str()),
+            "{engine}: content checksum"
+        );
+    }
+}

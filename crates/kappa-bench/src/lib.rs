@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
+use arrow_array::RecordBatch;
 use kappa_core::Source;
 use kappa_iceberg::CatalogConfig;
 use kappa_iceberg::writer::WriterOptions;
@@ -65,7 +65,7 @@ impl Bench {
             dir,
             store,
             expected: summary.expected,
-            mapping: Arc::new(TableMapping::from_avro_json(ORDERS_V2).unwrap()),
+            mapping: Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap()),
             registry: Arc::new(
                 FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap(),
             ),
@@ -98,14 +98,11 @@ impl Bench {
         let mut source = self.source().await;
         let mut out = Vec::new();
         while let Some(batch) = source.next_batch().await.unwrap() {
-            let n = batch.num_rows();
-            let mut columns: Vec<ArrayRef> = batch.records.columns().to_vec();
-            columns.push(Arc::new(Int32Array::from(vec![
-                batch.partition.partition;
-                n
-            ])));
-            columns.push(Arc::new(Int64Array::from(batch.offsets.clone())));
-            out.push(RecordBatch::try_new(self.mapping.table_schema().clone(), columns).unwrap());
+            out.push(
+                self.mapping
+                    .table_batch(&batch.records, batch.partition.partition, &batch.offsets)
+                    .unwrap(),
+            );
         }
         out
     }

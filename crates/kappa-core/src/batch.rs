@@ -12,6 +12,9 @@ use crate::position::{OffsetRange, TopicPartition};
 pub enum DeadLetterKind {
     /// The bytes are not a valid message of any known schema (bad magic, unknown id, truncated).
     Undecodable,
+    /// A valid message whose writer schema cannot be read as the table's schema (an
+    /// incompatible version): the pipeline keeps running, the records wait in the DLQ.
+    UnmappableSchema,
     /// The record decoded but the business logic rejected it.
     Rejected,
     /// The record failed a quality rule.
@@ -23,6 +26,7 @@ impl DeadLetterKind {
     pub fn as_str(self) -> &'static str {
         match self {
             DeadLetterKind::Undecodable => "undecodable",
+            DeadLetterKind::UnmappableSchema => "unmappable-schema",
             DeadLetterKind::Rejected => "rejected",
             DeadLetterKind::RuleViolation => "rule-violation",
         }

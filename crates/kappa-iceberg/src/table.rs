@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 
 pub use iceberg::spec::Transform;
-use iceberg::spec::{Schema, UnboundPartitionSpec};
+use iceberg::spec::{NestedFieldRef, Schema, UnboundPartitionSpec};
 use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::IcebergError;
 
@@ -114,8 +115,7 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
             .load_table(&ident)
             .await
             .map_err(table_err("loading"))?;
-        check_compatible(spec, &table)?;
-        return Ok(table);
+        return evolve(catalog, spec, table).await;
     }
     if !catalog
         .namespace_exists(&namespace)
@@ -149,16 +149,67 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
                 .load_table(&ident)
                 .await
                 .map_err(table_err("loading"))?;
-            check_compatible(spec, &table)?;
-            Ok(table)
+            evolve(catalog, spec, table).await
         }
         Err(e) => Err(table_err("creating")(e)),
     }
 }
 
-/// An existing table must have every column of the spec with the same type.
-fn check_compatible(spec: &TableSpec, table: &Table) -> Result<(), IcebergError> {
+/// Brings an existing table up to the spec's schema: columns the table lacks are added as
+/// optional columns (a schema-only commit, before any row that needs them is written; old rows
+/// read NULL). A column with another type in the table, or a missing required one, is an error.
+/// Several processes may evolve at once: a lost race reloads and checks again.
+async fn evolve(
+    catalog: &dyn Catalog,
+    spec: &TableSpec,
+    mut table: Table,
+) -> Result<Table, IcebergError> {
+    for _attempt in 0..5 {
+        let missing = missing_columns(spec, &table)?;
+        if missing.is_empty() {
+            warn_on_other_ids(spec, &table);
+            return Ok(table);
+        }
+        let names: Vec<&str> = missing.iter().map(|f| f.name.as_str()).collect();
+        let mut action = Transaction::new(&table).update_schema();
+        for field in &missing {
+            action = action.add_column(AddColumn::optional(
+                field.name.clone(),
+                (*field.field_type).clone(),
+            ));
+        }
+        let committed = match action.apply(Transaction::new(&table)) {
+            Ok(tx) => tx.commit(catalog).await,
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(evolved) => {
+                info!(table = %spec.full_name(), columns = ?names, "added columns to the table");
+                table = evolved;
+            }
+            Err(e) => {
+                warn!(table = %spec.full_name(), error = %e, "adding columns failed; reloading to check again");
+                table = catalog
+                    .load_table(table.identifier())
+                    .await
+                    .map_err(|source| IcebergError::Table {
+                        table: spec.full_name(),
+                        operation: "reloading after a schema update".into(),
+                        source: Box::new(source),
+                    })?;
+            }
+        }
+    }
+    Err(IcebergError::Invalid {
+        table: spec.full_name(),
+        message: "could not add the schema's new columns after 5 attempts".into(),
+    })
+}
+
+/// Spec columns the table lacks; an error for a type difference or a missing required column.
+fn missing_columns(spec: &TableSpec, table: &Table) -> Result<Vec<NestedFieldRef>, IcebergError> {
     let current = table.metadata().current_schema();
+    let mut missing = Vec::new();
     for field in spec.schema.as_struct().fields() {
         match current.field_by_name(&field.name) {
             Some(existing) if existing.field_type == field.field_type => {}
@@ -166,21 +217,41 @@ fn check_compatible(spec: &TableSpec, table: &Table) -> Result<(), IcebergError>
                 return Err(IcebergError::Invalid {
                     table: spec.full_name(),
                     message: format!(
-                        "column {:?} is {} in the table but {} in the pipeline's schema",
+                        "column {:?} is {} in the table but {} in the pipeline's schema; Kappa adds columns but does not change their types",
                         field.name, existing.field_type, field.field_type
                     ),
                 });
             }
-            None => {
+            None if field.required => {
                 return Err(IcebergError::Invalid {
                     table: spec.full_name(),
                     message: format!(
-                        "column {:?} of the pipeline's schema is missing from the existing table",
+                        "required column {:?} of the pipeline's schema is missing from the existing table; only optional columns can be added",
                         field.name
                     ),
                 });
             }
+            None => missing.push(field.clone()),
         }
     }
-    Ok(())
+    Ok(missing)
+}
+
+/// Field ids come from the subject's history; a table created otherwise (by hand, by another
+/// tool) may number its columns differently. Rows are matched by name, so this is only a warning.
+fn warn_on_other_ids(spec: &TableSpec, table: &Table) {
+    let current = table.metadata().current_schema();
+    for field in spec.schema.as_struct().fields() {
+        if let Some(existing) = current.field_by_name(&field.name)
+            && existing.id != field.id
+        {
+            warn!(
+                table = %spec.full_name(),
+                column = %field.name,
+                table_id = existing.id,
+                schema_id = field.id,
+                "column has another field id in the table than the subject's history gives"
+            );
+        }
+    }
 }

@@ -156,27 +156,34 @@ impl StreamingWriter {
         }
     }
 
-    /// Same columns with the table's exact Arrow types (e.g. iceberg-rust reads `binary` as
-    /// LargeBinary) and field ids.
+    /// The table's columns, matched by name (never by position), with the table's exact Arrow
+    /// types (e.g. iceberg-rust reads `binary` as LargeBinary) and field ids; a column the batch
+    /// lacks is NULL if the table allows it.
     fn conform(&self, batch: &RecordBatch) -> iceberg::Result<RecordBatch> {
-        let invalid = |e: arrow_schema::ArrowError| {
+        let invalid = |message: String| {
             Error::new(
                 ErrorKind::DataInvalid,
-                format!("batch does not match the table schema: {e}"),
+                format!("batch does not match the table schema: {message}"),
             )
         };
-        let columns = batch
-            .columns()
+        let columns = self
+            .arrow_schema
+            .fields()
             .iter()
-            .zip(self.arrow_schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column.clone())
-                } else {
-                    arrow_cast::cast(column, field.data_type()).map_err(invalid)
-                }
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+                Some(column) => arrow_cast::cast(column, field.data_type())
+                    .map_err(|e| invalid(format!("column {}: {e}", field.name()))),
+                None if field.is_nullable() => Ok(arrow_array::new_null_array(
+                    field.data_type(),
+                    batch.num_rows(),
+                )),
+                None => Err(invalid(format!(
+                    "the rows have no column {:?}, which the table requires",
+                    field.name()
+                ))),
             })
             .collect::<iceberg::Result<Vec<_>>>()?;
-        RecordBatch::try_new(self.arrow_schema.clone(), columns).map_err(invalid)
+        RecordBatch::try_new(self.arrow_schema.clone(), columns).map_err(|e| invalid(e.to_string()))
     }
 }

@@ -1,16 +1,16 @@
 //! Buffering transformed batches until the commit policy says flush.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::DataType;
 use kappa_core::{
     DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition, TransformStats,
 };
+use kappa_schema::TableMapping;
 
 use crate::error::RuntimeError;
 
@@ -46,6 +46,7 @@ pub(crate) struct Buffer {
     pub records_in: u64,
     pub duplicates: u64,
     pub undecodable: u64,
+    pub unmappable: u64,
     pub rejected: u64,
     pub max_event_time: Option<i64>,
     num_rows: usize,
@@ -54,13 +55,13 @@ pub(crate) struct Buffer {
 }
 
 impl Buffer {
-    /// Accounts for a transformed batch and returns its rows with the Kafka coordinate columns
-    /// (in `table`, the main table's Arrow schema), if it has any.
+    /// Accounts for a transformed batch and returns its rows as table rows (with the Kafka
+    /// coordinate columns, by `table`'s mapping), if it has any.
     pub fn add(
         &mut self,
         batch: SourceBatch,
         stats: TransformStats,
-        table: &SchemaRef,
+        table: &TableMapping,
         event_time: &str,
     ) -> Result<Option<RecordBatch>, RuntimeError> {
         self.started.get_or_insert_with(Instant::now);
@@ -83,6 +84,7 @@ impl Buffer {
         for letter in &batch.dead_letters {
             match letter.kind {
                 DeadLetterKind::Undecodable => self.undecodable += 1,
+                DeadLetterKind::UnmappableSchema => self.unmappable += 1,
                 DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => self.rejected += 1,
             }
         }
@@ -90,7 +92,14 @@ impl Buffer {
             self.max_event_time = Some(self.max_event_time.map_or(max, |m| m.max(max)));
         }
         let rows = if batch.records.num_rows() > 0 {
-            let rows = with_coordinates(&batch, table)?;
+            let rows = table
+                .table_batch(&batch.records, batch.partition.partition, &batch.offsets)
+                .map_err(|e| {
+                    RuntimeError::Invariant(format!(
+                        "{}: rows do not match the table schema: {e}",
+                        batch.partition
+                    ))
+                })?;
             self.num_rows += rows.num_rows();
             self.bytes += rows.get_array_memory_size();
             Some(rows)
@@ -117,25 +126,8 @@ impl Buffer {
 
     /// Dead letters buffered.
     pub fn dead_lettered(&self) -> u64 {
-        self.undecodable + self.rejected
+        self.undecodable + self.unmappable + self.rejected
     }
-}
-
-/// Appends the Kafka coordinate columns to a batch of value rows.
-fn with_coordinates(batch: &SourceBatch, table: &SchemaRef) -> Result<RecordBatch, RuntimeError> {
-    let n = batch.records.num_rows();
-    let mut columns: Vec<ArrayRef> = batch.records.columns().to_vec();
-    columns.push(Arc::new(Int32Array::from(vec![
-        batch.partition.partition;
-        n
-    ])));
-    columns.push(Arc::new(Int64Array::from(batch.offsets.clone())));
-    RecordBatch::try_new(table.clone(), columns).map_err(|e| {
-        RuntimeError::Invariant(format!(
-            "{}: rows do not match the table schema: {e}",
-            batch.partition
-        ))
-    })
 }
 
 /// Newest value of a microsecond timestamp column, if the column exists and has values.

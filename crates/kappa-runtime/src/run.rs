@@ -67,7 +67,7 @@ where
         spec.allowed_lateness.as_micros() as i64,
     ));
 
-    let table_schema = spec.mapping.table_schema().clone();
+    let table_mapping = spec.mapping.clone();
     let mut buffer = Buffer::default();
     let mut warm_up_records = 0u64;
     let logic_err = |e: T::Error| RuntimeError::Logic {
@@ -97,7 +97,7 @@ where
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
             batch.check().map_err(RuntimeError::Invariant)?;
-            let rows = buffer.add(batch, stats, &table_schema, &spec.event_time_column)?;
+            let rows = buffer.add(batch, stats, &table_mapping, &spec.event_time_column)?;
             // A failed send means a later stage stopped: its error is reported below.
             if let Some(rows) = rows
                 && to_writer.send(ToWriter::Rows(rows)).await.is_err()
@@ -209,6 +209,7 @@ async fn commit_loop(
         summary.records_in += buffer.records_in;
         summary.duplicates += buffer.duplicates;
         summary.undecodable += buffer.undecodable;
+        summary.unmappable += buffer.unmappable;
         summary.rejected += buffer.rejected;
         kappa_core::crash_point("runtime::before-commit");
         commit_dead_letters(&mut dlq, &buffer, &pipeline, &mut summary).await?;

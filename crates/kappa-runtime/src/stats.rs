@@ -18,6 +18,8 @@ pub struct RunSummary {
     pub duplicates: u64,
     /// Records that could not be decoded (in the DLQ).
     pub undecodable: u64,
+    /// Records whose writer schema cannot be read as the table's (in the DLQ).
+    pub unmappable: u64,
     /// Records the logic rejected (in the DLQ).
     pub rejected: u64,
     /// Rows committed to the dead-letter table.
@@ -45,7 +47,7 @@ pub struct RunSummary {
 impl RunSummary {
     /// Records dead-lettered.
     pub fn dead_lettered(&self) -> u64 {
-        self.undecodable + self.rejected
+        self.undecodable + self.unmappable + self.rejected
     }
 
     /// Whether every record read is accounted for: in = written + duplicates + dead-lettered.

@@ -44,7 +44,7 @@ async fn env(events: u64) -> Env {
         dir: tempfile::tempdir().unwrap(),
         store,
         expected: summary.expected,
-        mapping: Arc::new(TableMapping::from_avro_json(ORDERS_V2).unwrap()),
+        mapping: Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap()),
         registry: Arc::new(
             FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap(),
         ),

@@ -12,9 +12,13 @@
 //! | `long`+`timestamp-millis` / `timestamp-micros` | `Timestamp(µs, UTC)` | `timestamptz` |
 //! | `long`+`local-timestamp-millis` / `-micros` | `Timestamp(µs)` | `timestamp` |
 //!
-//! Field ids are deterministic: the value fields in schema order get 1..n, then the Kafka
-//! coordinate columns. The same schema always yields the same table, whichever path (live or
-//! replay) creates it.
+//! Field ids are a pure function of the subject's history ([`TableMapping::from_history`]): the
+//! first version's fields get 1..n in schema order, the Kafka coordinate columns n+1 and n+2,
+//! then each later version's new fields the next ids in order. So a table created from the
+//! newest version and a table created from version 1 and evolved version by version have the
+//! same columns with the same ids, whichever path (live or replay) created them. Columns keep
+//! that order; a field added after version 1 is optional (older rows lack it), and so is a field a
+//! later version dropped (newer rows lack it). The reader schema is the newest version.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,42 +48,115 @@ pub struct TableMapping {
 }
 
 impl TableMapping {
-    /// Maps a record schema (the reader schema: the table's current contract version).
+    /// Maps a single record schema (a subject with one version).
     pub fn from_avro_json(json: &str) -> Result<Self, SchemaError> {
-        let schema = AvroSchema::parse_str(json).map_err(|e| SchemaError::Unsupported {
-            path: "<root>".into(),
-            message: format!("not a valid Avro schema: {e}"),
-        })?;
-        let AvroSchema::Record(record) = &schema else {
+        Self::from_history(&[json])
+    }
+
+    /// Maps a subject's versions, oldest first (see the module docs for the ids); the newest is
+    /// the reader schema. A field whose type changes between versions must widen as Iceberg
+    /// allows (`int` → `long`, `float` → `double`); anything else is an error naming the field.
+    pub fn from_history(versions: &[&str]) -> Result<Self, SchemaError> {
+        let Some(newest) = versions.last() else {
             return Err(SchemaError::Unsupported {
                 path: "<root>".into(),
-                message: "the value schema must be an Avro record".into(),
+                message: "the subject has no schema version".into(),
             });
         };
-        let mut value_fields = Vec::with_capacity(record.fields.len());
-        for field in &record.fields {
-            let (data_type, nullable) = map_type(&field.name, &field.schema)?;
-            value_fields.push(Field::new(&field.name, data_type, nullable));
+        let mut columns: Vec<Field> = Vec::new();
+        let mut newest_names: Vec<String> = Vec::new();
+        for (index, json) in versions.iter().enumerate() {
+            let record = parse_record(json)?;
+            newest_names.clear();
+            for field in &record.fields {
+                let (data_type, nullable) = map_type(&field.name, &field.schema)?;
+                newest_names.push(field.name.clone());
+                match columns.iter_mut().find(|c| c.name() == &field.name) {
+                    Some(column) => {
+                        let widened = widen(column.data_type(), &data_type).ok_or_else(|| {
+                            SchemaError::Unsupported {
+                                path: field.name.clone(),
+                                message: format!(
+                                    "version {} changes the column from {} to {}; a table column can only widen (int to long, float to double)",
+                                    index + 1,
+                                    column.data_type(),
+                                    data_type
+                                ),
+                            }
+                        })?;
+                        let nullable = column.is_nullable() || nullable;
+                        *column = Field::new(column.name(), widened, nullable)
+                            .with_metadata(column.metadata().clone());
+                    }
+                    None => {
+                        let id = columns.len() + 1;
+                        columns.push(
+                            Field::new(&field.name, data_type, nullable || index > 0)
+                                .with_metadata(field_id(id)),
+                        );
+                    }
+                }
+            }
+            for column in columns.iter_mut() {
+                let is_coordinate =
+                    [PARTITION_COLUMN, OFFSET_COLUMN].contains(&column.name().as_str());
+                if !is_coordinate && !newest_names.contains(column.name()) && !column.is_nullable()
+                {
+                    *column = column.clone().with_nullable(true);
+                }
+            }
+            if index == 0 {
+                let id = columns.len() + 1;
+                columns.push(
+                    Field::new(PARTITION_COLUMN, DataType::Int32, false)
+                        .with_metadata(field_id(id)),
+                );
+                columns.push(
+                    Field::new(OFFSET_COLUMN, DataType::Int64, false)
+                        .with_metadata(field_id(id + 1)),
+                );
+            }
         }
-        let mut table_fields: Vec<Field> = value_fields.clone();
-        table_fields.push(Field::new(PARTITION_COLUMN, DataType::Int32, false));
-        table_fields.push(Field::new(OFFSET_COLUMN, DataType::Int64, false));
-        let with_ids = |fields: Vec<Field>| -> Vec<Field> {
-            fields
-                .into_iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    f.with_metadata(HashMap::from([(
-                        FIELD_ID_KEY.to_string(),
-                        (i + 1).to_string(),
-                    )]))
-                })
-                .collect()
-        };
+        let values: Vec<Field> = newest_names
+            .iter()
+            .filter_map(|name| columns.iter().find(|c| c.name() == name).cloned())
+            .collect();
         Ok(Self {
-            reader_json: json.to_string(),
-            values: Arc::new(Schema::new(with_ids(value_fields))),
-            table: Arc::new(Schema::new(with_ids(table_fields))),
+            reader_json: newest.to_string(),
+            values: Arc::new(Schema::new(values)),
+            table: Arc::new(Schema::new(columns)),
+        })
+    }
+
+    /// The table row batch for decoded value rows of one partition: every table column in
+    /// order, by name — value columns, the Kafka coordinates, and NULL for columns the reader
+    /// schema no longer has.
+    pub fn table_batch(
+        &self,
+        values: &RecordBatch,
+        partition: i32,
+        offsets: &[i64],
+    ) -> Result<RecordBatch, SchemaError> {
+        let rows = values.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.table.fields().len());
+        for field in self.table.fields() {
+            let column: ArrayRef = if field.name() == PARTITION_COLUMN {
+                Arc::new(arrow_array::Int32Array::from(vec![partition; rows]))
+            } else if field.name() == OFFSET_COLUMN {
+                Arc::new(arrow_array::Int64Array::from(offsets.to_vec()))
+            } else {
+                match values.column_by_name(field.name()) {
+                    Some(column) => column.clone(),
+                    None => arrow_array::new_null_array(field.data_type(), rows),
+                }
+            };
+            columns.push(column);
+        }
+        RecordBatch::try_new(self.table.clone(), columns).map_err(|e| SchemaError::Normalize {
+            column: "<batch>".into(),
+            from: values.schema().to_string(),
+            to: self.table.to_string(),
+            message: e.to_string(),
         })
     }
 
@@ -143,6 +220,38 @@ impl TableMapping {
             to: self.values.to_string(),
             message: e.to_string(),
         })
+    }
+}
+
+fn parse_record(json: &str) -> Result<apache_avro::schema::RecordSchema, SchemaError> {
+    let schema = AvroSchema::parse_str(json).map_err(|e| SchemaError::Unsupported {
+        path: "<root>".into(),
+        message: format!("not a valid Avro schema: {e}"),
+    })?;
+    match schema {
+        AvroSchema::Record(record) => Ok(record),
+        _ => Err(SchemaError::Unsupported {
+            path: "<root>".into(),
+            message: "the value schema must be an Avro record".into(),
+        }),
+    }
+}
+
+fn field_id(id: usize) -> HashMap<String, String> {
+    HashMap::from([(FIELD_ID_KEY.to_string(), id.to_string())])
+}
+
+/// The column type after a version changes a field from `old` to `new`, if Iceberg allows it.
+fn widen(old: &DataType, new: &DataType) -> Option<DataType> {
+    match (old, new) {
+        (a, b) if a == b => Some(a.clone()),
+        (DataType::Int32, DataType::Int64) | (DataType::Int64, DataType::Int32) => {
+            Some(DataType::Int64)
+        }
+        (DataType::Float32, DataType::Float64) | (DataType::Float64, DataType::Float32) => {
+            Some(DataType::Float64)
+        }
+        _ => None,
     }
 }
 
@@ -257,6 +366,65 @@ mod tests {
         let iceberg = m.iceberg_schema().unwrap();
         assert_eq!(iceberg.field_by_name("event_id").unwrap().id, 1);
         assert_eq!(iceberg.field_by_name(OFFSET_COLUMN).unwrap().id, 10);
+    }
+
+    #[test]
+    fn ids_follow_the_subject_history_and_new_fields_are_optional() {
+        const V2: &str = include_str!("../../../contracts/orders-value/2.avsc");
+        let evolved = TableMapping::from_history(&[V1, V2]).unwrap();
+        let t = evolved.table_schema();
+        let id = |n: &str| {
+            t.field_with_name(n).unwrap().metadata()[FIELD_ID_KEY]
+                .parse::<i32>()
+                .unwrap()
+        };
+        assert_eq!(
+            (id("event_id"), id(PARTITION_COLUMN), id(OFFSET_COLUMN)),
+            (1, 9, 10)
+        );
+        assert_eq!((id("coupon_code"), id("tip_cents")), (11, 12));
+        assert!(t.field_with_name("tip_cents").unwrap().is_nullable());
+        let names: Vec<&str> = evolved
+            .value_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names.last(), Some(&"tip_cents"));
+        assert_eq!(names.len(), 10);
+        // Replaying with only version 1 known gives a prefix of the same table.
+        let v1 = TableMapping::from_history(&[V1]).unwrap();
+        for field in v1.table_schema().fields() {
+            assert_eq!(
+                t.field_with_name(field.name()).unwrap().metadata(),
+                field.metadata()
+            );
+        }
+        // A table batch puts the coordinates at their ids' place and NULL for dropped columns.
+        let values = RecordBatch::new_empty(evolved.value_schema().clone());
+        let batch = evolved.table_batch(&values, 0, &[]).unwrap();
+        assert_eq!(batch.schema(), *t);
+    }
+
+    #[test]
+    fn a_type_change_that_cannot_widen_names_the_field() {
+        let a = r#"{"type":"record","name":"r","fields":[{"name":"n","type":"long"}]}"#;
+        let b = r#"{"type":"record","name":"r","fields":[{"name":"n","type":"string"}]}"#;
+        let err = TableMapping::from_history(&[a, b]).unwrap_err().to_string();
+        assert!(
+            err.contains("field n") && err.contains("version 2"),
+            "{err}"
+        );
+        let c = r#"{"type":"record","name":"r","fields":[{"name":"n","type":"int"}]}"#;
+        let widened = TableMapping::from_history(&[c, a]).unwrap();
+        assert_eq!(
+            widened
+                .table_schema()
+                .field_with_name("n")
+                .unwrap()
+                .data_type(),
+            &DataType::Int64
+        );
     }
 
     #[test]

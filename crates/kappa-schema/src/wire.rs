@@ -32,6 +32,9 @@ pub struct WireOutcome {
     pub decoded: Vec<usize>,
     /// Index and reason of each message that could not be decoded.
     pub failed: Vec<(usize, String)>,
+    /// Indexes (a subset of `failed`) of messages whose writer schema cannot be read as the
+    /// table's schema: valid messages of an incompatible version, not corrupt bytes.
+    pub unmappable: Vec<usize>,
 }
 
 /// Decodes Confluent-framed messages against a registry, resolving every writer schema to the
@@ -44,6 +47,10 @@ pub struct WireDecoder {
     /// Ids the registry does not know, as of this `decode` call (asked again on the next call: a
     /// producer may register a schema just before using it).
     unknown: BTreeSet<u32>,
+    /// Writer schemas that cannot be read as the reader schema, with the reason.
+    unmappable: BTreeMap<u32, String>,
+    /// The reader schema, parsed (for the compatibility check of new writer schemas).
+    reader: Option<apache_avro::Schema>,
     decoder: Option<Decoder>,
 }
 
@@ -59,10 +66,12 @@ impl WireDecoder {
     /// A decoder producing `mapping`'s value schema, with writer schemas from `registry`.
     pub fn new(mapping: Arc<TableMapping>, registry: Arc<dyn SchemaRegistry>) -> Self {
         Self {
+            reader: apache_avro::Schema::parse_str(mapping.reader_json()).ok(),
             mapping,
             registry,
             writers: BTreeMap::new(),
             unknown: BTreeSet::new(),
+            unmappable: BTreeMap::new(),
             decoder: None,
         }
     }
@@ -72,30 +81,41 @@ impl WireDecoder {
         self.mapping.value_schema()
     }
 
-    /// Checks the frame and returns the schema id, or why the message is not decodable. The outer
-    /// error is the registry's (unreachable, ...): not the message's fault, so never a dead letter.
-    fn header(&mut self, message: &[u8]) -> Result<Result<u32, String>, SchemaError> {
+    /// Checks the frame and returns the schema id, or why the message is not decodable (and
+    /// whether because its writer schema is unmappable). The outer error is the registry's
+    /// (unreachable, ...): not the message's fault, so never a dead letter.
+    fn header(&mut self, message: &[u8]) -> Result<Result<u32, (String, bool)>, SchemaError> {
         if message.len() <= HEADER_LEN {
             // Also rejects a header without a body: arrow-avro would wait for the body and take
             // the next message's bytes for it.
-            return Ok(Err(format!(
-                "truncated message: {} bytes, the wire format needs a {HEADER_LEN}-byte header and an Avro body",
-                message.len()
+            return Ok(Err((
+                format!(
+                    "truncated message: {} bytes, the wire format needs a {HEADER_LEN}-byte header and an Avro body",
+                    message.len()
+                ),
+                false,
             )));
         }
         if message[0] != MAGIC {
-            return Ok(Err(format!(
-                "bad magic byte 0x{:02x}: not the Confluent wire format (expected 0x00)",
-                message[0]
+            return Ok(Err((
+                format!(
+                    "bad magic byte 0x{:02x}: not the Confluent wire format (expected 0x00)",
+                    message[0]
+                ),
+                false,
             )));
         }
         let id = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
         if self.writers.contains_key(&id) {
             return Ok(Ok(id));
         }
+        if let Some(reason) = self.unmappable.get(&id) {
+            return Ok(Err((reason.clone(), true)));
+        }
         let unknown = || {
-            Ok(Err(format!(
-                "unknown schema id {id}: not in the schema registry"
+            Ok(Err((
+                format!("unknown schema id {id}: not in the schema registry"),
+                false,
             )))
         };
         if self.unknown.contains(&id) {
@@ -103,9 +123,10 @@ impl WireDecoder {
         }
         match wait(self.registry.by_id(id))? {
             Some(writer) => {
-                self.writers.insert(id, writer);
-                // A new writer schema: the arrow-avro decoder must be rebuilt with it.
-                self.decoder = None;
+                if let Err(reason) = self.admit(id, writer) {
+                    self.unmappable.insert(id, reason.clone());
+                    return Ok(Err((reason, true)));
+                }
                 Ok(Ok(id))
             }
             None => {
@@ -113,6 +134,32 @@ impl WireDecoder {
                 unknown()
             }
         }
+    }
+
+    /// Accepts a new writer schema if the table's reader schema can read it (Avro resolution
+    /// rules, logical types included) and arrow-avro can build a decoder for it.
+    fn admit(&mut self, id: u32, writer: Arc<RegisteredSchema>) -> Result<(), String> {
+        if let Some(reader) = &self.reader {
+            let problems = crate::compat::can_read(reader, &writer.schema);
+            if !problems.is_empty() {
+                let shown: Vec<String> = problems.iter().take(3).map(ToString::to_string).collect();
+                return Err(format!(
+                    "writer schema id {id} cannot be read as the table's schema: {}{}",
+                    shown.join("; "),
+                    if problems.len() > 3 { "; ..." } else { "" }
+                ));
+            }
+        }
+        self.writers.insert(id, writer);
+        // A new writer schema: the arrow-avro decoder must be rebuilt with it.
+        self.decoder = None;
+        if let Err(e) = self.build_decoder(1) {
+            self.writers.remove(&id);
+            return Err(format!(
+                "writer schema id {id} cannot be read as the table's schema: {e}"
+            ));
+        }
+        Ok(())
     }
 
     fn build_decoder(&self, batch_size: usize) -> Result<Decoder, SchemaError> {
@@ -157,11 +204,17 @@ impl WireDecoder {
     pub fn decode(&mut self, messages: &[&[u8]]) -> Result<WireOutcome, SchemaError> {
         self.unknown.clear();
         let mut failed = Vec::new();
+        let mut unmappable = Vec::new();
         let mut candidates = Vec::with_capacity(messages.len());
         for (index, message) in messages.iter().enumerate() {
             match self.header(message)? {
                 Ok(_) => candidates.push(index),
-                Err(reason) => failed.push((index, reason)),
+                Err((reason, schema)) => {
+                    if schema {
+                        unmappable.push(index);
+                    }
+                    failed.push((index, reason));
+                }
             }
         }
         let mut batches = Vec::new();
@@ -189,6 +242,7 @@ impl WireDecoder {
             records,
             decoded,
             failed,
+            unmappable,
         })
     }
 
@@ -326,6 +380,48 @@ mod tests {
             frame(v1.id, &order(&v1.schema, 300, false)),
         ];
         (WireDecoder::new(mapping, registry), good)
+    }
+
+    #[test]
+    fn an_incompatible_writer_schema_dead_letters_its_records_and_decoding_goes_on() {
+        const V3: &str = include_str!("../tests/data/orders-v3-breaking.avsc");
+        let registry = Arc::new(FileRegistry::from_schemas("orders-value", [V1, V2, V3]).unwrap());
+        let versions = registry.subject_versions("orders-value").unwrap();
+        let (v1, v3) = (versions[0].clone(), versions[2].clone());
+        let mapping = Arc::new(TableMapping::from_history(&[V1, V2]).unwrap());
+        let mut fields = vec![
+            ("event_id", Value::Uuid(uuid::Uuid::from_u128(9))),
+            ("event_type", Value::Enum(1, "PAID".into())),
+            ("order_id", Value::String("o-9".into())),
+            ("user_id", Value::Union(0, Box::new(Value::Null))),
+            ("restaurant_id", Value::String("r-9".into())),
+            ("amount_cents", Value::String("12.50".into())),
+            ("currency", Value::String("EUR".into())),
+            ("event_time", Value::TimestampMillis(1_700_000_000_000)),
+        ];
+        fields.push(("region", Value::String("eu".into())));
+        let record = Value::Record(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        );
+        let v3_body = apache_avro::to_avro_datum(&v3.schema, record).unwrap();
+        let good = frame(v1.id, &order(&v1.schema, 100, false));
+        let bad = frame(v3.id, &v3_body);
+        let messages: Vec<&[u8]> = vec![&good, &bad, &good, &bad];
+        let mut decoder = WireDecoder::new(mapping, registry);
+        for _ in 0..2 {
+            let outcome = decoder.decode(&messages).unwrap();
+            assert_eq!(outcome.decoded, vec![0, 2]);
+            assert_eq!(outcome.unmappable, vec![1, 3]);
+            let reason = &outcome.failed[0].1;
+            assert!(
+                reason.contains(&format!("writer schema id {}", v3.id))
+                    && reason.contains("amount_cents"),
+                "{reason}"
+            );
+        }
     }
 
     #[test]

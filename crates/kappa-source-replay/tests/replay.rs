@@ -34,7 +34,7 @@ async fn fixture(spec: HistorySpec, options: ArchiveOptions) -> Fixture {
     Fixture {
         store,
         expected: summary.expected,
-        mapping: Arc::new(TableMapping::from_avro_json(ORDERS_V2).unwrap()),
+        mapping: Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap()),
         registry: Arc::new(
             FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap(),
         ),

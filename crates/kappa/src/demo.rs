@@ -101,6 +101,7 @@ pub fn summary_json(report: &ReplayReport, expected: Option<&Expected>) -> serde
         "rows_written": s.rows_written,
         "duplicates": s.duplicates,
         "undecodable": s.undecodable,
+        "unmappable_schema": s.unmappable,
         "rejected": s.rejected,
         "dead_lettered": s.dead_lettered(),
         "dlq_rows_written": s.dlq_rows_written,
@@ -167,9 +168,10 @@ pub fn print_summary(config: &PipelineConfig, report: &ReplayReport) {
     output::line(&format!("  written        {:>12} rows", c(s.rows_written)));
     output::line(&format!("  duplicates     {:>12} dropped", c(s.duplicates)));
     output::line(&format!(
-        "  dead-lettered  {:>12} ({} undecodable, {} rejected) -> {}.{}",
+        "  dead-lettered  {:>12} ({} undecodable, {} unmappable schema, {} rejected) -> {}.{}",
         c(s.dead_lettered()),
         c(s.undecodable),
+        c(s.unmappable),
         c(s.rejected),
         config.raw.table.namespace,
         config.dlq_table

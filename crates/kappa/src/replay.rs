@@ -57,23 +57,20 @@ pub fn registry(
     }
 }
 
-/// The table mapping from the subject's newest schema.
+/// The table mapping from the subject's history: the newest version reads, and every version
+/// in order fixes the columns' field ids (see `TableMapping::from_history`).
 pub async fn mapping(
     config: &PipelineConfig,
     registry: &dyn SchemaRegistry,
 ) -> Result<Arc<TableMapping>, Failure> {
-    let latest = registry
-        .latest(&config.subject)
+    let versions = registry
+        .versions(&config.subject)
         .await
         .map_err(|e| Failure::from_kind(e.kind(), format!("[schema] subject: {e}")))?;
-    TableMapping::from_avro_json(&latest.json)
+    let texts: Vec<&str> = versions.iter().map(|v| v.json.as_str()).collect();
+    TableMapping::from_history(&texts)
         .map(Arc::new)
-        .map_err(|e| {
-            usage(format!(
-                "[schema] {}/{}: {e}",
-                latest.subject, latest.version
-            ))
-        })
+        .map_err(|e| usage(format!("[schema] subject {}: {e}", config.subject)))
 }
 
 fn s3_options(s3: &S3Section) -> S3Options {

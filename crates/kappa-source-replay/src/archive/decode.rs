@@ -246,11 +246,16 @@ fn decode_framed(
                 source,
             })?;
         for (i, reason) in outcome.failed {
+            let kind = if outcome.unmappable.contains(&i) {
+                DeadLetterKind::UnmappableSchema
+            } else {
+                DeadLetterKind::Undecodable
+            };
             dead_letters.push(DeadLetter {
                 offset: framed[i].0,
                 raw: Bytes::copy_from_slice(framed[i].1),
                 object_key: Some(key.clone()),
-                kind: DeadLetterKind::Undecodable,
+                kind,
                 message: reason,
             });
         }
