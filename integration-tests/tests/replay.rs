@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kappa_integration_tests::{Scene, assert_table_matches, kappa, replay, spawn_kappa};
-use kappa_synth::{ArchiveOptions, Codec, HistorySpec, Layout, RecordShape};
+use kappa_synth::{ArchiveOptions, Codec, Expected, HistorySpec, Layout, RecordShape};
 
 #[test]
 fn query_engines_read_exactly_the_generated_events() {
@@ -98,6 +98,19 @@ fn an_archive_switching_from_v1_to_v2_mid_stream_gives_one_table() {
     assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");
 }
 
+/// After a clean rerun: the run accounted for its input, both engines read exactly the expected
+/// rows, and the DLQ holds every dead letter.
+fn assert_exactly_once(scene: &Scene, summary: &serde_json::Value, expected: &Expected) {
+    assert_eq!(summary["complete"], true, "{summary}");
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), expected);
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(expected.dead_lettered())
+    );
+}
+
 #[test]
 fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
     let scene = Scene::local();
@@ -121,14 +134,7 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
         scene.path("pipeline.toml").as_path(),
         &["--set", "commit.rows=1500"],
     );
-    assert_eq!(summary["complete"], true, "{summary}");
-    for engine in ["pyiceberg", "duckdb"] {
-        assert_table_matches(&scene.read(engine, "orders"), &expected);
-    }
-    assert_eq!(
-        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
-        Some(expected.dead_lettered())
-    );
+    assert_exactly_once(&scene, &summary, &expected);
 }
 
 #[test]
@@ -174,14 +180,7 @@ fn a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once() {
         scene.path("pipeline.toml").as_path(),
         &["--set", "commit.rows=3000"],
     );
-    assert_eq!(summary["complete"], true, "{summary}");
-    for engine in ["pyiceberg", "duckdb"] {
-        assert_table_matches(&scene.read(engine, "orders"), &expected);
-    }
-    assert_eq!(
-        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
-        Some(expected.dead_lettered())
-    );
+    assert_exactly_once(&scene, &summary, &expected);
 }
 
 #[test]

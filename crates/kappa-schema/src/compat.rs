@@ -519,27 +519,6 @@ impl<'s> Checker<'_, 's> {
                 .variants()
                 .first()
                 .is_some_and(|first| self.default_fits(first, value)),
-            Schema::Null => value.is_null(),
-            Schema::Boolean => value.is_boolean(),
-            Schema::Int | Schema::Date | Schema::TimeMillis => {
-                value.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
-            }
-            Schema::Long
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => value.is_i64() || value.is_u64(),
-            Schema::Float | Schema::Double => value.is_number(),
-            Schema::Bytes
-            | Schema::String
-            | Schema::Uuid
-            | Schema::Fixed(_)
-            | Schema::Decimal(_)
-            | Schema::BigDecimal
-            | Schema::Duration => value.is_string(),
             Schema::Enum(e) => value
                 .as_str()
                 .is_some_and(|s| e.symbols.iter().any(|sym| sym == s)),
@@ -556,6 +535,16 @@ impl<'s> Checker<'_, 's> {
                 })
             }),
             Schema::Ref { .. } => true,
+            // Primitives and logical types: by the primitive underneath.
+            other => match underlying(other) {
+                "null" => value.is_null(),
+                "boolean" => value.is_boolean(),
+                "int" => value.as_i64().is_some_and(|n| i32::try_from(n).is_ok()),
+                "long" => value.is_i64() || value.is_u64(),
+                "float" | "double" => value.is_number(),
+                // bytes, string, fixed, decimal: JSON strings.
+                _ => value.is_string(),
+            },
         }
     }
 }
