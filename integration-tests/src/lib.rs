@@ -4,6 +4,8 @@
 //! environment `dev/services.sh env` prints (`KAPPA_PYTHON`, `KAPPA_S3_ENDPOINT`, `KAPPA_PG_URI`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod kafka;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
@@ -198,7 +200,7 @@ rows = 5000
     }
 }
 
-fn last_line(bytes: &[u8]) -> &[u8] {
+pub fn last_line(bytes: &[u8]) -> &[u8] {
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     match trimmed.iter().rposition(|b| *b == b'\n') {
         Some(i) => &trimmed[i + 1..],

@@ -50,7 +50,14 @@ pub(crate) const SECTIONS: &[Section] = &[
     ),
     (
         "source.kafka",
-        Some(&["bootstrap_servers", "topic", "group_id", "properties"]),
+        Some(&[
+            "bootstrap_servers",
+            "topic",
+            "group_id",
+            "start",
+            "startup_timeout",
+            "properties",
+        ]),
     ),
     ("source.kafka.properties", None),
     ("schema", Some(&["dir", "url", "subject"])),

@@ -167,6 +167,12 @@ pub struct KafkaSection {
     pub topic: Option<String>,
     /// Consumer group (default `kappa-<pipeline name>`).
     pub group_id: Option<String>,
+    /// Where a partition the table holds nothing of starts: `earliest` (default) or `latest`.
+    pub start: Option<String>,
+    /// How long `kappa run` waits at start for the brokers and the topic before it fails
+    /// (default 30s), saying what it waits for.
+    #[serde(default, with = "humantime_serde")]
+    pub startup_timeout: Option<Duration>,
     /// Extra librdkafka settings.
     #[serde(default)]
     pub properties: KafkaProperties,

@@ -49,6 +49,16 @@ pub struct ArchiveConfig {
     pub s3: S3Section,
 }
 
+/// `[source.kafka] start`: where a partition the table holds nothing of starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KafkaStart {
+    /// The oldest offset the broker still has (nothing retained is skipped).
+    #[default]
+    Earliest,
+    /// The end of the partition at the time it is first read.
+    Latest,
+}
+
 /// A validated `[source.kafka]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaConfig {
@@ -58,6 +68,10 @@ pub struct KafkaConfig {
     pub topic: String,
     /// Consumer group (lag monitoring only; positions come from the table).
     pub group_id: String,
+    /// Where partitions the table holds nothing of start.
+    pub start: KafkaStart,
+    /// How long to wait at start for the brokers and the topic.
+    pub startup_timeout: std::time::Duration,
     /// Extra librdkafka settings (secret values redacted in `Debug`).
     pub properties: KafkaProperties,
 }

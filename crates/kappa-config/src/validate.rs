@@ -8,7 +8,9 @@ use url::Url;
 use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
 use crate::raw::{KafkaProperties, RawConfig, S3Section};
-use crate::typed::{ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, SchemaSource};
+use crate::typed::{
+    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, SchemaSource,
+};
 
 /// A validated pipeline configuration: every value checked, defaults resolved.
 ///
@@ -174,6 +176,28 @@ fn archive(raw: &RawConfig) -> Result<Option<ArchiveConfig>, ConfigError> {
     }))
 }
 
+/// librdkafka settings Kappa sets itself, with why.
+const RESERVED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "use [source.kafka] bootstrap_servers"),
+    ("group.id", "use [source.kafka] group_id"),
+    (
+        "enable.auto.commit",
+        "group offsets are committed only after the table commit",
+    ),
+    (
+        "enable.auto.offset.store",
+        "group offsets are committed only after the table commit",
+    ),
+    (
+        "auto.offset.reset",
+        "use [source.kafka] start; positions come from the table",
+    ),
+    (
+        "enable.partition.eof",
+        "the source does not use end-of-partition events",
+    ),
+];
+
 fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigError> {
     let Some(section) = &raw.source.kafka else {
         return Ok(None);
@@ -206,10 +230,45 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
         .clone()
         .filter(|g| !g.trim().is_empty())
         .unwrap_or_else(|| format!("kappa-{pipeline}"));
+    let start = match section.start.as_deref().map(str::trim) {
+        None | Some("earliest") => KafkaStart::Earliest,
+        Some("latest") => KafkaStart::Latest,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "source.kafka",
+                "start",
+                format!("{other:?}: expected \"earliest\" or \"latest\""),
+            ));
+        }
+    };
+    // Kappa owns these librdkafka settings: the table, never the consumer group, holds the
+    // position (see docs/exactly-once.md).
+    for (name, reason) in RESERVED_KAFKA_PROPERTIES {
+        if section.properties.0.contains_key(*name) {
+            return Err(ConfigError::invalid(
+                "source.kafka.properties",
+                name,
+                format!("is set by Kappa and cannot be overridden: {reason}"),
+            ));
+        }
+    }
+    if let Some(strategy) = section.properties.0.get("partition.assignment.strategy")
+        && strategy.contains("cooperative")
+    {
+        return Err(ConfigError::invalid(
+            "source.kafka.properties",
+            "partition.assignment.strategy",
+            format!(
+                "{strategy:?}: cooperative rebalancing is not supported (every assignment restarts reading from the table's offsets); use \"range\" or \"roundrobin\""
+            ),
+        ));
+    }
     Ok(Some(KafkaConfig {
         bootstrap_servers,
         topic,
         group_id,
+        start,
+        startup_timeout: section.startup_timeout.unwrap_or(Duration::from_secs(30)),
         properties: KafkaProperties(section.properties.0.clone()),
     }))
 }

@@ -20,7 +20,7 @@ pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};
 pub use crash::crash_point;
 pub use error::{Classify, ErrorKind};
 pub use position::{Coverage, OffsetRange, PositionError, SourcePosition, TopicPartition};
-pub use traits::{Source, Transform, TransformStats};
+pub use traits::{Source, SourceEvent, Transform, TransformStats};
 
 /// Name of the Arrow/Iceberg column that carries a row's Kafka partition.
 pub const PARTITION_COLUMN: &str = "_kafka_partition";

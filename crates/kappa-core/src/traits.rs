@@ -6,6 +6,22 @@ use crate::batch::SourceBatch;
 use crate::error::Classify;
 use crate::position::{SourcePosition, TopicPartition};
 
+/// What a source has to say next.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Decoded records of one partition.
+    Batch(SourceBatch),
+    /// Nothing arrived within the source's poll interval (unbounded sources): a chance for the
+    /// runtime to commit on time although no data flows.
+    Idle,
+    /// The partitions this source reads changed (a consumer group rebalance): everything read
+    /// but not committed must be dropped, and the source sought again from the table's
+    /// position ([`Source::seek`]) before it yields more batches. Carries the new assignment.
+    Reassigned(Vec<TopicPartition>),
+    /// A bounded source is exhausted.
+    End,
+}
+
 /// Something that yields [`SourceBatch`]es: a live Kafka consumer or an archive replay.
 ///
 /// A source starts where it is told ([`Source::seek`]); positions come from the table, never
@@ -22,8 +38,28 @@ pub trait Source: Send {
     /// start at their beginning).
     async fn seek(&mut self, position: &SourcePosition) -> Result<(), Self::Error>;
 
-    /// The next batch, or `None` once a bounded source is exhausted.
-    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, Self::Error>;
+    /// The next event. Must be cancel-safe: dropping the future before it completes loses
+    /// nothing (the runtime races it against shutdown).
+    async fn next_event(&mut self) -> Result<SourceEvent, Self::Error>;
+
+    /// The next batch, or `None` once a bounded source is exhausted (idle polls and
+    /// reassignments are skipped: for readers that only drain a bounded source).
+    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, Self::Error> {
+        loop {
+            match self.next_event().await? {
+                SourceEvent::Batch(batch) => return Ok(Some(batch)),
+                SourceEvent::End => return Ok(None),
+                SourceEvent::Idle | SourceEvent::Reassigned(_) => {}
+            }
+        }
+    }
+
+    /// The table now holds everything before `position` (called after each commit). A live
+    /// source reports it to the broker (consumer group offsets) so that standard tooling shows
+    /// the lag; it is never read back as a position.
+    fn committed(&mut self, position: &SourcePosition) {
+        let _ = position;
+    }
 }
 
 /// Counters a transform reports for one batch.
@@ -48,4 +84,8 @@ pub trait Transform: Send {
     /// Feeds an already committed batch to rebuild state (for example the dedup window) without
     /// producing output. Called on restart for the records just before the resume position.
     fn warm_up(&mut self, batch: &SourceBatch) -> Result<(), Self::Error>;
+
+    /// Forgets all state, as if new (before a re-read from the table's position after a
+    /// consumer group rebalance).
+    fn reset(&mut self);
 }

@@ -8,7 +8,7 @@
 //! | `kappa.input` | the input ranges of this commit, `{"topic":{"0":[100,123]}}` |
 //! | `kappa.watermark` | event-time watermark, µs since the epoch |
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
-//! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates` | counters of this commit |
+//! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records` | counters of this commit |
 
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
@@ -30,3 +30,5 @@ pub const ROWS: &str = "kappa.rows";
 pub const DEAD_LETTERED: &str = "kappa.dead-lettered";
 /// Duplicates dropped in this commit's input.
 pub const DUPLICATES: &str = "kappa.duplicates";
+/// Records of this commit's input that arrived behind the watermark (appended, counted).
+pub const LATE: &str = "kappa.late-records";

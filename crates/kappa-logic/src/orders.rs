@@ -191,6 +191,10 @@ impl Transform for OrdersLogic {
         }
         Ok(())
     }
+
+    fn reset(&mut self) {
+        self.windows.clear();
+    }
 }
 
 #[cfg(test)]

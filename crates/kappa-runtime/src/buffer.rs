@@ -48,6 +48,8 @@ pub(crate) struct Buffer {
     pub undecodable: u64,
     pub unmappable: u64,
     pub rejected: u64,
+    /// Rows whose event time is behind the watermark when they were read (appended, counted).
+    pub late: u64,
     pub max_event_time: Option<i64>,
     num_rows: usize,
     bytes: usize,
@@ -56,13 +58,15 @@ pub(crate) struct Buffer {
 
 impl Buffer {
     /// Accounts for a transformed batch and returns its rows as table rows (with the Kafka
-    /// coordinate columns, by `table`'s mapping), if it has any.
+    /// coordinate columns, by `table`'s mapping), if it has any. Rows with an event time before
+    /// `watermark` are counted as late.
     pub fn add(
         &mut self,
         batch: SourceBatch,
         stats: TransformStats,
         table: &TableMapping,
         event_time: &str,
+        watermark: Option<i64>,
     ) -> Result<Option<RecordBatch>, RuntimeError> {
         self.started.get_or_insert_with(Instant::now);
         let tp = batch.partition.clone();
@@ -87,6 +91,9 @@ impl Buffer {
                 DeadLetterKind::UnmappableSchema => self.unmappable += 1,
                 DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => self.rejected += 1,
             }
+        }
+        if let Some(watermark) = watermark {
+            self.late += count_before(&batch.records, event_time, watermark);
         }
         if let Some(max) = max_micros(&batch.records, event_time) {
             self.max_event_time = Some(self.max_event_time.map_or(max, |m| m.max(max)));
@@ -140,5 +147,21 @@ fn max_micros(batch: &RecordBatch, column: &str) -> Option<i64> {
             .flatten()
             .max(),
         _ => None,
+    }
+}
+
+/// Rows of a microsecond timestamp column with a value before `bound`.
+fn count_before(batch: &RecordBatch, column: &str, bound: i64) -> u64 {
+    let Some(array) = batch.column_by_name(column) else {
+        return 0;
+    };
+    match array.data_type() {
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .iter()
+            .flatten()
+            .filter(|t| *t < bound)
+            .count() as u64,
+        _ => 0,
     }
 }

@@ -6,9 +6,9 @@
 //!   state − window)        committed offset)                     interval)          main table
 //! ```
 //!
-//! The same loop serves a bounded replay and (later) a live Kafka source: it resumes from the
-//! tables' own state, flushes by the commit policy, and commits the dead-letter table before the
-//! main table so that each keeps its own exact offsets.
+//! The same loop serves a bounded replay ([`run_pipeline`]) and a live Kafka source
+//! ([`run_live`]): it resumes from the tables' own state, flushes by the commit policy, and
+//! commits the dead-letter table before the main table so that each keeps its own exact offsets.
 
 mod buffer;
 mod dlq;
@@ -20,6 +20,6 @@ mod stats;
 pub use buffer::CommitPolicy;
 pub use dlq::dlq_schema;
 pub use error::RuntimeError;
-pub use run::run_pipeline;
+pub use run::{run_live, run_pipeline};
 pub use spec::{Pipeline, PipelineSpec, open_pipeline};
 pub use stats::RunSummary;

@@ -1,24 +1,38 @@
-//! The pipeline loop.
+//! The pipeline loop: sessions of read → write → commit.
+//!
+//! A *session* reads from the tables' committed position until the source ends, the process is
+//! told to stop, or the source's partitions are reassigned. Within a session three stages run
+//! on their own tasks so that reading, encoding and committing overlap:
+//! the read loop (source + logic) → `write_loop` (Parquet encoding) → `commit_loop` (catalog).
+//!
+//! A bounded source (replay) runs one session. A live source runs sessions until shutdown: after
+//! a rebalance, or when another writer committed the same input first (a stale session), the
+//! buffered input is dropped, the tables are reloaded, the logic is reset and the source is
+//! sought to the tables' position again. Nothing uncommitted is ever kept across sessions, so the
+//! table's position is the only truth.
 
 use std::collections::BTreeMap;
+use std::pin::Pin;
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
+use futures::FutureExt;
+use futures::future::Fuse;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use kappa_core::{Classify, OffsetRange, Source, SourcePosition, Transform};
+use kappa_core::{Classify, OffsetRange, Source, SourceEvent, SourcePosition, Transform};
 use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
 use kappa_iceberg::{CommitOutcome, Committer, IcebergError, PendingCommit, summary};
-use tokio::sync::mpsc;
-use tracing::{debug, info, instrument};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, instrument, warn};
 
 use crate::buffer::Buffer;
 use crate::dlq::dlq_batch;
 use crate::error::RuntimeError;
-use crate::spec::Pipeline;
+use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
 
-/// Runs `source` through `logic` into the pipeline's tables until the source ends.
+/// Runs a bounded `source` through `logic` into the pipeline's tables until the source ends.
 ///
 /// Resumes from the main table's committed position: the source is sought `dedup_window` offsets
 /// earlier so that the logic's dedup state is rebuilt from the archive (those records are fed to
@@ -26,18 +40,142 @@ use crate::stats::RunSummary;
 #[instrument(skip_all, fields(pipeline = %pipeline.spec.pipeline))]
 pub async fn run_pipeline<S, T>(
     pipeline: Pipeline,
-    mut source: S,
-    mut logic: T,
+    source: S,
+    logic: T,
 ) -> Result<RunSummary, RuntimeError>
 where
     S: Source,
     T: Transform,
 {
+    drive(
+        pipeline,
+        source,
+        logic,
+        Mode::Bounded,
+        std::future::pending(),
+    )
+    .await
+}
+
+/// Runs a live `source` until `shutdown` completes (or the source fails): then commits what is
+/// buffered and returns. Rebalances and stale input (another writer was first) restart the read
+/// from the tables' position; see the module docs.
+#[instrument(skip_all, fields(pipeline = %pipeline.spec.pipeline))]
+pub async fn run_live<S, T, F>(
+    pipeline: Pipeline,
+    source: S,
+    logic: T,
+    shutdown: F,
+) -> Result<RunSummary, RuntimeError>
+where
+    S: Source,
+    T: Transform,
+    F: Future<Output = ()> + Send,
+{
+    drive(pipeline, source, logic, Mode::Live, shutdown).await
+}
+
+/// Bounded input ends the run; live input runs sessions until shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bounded,
+    Live,
+}
+
+/// How a session ended.
+#[derive(Debug)]
+enum SessionEnd {
+    /// The source is exhausted; everything read is committed.
+    Exhausted,
+    /// Shutdown was requested; everything read is committed.
+    Shutdown,
+    /// The source's partitions changed; what was buffered is dropped.
+    Reassigned,
+    /// Another writer committed part of this session's input first (live only).
+    Stale(IcebergError),
+}
+
+/// The committers of the main and the dead-letter table.
+struct Tables {
+    main: Committer,
+    dlq: Committer,
+}
+
+async fn drive<S, T, F>(
+    pipeline: Pipeline,
+    mut source: S,
+    mut logic: T,
+    mode: Mode,
+    shutdown: F,
+) -> Result<RunSummary, RuntimeError>
+where
+    S: Source,
+    T: Transform,
+    F: Future<Output = ()> + Send,
+{
     let started = Instant::now();
     let Pipeline {
         spec, main, dlq, ..
     } = pipeline;
-    let resume = main.state().position.clone();
+    let mut tables = Tables { main, dlq };
+    let mut summary = RunSummary::default();
+    let mut shutdown = Box::pin(shutdown.fuse());
+    loop {
+        let (back, end) = session(
+            &spec,
+            tables,
+            &mut source,
+            &mut logic,
+            shutdown.as_mut(),
+            &mut summary,
+            mode,
+        )
+        .await?;
+        tables = back;
+        match end {
+            SessionEnd::Exhausted | SessionEnd::Shutdown => break,
+            SessionEnd::Reassigned => {
+                info!("partitions reassigned: re-reading from the table's position");
+            }
+            SessionEnd::Stale(reason) => {
+                summary.rewinds += 1;
+                warn!(%reason, "another writer committed this input first: re-reading from the table's position");
+            }
+        }
+        tables.main.reload().await?;
+        tables.dlq.reload().await?;
+        logic.reset();
+    }
+    source.committed(&tables.main.state().position);
+    summary.positions = tables
+        .main
+        .state()
+        .position
+        .iter()
+        .map(|(tp, next)| (tp.clone(), next))
+        .collect();
+    summary.snapshot_id = tables.main.state().snapshot_id;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+/// One session: seek to the tables' position, then read, write and commit until the source ends,
+/// shutdown, a reassignment or a stale commit.
+async fn session<S, T, F>(
+    spec: &PipelineSpec,
+    tables: Tables,
+    source: &mut S,
+    logic: &mut T,
+    mut shutdown: Pin<&mut Fuse<F>>,
+    summary: &mut RunSummary,
+    mode: Mode,
+) -> Result<(Tables, SessionEnd), RuntimeError>
+where
+    S: Source,
+    T: Transform,
+    F: Future<Output = ()> + Send,
+{
+    let resume = tables.main.state().position.clone();
     let warm_from: SourcePosition = resume
         .iter()
         .map(|(tp, next)| (tp.clone(), (next - spec.dedup_window).max(0)))
@@ -47,29 +185,29 @@ where
         .await
         .map_err(RuntimeError::source)?;
     info!(resume = %resume.to_json(), "resuming from the table's committed offsets");
+    let lateness = spec.allowed_lateness.as_micros() as i64;
+    let committed_watermark = tables.main.state().watermark;
+    let mut newest = tables.main.state().max_event_time;
 
-    // Three stages on their own tasks, so that reading, encoding and committing overlap:
-    // this loop (read + logic) -> write_loop (Parquet encoding) -> commit_loop (catalog).
     let (to_commit, commit_rx) = mpsc::channel::<Flushed>(1);
     let (to_writer, writer_rx) = mpsc::channel::<ToWriter>(WRITER_QUEUE);
+    let (committed_tx, mut committed_rx) = watch::channel(resume.clone());
     let writer_task = tokio::spawn(write_loop(
         writer_rx,
         to_commit,
-        main.table().clone(),
-        main.name().to_string(),
+        tables.main.table().clone(),
+        tables.main.name().to_string(),
         spec.writer.clone(),
     ));
     let commit_task = tokio::spawn(commit_loop(
         commit_rx,
-        main,
-        dlq,
+        tables,
         spec.pipeline.clone(),
-        spec.allowed_lateness.as_micros() as i64,
+        lateness,
+        committed_tx,
     ));
 
-    let table_mapping = spec.mapping.clone();
     let mut buffer = Buffer::default();
-    let mut warm_up_records = 0u64;
     let logic_err = |e: T::Error| RuntimeError::Logic {
         logic: std::any::type_name::<T>()
             .rsplit("::")
@@ -79,14 +217,43 @@ where
         kind: e.kind(),
         source: Box::new(e),
     };
-    let result: Result<(), RuntimeError> = async {
-        while let Some(batch) = source.next_batch().await.map_err(RuntimeError::source)? {
+    let read: Result<Option<SessionEnd>, RuntimeError> = async {
+        let end = loop {
+            if committed_rx.has_changed().unwrap_or(false) {
+                let position = committed_rx.borrow_and_update().clone();
+                source.committed(&position);
+            }
+            let event = tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    info!("shutdown requested: committing what is buffered");
+                    break SessionEnd::Shutdown;
+                }
+                event = source.next_event() => event.map_err(RuntimeError::source)?,
+            };
+            let batch = match event {
+                SourceEvent::Batch(batch) => batch,
+                SourceEvent::Idle => {
+                    if !buffer.is_empty() && buffer.should_flush(&spec.commit) {
+                        let flush = ToWriter::Flush(std::mem::take(&mut buffer));
+                        if to_writer.send(flush).await.is_err() {
+                            return Ok(None);
+                        }
+                    }
+                    continue;
+                }
+                SourceEvent::Reassigned(partitions) => {
+                    debug!(?partitions, "reassigned; dropping the uncommitted buffer");
+                    return Ok(Some(SessionEnd::Reassigned));
+                }
+                SourceEvent::End => break SessionEnd::Exhausted,
+            };
             kappa_core::crash_point("runtime::read");
             batch.check().map_err(RuntimeError::Invariant)?;
             let batch = match resume.next_offset(&batch.partition) {
                 Some(next) if batch.range.start < next => {
                     let (before, after) = batch.split_at(next);
-                    warm_up_records += before.records_in;
+                    summary.warm_up_records += before.records_in;
                     logic.warm_up(&before).map_err(logic_err)?;
                     if after.range.is_empty() {
                         continue;
@@ -97,12 +264,25 @@ where
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
             batch.check().map_err(RuntimeError::Invariant)?;
-            let rows = buffer.add(batch, stats, &table_mapping, &spec.event_time_column)?;
+            let watermark = match (committed_watermark, newest.map(|n| n - lateness)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let rows = buffer.add(
+                batch,
+                stats,
+                &spec.mapping,
+                &spec.event_time_column,
+                watermark,
+            )?;
+            if let Some(max) = buffer.max_event_time {
+                newest = Some(newest.map_or(max, |n| n.max(max)));
+            }
             // A failed send means a later stage stopped: its error is reported below.
             if let Some(rows) = rows
                 && to_writer.send(ToWriter::Rows(rows)).await.is_err()
             {
-                break;
+                return Ok(None);
             }
             if buffer.should_flush(&spec.commit)
                 && to_writer
@@ -110,29 +290,43 @@ where
                     .await
                     .is_err()
             {
-                break;
+                return Ok(None);
             }
-        }
+        };
         if !buffer.is_empty() {
             let _ = to_writer.send(ToWriter::Flush(buffer)).await;
         }
-        Ok(())
+        Ok(Some(end))
     }
     .await;
+    // Dropping the sender ends the writer: after a reassignment its open files are abandoned
+    // (never referenced by a snapshot); flushes already handed on are still committed.
     drop(to_writer);
     let written = writer_task
         .await
         .map_err(|e| RuntimeError::Invariant(format!("writer task: {e}")))?;
-    let committed = commit_task
+    let (tables, committed, result) = commit_task
         .await
         .map_err(|e| RuntimeError::Invariant(format!("commit task: {e}")))?;
+    summary.absorb(&committed);
     // The earliest stage's error is the cause; later ones only saw their input end.
-    result?;
+    let end = read?;
     written?;
-    let mut summary = committed?;
-    summary.warm_up_records = warm_up_records;
-    summary.elapsed = started.elapsed();
-    Ok(summary)
+    match (result, end, mode) {
+        (Ok(()), Some(end), _) => Ok((tables, end)),
+        (Ok(()), None, _) => Err(RuntimeError::Invariant(
+            "a pipeline stage stopped without an error".into(),
+        )),
+        // Input that was read before a rebalance is dropped anyway.
+        (Err(RuntimeError::Sink(e @ IcebergError::Continuity { .. })), end, Mode::Live) => {
+            if matches!(end, Some(SessionEnd::Reassigned)) {
+                Ok((tables, SessionEnd::Reassigned))
+            } else {
+                Ok((tables, SessionEnd::Stale(e)))
+            }
+        }
+        (Err(e), _, _) => Err(e),
+    }
 }
 
 /// Batches queued between the read loop and the writer (backpressure on reading).
@@ -196,62 +390,89 @@ async fn write_loop(
     Ok(())
 }
 
-/// Commits flushes in order: the dead-letter table first, then the main table.
+/// Commits flushes in order: the dead-letter table first, then the main table. Hands the
+/// committers back with the session's counters, whatever happened.
 async fn commit_loop(
     mut rx: mpsc::Receiver<Flushed>,
-    mut main: Committer,
-    mut dlq: Committer,
+    mut tables: Tables,
     pipeline: String,
     lateness_micros: i64,
-) -> Result<RunSummary, RuntimeError> {
+    committed: watch::Sender<SourcePosition>,
+) -> (Tables, RunSummary, Result<(), RuntimeError>) {
     let mut summary = RunSummary::default();
+    let mut result = Ok(());
     while let Some((buffer, files)) = rx.recv().await {
-        summary.records_in += buffer.records_in;
-        summary.duplicates += buffer.duplicates;
-        summary.undecodable += buffer.undecodable;
-        summary.unmappable += buffer.unmappable;
-        summary.rejected += buffer.rejected;
-        kappa_core::crash_point("runtime::before-commit");
-        commit_dead_letters(&mut dlq, &buffer, &pipeline, &mut summary).await?;
-        kappa_core::crash_point("runtime::between-commits");
-        let counters = vec![
-            (summary::RECORDS_IN, buffer.records_in),
-            (summary::DUPLICATES, buffer.duplicates),
-            (summary::DEAD_LETTERED, buffer.dead_lettered()),
-        ];
-        let pending = PendingCommit {
-            input: buffer.input,
-            watermark: buffer.max_event_time.map(|m| m - lateness_micros),
-            max_event_time: buffer.max_event_time,
-            batches: Vec::new(),
+        result = commit_flush(
+            &mut tables,
+            buffer,
             files,
-            counters,
-        };
-        match main.commit(pending).await? {
-            CommitOutcome::Committed {
-                rows,
-                data_files,
-                bytes,
-                attempts,
-                ..
-            } => {
-                summary.commits += 1;
-                summary.rows_written += rows;
-                summary.data_files += data_files as u64;
-                summary.bytes_written += bytes;
-                summary.conflict_retries += u64::from(attempts.saturating_sub(1));
-            }
-            CommitOutcome::AlreadyCommitted => summary.already_committed += 1,
+            &pipeline,
+            lateness_micros,
+            &mut summary,
+        )
+        .await;
+        if result.is_err() {
+            break;
         }
+        committed.send_replace(tables.main.state().position.clone());
     }
-    summary.positions = main
-        .state()
-        .position
-        .iter()
-        .map(|(tp, next)| (tp.clone(), next))
-        .collect();
-    summary.snapshot_id = main.state().snapshot_id;
-    Ok(summary)
+    (tables, summary, result)
+}
+
+async fn commit_flush(
+    tables: &mut Tables,
+    buffer: Buffer,
+    files: Vec<DataFile>,
+    pipeline: &str,
+    lateness_micros: i64,
+    summary: &mut RunSummary,
+) -> Result<(), RuntimeError> {
+    kappa_core::crash_point("runtime::before-commit");
+    commit_dead_letters(&mut tables.dlq, &buffer, pipeline, summary).await?;
+    kappa_core::crash_point("runtime::between-commits");
+    let counters = vec![
+        (summary::RECORDS_IN, buffer.records_in),
+        (summary::DUPLICATES, buffer.duplicates),
+        (summary::DEAD_LETTERED, buffer.dead_lettered()),
+        (summary::LATE, buffer.late),
+    ];
+    let counted = RunSummary {
+        records_in: buffer.records_in,
+        duplicates: buffer.duplicates,
+        undecodable: buffer.undecodable,
+        unmappable: buffer.unmappable,
+        rejected: buffer.rejected,
+        late: buffer.late,
+        ..RunSummary::default()
+    };
+    let pending = PendingCommit {
+        input: buffer.input,
+        watermark: buffer.max_event_time.map(|m| m - lateness_micros),
+        max_event_time: buffer.max_event_time,
+        batches: Vec::new(),
+        files,
+        counters,
+    };
+    match tables.main.commit(pending).await? {
+        CommitOutcome::Committed {
+            rows,
+            data_files,
+            bytes,
+            attempts,
+            ..
+        } => {
+            // Input counts only once its commit holds it: the completeness equation stays exact
+            // when a stale session's flushes are dropped.
+            summary.absorb(&counted);
+            summary.commits += 1;
+            summary.rows_written += rows;
+            summary.data_files += data_files as u64;
+            summary.bytes_written += bytes;
+            summary.conflict_retries += u64::from(attempts.saturating_sub(1));
+        }
+        CommitOutcome::AlreadyCommitted => summary.already_committed += 1,
+    }
+    Ok(())
 }
 
 /// Commits the buffer's dead letters that the DLQ table does not hold yet.

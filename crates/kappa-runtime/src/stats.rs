@@ -22,6 +22,11 @@ pub struct RunSummary {
     pub unmappable: u64,
     /// Records the logic rejected (in the DLQ).
     pub rejected: u64,
+    /// Rows appended although their event time was behind the watermark (`kappa.late-records`).
+    pub late: u64,
+    /// Sessions restarted from the table's position because another writer committed the same
+    /// input first (live, several replicas or a rebalance).
+    pub rewinds: u64,
     /// Rows committed to the dead-letter table.
     pub dlq_rows_written: u64,
     /// Commits to the main table.
@@ -45,6 +50,27 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
+    /// Adds the counters of `other` (a session's, or a commit's) to these. Positions, snapshot
+    /// and wall time are the run's own and stay.
+    pub fn absorb(&mut self, other: &RunSummary) {
+        self.records_in += other.records_in;
+        self.warm_up_records += other.warm_up_records;
+        self.rows_written += other.rows_written;
+        self.duplicates += other.duplicates;
+        self.undecodable += other.undecodable;
+        self.unmappable += other.unmappable;
+        self.rejected += other.rejected;
+        self.late += other.late;
+        self.rewinds += other.rewinds;
+        self.dlq_rows_written += other.dlq_rows_written;
+        self.commits += other.commits;
+        self.dlq_commits += other.dlq_commits;
+        self.already_committed += other.already_committed;
+        self.conflict_retries += other.conflict_retries;
+        self.data_files += other.data_files;
+        self.bytes_written += other.bytes_written;
+    }
+
     /// Records dead-lettered.
     pub fn dead_lettered(&self) -> u64 {
         self.undecodable + self.unmappable + self.rejected

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use kappa_core::{Source, SourceBatch, SourcePosition, TopicPartition};
+use kappa_core::{Source, SourceBatch, SourceEvent, SourcePosition, TopicPartition};
 use kappa_schema::{SchemaRegistry, TableMapping, WireDecoder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -143,14 +143,15 @@ impl Source for ArchiveSource {
         Ok(())
     }
 
-    async fn next_batch(&mut self) -> Result<Option<SourceBatch>, ReplayError> {
+    async fn next_event(&mut self) -> Result<SourceEvent, ReplayError> {
         if self.receiver.is_none() {
             self.start();
         }
-        match self.receiver.as_mut() {
-            Some(rx) => rx.recv().await.transpose(),
-            None => Ok(None),
-        }
+        let next = match self.receiver.as_mut() {
+            Some(rx) => rx.recv().await.transpose()?,
+            None => None,
+        };
+        Ok(next.map_or(SourceEvent::End, SourceEvent::Batch))
     }
 }
 

@@ -13,8 +13,7 @@ use chrono::{DateTime, Datelike, Timelike};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::checksum::{RowChecksum, canonical_row};
-use crate::history::{Expected, History, Message, MessageKind, SynthError};
+use crate::history::{Expected, History, Message, MessageKind, SynthError, Tally};
 
 /// Object layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,7 +154,7 @@ pub async fn write_archive(
     let envelope = Schema::parse_str(ENVELOPE).map_err(|e| SynthError::Schema(e.to_string()))?;
     let mut open: BTreeMap<i32, OpenFile> = BTreeMap::new();
     let mut summary = ArchiveSummary::default();
-    let mut checksum = RowChecksum::default();
+    let mut tally = Tally::default();
     let mut next_offsets = vec![0i64; history.spec().partitions.max(1) as usize];
 
     let schema_for = |file: &OpenFile| -> &Schema {
@@ -191,7 +190,7 @@ pub async fn write_archive(
             )
             .await?;
         }
-        account(&message, &mut summary.expected, &mut checksum);
+        tally.add(&message);
         next_offsets[message.partition as usize] = message.offset + 1;
         let file = open.entry(message.partition).or_insert_with(|| OpenFile {
             start: message.offset,
@@ -215,33 +214,9 @@ pub async fn write_archive(
         )
         .await?;
     }
-    summary.expected.checksum = checksum.0;
+    summary.expected = tally.finish();
     summary.expected.next_offsets = next_offsets;
     Ok(summary)
-}
-
-fn account(message: &Message, expected: &mut Expected, checksum: &mut RowChecksum) {
-    expected.messages += 1;
-    match (message.kind, &message.event) {
-        (MessageKind::Garbage, _) | (_, None) => expected.undecodable += 1,
-        (MessageKind::Duplicate, Some(_)) => expected.duplicates += 1,
-        (MessageKind::Original, Some(e)) if e.amount_cents < 0 => expected.rejected += 1,
-        (MessageKind::Original, Some(e)) => {
-            expected.rows += 1;
-            checksum.add(&canonical_row(
-                &e.event_id,
-                e.event_type,
-                &e.order_id,
-                e.user_id.as_deref(),
-                &e.restaurant_id,
-                e.amount_cents,
-                &e.currency.to_ascii_uppercase(),
-                e.event_time_ms * 1000,
-                e.coupon_code.as_deref(),
-                e.tip_cents,
-            ));
-        }
-    }
 }
 
 fn record(topic: &str, message: &Message, shape: RecordShape) -> Value {

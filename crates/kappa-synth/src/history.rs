@@ -459,3 +459,51 @@ impl Expected {
         self.undecodable + self.rejected
     }
 }
+
+/// Accumulates what a table must hold from the messages it is fed (archived or produced).
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    expected: Expected,
+    checksum: crate::RowChecksum,
+}
+
+impl Tally {
+    /// Accounts for one message.
+    pub fn add(&mut self, message: &Message) {
+        let expected = &mut self.expected;
+        expected.messages += 1;
+        let partition = message.partition.max(0) as usize;
+        if expected.next_offsets.len() <= partition {
+            expected.next_offsets.resize(partition + 1, 0);
+        }
+        expected.next_offsets[partition] = expected.next_offsets[partition].max(message.offset + 1);
+        match (message.kind, &message.event) {
+            (MessageKind::Garbage, _) | (_, None) => expected.undecodable += 1,
+            (MessageKind::Duplicate, Some(_)) => expected.duplicates += 1,
+            (MessageKind::Original, Some(e)) if e.amount_cents < 0 => expected.rejected += 1,
+            (MessageKind::Original, Some(e)) => {
+                expected.rows += 1;
+                self.checksum.add(&crate::canonical_row(
+                    &e.event_id,
+                    e.event_type,
+                    &e.order_id,
+                    e.user_id.as_deref(),
+                    &e.restaurant_id,
+                    e.amount_cents,
+                    &e.currency.to_ascii_uppercase(),
+                    e.event_time_ms * 1000,
+                    e.coupon_code.as_deref(),
+                    e.tip_cents,
+                ));
+            }
+        }
+    }
+
+    /// What the table must hold after every message added so far.
+    pub fn finish(&self) -> Expected {
+        Expected {
+            checksum: self.checksum.0,
+            ..self.expected.clone()
+        }
+    }
+}

@@ -16,5 +16,5 @@ pub use archive::{
 };
 pub use checksum::{RowChecksum, canonical_row};
 pub use history::{
-    Event, Expected, History, HistorySpec, Message, ORDERS_V1, ORDERS_V2, SynthError,
+    Event, Expected, History, HistorySpec, Message, ORDERS_V1, ORDERS_V2, SynthError, Tally,
 };

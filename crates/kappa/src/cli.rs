@@ -27,6 +27,9 @@ pub struct Cli {
 pub enum Command {
     /// Everything embedded: synthetic orders -> archive -> replay -> local Iceberg table -> summary.
     Demo(DemoArgs),
+    /// Live: consume `[source.kafka]` into the table until SIGTERM/SIGINT, then commit what is
+    /// buffered and exit 0.
+    Run(ConfigArgs),
     /// Idempotent catch-up from the archive (`[source.archive]`) into the table.
     Replay(ReplayArgs),
     /// Offsets, watermark, freshness and last commits, read from the table.
@@ -161,6 +164,7 @@ pub fn init_tracing(cli: &Cli) {
 pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Run(args) => crate::live::run(args).await,
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,

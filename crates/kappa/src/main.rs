@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod live;
 mod output;
 mod replay;
 mod schema;

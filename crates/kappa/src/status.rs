@@ -49,6 +49,10 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             })
         })
         .collect();
+    let kafka = match &config.source_kafka {
+        Some(kafka) => Some(consumer_lag(kafka, &state.position).await),
+        None => None,
+    };
     if args.json {
         output::line(
             &json!({
@@ -60,6 +64,15 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
                 "freshness_lag_seconds": freshness,
                 "dlq_offsets": pipeline.dlq.state().position.iter().map(|(tp, n)| (tp.to_string(), n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "last_commits": commits,
+                "kafka": kafka.as_ref().map(|k| match k {
+                    Ok(partitions) => json!({ "partitions": partitions.iter().map(|p| json!({
+                        "partition": p.partition,
+                        "committed": p.committed,
+                        "high_watermark": p.high,
+                        "lag": p.lag,
+                    })).collect::<Vec<_>>(), "total_lag": partitions.iter().map(|p| p.lag).sum::<i64>() }),
+                    Err(e) => json!({ "error": e }),
+                }),
             })
             .to_string(),
         );
@@ -84,9 +97,67 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         )
         .to_string())
     ));
+    match &kafka {
+        Some(Ok(partitions)) => {
+            let total: i64 = partitions.iter().map(|p| p.lag).sum();
+            output::line(&format!(
+                "  consumer lag     {total} messages (broker high watermark − table offset)"
+            ));
+            for p in partitions {
+                output::line(&format!(
+                    "    partition {:<4} table {:>12}  broker {:>12}  lag {:>10}",
+                    p.partition,
+                    p.committed.map_or("-".into(), |c| c.to_string()),
+                    p.high,
+                    p.lag
+                ));
+            }
+        }
+        Some(Err(e)) => output::line(&format!("  consumer lag     unknown: {e}")),
+        None => {}
+    }
     output::line("  last commits");
     for c in commits {
         output::line(&format!("    {c}"));
     }
     Ok(())
+}
+
+/// One partition's lag: what the broker has against what the table holds.
+struct PartitionLag {
+    partition: i32,
+    committed: Option<i64>,
+    high: i64,
+    lag: i64,
+}
+
+/// Lag per partition of `[source.kafka] topic`, from the brokers' high watermarks and the
+/// table's offsets (never the group's). An unreachable broker is reported, not fatal: status
+/// works from the table alone.
+async fn consumer_lag(
+    kafka: &kappa_config::KafkaConfig,
+    position: &kappa_core::SourcePosition,
+) -> Result<Vec<PartitionLag>, String> {
+    let mut options = crate::live::kafka_options(kafka);
+    options.startup_timeout = std::time::Duration::from_secs(5);
+    let topic = options.topic.clone();
+    let offsets = tokio::task::spawn_blocking(move || {
+        kappa_source_kafka::topic_offsets(&options, std::time::Duration::from_secs(5))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(offsets
+        .into_iter()
+        .map(|p| {
+            let committed =
+                position.next_offset(&kappa_core::TopicPartition::new(topic.clone(), p.partition));
+            PartitionLag {
+                partition: p.partition,
+                committed,
+                high: p.high,
+                lag: (p.high - committed.unwrap_or(p.low)).max(0),
+            }
+        })
+        .collect())
 }

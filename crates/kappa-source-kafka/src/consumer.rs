@@ -1,0 +1,426 @@
+//! The consumer thread: polls librdkafka, serves rebalances, decodes messages into batches.
+//!
+//! librdkafka's consumer is polled from one dedicated OS thread, so that a rebalance callback may
+//! block: on every assignment the callback asks the pipeline where each partition starts (the
+//! table's committed offsets, [`Polled::Reassigned`]) and assigns the partitions at exactly those
+//! offsets. Kafka group offsets are never read. Messages are decoded here (Confluent wire format,
+//! through the schema registry) and handed on as [`SourceBatch`]es tagged with the assignment's
+//! epoch; the source drops batches of an older epoch.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
+use kappa_schema::WireDecoder;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+
+use crate::error::{KafkaSourceError, is_fatal};
+use crate::options::StartAt;
+
+/// Where each newly assigned partition starts: `Some(offset)` or `None` for the start policy.
+pub(crate) type Starts = BTreeMap<i32, Option<i64>>;
+
+/// What the consumer thread hands the source.
+pub(crate) enum Polled {
+    /// Decoded messages of the assignment `epoch`.
+    Batches {
+        /// Assignment epoch the messages were read in.
+        epoch: u64,
+        /// One batch per partition, in offset order.
+        batches: Vec<SourceBatch>,
+    },
+    /// Nothing arrived for a while.
+    Idle,
+    /// The assignment changed. For a new assignment `reply` waits for the start offsets of
+    /// `partitions`; the partitions are assigned once it is answered.
+    Reassigned {
+        /// The epoch batches of the new assignment carry.
+        epoch: u64,
+        /// The assigned partitions (empty after a revocation).
+        partitions: Vec<i32>,
+        /// Where to start each partition.
+        reply: Option<oneshot::Sender<Starts>>,
+    },
+    /// The consumer cannot go on.
+    Failed(KafkaSourceError),
+}
+
+/// What the source asks of the consumer thread.
+pub(crate) enum Command {
+    /// Commit these next offsets to the consumer group (lag monitoring only).
+    CommitGroupOffsets(Vec<(i32, i64)>),
+}
+
+/// Logs librdkafka through `tracing` and serves rebalances.
+pub(crate) struct KappaContext {
+    pub topic: String,
+    pub start: StartAt,
+    pub brokers: String,
+    pub epoch: AtomicU64,
+    pub events: mpsc::Sender<Polled>,
+    pub stop: Arc<AtomicBool>,
+    pub assignment: Mutex<Vec<i32>>,
+}
+
+impl ClientContext for KappaContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning => {
+                warn!(brokers = %self.brokers, facility = fac, "librdkafka: {message}")
+            }
+            L::Notice | L::Info => info!(facility = fac, "librdkafka: {message}"),
+            L::Debug => debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(brokers = %self.brokers, "Kafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for KappaContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let partitions: Vec<i32> = tpl
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        if matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        ) {
+            // Refused by config validation; never assign partitions without table offsets.
+            error!("cooperative rebalancing is not supported; leaving the partitions unassigned");
+            return;
+        }
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                info!(
+                    ?partitions,
+                    "partitions assigned; asking the table where they start"
+                );
+                let Some(starts) = self.ask_starts(epoch, &partitions) else {
+                    // The pipeline is going away: assign nothing rather than guess offsets.
+                    let _ = consumer.unassign();
+                    return;
+                };
+                let mut assignment = TopicPartitionList::new();
+                for p in &partitions {
+                    let offset = match starts.get(p).copied().flatten() {
+                        Some(next) => Offset::Offset(next),
+                        None => match self.start {
+                            StartAt::Earliest => Offset::Beginning,
+                            StartAt::Latest => Offset::End,
+                        },
+                    };
+                    if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
+                        error!(partition = p, error = %e, "cannot build the assignment");
+                    }
+                }
+                match consumer.assign(&assignment) {
+                    Ok(()) => {
+                        debug!(?starts, "assigned at the table's offsets");
+                        if let Ok(mut a) = self.assignment.lock() {
+                            *a = partitions;
+                        }
+                    }
+                    Err(e) => error!(error = %e, "assigning partitions failed"),
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                info!(?partitions, "partitions revoked");
+                if let Err(e) = consumer.unassign() {
+                    warn!(error = %e, "unassigning failed");
+                }
+                if let Ok(mut a) = self.assignment.lock() {
+                    a.clear();
+                }
+                let _ = self.events.blocking_send(Polled::Reassigned {
+                    epoch,
+                    partitions: Vec::new(),
+                    reply: None,
+                });
+            }
+            other => {
+                warn!(error = ?other, "rebalance failed; unassigning");
+                let _ = consumer.unassign();
+                let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+                let _ = self.events.blocking_send(Polled::Reassigned {
+                    epoch,
+                    partitions: Vec::new(),
+                    reply: None,
+                });
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            debug!(error = %e, "committing group offsets failed (lag monitoring only)");
+        }
+    }
+}
+
+impl KappaContext {
+    /// Hands the new assignment to the pipeline and waits for its start offsets (the pipeline
+    /// first drops what it buffered and reloads the table). `None` if the pipeline is gone.
+    fn ask_starts(&self, epoch: u64, partitions: &[i32]) -> Option<Starts> {
+        let (reply, mut answer) = oneshot::channel();
+        let event = Polled::Reassigned {
+            epoch,
+            partitions: partitions.to_vec(),
+            reply: Some(reply),
+        };
+        self.events.blocking_send(event).ok()?;
+        loop {
+            match answer.try_recv() {
+                Ok(starts) => return Some(starts),
+                Err(oneshot::error::TryRecvError::Closed) => return None,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+}
+
+/// A raw message as polled.
+struct Raw {
+    partition: i32,
+    offset: i64,
+    value: Option<Vec<u8>>,
+}
+
+/// The consumer thread's state.
+pub(crate) struct Poller {
+    pub consumer: Arc<BaseConsumer<KappaContext>>,
+    pub decoder: WireDecoder,
+    pub commands: std::sync::mpsc::Receiver<Command>,
+    pub max_batch: usize,
+    pub linger: Duration,
+}
+
+/// How long one poll waits for a message.
+const POLL: Duration = Duration::from_millis(50);
+/// How often an idle consumer says so.
+const IDLE_EVERY: Duration = Duration::from_millis(250);
+/// Minimum time between two warnings about the same consumer error.
+const WARN_EVERY: Duration = Duration::from_secs(5);
+
+impl Poller {
+    fn context(&self) -> &KappaContext {
+        self.consumer.context()
+    }
+
+    /// Runs until the source stops it (or drops the receiving end).
+    pub fn run(mut self, runtime: tokio::runtime::Handle) {
+        let _runtime = runtime.enter();
+        let mut pending: Vec<Raw> = Vec::new();
+        let mut pending_since = Instant::now();
+        let mut epoch = 0;
+        let mut last_idle = Instant::now();
+        let mut last_warning: BTreeMap<String, Instant> = BTreeMap::new();
+        let mut last_commit = None;
+        while !self.context().stop.load(Ordering::Acquire) {
+            for command in self.commands.try_iter() {
+                let Command::CommitGroupOffsets(offsets) = command;
+                self.commit(&offsets, CommitMode::Async);
+                last_commit = Some(offsets);
+            }
+            let message = match self.consumer.poll(POLL) {
+                Some(Ok(m)) => Some(Raw {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    value: m.payload().map(<[u8]>::to_vec),
+                }),
+                Some(Err(e)) => {
+                    if let Some(code) = e.rdkafka_error_code()
+                        && is_fatal(code)
+                    {
+                        let failure = KafkaSourceError::Client {
+                            topic: self.context().topic.clone(),
+                            operation: "consuming".into(),
+                            source: Box::new(e),
+                        };
+                        let _ = self.context().events.blocking_send(Polled::Failed(failure));
+                        break;
+                    }
+                    let key = e.to_string();
+                    if last_warning
+                        .get(&key)
+                        .is_none_or(|t| t.elapsed() >= WARN_EVERY)
+                    {
+                        warn!(topic = %self.context().topic, error = %e, "Kafka consumer error; librdkafka retries");
+                        last_warning.insert(key, Instant::now());
+                    }
+                    None
+                }
+                None => None,
+            };
+            let now = self.context().epoch.load(Ordering::Acquire);
+            if now != epoch {
+                // Messages of the previous assignment: the pipeline drops them anyway.
+                pending.clear();
+                epoch = now;
+            }
+            let idle = message.is_none();
+            if let Some(raw) = message {
+                if pending.is_empty() {
+                    pending_since = Instant::now();
+                }
+                pending.push(raw);
+            }
+            let due = !pending.is_empty()
+                && (pending.len() >= self.max_batch
+                    || idle
+                    || pending_since.elapsed() >= self.linger);
+            if due {
+                let batches = match self.decode(std::mem::take(&mut pending)) {
+                    Ok(batches) => batches,
+                    Err(e) => {
+                        let _ = self.context().events.blocking_send(Polled::Failed(e));
+                        break;
+                    }
+                };
+                if self
+                    .context()
+                    .events
+                    .blocking_send(Polled::Batches { epoch, batches })
+                    .is_err()
+                {
+                    break;
+                }
+            } else if idle && last_idle.elapsed() >= IDLE_EVERY {
+                last_idle = Instant::now();
+                if self.context().events.blocking_send(Polled::Idle).is_err() {
+                    break;
+                }
+            }
+        }
+        for command in self.commands.try_iter() {
+            let Command::CommitGroupOffsets(offsets) = command;
+            last_commit = Some(offsets);
+        }
+        if let Some(offsets) = last_commit {
+            self.commit(&offsets, CommitMode::Sync);
+        }
+    }
+
+    /// Commits group offsets of the partitions this consumer holds.
+    fn commit(&self, offsets: &[(i32, i64)], mode: CommitMode) {
+        let assigned = self
+            .context()
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in offsets {
+            if assigned.contains(partition) {
+                let _ = tpl.add_partition_offset(
+                    &self.context().topic,
+                    *partition,
+                    Offset::Offset(*next),
+                );
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, mode)
+        {
+            debug!(error = %e, "committing group offsets failed (lag monitoring only)");
+        }
+    }
+
+    /// Decodes polled messages into one batch per partition.
+    fn decode(&mut self, raw: Vec<Raw>) -> Result<Vec<SourceBatch>, KafkaSourceError> {
+        let topic = self.context().topic.clone();
+        let mut by_partition: BTreeMap<i32, Vec<Raw>> = BTreeMap::new();
+        for message in raw {
+            by_partition
+                .entry(message.partition)
+                .or_default()
+                .push(message);
+        }
+        let mut batches = Vec::with_capacity(by_partition.len());
+        for (partition, messages) in by_partition {
+            batches.push(self.decode_partition(&topic, partition, &messages)?);
+        }
+        Ok(batches)
+    }
+
+    fn decode_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        messages: &[Raw],
+    ) -> Result<SourceBatch, KafkaSourceError> {
+        let mut dead_letters = Vec::new();
+        let mut framed: Vec<(i64, &[u8])> = Vec::with_capacity(messages.len());
+        for m in messages {
+            match &m.value {
+                Some(v) => framed.push((m.offset, v.as_slice())),
+                None => dead_letters.push(DeadLetter {
+                    offset: m.offset,
+                    raw: Bytes::new(),
+                    object_key: None,
+                    kind: DeadLetterKind::Undecodable,
+                    message: "tombstone (null value)".into(),
+                }),
+            }
+        }
+        let values: Vec<&[u8]> = framed.iter().map(|(_, v)| *v).collect();
+        let outcome = self
+            .decoder
+            .decode(&values)
+            .map_err(|source| KafkaSourceError::Schema {
+                topic: topic.to_string(),
+                partition,
+                source: Box::new(source),
+            })?;
+        for (i, reason) in outcome.failed {
+            let kind = if outcome.unmappable.contains(&i) {
+                DeadLetterKind::UnmappableSchema
+            } else {
+                DeadLetterKind::Undecodable
+            };
+            dead_letters.push(DeadLetter {
+                offset: framed[i].0,
+                raw: Bytes::copy_from_slice(framed[i].1),
+                object_key: None,
+                kind,
+                message: reason,
+            });
+        }
+        dead_letters.sort_by_key(|d| d.offset);
+        let first = messages.first().map_or(0, |m| m.offset);
+        let last = messages.last().map_or(-1, |m| m.offset);
+        Ok(SourceBatch {
+            partition: TopicPartition::new(topic, partition),
+            range: OffsetRange::new(first, last + 1),
+            offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
+            records: outcome.records,
+            dead_letters,
+            records_in: messages.len() as u64,
+        })
+    }
+}

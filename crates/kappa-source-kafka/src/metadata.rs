@@ -1,0 +1,116 @@
+//! Broker metadata: waiting for the topic at start, and the partitions' high watermarks (lag).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use tracing::warn;
+
+use crate::error::KafkaSourceError;
+use crate::options::KafkaOptions;
+
+/// How often a waiting start says what it waits for.
+const SAY_EVERY: Duration = Duration::from_secs(5);
+
+/// Waits until the brokers answer and the topic exists; returns its partition count. Fails after
+/// `startup_timeout` naming what was missing. Blocking.
+pub(crate) fn wait_for_topic(options: &KafkaOptions) -> Result<usize, KafkaSourceError> {
+    let client: BaseConsumer = options
+        .client_config(false)
+        .create()
+        .map_err(|e| KafkaSourceError::Config(e.to_string()))?;
+    let started = Instant::now();
+    let mut said = Instant::now();
+    loop {
+        let left = options.startup_timeout.saturating_sub(started.elapsed());
+        let attempt = left.clamp(Duration::from_millis(500), Duration::from_secs(5));
+        let waited_secs = started.elapsed().as_secs();
+        let missing = match client.fetch_metadata(Some(&options.topic), attempt) {
+            Ok(metadata) => {
+                let topic = metadata.topics().iter().find(|t| t.name() == options.topic);
+                match topic {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                        return Ok(t.partitions().len());
+                    }
+                    _ => KafkaSourceError::MissingTopic {
+                        brokers: options.bootstrap_servers.clone(),
+                        topic: options.topic.clone(),
+                        waited_secs,
+                    },
+                }
+            }
+            Err(e) => KafkaSourceError::Unreachable {
+                brokers: options.bootstrap_servers.clone(),
+                waited_secs,
+                reason: e.to_string(),
+            },
+        };
+        if started.elapsed() >= options.startup_timeout {
+            return Err(missing);
+        }
+        if said.elapsed() >= SAY_EVERY {
+            warn!(
+                waited_s = started.elapsed().as_secs(),
+                timeout_s = options.startup_timeout.as_secs(),
+                "waiting: {missing}"
+            );
+            said = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200).min(left));
+    }
+}
+
+/// One partition's offsets on the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionOffsets {
+    /// Partition.
+    pub partition: i32,
+    /// Oldest retained offset.
+    pub low: i64,
+    /// Next offset to be written (the high watermark).
+    pub high: i64,
+}
+
+/// The topic's partitions with their low and high watermarks, asked of the brokers within
+/// `timeout`. Blocking.
+pub fn topic_offsets(
+    options: &KafkaOptions,
+    timeout: Duration,
+) -> Result<Vec<PartitionOffsets>, KafkaSourceError> {
+    let client: BaseConsumer = options
+        .client_config(false)
+        .create()
+        .map_err(|e| KafkaSourceError::Config(e.to_string()))?;
+    let failed = |operation: &str, source: KafkaError| KafkaSourceError::Client {
+        topic: options.topic.clone(),
+        operation: operation.to_string(),
+        source: Box::new(source),
+    };
+    let metadata = client
+        .fetch_metadata(Some(&options.topic), timeout)
+        .map_err(|e| failed("reading metadata", e))?;
+    let Some(topic) = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == options.topic && t.error().is_none())
+    else {
+        return Err(KafkaSourceError::MissingTopic {
+            brokers: options.bootstrap_servers.clone(),
+            topic: options.topic.clone(),
+            waited_secs: 0,
+        });
+    };
+    let mut out = Vec::with_capacity(topic.partitions().len());
+    for p in topic.partitions() {
+        let (low, high) = client
+            .fetch_watermarks(&options.topic, p.id(), timeout)
+            .map_err(|e| failed(&format!("reading partition {}'s offsets", p.id()), e))?;
+        out.push(PartitionOffsets {
+            partition: p.id(),
+            low,
+            high,
+        });
+    }
+    out.sort_by_key(|p| p.partition);
+    Ok(out)
+}
