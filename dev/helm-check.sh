@@ -40,7 +40,7 @@ trap 'rm -rf "$OUT"' EXIT
 "$HELM" lint --strict "$CHART"
 "$HELM" template kappa "$CHART" > "$OUT/default.yaml"
 "$HELM" template backfill "$CHART" \
-  --set replay.shards=6 --set replay.start=2026-11-01T00:00:00Z --set replay.end=2026-11-08T00:00:00Z \
+  --set live.enabled=false --set replay.enabled=true --set replay.shards=6 --set replay.start=2026-11-01T00:00:00Z --set replay.end=2026-11-08T00:00:00Z \
   --set contracts.configMap=orders-contracts \
   --set 'contracts.items[0].key=v1' --set 'contracts.items[0].path=orders-value/1.avsc' \
   --set 'replay.set[0]=commit.rows=500000' \
@@ -49,7 +49,7 @@ for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml"
-if "$HELM" template bad "$CHART" --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
+if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi
 grep -q "replay.shards must be at least 1" "$OUT/err"

@@ -17,38 +17,44 @@ def job(docs):
 
 default, variant = load(sys.argv[1]), load(sys.argv[2])
 
-j = job(default)
-spec = j["spec"]
-assert spec["completionMode"] == "Indexed", spec
-assert spec["completions"] == spec["parallelism"] == 3, spec
+# Default: the live pipeline only.
+assert not any(kind == "Job" for kind, _ in default), "replay is off by default"
+(d,) = [d for (kind, _), d in default.items() if kind == "Deployment"]
+spec = d["spec"]
+assert spec["replicas"] == 2, spec
 pod = spec["template"]["spec"]
-assert pod["restartPolicy"] == "Never"
+assert pod["terminationGracePeriodSeconds"] == 60
 (c,) = pod["containers"]
 args = c["args"]
-assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
-assert "--shard=$(JOB_COMPLETION_INDEX)/3" in args, args
-assert not any(a.startswith(("--start", "--end", "--set")) for a in args), args
-env = {e["name"]: e for e in c["env"]}
-assert (
-    env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
-    == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
-)
+assert args[2:5] == ["run", "-c", "/etc/kappa/pipeline.toml"], args
 mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
 assert mounts["/etc/kappa/pipeline.toml"]["subPath"] == "pipeline.toml"
 assert "/etc/kappa/contracts" not in mounts, "the image's contracts are used by default"
 assert c["securityContext"]["readOnlyRootFilesystem"] is True
 assert pod["securityContext"]["runAsNonRoot"] is True
+labels = spec["template"]["metadata"]["labels"]
+assert all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()), labels
 cm = default[("ConfigMap", "kappa-kappa-pipeline")]
-assert '[source.archive]' in cm["data"]["pipeline.toml"]
+assert "[source.kafka]" in cm["data"]["pipeline.toml"]
 assert ("ServiceAccount", "kappa-kappa") in default
 
+# Variant: a backfill Job only.
+assert not any(kind == "Deployment" for kind, _ in variant)
 j = job(variant)
 spec = j["spec"]
+assert spec["completionMode"] == "Indexed", spec
 assert spec["completions"] == spec["parallelism"] == 6, spec
 pod = spec["template"]["spec"]
 (c,) = pod["containers"]
 args = c["args"]
+assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
 assert "--shard=$(JOB_COMPLETION_INDEX)/6" in args, args
+assert pod["restartPolicy"] == "Never"
+env = {e["name"]: e for e in c["env"]}
+assert (
+    env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+)
 assert "--start=2026-11-01T00:00:00Z" in args and "--end=2026-11-08T00:00:00Z" in args, args
 assert "--set=commit.rows=500000" in args, args
 assert pod["serviceAccountName"] == "lake-writer"

@@ -146,6 +146,7 @@ topic = "orders"
 {archive_extra}
 [schema]
 dir = "{contracts}"
+subject = "orders-value"
 
 [catalog]
 type = "sql"

@@ -1,7 +1,12 @@
 //! `kappa run` against a real Kafka-protocol broker (tansu, from `dev/services.sh`): every
 //! produced event exactly once in the table, through SIGTERM, SIGKILL, replicas joining and
 //! leaving, and a switch from replay to live.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)]
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -11,7 +16,7 @@ use kappa_integration_tests::kafka::{
     wait_until_committed,
 };
 use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin, last_line};
-use kappa_synth::{Expected, History, HistorySpec};
+use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
 
 /// A scene whose pipeline reads `topic` live, committing every second.
 fn live_scene(topic: &str) -> (Scene, std::path::PathBuf) {
@@ -148,4 +153,203 @@ fn an_unreachable_broker_or_a_missing_topic_fails_with_a_clear_message() {
         stderr.contains(&missing) && stderr.contains("does not exist"),
         "{stderr}"
     );
+}
+
+/// A pseudo-random sequence for kill times (printed seed: a failure can be replayed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn from_time() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        eprintln!("kill schedule seed: {seed}");
+        Lcg(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Group membership settings that let a killed member's partitions move on quickly.
+const FAST_GROUP: &str = "[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n";
+
+fn live_scene_with(topic: &str, extra: &str) -> (Scene, std::path::PathBuf) {
+    let (scene, config) = live_scene(topic);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(extra);
+    std::fs::write(&config, text).unwrap();
+    (scene, config)
+}
+
+#[test]
+fn sigkill_twenty_times_while_producing_then_every_event_exactly_once() {
+    let topic = unique_topic("kill");
+    create_topic(&brokers(), &topic, 3);
+    let (scene, config) = live_scene_with(&topic, FAST_GROUP);
+    let producing = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let producer = producer(&brokers());
+            produce(&producer, &topic, history(&topic, 40_000, 3), 2_000)
+        })
+    };
+    let mut rng = Lcg::from_time();
+    for _ in 0..20 {
+        let mut child = run(&config);
+        std::thread::sleep(Duration::from_millis(300 + rng.below(1_700)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+    }
+    let expected = producing.join().unwrap();
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_exactly_once(&scene, &expected);
+}
+
+#[test]
+fn replicas_joining_and_leaving_a_six_partition_topic_write_every_event_once() {
+    let topic = unique_topic("replicas");
+    create_topic(&brokers(), &topic, 6);
+    let (scene, config) = live_scene_with(&topic, FAST_GROUP);
+    let producing = {
+        let topic = topic.clone();
+        std::thread::spawn(move || {
+            let producer = producer(&brokers());
+            produce(&producer, &topic, history(&topic, 60_000, 6), 3_000)
+        })
+    };
+    // Two replicas, then three; one is killed, another stopped cleanly, one added back.
+    let mut a = run(&config);
+    let b = run(&config);
+    std::thread::sleep(Duration::from_secs(4));
+    let c = run(&config);
+    std::thread::sleep(Duration::from_secs(5));
+    a.kill().unwrap(); // SIGKILL: its partitions move once the session times out
+    a.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let (code, summary) = terminate(b);
+    assert_eq!(code, Some(0), "{summary}");
+    let mut written = vec![summary["rows_written"].as_u64().unwrap()];
+    let d = run(&config);
+    let expected = producing.join().unwrap();
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
+    for child in [c, d] {
+        let (code, summary) = terminate(child);
+        assert_eq!(code, Some(0), "{summary}");
+        assert_eq!(summary["complete"], true, "{summary}");
+        written.push(summary["rows_written"].as_u64().unwrap());
+    }
+    // Every replica that ran to the end wrote a share of the table.
+    assert!(
+        written.iter().all(|w| *w > 0),
+        "rows written per replica: {written:?}"
+    );
+    assert_exactly_once(&scene, &expected);
+}
+
+/// Writes `messages` of `topic` as the scene's local archive, under the topic's own name.
+fn archive(
+    scene: &Scene,
+    config: &std::path::Path,
+    topic: &str,
+    partitions: i32,
+    messages: Vec<Message>,
+) {
+    let text = std::fs::read_to_string(config).unwrap().replacen(
+        "topic = \"orders\"",
+        &format!("topic = \"{topic}\""),
+        1,
+    );
+    std::fs::write(config, text).unwrap();
+    let store =
+        object_store::local::LocalFileSystem::new_with_prefix(scene.path("archive")).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(write_messages(
+            &store,
+            &object_store::path::Path::default(),
+            topic,
+            partitions,
+            messages,
+            &ArchiveOptions::default(),
+        ))
+        .unwrap();
+}
+
+fn spec_v1_to_v2(topic: &str, events: u64) -> HistorySpec {
+    HistorySpec {
+        topic: topic.to_string(),
+        // Producers move to orders v2 halfway through.
+        v2_from: Some(0.5),
+        ..HistorySpec::new(events)
+    }
+}
+
+#[test]
+fn the_same_events_through_kafka_and_through_the_archive_give_identical_tables() {
+    let topic = unique_topic("equal");
+    create_topic(&brokers(), &topic, 3);
+    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
+        .unwrap()
+        .collect();
+    let expected = produce(&producer(&brokers()), &topic, messages.clone(), 0);
+
+    let (live, live_config) = live_scene(&topic);
+    let child = run(&live_config);
+    wait_until_committed(&live_config, &topic, &expected, Duration::from_secs(60));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+
+    let (replayed, replay_config) = live_scene(&topic);
+    archive(&replayed, &replay_config, &topic, 3, messages);
+    let summary = kappa_integration_tests::replay(&replay_config, &[]);
+    assert_eq!(summary["complete"], true, "{summary}");
+
+    for engine in ["pyiceberg", "duckdb"] {
+        let a = live.read(engine, "orders");
+        let b = replayed.read(engine, "orders");
+        assert_table_matches(&a, &expected);
+        assert_eq!(a, b, "{engine}: live and replay tables differ");
+    }
+    assert_eq!(
+        live.read("pyiceberg", "orders_dlq")["rows"],
+        replayed.read("pyiceberg", "orders_dlq")["rows"]
+    );
+}
+
+#[test]
+fn a_table_started_by_replay_continues_live_without_gap_or_duplicate() {
+    let topic = unique_topic("switch");
+    create_topic(&brokers(), &topic, 3);
+    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
+        .unwrap()
+        .collect();
+    let expected = produce(&producer(&brokers()), &topic, messages.clone(), 0);
+    let (scene, config) = live_scene(&topic);
+    // The archive holds the first 40% of what the topic holds (in production order).
+    let archived: Vec<Message> = messages[..messages.len() * 2 / 5].to_vec();
+    archive(&scene, &config, &topic, 3, archived);
+    let summary = kappa_integration_tests::replay(&config, &[]);
+    assert!(summary["rows_written"].as_u64().unwrap() > 0, "{summary}");
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(60));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    // The live run started where the replay stopped: it re-read only the dedup window.
+    assert!(
+        summary["records_in"].as_u64().unwrap() < expected.messages,
+        "{summary}"
+    );
+    assert_exactly_once(&scene, &expected);
 }

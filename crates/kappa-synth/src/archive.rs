@@ -144,18 +144,34 @@ struct OpenFile {
 pub async fn write_archive(
     store: &dyn ObjectStore,
     prefix: &Path,
-    mut history: History,
+    history: History,
     options: &ArchiveOptions,
 ) -> Result<ArchiveSummary, SynthError> {
     let topic = history.spec().topic.clone();
-    let v1 = history.schema(false).clone();
-    let v2 = history.schema(true).clone();
+    let partitions = history.spec().partitions;
+    write_messages(store, prefix, &topic, partitions, history, options).await
+}
+
+/// Writes `messages` of `topic` (with `partitions` partitions) under `prefix`, as a Kafka Connect
+/// S3 sink would have archived them, and returns what a replay must produce. For archives of a
+/// part of a history (the rest produced to Kafka).
+pub async fn write_messages(
+    store: &dyn ObjectStore,
+    prefix: &Path,
+    topic: &str,
+    partitions: i32,
+    messages: impl IntoIterator<Item = Message>,
+    options: &ArchiveOptions,
+) -> Result<ArchiveSummary, SynthError> {
+    let topic = topic.to_string();
+    let v1 = Schema::parse_str(crate::ORDERS_V1).map_err(|e| SynthError::Schema(e.to_string()))?;
+    let v2 = Schema::parse_str(crate::ORDERS_V2).map_err(|e| SynthError::Schema(e.to_string()))?;
     let bytes_schema = Schema::Bytes;
     let envelope = Schema::parse_str(ENVELOPE).map_err(|e| SynthError::Schema(e.to_string()))?;
     let mut open: BTreeMap<i32, OpenFile> = BTreeMap::new();
     let mut summary = ArchiveSummary::default();
     let mut tally = Tally::default();
-    let mut next_offsets = vec![0i64; history.spec().partitions.max(1) as usize];
+    let mut next_offsets = vec![0i64; partitions.max(1) as usize];
 
     let schema_for = |file: &OpenFile| -> &Schema {
         match options.shape {
@@ -166,7 +182,7 @@ pub async fn write_archive(
         }
     };
 
-    for message in history.by_ref() {
+    for message in messages {
         if options.shape == RecordShape::Value && message.kind == MessageKind::Garbage {
             continue;
         }

@@ -13,6 +13,7 @@ mod history;
 
 pub use archive::{
     ArchiveOptions, ArchiveSummary, Codec, Layout, RecordShape, object_key, write_archive,
+    write_messages,
 };
 pub use checksum::{RowChecksum, canonical_row};
 pub use history::{
