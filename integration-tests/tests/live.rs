@@ -43,6 +43,26 @@ fn history(topic: &str, events: u64, partitions: i32) -> History {
     .unwrap()
 }
 
+/// Produces a history of `events` events to `topic` at `per_second` on a thread of its own; the
+/// thread returns what the table must hold.
+fn produce_in_background(
+    topic: &str,
+    events: u64,
+    partitions: i32,
+    per_second: u64,
+) -> std::thread::JoinHandle<Expected> {
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let producer = producer(&brokers());
+        produce(
+            &producer,
+            &topic,
+            history(&topic, events, partitions),
+            per_second,
+        )
+    })
+}
+
 /// Starts `kappa run`; its log goes to `run-<n>.log` next to the config (read on failures).
 fn run(config: &std::path::Path) -> Child {
     static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -193,13 +213,7 @@ fn sigkill_twenty_times_while_producing_then_every_event_exactly_once() {
     let topic = unique_topic("kill");
     create_topic(&brokers(), &topic, 3);
     let (scene, config) = live_scene_with(&topic, FAST_GROUP);
-    let producing = {
-        let topic = topic.clone();
-        std::thread::spawn(move || {
-            let producer = producer(&brokers());
-            produce(&producer, &topic, history(&topic, 40_000, 3), 2_000)
-        })
-    };
+    let producing = produce_in_background(&topic, 40_000, 3, 2_000);
     let mut rng = Lcg::from_time();
     for _ in 0..20 {
         let mut child = run(&config);
@@ -220,13 +234,7 @@ fn replicas_joining_and_leaving_a_six_partition_topic_write_every_event_once() {
     let topic = unique_topic("replicas");
     create_topic(&brokers(), &topic, 6);
     let (scene, config) = live_scene_with(&topic, FAST_GROUP);
-    let producing = {
-        let topic = topic.clone();
-        std::thread::spawn(move || {
-            let producer = producer(&brokers());
-            produce(&producer, &topic, history(&topic, 60_000, 6), 3_000)
-        })
-    };
+    let producing = produce_in_background(&topic, 60_000, 6, 3_000);
     // Two replicas, then three; one is killed, another stopped cleanly, one added back.
     let mut a = run(&config);
     let b = run(&config);

@@ -23,4 +23,4 @@ pub use confluent::{ConfluentRegistry, RegistryOptions};
 pub use error::SchemaError;
 pub use mapping::TableMapping;
 pub use registry::{FileRegistry, RegisteredSchema, SchemaRegistry};
-pub use wire::{WireDecoder, WireOutcome};
+pub use wire::{DecodedRecords, WireDecoder, WireOutcome};

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
+use bytes::Bytes;
+use kappa_core::{DeadLetter, DeadLetterKind};
 
 use crate::error::SchemaError;
 use crate::mapping::TableMapping;
@@ -35,6 +37,18 @@ pub struct WireOutcome {
     /// Indexes (a subset of `failed`) of messages whose writer schema cannot be read as the
     /// table's schema: valid messages of an incompatible version, not corrupt bytes.
     pub unmappable: Vec<usize>,
+}
+
+/// Kafka records decoded by [`WireDecoder::decode_records`]: the rows with their offsets, and a
+/// dead letter for every other record.
+#[derive(Debug)]
+pub struct DecodedRecords {
+    /// Decoded rows in the value schema, in offset order.
+    pub records: RecordBatch,
+    /// Kafka offset of each row.
+    pub offsets: Vec<i64>,
+    /// Tombstones, undecodable messages and unmappable writer schemas, by offset.
+    pub dead_letters: Vec<DeadLetter>,
 }
 
 /// Decodes Confluent-framed messages against a registry, resolving every writer schema to the
@@ -195,6 +209,52 @@ impl WireDecoder {
         self.decoder.as_mut().ok_or_else(|| SchemaError::Decoder {
             context: "wire decoder".into(),
             message: "decoder missing after build".into(),
+        })
+    }
+
+    /// Decodes `(offset, value)` records of one partition (`None`: a tombstone) into rows and
+    /// dead letters (carrying the raw bytes and `object_key`); never fails because of message
+    /// content. Blocking like [`WireDecoder::decode`].
+    pub fn decode_records(
+        &mut self,
+        records: &[(i64, Option<&[u8]>)],
+        object_key: Option<&Arc<str>>,
+    ) -> Result<DecodedRecords, SchemaError> {
+        let mut dead_letters = Vec::new();
+        let mut framed: Vec<(i64, &[u8])> = Vec::with_capacity(records.len());
+        for (offset, value) in records {
+            match value {
+                Some(v) => framed.push((*offset, v)),
+                None => dead_letters.push(DeadLetter {
+                    offset: *offset,
+                    raw: Bytes::new(),
+                    object_key: object_key.cloned(),
+                    kind: DeadLetterKind::Undecodable,
+                    message: "tombstone (null value)".into(),
+                }),
+            }
+        }
+        let values: Vec<&[u8]> = framed.iter().map(|(_, v)| *v).collect();
+        let outcome = self.decode(&values)?;
+        for (i, reason) in outcome.failed {
+            let kind = if outcome.unmappable.contains(&i) {
+                DeadLetterKind::UnmappableSchema
+            } else {
+                DeadLetterKind::Undecodable
+            };
+            dead_letters.push(DeadLetter {
+                offset: framed[i].0,
+                raw: Bytes::copy_from_slice(framed[i].1),
+                object_key: object_key.cloned(),
+                kind,
+                message: reason,
+            });
+        }
+        dead_letters.sort_by_key(|d| d.offset);
+        Ok(DecodedRecords {
+            records: outcome.records,
+            offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
+            dead_letters,
         })
     }
 

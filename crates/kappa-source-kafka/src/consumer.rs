@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
+use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::WireDecoder;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -24,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::error::{KafkaSourceError, is_fatal};
-use crate::options::StartAt;
+use kappa_config::KafkaStart;
 
 /// Where each newly assigned partition starts: `Some(offset)` or `None` for the start policy.
 pub(crate) type Starts = BTreeMap<i32, Option<i64>>;
@@ -63,7 +62,7 @@ pub(crate) enum Command {
 /// Logs librdkafka through `tracing` and serves rebalances.
 pub(crate) struct KappaContext {
     pub topic: String,
-    pub start: StartAt,
+    pub start: KafkaStart,
     pub brokers: String,
     pub epoch: AtomicU64,
     pub events: mpsc::Sender<Polled>,
@@ -125,8 +124,8 @@ impl ConsumerContext for KappaContext {
                     let offset = match starts.get(p).copied().flatten() {
                         Some(next) => Offset::Offset(next),
                         None => match self.start {
-                            StartAt::Earliest => Offset::Beginning,
-                            StartAt::Latest => Offset::End,
+                            KafkaStart::Earliest => Offset::Beginning,
+                            KafkaStart::Latest => Offset::End,
                         },
                     };
                     if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
@@ -374,52 +373,26 @@ impl Poller {
         partition: i32,
         messages: &[Raw],
     ) -> Result<SourceBatch, KafkaSourceError> {
-        let mut dead_letters = Vec::new();
-        let mut framed: Vec<(i64, &[u8])> = Vec::with_capacity(messages.len());
-        for m in messages {
-            match &m.value {
-                Some(v) => framed.push((m.offset, v.as_slice())),
-                None => dead_letters.push(DeadLetter {
-                    offset: m.offset,
-                    raw: Bytes::new(),
-                    object_key: None,
-                    kind: DeadLetterKind::Undecodable,
-                    message: "tombstone (null value)".into(),
-                }),
-            }
-        }
-        let values: Vec<&[u8]> = framed.iter().map(|(_, v)| *v).collect();
-        let outcome = self
+        let records: Vec<(i64, Option<&[u8]>)> = messages
+            .iter()
+            .map(|m| (m.offset, m.value.as_deref()))
+            .collect();
+        let decoded = self
             .decoder
-            .decode(&values)
+            .decode_records(&records, None)
             .map_err(|source| KafkaSourceError::Schema {
                 topic: topic.to_string(),
                 partition,
                 source: Box::new(source),
             })?;
-        for (i, reason) in outcome.failed {
-            let kind = if outcome.unmappable.contains(&i) {
-                DeadLetterKind::UnmappableSchema
-            } else {
-                DeadLetterKind::Undecodable
-            };
-            dead_letters.push(DeadLetter {
-                offset: framed[i].0,
-                raw: Bytes::copy_from_slice(framed[i].1),
-                object_key: None,
-                kind,
-                message: reason,
-            });
-        }
-        dead_letters.sort_by_key(|d| d.offset);
         let first = messages.first().map_or(0, |m| m.offset);
         let last = messages.last().map_or(-1, |m| m.offset);
         Ok(SourceBatch {
             partition: TopicPartition::new(topic, partition),
             range: OffsetRange::new(first, last + 1),
-            offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
-            records: outcome.records,
-            dead_letters,
+            offsets: decoded.offsets,
+            records: decoded.records,
+            dead_letters: decoded.dead_letters,
             records_in: messages.len() as u64,
         })
     }

@@ -21,5 +21,5 @@ mod source;
 
 pub use error::KafkaSourceError;
 pub use metadata::{PartitionOffsets, topic_offsets};
-pub use options::{KafkaOptions, StartAt, is_secret};
+pub use options::KafkaOptions;
 pub use source::KafkaSource;

@@ -2,21 +2,12 @@
 
 use std::time::Duration;
 
+use kappa_config::{KafkaConfig, KafkaProperties, KafkaStart};
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 
-/// Where a partition the table holds nothing of starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StartAt {
-    /// The oldest retained offset.
-    #[default]
-    Earliest,
-    /// The partition's end when it is first assigned.
-    Latest,
-}
-
-/// Settings of the live source.
-#[derive(Clone)]
+/// Settings of the live source (`Debug` redacts secret property values).
+#[derive(Debug, Clone)]
 pub struct KafkaOptions {
     /// `host:port[,host:port]`.
     pub bootstrap_servers: String,
@@ -25,47 +16,27 @@ pub struct KafkaOptions {
     /// Consumer group.
     pub group_id: String,
     /// Start of partitions without table state.
-    pub start: StartAt,
+    pub start: KafkaStart,
     /// How long to wait at start for the brokers and the topic.
     pub startup_timeout: Duration,
     /// Extra librdkafka settings, passed through unchanged.
-    pub properties: Vec<(String, String)>,
+    pub properties: KafkaProperties,
     /// Messages decoded into one batch at most.
     pub max_batch: usize,
     /// How long the first message of a batch waits for more before the batch is handed on.
     pub linger: Duration,
 }
 
-impl std::fmt::Debug for KafkaOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaOptions")
-            .field("bootstrap_servers", &self.bootstrap_servers)
-            .field("topic", &self.topic)
-            .field("group_id", &self.group_id)
-            .field("start", &self.start)
-            .field("startup_timeout", &self.startup_timeout)
-            .field(
-                "properties",
-                &self
-                    .properties
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), if is_secret(k) { "***" } else { v.as_str() }))
-                    .collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
 impl KafkaOptions {
-    /// Options with the defaults for everything but the connection.
-    pub fn new(bootstrap_servers: &str, topic: &str, group_id: &str) -> Self {
+    /// Options from a validated `[source.kafka]`, with the defaults for batching.
+    pub fn from_config(kafka: &KafkaConfig) -> Self {
         Self {
-            bootstrap_servers: bootstrap_servers.to_string(),
-            topic: topic.to_string(),
-            group_id: group_id.to_string(),
-            start: StartAt::Earliest,
-            startup_timeout: Duration::from_secs(30),
-            properties: Vec::new(),
+            bootstrap_servers: kafka.bootstrap_servers.clone(),
+            topic: kafka.topic.clone(),
+            group_id: kafka.group_id.clone(),
+            start: kafka.start,
+            startup_timeout: kafka.startup_timeout,
+            properties: kafka.properties.clone(),
             max_batch: 50_000,
             linger: Duration::from_millis(100),
         }
@@ -75,7 +46,7 @@ impl KafkaOptions {
     /// `group`, a group consumer that never commits or stores offsets by itself.
     pub(crate) fn client_config(&self, group: bool) -> ClientConfig {
         let mut config = ClientConfig::new();
-        for (key, value) in &self.properties {
+        for (key, value) in &self.properties.0 {
             config.set(key, value);
         }
         config
@@ -91,20 +62,11 @@ impl KafkaOptions {
                 .set(
                     "auto.offset.reset",
                     match self.start {
-                        StartAt::Earliest => "earliest",
-                        StartAt::Latest => "latest",
+                        KafkaStart::Earliest => "earliest",
+                        KafkaStart::Latest => "latest",
                     },
                 );
         }
         config
     }
-}
-
-/// Whether a property's value must never be shown (passwords, secrets, JAAS configs, tokens,
-/// private keys).
-pub fn is_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    ["password", "secret", "jaas", "token", "key"]
-        .iter()
-        .any(|s| name.contains(s))
 }

@@ -95,40 +95,27 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
 
 /// The run summary as JSON (`--json`).
 pub fn summary_json(report: &ReplayReport, expected: Option<&Expected>) -> serde_json::Value {
-    let s = &report.summary;
-    let mut value = json!({
-        "records_in": s.records_in,
-        "rows_written": s.rows_written,
-        "duplicates": s.duplicates,
-        "undecodable": s.undecodable,
-        "unmappable_schema": s.unmappable,
-        "rejected": s.rejected,
-        "dead_lettered": s.dead_lettered(),
-        "dlq_rows_written": s.dlq_rows_written,
-        "warm_up_records": s.warm_up_records,
-        "commits": s.commits,
-        "dlq_commits": s.dlq_commits,
-        "already_committed": s.already_committed,
-        "conflict_retries": s.conflict_retries,
-        "data_files": s.data_files,
-        "bytes_written": s.bytes_written,
-        "snapshot_id": s.snapshot_id,
-        "complete": s.is_complete(),
-        "positions": s.positions.iter().map(|(tp, next)| (tp.to_string(), *next)).collect::<std::collections::BTreeMap<_, _>>(),
-        "elapsed_seconds": s.elapsed.as_secs_f64(),
-        "events_per_second": s.events_per_second(),
-        "peak_rss_bytes": peak_rss_bytes(),
-        "archive_files": report.files,
-        "archive_bytes": report.bytes,
-        "partitions": report.partitions,
-        "table": {
-            "snapshots": report.table.snapshots,
-            "data_files": report.table.data_files,
-            "partitions": report.table.partitions,
-            "rows": report.table.rows,
-            "metadata_location": report.table.metadata_location,
-        },
-    });
+    let mut value = crate::live::summary_json(&report.summary);
+    if let Some(map) = value.as_object_mut() {
+        for (key, field) in [
+            ("peak_rss_bytes", json!(peak_rss_bytes())),
+            ("archive_files", json!(report.files)),
+            ("archive_bytes", json!(report.bytes)),
+            ("partitions", json!(report.partitions)),
+            (
+                "table",
+                json!({
+                    "snapshots": report.table.snapshots,
+                    "data_files": report.table.data_files,
+                    "partitions": report.table.partitions,
+                    "rows": report.table.rows,
+                    "metadata_location": report.table.metadata_location,
+                }),
+            ),
+        ] {
+            map.insert(key.into(), field);
+        }
+    }
     if let (Some(e), Some(map)) = (expected, value.as_object_mut()) {
         map.insert(
             "expected".into(),

@@ -1,10 +1,10 @@
 //! `kappa run`: config → Kafka source + orders logic + committers, until SIGTERM.
 
-use kappa_config::{KafkaConfig, KafkaStart, PipelineConfig};
+use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_runtime::{RunSummary, open_pipeline, run_live};
-use kappa_source_kafka::{KafkaOptions, KafkaSource, StartAt};
+use kappa_source_kafka::{KafkaOptions, KafkaSource};
 use tracing::info;
 
 use crate::cli::ConfigArgs;
@@ -13,23 +13,6 @@ use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
     Failure::from_kind(e.kind(), e.to_string())
-}
-
-/// The source's options from a validated `[source.kafka]`.
-pub fn kafka_options(kafka: &KafkaConfig) -> KafkaOptions {
-    let mut options = KafkaOptions::new(&kafka.bootstrap_servers, &kafka.topic, &kafka.group_id);
-    options.start = match kafka.start {
-        KafkaStart::Earliest => StartAt::Earliest,
-        KafkaStart::Latest => StartAt::Latest,
-    };
-    options.startup_timeout = kafka.startup_timeout;
-    options.properties = kafka
-        .properties
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    options
 }
 
 /// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
@@ -73,7 +56,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
         .await
         .map_err(fail)?;
-    let source = KafkaSource::connect(kafka_options(kafka), mapping, registry)
+    let source = KafkaSource::connect(KafkaOptions::from_config(kafka), mapping, registry)
         .await
         .map_err(fail)?;
     let summary = match logic {
@@ -96,7 +79,8 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn summary_json(s: &RunSummary) -> serde_json::Value {
+/// The run summary as JSON (`--json` of `run`, and the base of `replay`'s and `demo`'s).
+pub fn summary_json(s: &RunSummary) -> serde_json::Value {
     serde_json::json!({
         "records_in": s.records_in,
         "rows_written": s.rows_written,
@@ -119,6 +103,7 @@ fn summary_json(s: &RunSummary) -> serde_json::Value {
         "complete": s.is_complete(),
         "positions": s.positions.iter().map(|(tp, next)| (tp.to_string(), *next)).collect::<std::collections::BTreeMap<_, _>>(),
         "elapsed_seconds": s.elapsed.as_secs_f64(),
+        "events_per_second": s.events_per_second(),
     })
 }
 

@@ -138,7 +138,7 @@ async fn consumer_lag(
     kafka: &kappa_config::KafkaConfig,
     position: &kappa_core::SourcePosition,
 ) -> Result<Vec<PartitionLag>, String> {
-    let mut options = crate::live::kafka_options(kafka);
+    let mut options = kappa_source_kafka::KafkaOptions::from_config(kafka);
     options.startup_timeout = std::time::Duration::from_secs(5);
     let topic = options.topic.clone();
     let offsets = tokio::task::spawn_blocking(move || {

@@ -27,7 +27,7 @@ use apache_avro::types::Value;
 use arrow_array::RecordBatch;
 use arrow_avro::reader::ReaderBuilder;
 use bytes::Bytes;
-use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
+use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::{TableMapping, WireDecoder};
 
 use crate::error::ReplayError;
@@ -224,49 +224,21 @@ fn decode_framed(
     let mut batches = Vec::new();
     let mut previous_end = file.start_offset;
     for chunk in records.chunks(file.batch_rows.max(1)) {
-        let mut dead_letters = Vec::new();
-        let mut framed: Vec<(i64, &[u8])> = Vec::with_capacity(chunk.len());
-        for (offset, value) in chunk {
-            match value {
-                Some(v) => framed.push((*offset, v.as_slice())),
-                None => dead_letters.push(DeadLetter {
-                    offset: *offset,
-                    raw: Bytes::new(),
-                    object_key: Some(key.clone()),
-                    kind: DeadLetterKind::Undecodable,
-                    message: "tombstone (null value)".into(),
-                }),
-            }
-        }
-        let messages: Vec<&[u8]> = framed.iter().map(|(_, m)| *m).collect();
-        let outcome = wire
-            .decode(&messages)
-            .map_err(|source| ReplayError::Schema {
-                key: file.key.to_string(),
-                source,
-            })?;
-        for (i, reason) in outcome.failed {
-            let kind = if outcome.unmappable.contains(&i) {
-                DeadLetterKind::UnmappableSchema
-            } else {
-                DeadLetterKind::Undecodable
-            };
-            dead_letters.push(DeadLetter {
-                offset: framed[i].0,
-                raw: Bytes::copy_from_slice(framed[i].1),
-                object_key: Some(key.clone()),
-                kind,
-                message: reason,
-            });
-        }
-        dead_letters.sort_by_key(|d| d.offset);
+        let framed: Vec<(i64, Option<&[u8]>)> =
+            chunk.iter().map(|(o, v)| (*o, v.as_deref())).collect();
+        let decoded =
+            wire.decode_records(&framed, Some(&key))
+                .map_err(|source| ReplayError::Schema {
+                    key: file.key.to_string(),
+                    source,
+                })?;
         let last = chunk.last().map_or(previous_end, |(o, _)| *o);
         batches.push(SourceBatch {
             partition: file.partition.clone(),
             range: OffsetRange::new(previous_end, last + 1),
-            offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
-            records: outcome.records,
-            dead_letters,
+            offsets: decoded.offsets,
+            records: decoded.records,
+            dead_letters: decoded.dead_letters,
             records_in: chunk.len() as u64,
         });
         previous_end = last + 1;
