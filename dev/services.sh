@@ -3,7 +3,8 @@
 #   - a Python venv with PyIceberg and DuckDB (+ iceberg extension) to read tables back,
 #   - SeaweedFS (S3 on :8333),
 #   - a throwaway PostgreSQL cluster (SQL catalog on :54329),
-#   - tansu, a Kafka-protocol broker (in-memory storage, on :19092).
+#   - tansu, a Kafka-protocol broker (in-memory storage, on :19092; tests that restart a broker
+#     start their own on S3 storage in the "tansu" bucket).
 # Usage: dev/services.sh install | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail
@@ -58,7 +59,7 @@ start_kafka() {
 
 create_buckets() {
   local bucket
-  for bucket in events lake; do
+  for bucket in events lake tansu; do
     curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" --user test:testtest \
       -X PUT "http://127.0.0.1:$S3_PORT/$bucket" || true
   done

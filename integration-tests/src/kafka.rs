@@ -8,7 +8,10 @@ use kappa_synth::{Expected, Message, Tally};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::{kappa, last_line, service};
@@ -102,12 +105,199 @@ pub fn produce(
     tally.finish()
 }
 
+/// Every message `topic` on `brokers` holds: (partition, offset, value), in offset order per
+/// partition.
+pub fn read_topic(brokers: &str, topic: &str) -> Vec<(i32, i64, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    for &p in &partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    // The high watermarks are re-read until they hold still: right after a broker restart they
+    // can lag behind what it has stored.
+    let high_watermarks = || -> std::collections::BTreeMap<i32, i64> {
+        partitions
+            .iter()
+            .map(|&p| (p, consumer.fetch_watermarks(topic, p, timeout).unwrap().1))
+            .collect()
+    };
+    let mut ends = high_watermarks();
+    let mut messages = Vec::new();
+    let mut next: std::collections::BTreeMap<i32, i64> =
+        partitions.iter().map(|&p| (p, 0)).collect();
+    let started = Instant::now();
+    let mut last_news = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "reading {topic} back did not finish: at {next:?}, ends {ends:?}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            let message = message.unwrap();
+            next.insert(message.partition(), message.offset() + 1);
+            messages.push((
+                message.partition(),
+                message.offset(),
+                message.payload().unwrap_or_default().to_vec(),
+            ));
+            last_news = Instant::now();
+        } else if next.iter().all(|(p, n)| *n >= ends[p]) {
+            let now = high_watermarks();
+            if now != ends {
+                ends = now;
+                last_news = Instant::now();
+            } else if last_news.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+    }
+    messages.sort_by_key(|(p, o, _)| (*p, *o));
+    messages
+}
+
+/// What a table fed by `topic` must hold when the topic may differ from what was produced: a
+/// broker that lost its producer state (a restart) can store a retried message twice, at two
+/// offsets. Each message in the topic is matched to the produced one by its bytes; a second copy
+/// of an event counts as a duplicate, as the pipeline's deduplication treats it.
+pub fn expected_from_topic(brokers: &str, topic: &str, produced: &[Message]) -> Expected {
+    let by_value: std::collections::HashMap<&[u8], &Message> = produced
+        .iter()
+        .rev()
+        .map(|m| (m.value.as_slice(), m))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut tally = Tally::default();
+    for (partition, offset, value) in read_topic(brokers, topic) {
+        let Some(original) = by_value.get(value.as_slice()) else {
+            panic!("{topic}-{partition} offset {offset} holds a message nobody produced");
+        };
+        let mut message = (*original).clone();
+        message.partition = partition;
+        message.offset = offset;
+        if let Some(event) = &message.event {
+            message.kind = if seen.insert(event.event_id.clone()) {
+                message.kind
+            } else {
+                kappa_synth::MessageKind::Duplicate
+            };
+        }
+        tally.add(&message);
+    }
+    tally.finish()
+}
+
 /// `[source.kafka]` for `topic` on the test broker.
 pub fn kafka_section(topic: &str, group: &str) -> String {
+    kafka_section_at(&brokers(), topic, group)
+}
+
+/// `[source.kafka]` for `topic` on `brokers`.
+pub fn kafka_section_at(brokers: &str, topic: &str, group: &str) -> String {
     format!(
-        "[source.kafka]\nbootstrap_servers = \"{}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\nstartup_timeout = \"20s\"\n",
-        brokers()
+        "[source.kafka]\nbootstrap_servers = \"{brokers}\"\ntopic = \"{topic}\"\ngroup_id = \"{group}\"\nstartup_timeout = \"20s\"\n"
     )
+}
+
+/// A broker of one test's own, on durable storage (S3, in the `tansu` bucket, under a cluster id
+/// unique to the test), so that it can be stopped and started again with its topics intact. The
+/// shared broker of `dev/services.sh` keeps its topics in memory.
+pub struct OwnBroker {
+    port: u16,
+    cluster: String,
+    log: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnBroker {
+    /// Starts a broker on a free port; its log goes to `<temp dir>/kappa-tansu-<cluster>.log`
+    /// (named in every failure).
+    pub fn start(name: &str) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = unique_topic(name);
+        let mut broker = OwnBroker {
+            port,
+            log: std::env::temp_dir().join(format!("kappa-tansu-{cluster}.log")),
+            cluster,
+            child: None,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// `host:port` of this broker.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGKILLs the broker process (no clean shutdown).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the broker (again) on the same port and storage; returns once it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the broker is running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let listener = format!("tcp://{}", self.address());
+        let child = std::process::Command::new(service("KAPPA_TANSU"))
+            .args(["broker", "--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .args(["--cluster-id", &self.cluster])
+            .args(["--storage-engine", "s3://tansu/"])
+            .env("AWS_ENDPOINT", service("KAPPA_S3_ENDPOINT"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "testtest")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(self.address()).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not listen on {} within 30 s; see {}",
+                self.address(),
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// `kappa status -c config --json`.

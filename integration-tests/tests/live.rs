@@ -12,18 +12,23 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use kappa_integration_tests::kafka::{
-    brokers, create_topic, kafka_section, produce, producer, status, unique_topic,
-    wait_until_committed,
+    OwnBroker, brokers, create_topic, expected_from_topic, kafka_section_at, produce, producer,
+    status, unique_topic, wait_until_committed,
 };
 use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin, last_line};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
 
 /// A scene whose pipeline reads `topic` live, committing every second.
 fn live_scene(topic: &str) -> (Scene, std::path::PathBuf) {
+    live_scene_at(&brokers(), topic)
+}
+
+/// [`live_scene`] on a broker of the test's own.
+fn live_scene_at(brokers: &str, topic: &str) -> (Scene, std::path::PathBuf) {
     let scene = Scene::local();
     let config = scene.config(&format!(
         "{}\n[dedup]\nwindow = 100000\n",
-        kafka_section(topic, &format!("{topic}-group"))
+        kafka_section_at(brokers, topic, &format!("{topic}-group"))
     ));
     // Commit every second (the default minute would make the tests slow).
     let text = std::fs::read_to_string(&config).unwrap().replace(
@@ -51,9 +56,20 @@ fn produce_in_background(
     partitions: i32,
     per_second: u64,
 ) -> std::thread::JoinHandle<Expected> {
+    produce_in_background_at(brokers(), topic, events, partitions, per_second)
+}
+
+/// [`produce_in_background`] to `brokers`.
+fn produce_in_background_at(
+    brokers: String,
+    topic: &str,
+    events: u64,
+    partitions: i32,
+    per_second: u64,
+) -> std::thread::JoinHandle<Expected> {
     let topic = topic.to_string();
     std::thread::spawn(move || {
-        let producer = producer(&brokers());
+        let producer = producer(&brokers);
         produce(
             &producer,
             &topic,
@@ -201,7 +217,13 @@ impl Lcg {
 const FAST_GROUP: &str = "[source.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n";
 
 fn live_scene_with(topic: &str, extra: &str) -> (Scene, std::path::PathBuf) {
-    let (scene, config) = live_scene(topic);
+    append(live_scene(topic), extra)
+}
+
+fn append(
+    (scene, config): (Scene, std::path::PathBuf),
+    extra: &str,
+) -> (Scene, std::path::PathBuf) {
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(extra);
     std::fs::write(&config, text).unwrap();
@@ -226,6 +248,34 @@ fn sigkill_twenty_times_while_producing_then_every_event_exactly_once() {
     wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
     let (code, summary) = terminate(child);
     assert_eq!(code, Some(0), "{summary}");
+    assert_exactly_once(&scene, &expected);
+}
+
+#[test]
+fn a_broker_restart_during_the_run_is_ridden_out_exactly_once() {
+    let topic = unique_topic("restart");
+    let mut broker = OwnBroker::start("restart");
+    create_topic(&broker.address(), &topic, 3);
+    let (scene, config) = append(live_scene_at(&broker.address(), &topic), FAST_GROUP);
+    let producing = produce_in_background_at(broker.address(), &topic, 30_000, 3, 2_000);
+    let child = run(&config);
+    std::thread::sleep(Duration::from_secs(5));
+    broker.kill(); // SIGKILL: no clean shutdown, clients see connections drop
+    std::thread::sleep(Duration::from_secs(3));
+    broker.restart();
+    let produced = producing.join().unwrap();
+    // What the topic holds is the truth the table must match: tansu forgets idempotent producer
+    // state on a restart, so a retried send can be stored twice (two offsets, one event).
+    let history: Vec<Message> = history(&topic, 30_000, 3).collect();
+    let expected = expected_from_topic(&broker.address(), &topic, &history);
+    eprintln!(
+        "topic holds {} messages for {} produced",
+        expected.messages, produced.messages
+    );
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["complete"], true, "{summary}");
     assert_exactly_once(&scene, &expected);
 }
 

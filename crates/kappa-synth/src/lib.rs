@@ -17,5 +17,6 @@ pub use archive::{
 };
 pub use checksum::{RowChecksum, canonical_row};
 pub use history::{
-    Event, Expected, History, HistorySpec, Message, ORDERS_V1, ORDERS_V2, SynthError, Tally,
+    Event, Expected, History, HistorySpec, Message, MessageKind, ORDERS_V1, ORDERS_V2, SynthError,
+    Tally,
 };
