@@ -24,7 +24,7 @@ demo: run
 services-install: ## Install the Python clients (PyIceberg, DuckDB) and SeaweedFS into $(KAPPA_INFRA)
 	dev/services.sh install
 
-services-up: services-install ## Start SeaweedFS (S3) and PostgreSQL on 127.0.0.1
+services-up: services-install ## Start SeaweedFS (S3), PostgreSQL and the Kafka broker on 127.0.0.1
 	dev/services.sh start
 
 services-down: ## Stop the services
@@ -44,8 +44,10 @@ unit: ## Unit and property tests only (no services)
 it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
-bench: ## Benchmarks on one 1M-event history: decode-only, encode-only, end-to-end; then peak memory of `kappa demo`
+bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end), live Kafka (vs consume-only, latency), `kappa demo` memory
 	$(CARGO) bench -p kappa-bench --bench replay
+	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) bench -p kappa-bench --bench kafka; \
+	  rc=$$?; dev/services.sh stop; exit $$rc
 	$(CARGO) build --release -p kappa
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
 	  $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d/demo --json > $$d/summary.json && \

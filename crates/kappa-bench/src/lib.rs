@@ -2,6 +2,8 @@
 //! the decode-only, encode-only and end-to-end benchmarks all read.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kafka;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,32 +130,49 @@ impl Bench {
     }
 
     fn spec(&self, name: &str) -> PipelineSpec {
-        let root = self.dir.path().join(name);
-        PipelineSpec {
-            pipeline: "bench".into(),
-            catalog: CatalogConfig {
-                name: "kappa".into(),
-                uri: format!("sqlite:///{}/catalog.db", root.display()),
-                warehouse: format!("file://{}/warehouse", root.display()),
-                properties: HashMap::new(),
-            },
-            namespace: "kappa".into(),
-            table: "orders".into(),
-            dlq_table: "orders_dlq".into(),
-            partition_by: vec![kappa_iceberg::PartitionField {
-                column: "event_time".into(),
-                transform: iceberg_day(),
-            }],
-            writer: WriterOptions::default(),
-            commit: CommitPolicy {
-                interval: Duration::from_secs(60),
-                ..CommitPolicy::default()
-            },
-            dedup_window: 100_000,
-            event_time_column: "event_time".into(),
-            allowed_lateness: Duration::from_secs(3600),
-            mapping: self.mapping.clone(),
-        }
+        spec(
+            self.dir.path(),
+            name,
+            self.mapping.clone(),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+/// The benchmark pipeline: a SQLite catalog and a local warehouse under `dir/name`, day
+/// partitions, the default writer and commit policy apart from `interval`.
+pub fn spec(
+    dir: &std::path::Path,
+    name: &str,
+    mapping: Arc<TableMapping>,
+    interval: Duration,
+) -> PipelineSpec {
+    let root = dir.join(name);
+    PipelineSpec {
+        pipeline: "bench".into(),
+        catalog: CatalogConfig {
+            name: "kappa".into(),
+            uri: format!("sqlite:///{}/catalog.db", root.display()),
+            warehouse: format!("file://{}/warehouse", root.display()),
+            properties: HashMap::new(),
+        },
+        namespace: "kappa".into(),
+        table: "orders".into(),
+        dlq_table: "orders_dlq".into(),
+        partition_by: vec![kappa_iceberg::PartitionField {
+            column: "event_time".into(),
+            transform: iceberg_day(),
+        }],
+        writer: WriterOptions::default(),
+        commit: CommitPolicy {
+            interval,
+            ..CommitPolicy::default()
+        },
+        dedup_window: 100_000,
+        event_time_column: "event_time".into(),
+        allowed_lateness: Duration::from_secs(3600),
+        late_table: None,
+        mapping,
     }
 }
 

@@ -1,0 +1,224 @@
+//! `make bench`, the live half, against the broker `dev/services.sh` starts (`KAPPA_KAFKA`):
+//!
+//! 1. Throughput: one topic of 1M orders events (`KAPPA_BENCH_EVENTS`) on 6 partitions, read once
+//!    by a plain rdkafka consume-only loop and once by `kappa run`'s pipeline (Kafka source,
+//!    orders logic, both committers, committing every second), in events/s until the table holds
+//!    the whole topic. Target: Kappa ≥ 50% of consume-only.
+//! 2. Latency: a producer at a steady rate (`KAPPA_BENCH_LATENCY_RATE` events/s for
+//!    `KAPPA_BENCH_LATENCY_SECONDS`) while the pipeline runs with the default commit policy
+//!    (60 s interval); each message's produce → visible-in-the-table time, from polling the
+//!    table's committed position every 100 ms.
+//!
+//! One run each (a million-event topic is not repeated criterion-style); figures are printed and
+//! belong in `docs/performance.md`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kappa_bench::kafka::{
+    Live, Visibility, brokers, consume_only, create_topic, latencies, produce, quantile,
+    until_committed,
+};
+use kappa_bench::{events, spec};
+use kappa_runtime::CommitPolicy;
+use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
+use kappa_synth::{ORDERS_V1, ORDERS_V2};
+
+const PARTITIONS: i32 = 6;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unique(name: &str) -> String {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros();
+    format!(
+        "bench-{name}-{}-{}",
+        std::process::id(),
+        micros % 1_000_000_000
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter that names another benchmark skips this one.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if !filters.is_empty() && !filters.iter().any(|f| "kafka".contains(f.as_str())) {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let brokers = brokers();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap());
+    let registry: Arc<dyn SchemaRegistry> =
+        Arc::new(FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap());
+
+    // 1. Throughput.
+    let topic = unique("throughput");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let started = Instant::now();
+    let expected = {
+        let (brokers, topic) = (brokers.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || {
+            produce(&brokers, &topic, events(), PARTITIONS, 0, |_, _| {})
+        })
+        .await
+        .unwrap()
+    };
+    let produce_time = started.elapsed();
+    let ends = expected.next_offsets.clone();
+    assert_eq!(ends.len(), PARTITIONS as usize);
+    println!(
+        "topic {topic}: {} messages on {PARTITIONS} partitions produced in {:.1} s",
+        expected.messages,
+        produce_time.as_secs_f64()
+    );
+
+    let (read, bytes, consume_time) = {
+        let (brokers, topic, ends) = (brokers.clone(), topic.clone(), ends.clone());
+        tokio::task::spawn_blocking(move || consume_only(&brokers, &topic, &ends))
+            .await
+            .unwrap()
+    };
+    assert_eq!(read, expected.messages);
+    let consume_rate = read as f64 / consume_time.as_secs_f64();
+    println!(
+        "consume-only (rdkafka BaseConsumer):  {read} messages, {:.1} MiB in {:.2} s = {consume_rate:.0} events/s",
+        bytes as f64 / (1 << 20) as f64,
+        consume_time.as_secs_f64()
+    );
+
+    let live = Live::new(
+        spec(
+            dir.path(),
+            "throughput",
+            mapping.clone(),
+            Duration::from_secs(1),
+        ),
+        &topic,
+        PARTITIONS,
+    );
+    let started = Instant::now();
+    let (summary, done) = live
+        .run(&brokers, registry.clone(), |catalog| {
+            let (live, ends) = (&live, &ends);
+            async move {
+                until_committed(live, catalog.as_ref(), ends, Duration::from_millis(100)).await
+            }
+        })
+        .await;
+    let kappa_time = done.duration_since(started);
+    assert!(summary.is_complete(), "completeness: {summary:?}");
+    assert_eq!(summary.records_in, expected.messages, "{summary:?}");
+    assert_eq!(summary.rows_written, expected.rows, "{summary:?}");
+    assert_eq!(
+        summary.dead_lettered(),
+        expected.dead_lettered(),
+        "{summary:?}"
+    );
+    let kappa_rate = expected.messages as f64 / kappa_time.as_secs_f64();
+    println!(
+        "kappa run (Kafka → Iceberg, 1 s commits): {} rows + {} dead letters in {:.2} s = {kappa_rate:.0} events/s, {} commits",
+        summary.rows_written,
+        summary.dead_lettered(),
+        kappa_time.as_secs_f64(),
+        summary.commits
+    );
+    println!(
+        "kappa run / consume-only = {:.0}% (target ≥ 50%)",
+        100.0 * kappa_rate / consume_rate
+    );
+
+    // 2. Latency at the default commit policy.
+    let rate = env_u64("KAPPA_BENCH_LATENCY_RATE", 2_000);
+    let seconds = env_u64("KAPPA_BENCH_LATENCY_SECONDS", 150);
+    let interval = CommitPolicy::default().interval;
+    let topic = unique("latency");
+    create_topic(&brokers, &topic, PARTITIONS).await;
+    let live = Live::new(
+        spec(dir.path(), "latency", mapping.clone(), interval),
+        &topic,
+        PARTITIONS,
+    );
+    let sent: Arc<Mutex<BTreeMap<(i32, i64), Instant>>> = Arc::default();
+    let (summary, (seen, expected)) = live
+        .run(&brokers, registry.clone(), |catalog| {
+            let (live, sent, brokers, topic) =
+                (&live, sent.clone(), brokers.clone(), topic.clone());
+            async move {
+                // Let the consumer join the group and sit idle first.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let producing = tokio::task::spawn_blocking(move || {
+                    produce(
+                        &brokers,
+                        &topic,
+                        rate * seconds,
+                        PARTITIONS,
+                        rate,
+                        |p, o| {
+                            sent.lock().unwrap().insert((p, o), Instant::now());
+                        },
+                    )
+                });
+                let mut seen: Visibility = Vec::new();
+                let mut ends: Option<(kappa_synth::Expected, Instant)> = None;
+                let mut producing = Some(producing);
+                loop {
+                    let committed = live.committed(catalog.as_ref()).await;
+                    if seen.last().map(|(_, c)| c) != Some(&committed) {
+                        seen.push((Instant::now(), committed.clone()));
+                    }
+                    if let Some(handle) = producing.take_if(|h| h.is_finished()) {
+                        ends = Some((handle.await.unwrap(), Instant::now()));
+                    }
+                    if let Some((expected, finished)) = &ends {
+                        if committed
+                            .iter()
+                            .zip(&expected.next_offsets)
+                            .all(|(c, e)| c >= e)
+                        {
+                            return (seen, expected.clone());
+                        }
+                        assert!(
+                            finished.elapsed() < interval * 2 + Duration::from_secs(60),
+                            "the table did not catch up with the produced ends {:?}: {committed:?}",
+                            expected.next_offsets
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        })
+        .await;
+    assert!(summary.is_complete(), "completeness: {summary:?}");
+    let sent = sent.lock().unwrap();
+    let latency = latencies(&sent, &seen);
+    assert_eq!(latency.len() as u64, expected.messages);
+    let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+    println!(
+        "latency (produce → visible), {rate} events/s for {seconds} s, {} s commit interval, {} commits: p50 {}, p95 {}, p99 {}, max {}",
+        interval.as_secs(),
+        summary.commits,
+        s(quantile(&latency, 0.5)),
+        s(quantile(&latency, 0.95)),
+        s(quantile(&latency, 0.99)),
+        s(quantile(&latency, 1.0)),
+    );
+}

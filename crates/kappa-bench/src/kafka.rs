@@ -1,0 +1,264 @@
+//! The live benchmark's parts: a topic of generated orders events on a real broker
+//! (`KAPPA_KAFKA`, tansu from `dev/services.sh`), an rdkafka consume-only loop over it, the
+//! `kappa run` pipeline (Kafka source, orders logic, both committers) until the table holds the
+//! whole topic, and produce → visible latency at a given commit interval.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iceberg::TableIdent;
+use kappa_config::{KafkaProperties, KafkaStart};
+use kappa_core::{SourcePosition, TopicPartition};
+use kappa_iceberg::TableState;
+use kappa_runtime::{PipelineSpec, RunSummary, open_pipeline, run_live};
+use kappa_schema::{SchemaRegistry, TableMapping};
+use kappa_source_kafka::{KafkaOptions, KafkaSource};
+use kappa_synth::{Expected, History, HistorySpec, Tally};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// `host:port` of the benchmark broker (`KAPPA_KAFKA`; `make bench` starts tansu and sets it).
+pub fn brokers() -> String {
+    std::env::var("KAPPA_KAFKA").expect(
+        "KAPPA_KAFKA is not set: run the Kafka benchmark with `make bench`, which starts the broker",
+    )
+}
+
+/// Creates `topic` with `partitions` partitions.
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+fn history(topic: &str, events: u64, partitions: i32) -> History {
+    History::new(HistorySpec {
+        topic: topic.to_string(),
+        partitions,
+        ..HistorySpec::new(events)
+    })
+    .unwrap()
+}
+
+/// Produces a generated history of `events` events to `topic`, `per_second` at most (0: as fast
+/// as the producer goes). `on_send(partition, offset)` is called as each message is handed to the
+/// producer (the topic must be new, so that offsets count from 0). Returns what the table must
+/// hold.
+pub fn produce(
+    brokers: &str,
+    topic: &str,
+    events: u64,
+    partitions: i32,
+    per_second: u64,
+    mut on_send: impl FnMut(i32, i64),
+) -> Expected {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    for (i, message) in history(topic, events, partitions).enumerate() {
+        if per_second > 0 {
+            let due = Duration::from_secs_f64(i as f64 / per_second as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        loop {
+            let record = BaseRecord::to(topic)
+                .partition(message.partition)
+                .key(&message.key)
+                .payload(&message.value);
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(e.to_string().contains("Queue full"), "producing: {e}");
+                    producer.poll(Duration::from_millis(5));
+                }
+            }
+        }
+        on_send(message.partition, message.offset);
+        producer.poll(Duration::ZERO);
+        tally.add(&message);
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    tally.finish()
+}
+
+/// Messages and payload bytes read by a plain rdkafka loop from the start of `topic` to `ends`,
+/// and how long it took (from creating the consumer).
+pub fn consume_only(brokers: &str, topic: &str, ends: &[i64]) -> (u64, u64, Duration) {
+    let started = Instant::now();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-consume-only"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..ends.len() as i32 {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut next = vec![0_i64; ends.len()];
+    let (mut messages, mut bytes) = (0_u64, 0_u64);
+    while next.iter().zip(ends).any(|(n, end)| n < end) {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            messages += 1;
+            bytes += message.payload().map_or(0, <[u8]>::len) as u64;
+            next[message.partition() as usize] = message.offset() + 1;
+        }
+    }
+    (messages, bytes, started.elapsed())
+}
+
+/// The `kappa run` pipeline on one topic: the table's position read back from the catalog.
+pub struct Live {
+    spec: PipelineSpec,
+    topic: String,
+    partitions: i32,
+}
+
+impl Live {
+    /// A pipeline `spec` reading `topic`.
+    pub fn new(spec: PipelineSpec, topic: &str, partitions: i32) -> Self {
+        Self {
+            spec,
+            topic: topic.to_string(),
+            partitions,
+        }
+    }
+
+    /// Next offset per partition committed to the table (0 where none).
+    pub async fn committed(&self, catalog: &dyn iceberg::Catalog) -> Vec<i64> {
+        let ident = TableIdent::from_strs([&self.spec.namespace, &self.spec.table]).unwrap();
+        let position = match catalog.load_table(&ident).await {
+            Ok(table) => {
+                TableState::read(&self.spec.table, table.metadata(), &self.spec.pipeline)
+                    .unwrap()
+                    .position
+            }
+            Err(_) => SourcePosition::new(),
+        };
+        (0..self.partitions)
+            .map(|p| {
+                position
+                    .next_offset(&TopicPartition::new(&self.topic, p))
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// Runs the pipeline while `watch` runs; `watch` gets the catalog to poll. Returns the run
+    /// summary and what `watch` returned. The clock of `watch` starts before the source connects.
+    pub async fn run<W, Fut, R>(
+        &self,
+        brokers: &str,
+        registry: Arc<dyn SchemaRegistry>,
+        watch: W,
+    ) -> (RunSummary, R)
+    where
+        W: FnOnce(Arc<dyn iceberg::Catalog>) -> Fut,
+        Fut: Future<Output = R> + Send,
+        R: Send,
+    {
+        let mapping: Arc<TableMapping> = self.spec.mapping.clone();
+        let pipeline = open_pipeline(self.spec.clone()).await.unwrap();
+        let catalog = pipeline.catalog.clone();
+        let options = KafkaOptions {
+            bootstrap_servers: brokers.to_string(),
+            topic: self.topic.clone(),
+            group_id: format!("{}-kappa", self.topic),
+            start: KafkaStart::Earliest,
+            startup_timeout: Duration::from_secs(30),
+            properties: KafkaProperties::default(),
+            max_batch: 50_000,
+            linger: Duration::from_millis(100),
+            evolve_subject: None,
+        };
+        let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+        let watched = watch(catalog);
+        let shutdown = async move {
+            let _ = result_tx.send(watched.await);
+        };
+        let source = KafkaSource::connect(options, mapping, registry)
+            .await
+            .unwrap();
+        let summary = run_live(
+            pipeline,
+            source,
+            kappa_logic::OrdersLogic::new(self.spec.dedup_window),
+            shutdown,
+        )
+        .await
+        .unwrap();
+        (summary, result_rx.await.unwrap())
+    }
+}
+
+/// Polls the table every `every` until its position reaches `ends`; returns when it did.
+pub async fn until_committed(
+    live: &Live,
+    catalog: &dyn iceberg::Catalog,
+    ends: &[i64],
+    every: Duration,
+) -> Instant {
+    loop {
+        let committed = live.committed(catalog).await;
+        if committed.iter().zip(ends).all(|(c, e)| c >= e) {
+            return Instant::now();
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// When each committed position was first seen: (instant, next offset per partition), in poll
+/// order (positions only grow).
+pub type Visibility = Vec<(Instant, Vec<i64>)>;
+
+/// Produce → visible latency of every message: the first poll that saw its partition's position
+/// past its offset, minus when it was handed to the producer. Messages never seen are left out
+/// (the caller checks the final position).
+pub fn latencies(sent: &BTreeMap<(i32, i64), Instant>, seen: &Visibility) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(sent.len());
+    for (&(partition, offset), &at) in sent {
+        let first = seen.partition_point(|(_, position)| position[partition as usize] <= offset);
+        if let Some((visible, _)) = seen.get(first) {
+            out.push(visible.saturating_duration_since(at));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The `q` quantile of sorted durations.
+pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}
