@@ -411,3 +411,66 @@ fn a_table_started_by_replay_continues_live_without_gap_or_duplicate() {
     );
     assert_exactly_once(&scene, &expected);
 }
+
+#[test]
+fn a_schema_version_registered_while_running_evolves_the_table_without_losing_its_fields() {
+    let topic = unique_topic("evolve");
+    create_topic(&brokers(), &topic, 3);
+    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
+        .unwrap()
+        .collect();
+    let first_v2 = messages
+        .iter()
+        .position(|m| m.event.as_ref().is_some_and(|e| e.v2))
+        .unwrap();
+    // The pipeline starts with a registry that holds orders v1 only.
+    let (scene, config) = live_scene(&topic);
+    let schemas = scene.path("schemas");
+    let subject = schemas.join("orders-value");
+    std::fs::create_dir_all(&subject).unwrap();
+    let contracts = kappa_integration_tests::contracts_dir().join("orders-value");
+    std::fs::copy(contracts.join("1.avsc"), subject.join("1.avsc")).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!(
+            "dir = \"{}\"",
+            kappa_integration_tests::contracts_dir().display()
+        ),
+        &format!("dir = \"{}\"", schemas.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let producer = producer(&brokers());
+    let v1_part = produce(&producer, &topic, messages[..first_v2].to_vec(), 0);
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &v1_part, Duration::from_secs(60));
+    // Version 2 is registered, then producers use it.
+    std::fs::copy(contracts.join("2.avsc"), subject.join("2.avsc")).unwrap();
+    let _ = produce(&producer, &topic, messages[first_v2..].to_vec(), 0);
+    let all: Expected = {
+        let mut tally = kappa_synth::Tally::default();
+        for m in &messages {
+            tally.add(m);
+        }
+        tally.finish()
+    };
+    wait_until_committed(&config, &topic, &all, Duration::from_secs(90));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(summary["schema_changes"], 1, "{summary}");
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_exactly_once(&scene, &all);
+
+    // The same events replayed from an archive with both versions known from the start give
+    // the same table: the v2 fields of the live run were kept.
+    let (replayed, replay_config) = live_scene(&topic);
+    archive(&replayed, &replay_config, &topic, 3, messages);
+    let replay = kappa_integration_tests::replay(&replay_config, &[]);
+    assert_eq!(replay["complete"], true, "{replay}");
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_eq!(
+            scene.read(engine, "orders"),
+            replayed.read(engine, "orders"),
+            "{engine}: the live table that evolved mid-run differs from the replay"
+        );
+    }
+}

@@ -84,6 +84,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "partition_by",
             "target_file_size",
             "dlq_name",
+            "late_name",
         ]),
     ),
     (
@@ -91,7 +92,10 @@ pub(crate) const SECTIONS: &[Section] = &[
         Some(&["interval", "rows", "bytes", "max_attempts"]),
     ),
     ("dedup", Some(&["window"])),
-    ("event_time", Some(&["column", "allowed_lateness"])),
+    (
+        "event_time",
+        Some(&["column", "allowed_lateness", "late_policy"]),
+    ),
     ("quality", Some(&[])),
     ("dlq", Some(&[])),
     ("metrics", Some(&["listen"])),

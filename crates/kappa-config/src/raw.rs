@@ -327,6 +327,8 @@ pub struct TableSection {
     pub target_file_size: u64,
     /// Dead-letter table name (default `<name>_dlq`).
     pub dlq_name: Option<String>,
+    /// Late-row table (with `[event_time] late_policy = "late_table"`), default `<name>_late`.
+    pub late_name: Option<String>,
 }
 
 /// A list, or a comma-separated string (how env vars and `--set` flags give lists).
@@ -380,6 +382,9 @@ pub struct EventTimeSection {
     /// Allowed lateness: watermark = newest event time − this.
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
+    /// What happens to a row later than its partition's newest event time minus the allowed
+    /// lateness: `append` (to the main table, counted) or `late_table` (to `[table] late_name`).
+    pub late_policy: String,
 }
 
 /// `[quality]`: reserved for the quality gates; no keys yet (any key is an error).

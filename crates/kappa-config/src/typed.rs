@@ -59,6 +59,17 @@ pub enum KafkaStart {
     Latest,
 }
 
+/// `[event_time] late_policy`: what happens to a row that arrives behind its partition's newest
+/// event time by more than the allowed lateness. Never dropped either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LatePolicy {
+    /// Append it to the main table like any row, and count it (`kappa.late-records`).
+    #[default]
+    Append,
+    /// Write it to the late table (`[table] late_name`) instead, and count it.
+    LateTable,
+}
+
 /// A validated `[source.kafka]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KafkaConfig {

@@ -9,7 +9,7 @@ use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
 use crate::raw::{KafkaProperties, RawConfig, S3Section};
 use crate::typed::{
-    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, SchemaSource,
+    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, SchemaSource,
 };
 
 /// A validated pipeline configuration: every value checked, defaults resolved.
@@ -42,6 +42,10 @@ pub struct PipelineConfig {
     pub table: String,
     /// `[table] dlq_name`, default `<name>_dlq`.
     pub dlq_table: String,
+    /// `[event_time] late_policy`.
+    pub late_policy: LatePolicy,
+    /// `[table] late_name`, default `<name>_late` (written only with `late_policy = "late_table"`).
+    pub late_table: String,
     /// Parsed `[table] partition_by`.
     pub partition_by: Vec<PartitionSpec>,
     /// `[commit] interval`.
@@ -394,6 +398,30 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must differ from [table] name",
         ));
     }
+    let late_table = raw
+        .table
+        .late_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("{table}_late"));
+    if late_table == table || late_table == dlq_table {
+        return Err(ConfigError::invalid(
+            "table",
+            "late_name",
+            "must differ from [table] name and dlq_name",
+        ));
+    }
+    let late_policy = match raw.event_time.late_policy.trim() {
+        "append" => LatePolicy::Append,
+        "late_table" => LatePolicy::LateTable,
+        other => {
+            return Err(ConfigError::invalid(
+                "event_time",
+                "late_policy",
+                format!("{other:?}: expected \"append\" or \"late_table\""),
+            ));
+        }
+    };
     let partition_by = raw
         .table
         .partition_by
@@ -455,6 +483,8 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
         warehouse,
         table,
         dlq_table,
+        late_policy,
+        late_table,
         partition_by,
         metrics_listen,
         raw,

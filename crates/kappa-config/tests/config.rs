@@ -109,6 +109,8 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(raw.dedup.window, 100_000);
     assert_eq!(raw.event_time.column, "event_time");
     assert_eq!(raw.event_time.allowed_lateness, Duration::from_secs(3600));
+    assert_eq!(config.late_policy, kappa_config::LatePolicy::Append);
+    assert_eq!(config.late_table, "t_late");
     assert_eq!(raw.replay.parallelism, 8);
     assert_eq!(config.replay_parallelism(3), 3);
     assert_eq!(config.replay_parallelism(12), 8);
@@ -228,6 +230,14 @@ fn bad_values_name_the_key() {
         (
             format!("{MINIMAL}\n[event_time]\nallowed_lateness = 5\n"),
             "config: [event_time] allowed_lateness:",
+        ),
+        (
+            format!("{MINIMAL}\n[event_time]\nlate_policy = \"drop\"\n"),
+            "config: [event_time] late_policy: \"drop\": expected \"append\" or \"late_table\"",
+        ),
+        (
+            format!("{MINIMAL}dlq_name = \"x\"\nlate_name = \"x\"\n"),
+            "config: [table] late_name: must differ",
         ),
         (
             MINIMAL.replace("file:///tmp/w", "ftp://x/w"),

@@ -7,18 +7,21 @@
 //! - [`SourceBatch`]: decoded Arrow rows of one topic-partition plus their Kafka coordinates, the
 //!   offset range they account for and the records that could not be decoded ([`DeadLetter`]);
 //! - [`SourcePosition`] / [`OffsetRange`]: per topic-partition progress, as stored in every commit;
+//! - [`EventTimes`]: the newest event time per topic-partition, and which rows are late;
 //! - the [`Source`] and [`Transform`] traits;
 //! - [`ErrorKind`]: the classification retries and the DLQ decide by.
 
 mod batch;
 mod crash;
 mod error;
+mod event_time;
 mod position;
 mod traits;
 
 pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};
 pub use crash::crash_point;
 pub use error::{Classify, ErrorKind};
+pub use event_time::EventTimes;
 pub use position::{Coverage, OffsetRange, PositionError, SourcePosition, TopicPartition};
 pub use traits::{Source, SourceEvent, Transform, TransformStats};
 

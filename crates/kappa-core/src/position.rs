@@ -98,7 +98,7 @@ pub enum Coverage {
 pub enum PositionError {
     /// The JSON does not have the `{"topic": {"partition": next_offset}}` shape.
     #[error(
-        "offsets state {text:?} is not valid JSON of the form {{\"topic\":{{\"0\":123}}}}: {source}"
+        "per-partition state {text:?} is not valid JSON of the form {{\"topic\":{{\"0\":123}}}}: {source}"
     )]
     Json {
         /// The text that failed to parse.
@@ -107,7 +107,7 @@ pub enum PositionError {
         source: serde_json::Error,
     },
     /// A partition key is not an integer.
-    #[error("offsets state: partition key {key:?} of topic {topic:?} is not an integer")]
+    #[error("per-partition state: partition key {key:?} of topic {topic:?} is not an integer")]
     PartitionKey {
         /// Topic whose key is bad.
         topic: String,
@@ -178,44 +178,58 @@ impl SourcePosition {
 
     /// Serializes as `{"topic":{"0":123,"1":456}}` (stable key order), the `kappa.offsets` format.
     pub fn to_json(&self) -> String {
-        let mut by_topic: BTreeMap<&str, BTreeMap<i32, i64>> = BTreeMap::new();
-        for (tp, next) in &self.next {
-            by_topic
-                .entry(tp.topic.as_str())
-                .or_default()
-                .insert(tp.partition, *next);
-        }
-        let value: BTreeMap<&str, BTreeMap<String, i64>> = by_topic
-            .into_iter()
-            .map(|(topic, parts)| {
-                (
-                    topic,
-                    parts.into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
-                )
-            })
-            .collect();
-        serde_json::to_string(&value).unwrap_or_default()
+        map_to_json(&self.next)
     }
 
     /// Parses the `kappa.offsets` format written by [`SourcePosition::to_json`].
     pub fn from_json(text: &str) -> Result<Self, PositionError> {
-        let value: BTreeMap<String, BTreeMap<String, i64>> =
-            serde_json::from_str(text).map_err(|source| PositionError::Json {
-                text: text.chars().take(200).collect(),
-                source,
-            })?;
         let mut position = SourcePosition::new();
-        for (topic, parts) in value {
-            for (key, next) in parts {
-                let partition = key.parse().map_err(|_| PositionError::PartitionKey {
-                    topic: topic.clone(),
-                    key: key.clone(),
-                })?;
-                position.advance(&TopicPartition::new(topic.clone(), partition), next);
-            }
+        for (tp, next) in map_from_json(text)? {
+            position.advance(&tp, next);
         }
         Ok(position)
     }
+}
+
+/// Serializes a per-partition value as `{"topic":{"0":123,"1":456}}` (stable key order).
+pub(crate) fn map_to_json(map: &BTreeMap<TopicPartition, i64>) -> String {
+    let mut by_topic: BTreeMap<&str, BTreeMap<i32, i64>> = BTreeMap::new();
+    for (tp, value) in map {
+        by_topic
+            .entry(tp.topic.as_str())
+            .or_default()
+            .insert(tp.partition, *value);
+    }
+    let value: BTreeMap<&str, BTreeMap<String, i64>> = by_topic
+        .into_iter()
+        .map(|(topic, parts)| {
+            (
+                topic,
+                parts.into_iter().map(|(p, n)| (p.to_string(), n)).collect(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&value).unwrap_or_default()
+}
+
+/// Parses what [`map_to_json`] writes.
+pub(crate) fn map_from_json(text: &str) -> Result<Vec<(TopicPartition, i64)>, PositionError> {
+    let value: BTreeMap<String, BTreeMap<String, i64>> =
+        serde_json::from_str(text).map_err(|source| PositionError::Json {
+            text: text.chars().take(200).collect(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for (topic, parts) in value {
+        for (key, value) in parts {
+            let partition = key.parse().map_err(|_| PositionError::PartitionKey {
+                topic: topic.clone(),
+                key: key.clone(),
+            })?;
+            out.push((TopicPartition::new(topic.clone(), partition), value));
+        }
+    }
+    Ok(out)
 }
 
 impl FromIterator<(TopicPartition, i64)> for SourcePosition {

@@ -18,6 +18,11 @@ pub enum SourceEvent {
     /// but not committed must be dropped, and the source sought again from the table's
     /// position ([`Source::seek`]) before it yields more batches. Carries the new assignment.
     Reassigned(Vec<TopicPartition>),
+    /// The records from here on were written with a newer version of the subject than the table
+    /// knows (the reason says which fields are new). Everything yielded so far is valid: the
+    /// runtime commits it and ends the run, so that the caller evolves the table and starts
+    /// again from the table's position with a source for the new schema.
+    SchemaChanged(String),
     /// A bounded source is exhausted.
     End,
 }
@@ -42,13 +47,13 @@ pub trait Source: Send {
     /// nothing (the runtime races it against shutdown).
     async fn next_event(&mut self) -> Result<SourceEvent, Self::Error>;
 
-    /// The next batch, or `None` once a bounded source is exhausted (idle polls and
-    /// reassignments are skipped: for readers that only drain a bounded source).
+    /// The next batch, or `None` once a bounded source is exhausted or needs a newer schema
+    /// (idle polls and reassignments are skipped: for readers that only drain a bounded source).
     async fn next_batch(&mut self) -> Result<Option<SourceBatch>, Self::Error> {
         loop {
             match self.next_event().await? {
                 SourceEvent::Batch(batch) => return Ok(Some(batch)),
-                SourceEvent::End => return Ok(None),
+                SourceEvent::End | SourceEvent::SchemaChanged(_) => return Ok(None),
                 SourceEvent::Idle | SourceEvent::Reassigned(_) => {}
             }
         }

@@ -5,7 +5,7 @@
 //! commit merges the state of its base). Kafka group offsets are never consulted.
 
 use iceberg::spec::{SnapshotRef, TableMetadata};
-use kappa_core::SourcePosition;
+use kappa_core::{EventTimes, SourcePosition};
 
 use crate::error::IcebergError;
 use crate::summary;
@@ -21,6 +21,9 @@ pub struct TableState {
     pub watermark: Option<i64>,
     /// Newest committed event time (µs).
     pub max_event_time: Option<i64>,
+    /// Newest committed event time per partition (empty for tables written before Kappa stored
+    /// it: lateness is then judged from the first rows read on).
+    pub event_times: EventTimes,
     /// Commit id of the newest commit of this pipeline.
     pub last_commit_id: Option<String>,
 }
@@ -72,6 +75,10 @@ impl TableState {
         };
         state.watermark = micros(summary::WATERMARK)?;
         state.max_event_time = micros(summary::MAX_EVENT_TIME)?;
+        if let Some(text) = props.get(summary::EVENT_TIMES) {
+            state.event_times = EventTimes::from_json(text)
+                .map_err(|e| bad(format!("{}: {e}", summary::EVENT_TIMES)))?;
+        }
         state.last_commit_id = props.get(summary::COMMIT_ID).cloned();
         Ok(state)
     }

@@ -8,6 +8,7 @@
 //! | `kappa.input` | the input ranges of this commit, `{"topic":{"0":[100,123]}}` |
 //! | `kappa.watermark` | event-time watermark, µs since the epoch |
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
+//! | `kappa.event-times` | the **complete** newest event time per partition, `{"topic":{"0":1700000000000000}}` (judges lateness) |
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records` | counters of this commit |
 
 /// Pipeline name.
@@ -22,6 +23,8 @@ pub const INPUT: &str = "kappa.input";
 pub const WATERMARK: &str = "kappa.watermark";
 /// Max committed event time (µs).
 pub const MAX_EVENT_TIME: &str = "kappa.max-event-time";
+/// Complete newest-event-time state per partition (µs).
+pub const EVENT_TIMES: &str = "kappa.event-times";
 /// Records read for this commit.
 pub const RECORDS_IN: &str = "kappa.records-in";
 /// Rows written to the table by this commit.

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::DataType;
 use kappa_core::{
-    DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition, TransformStats,
+    DeadLetter, DeadLetterKind, EventTimes, OffsetRange, SourceBatch, TopicPartition,
+    TransformStats,
 };
 use kappa_schema::TableMapping;
 
@@ -38,6 +39,17 @@ impl Default for CommitPolicy {
     }
 }
 
+/// How rows are judged late (see `kappa_core::EventTimes`) and where late rows go.
+#[derive(Debug, Clone)]
+pub(crate) struct Lateness {
+    /// Event-time column (µs timestamps; rows of other types have no event time).
+    pub column: String,
+    /// Allowed lateness, µs.
+    pub allowed_micros: i64,
+    /// Late rows go to the late table instead of the main table.
+    pub route: bool,
+}
+
 /// Everything read since the last flush.
 #[derive(Debug, Default)]
 pub(crate) struct Buffer {
@@ -48,25 +60,30 @@ pub(crate) struct Buffer {
     pub undecodable: u64,
     pub unmappable: u64,
     pub rejected: u64,
-    /// Rows whose event time is behind the watermark when they were read (appended, counted).
+    /// Rows later than their partition's newest event time minus the allowed lateness.
     pub late: u64,
+    /// Late rows bound for the late table (table rows, by partition), when they are routed there.
+    pub late_rows: BTreeMap<TopicPartition, Vec<RecordBatch>>,
     pub max_event_time: Option<i64>,
+    /// Newest event time per partition of this buffer's rows.
+    pub event_times: EventTimes,
     num_rows: usize,
     bytes: usize,
     started: Option<Instant>,
 }
 
 impl Buffer {
-    /// Accounts for a transformed batch and returns its rows as table rows (with the Kafka
-    /// coordinate columns, by `table`'s mapping), if it has any. Rows with an event time before
-    /// `watermark` are counted as late.
+    /// Accounts for a transformed batch and returns its rows for the main table as table rows
+    /// (with the Kafka coordinate columns, by `table`'s mapping), if it has any. Late rows are
+    /// judged against `times` (the partition's newest event time so far, advanced past this
+    /// batch), counted, and kept aside for the late table when `lateness.route`.
     pub fn add(
         &mut self,
         batch: SourceBatch,
         stats: TransformStats,
         table: &TableMapping,
-        event_time: &str,
-        watermark: Option<i64>,
+        times: &mut EventTimes,
+        lateness: &Lateness,
     ) -> Result<Option<RecordBatch>, RuntimeError> {
         self.started.get_or_insert_with(Instant::now);
         let tp = batch.partition.clone();
@@ -92,30 +109,67 @@ impl Buffer {
                 DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => self.rejected += 1,
             }
         }
-        if let Some(watermark) = watermark {
-            self.late += count_before(&batch.records, event_time, watermark);
+        let late = times.classify(
+            &tp,
+            micros(&batch.records, &lateness.column),
+            lateness.allowed_micros,
+        );
+        let late_rows = late.iter().filter(|l| **l).count();
+        self.late += late_rows as u64;
+        if let Some(newest) = times.newest(&tp) {
+            self.event_times.observe(&tp, newest);
         }
-        if let Some(max) = max_micros(&batch.records, event_time) {
+        if let Some(max) = max_micros(&batch.records, &lateness.column) {
             self.max_event_time = Some(self.max_event_time.map_or(max, |m| m.max(max)));
         }
-        let rows = if batch.records.num_rows() > 0 {
-            let rows = table
-                .table_batch(&batch.records, batch.partition.partition, &batch.offsets)
-                .map_err(|e| {
-                    RuntimeError::Invariant(format!(
-                        "{}: rows do not match the table schema: {e}",
-                        batch.partition
-                    ))
-                })?;
-            self.num_rows += rows.num_rows();
-            self.bytes += rows.get_array_memory_size();
-            Some(rows)
+        let (records, offsets) = if lateness.route && late_rows > 0 {
+            let pick = |want: bool| -> Result<(RecordBatch, Vec<i64>), RuntimeError> {
+                let mask: BooleanArray = late.iter().map(|l| Some(*l == want)).collect();
+                let records = arrow_select::filter::filter_record_batch(&batch.records, &mask)
+                    .map_err(|e| {
+                        RuntimeError::Invariant(format!("{tp}: splitting off late rows: {e}"))
+                    })?;
+                let offsets = batch
+                    .offsets
+                    .iter()
+                    .zip(&late)
+                    .filter_map(|(o, l)| (*l == want).then_some(*o))
+                    .collect();
+                Ok((records, offsets))
+            };
+            let (late_records, late_offsets) = pick(true)?;
+            let rows = self.table_rows(table, &tp, &late_records, &late_offsets)?;
+            self.late_rows.entry(tp.clone()).or_default().push(rows);
+            pick(false)?
+        } else {
+            (batch.records, batch.offsets)
+        };
+        let rows = if records.num_rows() > 0 {
+            Some(self.table_rows(table, &tp, &records, &offsets)?)
         } else {
             None
         };
         if !batch.dead_letters.is_empty() {
             self.dead.entry(tp).or_default().extend(batch.dead_letters);
         }
+        Ok(rows)
+    }
+
+    /// `records` of `tp` as table rows, counted against the flush policy.
+    fn table_rows(
+        &mut self,
+        table: &TableMapping,
+        tp: &TopicPartition,
+        records: &RecordBatch,
+        offsets: &[i64],
+    ) -> Result<RecordBatch, RuntimeError> {
+        let rows = table
+            .table_batch(records, tp.partition, offsets)
+            .map_err(|e| {
+                RuntimeError::Invariant(format!("{tp}: rows do not match the table schema: {e}"))
+            })?;
+        self.num_rows += rows.num_rows();
+        self.bytes += rows.get_array_memory_size();
         Ok(rows)
     }
 
@@ -150,18 +204,21 @@ fn max_micros(batch: &RecordBatch, column: &str) -> Option<i64> {
     }
 }
 
-/// Rows of a microsecond timestamp column with a value before `bound`.
-fn count_before(batch: &RecordBatch, column: &str, bound: i64) -> u64 {
-    let Some(array) = batch.column_by_name(column) else {
-        return 0;
-    };
-    match array.data_type() {
-        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => array
-            .as_primitive::<TimestampMicrosecondType>()
-            .iter()
-            .flatten()
-            .filter(|t| *t < bound)
-            .count() as u64,
-        _ => 0,
+/// The values of a microsecond timestamp column, one per row (`None` for nulls, and for every
+/// row when the column is missing or of another type).
+fn micros(batch: &RecordBatch, column: &str) -> Vec<Option<i64>> {
+    match batch.column_by_name(column) {
+        Some(array)
+            if matches!(
+                array.data_type(),
+                DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _)
+            ) =>
+        {
+            array
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect()
+        }
+        _ => vec![None; batch.num_rows()],
     }
 }

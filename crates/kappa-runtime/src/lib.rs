@@ -11,6 +11,7 @@
 //! commits the dead-letter table before the main table so that each keeps its own exact offsets.
 
 mod buffer;
+mod commit;
 mod dlq;
 mod error;
 mod run;

@@ -11,7 +11,6 @@
 //! sought to the tables' position again. Nothing uncommitted is ever kept across sessions, so the
 //! table's position is the only truth.
 
-use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::Instant;
 
@@ -20,14 +19,14 @@ use futures::FutureExt;
 use futures::future::Fuse;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use kappa_core::{Classify, OffsetRange, Source, SourceEvent, SourcePosition, Transform};
+use kappa_core::{Classify, Source, SourceEvent, SourcePosition, Transform};
+use kappa_iceberg::IcebergError;
 use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
-use kappa_iceberg::{CommitOutcome, Committer, IcebergError, PendingCommit, summary};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, instrument, warn};
 
-use crate::buffer::Buffer;
-use crate::dlq::dlq_batch;
+use crate::buffer::{Buffer, Lateness};
+use crate::commit::{Tables, commit_loop};
 use crate::error::RuntimeError;
 use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
@@ -59,7 +58,9 @@ where
 
 /// Runs a live `source` until `shutdown` completes (or the source fails): then commits what is
 /// buffered and returns. Rebalances and stale input (another writer was first) restart the read
-/// from the tables' position; see the module docs.
+/// from the tables' position; see the module docs. It also returns, with everything before
+/// committed and [`RunSummary::schema_change`] set, when the source meets records of a newer
+/// schema version than the table has: the caller evolves the table and runs again.
 #[instrument(skip_all, fields(pipeline = %pipeline.spec.pipeline))]
 pub async fn run_live<S, T, F>(
     pipeline: Pipeline,
@@ -89,16 +90,12 @@ enum SessionEnd {
     Exhausted,
     /// Shutdown was requested; everything read is committed.
     Shutdown,
+    /// The source needs a newer table schema; everything read before is committed.
+    SchemaChanged(String),
     /// The source's partitions changed; what was buffered is dropped.
     Reassigned,
     /// Another writer committed part of this session's input first (live only).
     Stale(IcebergError),
-}
-
-/// The committers of the main and the dead-letter table.
-struct Tables {
-    main: Committer,
-    dlq: Committer,
 }
 
 async fn drive<S, T, F>(
@@ -115,9 +112,13 @@ where
 {
     let started = Instant::now();
     let Pipeline {
-        spec, main, dlq, ..
+        spec,
+        main,
+        dlq,
+        late,
+        ..
     } = pipeline;
-    let mut tables = Tables { main, dlq };
+    let mut tables = Tables { main, dlq, late };
     let mut summary = RunSummary::default();
     let mut shutdown = Box::pin(shutdown.fuse());
     loop {
@@ -134,6 +135,11 @@ where
         tables = back;
         match end {
             SessionEnd::Exhausted | SessionEnd::Shutdown => break,
+            SessionEnd::SchemaChanged(reason) => {
+                info!(%reason, "committed what came before a newer schema: the table must evolve");
+                summary.schema_change = Some(reason);
+                break;
+            }
             SessionEnd::Reassigned => {
                 info!("partitions reassigned: re-reading from the table's position");
             }
@@ -144,6 +150,9 @@ where
         }
         tables.main.reload().await?;
         tables.dlq.reload().await?;
+        if let Some(late) = tables.late.as_mut() {
+            late.reload().await?;
+        }
         logic.reset();
     }
     source.committed(&tables.main.state().position);
@@ -186,8 +195,13 @@ where
         .map_err(RuntimeError::source)?;
     info!(resume = %resume.to_json(), "resuming from the table's committed offsets");
     let lateness = spec.allowed_lateness.as_micros() as i64;
-    let committed_watermark = tables.main.state().watermark;
-    let mut newest = tables.main.state().max_event_time;
+    let late_rule = Lateness {
+        column: spec.event_time_column.clone(),
+        allowed_micros: lateness,
+        route: tables.late.is_some(),
+    };
+    // Lateness is judged per partition from the newest event time the table holds for it.
+    let mut times = tables.main.state().event_times.clone();
 
     let (to_commit, commit_rx) = mpsc::channel::<Flushed>(1);
     let (to_writer, writer_rx) = mpsc::channel::<ToWriter>(WRITER_QUEUE);
@@ -246,6 +260,7 @@ where
                     debug!(?partitions, "reassigned; dropping the uncommitted buffer");
                     return Ok(Some(SessionEnd::Reassigned));
                 }
+                SourceEvent::SchemaChanged(reason) => break SessionEnd::SchemaChanged(reason),
                 SourceEvent::End => break SessionEnd::Exhausted,
             };
             kappa_core::crash_point("runtime::read");
@@ -264,20 +279,7 @@ where
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
             batch.check().map_err(RuntimeError::Invariant)?;
-            let watermark = match (committed_watermark, newest.map(|n| n - lateness)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            let rows = buffer.add(
-                batch,
-                stats,
-                &spec.mapping,
-                &spec.event_time_column,
-                watermark,
-            )?;
-            if let Some(max) = buffer.max_event_time {
-                newest = Some(newest.map_or(max, |n| n.max(max)));
-            }
+            let rows = buffer.add(batch, stats, &spec.mapping, &mut times, &late_rule)?;
             // A failed send means a later stage stopped: its error is reported below.
             if let Some(rows) = rows
                 && to_writer.send(ToWriter::Rows(rows)).await.is_err()
@@ -341,7 +343,7 @@ enum ToWriter {
 }
 
 /// A flush ready to commit: its bookkeeping and the data files holding its rows.
-type Flushed = (Buffer, Vec<DataFile>);
+pub(crate) type Flushed = (Buffer, Vec<DataFile>);
 
 /// Encodes rows into data files as they arrive; at each flush closes the files and passes them
 /// on with the flush's bookkeeping. Files are named `<run uuid>-<flush>-<n>.parquet`.
@@ -386,139 +388,6 @@ async fn write_loop(
                 }
             }
         }
-    }
-    Ok(())
-}
-
-/// Commits flushes in order: the dead-letter table first, then the main table. Hands the
-/// committers back with the session's counters, whatever happened.
-async fn commit_loop(
-    mut rx: mpsc::Receiver<Flushed>,
-    mut tables: Tables,
-    pipeline: String,
-    lateness_micros: i64,
-    committed: watch::Sender<SourcePosition>,
-) -> (Tables, RunSummary, Result<(), RuntimeError>) {
-    let mut summary = RunSummary::default();
-    let mut result = Ok(());
-    while let Some((buffer, files)) = rx.recv().await {
-        result = commit_flush(
-            &mut tables,
-            buffer,
-            files,
-            &pipeline,
-            lateness_micros,
-            &mut summary,
-        )
-        .await;
-        if result.is_err() {
-            break;
-        }
-        committed.send_replace(tables.main.state().position.clone());
-    }
-    (tables, summary, result)
-}
-
-async fn commit_flush(
-    tables: &mut Tables,
-    buffer: Buffer,
-    files: Vec<DataFile>,
-    pipeline: &str,
-    lateness_micros: i64,
-    summary: &mut RunSummary,
-) -> Result<(), RuntimeError> {
-    kappa_core::crash_point("runtime::before-commit");
-    commit_dead_letters(&mut tables.dlq, &buffer, pipeline, summary).await?;
-    kappa_core::crash_point("runtime::between-commits");
-    let counters = vec![
-        (summary::RECORDS_IN, buffer.records_in),
-        (summary::DUPLICATES, buffer.duplicates),
-        (summary::DEAD_LETTERED, buffer.dead_lettered()),
-        (summary::LATE, buffer.late),
-    ];
-    let counted = RunSummary {
-        records_in: buffer.records_in,
-        duplicates: buffer.duplicates,
-        undecodable: buffer.undecodable,
-        unmappable: buffer.unmappable,
-        rejected: buffer.rejected,
-        late: buffer.late,
-        ..RunSummary::default()
-    };
-    let pending = PendingCommit {
-        input: buffer.input,
-        watermark: buffer.max_event_time.map(|m| m - lateness_micros),
-        max_event_time: buffer.max_event_time,
-        batches: Vec::new(),
-        files,
-        counters,
-    };
-    match tables.main.commit(pending).await? {
-        CommitOutcome::Committed {
-            rows,
-            data_files,
-            bytes,
-            attempts,
-            ..
-        } => {
-            // Input counts only once its commit holds it: the completeness equation stays exact
-            // when a stale session's flushes are dropped.
-            summary.absorb(&counted);
-            summary.commits += 1;
-            summary.rows_written += rows;
-            summary.data_files += data_files as u64;
-            summary.bytes_written += bytes;
-            summary.conflict_retries += u64::from(attempts.saturating_sub(1));
-        }
-        CommitOutcome::AlreadyCommitted => summary.already_committed += 1,
-    }
-    Ok(())
-}
-
-/// Commits the buffer's dead letters that the DLQ table does not hold yet.
-///
-/// The DLQ table keeps its own offsets. It may be ahead of the main table (a crash between the
-/// two commits: letters below its position are already there) or behind it (flushes without
-/// dead letters do not commit to it): its input range starts at its own position either way.
-async fn commit_dead_letters(
-    dlq: &mut Committer,
-    buffer: &Buffer,
-    pipeline: &str,
-    summary: &mut RunSummary,
-) -> Result<(), RuntimeError> {
-    let mut input = BTreeMap::new();
-    let mut batches = Vec::new();
-    for (tp, range) in &buffer.input {
-        let start = dlq.state().position.next_offset(tp).unwrap_or(range.start);
-        if start >= range.end && dlq.state().position.next_offset(tp).is_some() {
-            continue;
-        }
-        input.insert(tp.clone(), OffsetRange::new(start, range.end));
-        let letters: Vec<_> = buffer
-            .dead
-            .get(tp)
-            .map(|all| all.iter().filter(|l| l.offset >= start).cloned().collect())
-            .unwrap_or_default();
-        if !letters.is_empty() {
-            batches.push(dlq_batch(pipeline, tp, &letters)?);
-        }
-    }
-    if batches.is_empty() {
-        return Ok(());
-    }
-    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-    let pending = PendingCommit {
-        input,
-        batches,
-        counters: vec![(summary::ROWS, rows)],
-        ..PendingCommit::default()
-    };
-    match dlq.commit(pending).await? {
-        CommitOutcome::Committed { rows, .. } => {
-            summary.dlq_commits += 1;
-            summary.dlq_rows_written += rows;
-        }
-        CommitOutcome::AlreadyCommitted => debug!("dead letters already committed"),
     }
     Ok(())
 }

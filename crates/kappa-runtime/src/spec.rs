@@ -36,8 +36,12 @@ pub struct PipelineSpec {
     pub dedup_window: i64,
     /// Event-time column of the main table.
     pub event_time_column: String,
-    /// Allowed lateness: watermark = newest event time − this.
+    /// Allowed lateness: watermark = newest event time − this; a row earlier than its
+    /// partition's newest event time − this is late.
     pub allowed_lateness: Duration,
+    /// Where late rows go: `None` appends them to the main table (counted); `Some(name)` writes
+    /// them to that table (same namespace, columns and partitioning as the main table).
+    pub late_table: Option<String>,
     /// Value schema → table mapping.
     pub mapping: Arc<TableMapping>,
 }
@@ -53,6 +57,8 @@ pub struct Pipeline {
     pub main: Committer,
     /// Committer of the dead-letter table.
     pub dlq: Committer,
+    /// Committer of the late-row table, when late rows are routed there.
+    pub late: Option<Committer>,
 }
 
 fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
@@ -95,27 +101,32 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
         partition_by: Vec::new(),
         properties: table_properties(&spec.writer),
     };
-    let main_table = ensure_table(catalog.as_ref(), &main_spec).await?;
-    let dlq_table = ensure_table(catalog.as_ref(), &dlq_spec).await?;
-    let attempts = spec.commit.max_attempts;
-    let main = Committer::new(
-        catalog.clone(),
-        main_table,
-        &spec.pipeline,
-        spec.writer.clone(),
-        attempts,
-    )?;
-    let dlq = Committer::new(
-        catalog.clone(),
-        dlq_table,
-        &spec.pipeline,
-        spec.writer.clone(),
-        attempts,
-    )?;
+    let open = |table| {
+        Committer::new(
+            catalog.clone(),
+            table,
+            &spec.pipeline,
+            spec.writer.clone(),
+            spec.commit.max_attempts,
+        )
+    };
+    let late = match &spec.late_table {
+        Some(name) => {
+            let late_spec = TableSpec {
+                name: name.clone(),
+                ..main_spec.clone()
+            };
+            Some(open(ensure_table(catalog.as_ref(), &late_spec).await?)?)
+        }
+        None => None,
+    };
+    let main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
+    let dlq = open(ensure_table(catalog.as_ref(), &dlq_spec).await?)?;
     Ok(Pipeline {
         spec,
         catalog,
         main,
         dlq,
+        late,
     })
 }

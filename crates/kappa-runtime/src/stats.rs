@@ -22,8 +22,13 @@ pub struct RunSummary {
     pub unmappable: u64,
     /// Records the logic rejected (in the DLQ).
     pub rejected: u64,
-    /// Rows appended although their event time was behind the watermark (`kappa.late-records`).
+    /// Rows later than their partition's newest event time minus the allowed lateness
+    /// (`kappa.late-records`): appended to the main table, or written to the late table.
     pub late: u64,
+    /// Late rows committed to the late table (`[event_time] late_policy = "late_table"`).
+    pub late_rows_written: u64,
+    /// Commits to the late table.
+    pub late_commits: u64,
     /// Sessions restarted from the table's position because another writer committed the same
     /// input first (live, several replicas or a rebalance).
     pub rewinds: u64,
@@ -47,6 +52,12 @@ pub struct RunSummary {
     pub snapshot_id: Option<i64>,
     /// Wall time.
     pub elapsed: Duration,
+    /// Set when the run ended because the source met records of a newer schema version than
+    /// the table has (everything before them is committed): the caller evolves the table and
+    /// runs again.
+    pub schema_change: Option<String>,
+    /// Times a live pipeline evolved its table to a newer schema version and went on.
+    pub schema_changes: u64,
 }
 
 impl RunSummary {
@@ -61,7 +72,10 @@ impl RunSummary {
         self.unmappable += other.unmappable;
         self.rejected += other.rejected;
         self.late += other.late;
+        self.late_rows_written += other.late_rows_written;
+        self.late_commits += other.late_commits;
         self.rewinds += other.rewinds;
+        self.schema_changes += other.schema_changes;
         self.dlq_rows_written += other.dlq_rows_written;
         self.commits += other.commits;
         self.dlq_commits += other.dlq_commits;
@@ -76,9 +90,11 @@ impl RunSummary {
         self.undecodable + self.unmappable + self.rejected
     }
 
-    /// Whether every record read is accounted for: in = written + duplicates + dead-lettered.
+    /// Whether every record read is accounted for: in = written (main and late table) +
+    /// duplicates + dead-lettered.
     pub fn is_complete(&self) -> bool {
-        self.records_in == self.rows_written + self.duplicates + self.dead_lettered()
+        self.records_in
+            == self.rows_written + self.late_rows_written + self.duplicates + self.dead_lettered()
     }
 
     /// Records read per second of wall time.

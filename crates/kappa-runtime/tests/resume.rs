@@ -1,7 +1,8 @@
-//! Resuming after crashes at the two commit points of a flush, against a real SQLite catalog.
+//! Resuming after crashes at the commit points of a flush (dead-letter, late and main table), and
+//! late rows routed to their table, against a real SQLite catalog.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ struct Env {
     expected: Expected,
     mapping: Arc<TableMapping>,
     registry: Arc<dyn SchemaRegistry>,
+    /// Allowed lateness and the late table (`None`: late rows are appended).
+    lateness: Duration,
+    late_table: Option<String>,
 }
 
 async fn env(events: u64) -> Env {
@@ -48,6 +52,8 @@ async fn env(events: u64) -> Env {
         registry: Arc::new(
             FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap(),
         ),
+        lateness: Duration::from_secs(3600),
+        late_table: None,
     }
 }
 
@@ -76,12 +82,17 @@ impl Env {
             },
             dedup_window: 100_000,
             event_time_column: "event_time".into(),
-            allowed_lateness: Duration::from_secs(3600),
+            allowed_lateness: self.lateness,
+            late_table: self.late_table.clone(),
             mapping: self.mapping.clone(),
         }
     }
 
     async fn run(&self, rows: usize, filter: PartitionFilter) -> RunSummary {
+        self.run_spec(self.spec(rows), filter).await
+    }
+
+    async fn run_spec(&self, spec: PipelineSpec, filter: PartitionFilter) -> RunSummary {
         let plan = ArchivePlan::list(
             self.store.as_ref(),
             "memory://",
@@ -103,7 +114,7 @@ impl Env {
             self.mapping.clone(),
             self.registry.clone(),
         );
-        let pipeline = open_pipeline(self.spec(rows)).await.unwrap();
+        let pipeline = open_pipeline(spec).await.unwrap();
         run_pipeline(pipeline, source, OrdersLogic::new(100_000))
             .await
             .unwrap()
@@ -186,5 +197,111 @@ async fn many_small_commits_and_a_rerun_account_for_every_record() {
     assert_eq!(
         env.counts().await,
         (env.expected.rows, env.expected.dead_lettered())
+    );
+}
+
+/// `(partition, offset)` of every row of `table`.
+async fn coordinates(table: &iceberg::table::Table) -> BTreeSet<(i32, i64)> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type};
+    use futures::TryStreamExt;
+    if table.metadata().current_snapshot().is_none() {
+        return BTreeSet::new();
+    }
+    let batches: Vec<_> = table
+        .scan()
+        .select(["_kafka_partition", "_kafka_offset"])
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let p = b.column(0).as_primitive::<Int32Type>();
+        let o = b.column(1).as_primitive::<Int64Type>();
+        out.extend(p.values().iter().copied().zip(o.values().iter().copied()));
+    }
+    out
+}
+
+/// An archive whose events are produced up to 2 s after their event time, and 1% up to an hour
+/// (minutes apart in a partition: those are the late ones), judged with an allowed lateness of
+/// 1 s, late rows routed to `orders_late`.
+async fn late_env(events: u64) -> Env {
+    let mut env = env(events).await;
+    env.lateness = Duration::from_secs(1);
+    env.late_table = Some("orders_late".into());
+    env
+}
+
+#[tokio::test]
+async fn late_rows_go_to_the_late_table_the_same_ones_however_the_input_is_cut() {
+    let env = late_env(6_000).await;
+    // One run, few commits, all partitions at once.
+    let whole = env.run(100_000, PartitionFilter::All).await;
+    assert!(whole.is_complete(), "{whole:?}");
+    assert!(whole.late > 10, "the history has late rows: {whole:?}");
+    assert_eq!(whole.late_rows_written, whole.late);
+    assert_eq!(
+        whole.rows_written + whole.late_rows_written,
+        env.expected.rows
+    );
+    let pipeline = open_pipeline(env.spec(1)).await.unwrap();
+    let late = coordinates(pipeline.late.as_ref().unwrap().table()).await;
+    let main = coordinates(pipeline.main.table()).await;
+    assert_eq!(late.len() as u64, whole.late);
+    assert!(late.is_disjoint(&main), "a late row is in one table only");
+
+    // Another catalog: partition 1 alone in small commits, then the rest (a restart from the
+    // stored per-partition event times), with a different interleaving of partitions.
+    let other = late_env(6_000).await;
+    let (first, rest) = (
+        other
+            .run(250, PartitionFilter::Only([1].into_iter().collect()))
+            .await,
+        other.run(250, PartitionFilter::All).await,
+    );
+    assert!(first.is_complete() && rest.is_complete());
+    assert!(rest.commits > 5, "{rest:?}");
+    let pipeline = open_pipeline(other.spec(1)).await.unwrap();
+    assert_eq!(
+        coordinates(pipeline.late.as_ref().unwrap().table()).await,
+        late,
+        "the same rows are late, whatever the commits and the order of partitions"
+    );
+    assert_eq!(coordinates(pipeline.main.table()).await, main);
+
+    // A re-run commits nothing.
+    let rerun = other.run(250, PartitionFilter::All).await;
+    assert_eq!((rerun.records_in, rerun.late_commits), (0, 0), "{rerun:?}");
+}
+
+#[tokio::test]
+async fn a_late_table_ahead_of_the_main_table_is_not_written_twice() {
+    // As with the DLQ: a crash after the late-table commit and before the main commit is
+    // simulated by a fresh main table that shares the late table.
+    let env = late_env(3_000).await;
+    let first = env.run(100_000, PartitionFilter::All).await;
+    assert!(first.late_rows_written > 0, "{first:?}");
+    let mut spec = env.spec(100_000);
+    spec.table = "orders_again".into();
+    spec.dlq_table = "orders_again_dlq".into();
+    let again = env.run_spec(spec, PartitionFilter::All).await;
+    assert_eq!(again.late, first.late, "the same rows are judged late");
+    assert_eq!(
+        again.late_rows_written, 0,
+        "the late table already holds them"
+    );
+    assert_eq!(again.rows_written, first.rows_written);
+    let pipeline = open_pipeline(env.spec(1)).await.unwrap();
+    assert_eq!(
+        coordinates(pipeline.late.as_ref().unwrap().table())
+            .await
+            .len() as u64,
+        first.late
     );
 }

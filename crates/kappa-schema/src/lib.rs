@@ -14,13 +14,15 @@
 
 pub mod compat;
 pub mod confluent;
+mod directory;
 mod error;
 pub mod mapping;
 pub mod registry;
 pub mod wire;
 
 pub use confluent::{ConfluentRegistry, RegistryOptions};
+pub use directory::DirectoryRegistry;
 pub use error::SchemaError;
 pub use mapping::TableMapping;
 pub use registry::{FileRegistry, RegisteredSchema, SchemaRegistry};
-pub use wire::{DecodedRecords, WireDecoder, WireOutcome};
+pub use wire::{DecodedRecords, NewerSchema, WireDecoder, WireOutcome};

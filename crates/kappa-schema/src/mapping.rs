@@ -45,6 +45,8 @@ pub struct TableMapping {
     values: SchemaRef,
     /// Arrow schema of the table: value columns + Kafka coordinates, with field ids.
     table: SchemaRef,
+    /// Versions of the subject's history this mapping was derived from.
+    versions: usize,
 }
 
 impl TableMapping {
@@ -125,7 +127,14 @@ impl TableMapping {
             reader_json: newest.to_string(),
             values: Arc::new(Schema::new(values)),
             table: Arc::new(Schema::new(columns)),
+            versions: versions.len(),
         })
+    }
+
+    /// How many versions of the subject's history the mapping knows (the reader schema is the
+    /// newest of them).
+    pub fn versions(&self) -> usize {
+        self.versions
     }
 
     /// The table row batch for decoded value rows of one partition: every table column in

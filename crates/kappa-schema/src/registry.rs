@@ -179,7 +179,7 @@ impl FileRegistry {
         Ok(registry)
     }
 
-    fn insert_subject(
+    pub(crate) fn insert_subject(
         &mut self,
         subject: String,
         versions: Vec<Arc<RegisteredSchema>>,
@@ -205,6 +205,11 @@ impl FileRegistry {
     /// Names of all subjects.
     pub fn subjects(&self) -> impl Iterator<Item = &str> {
         self.subjects.keys().map(String::as_str)
+    }
+
+    /// Ids of every schema held.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.ids.keys().copied()
     }
 
     /// The level set in `<dir>/<subject>/compatibility`, if any.

@@ -37,6 +37,48 @@ pub struct WireOutcome {
     /// Indexes (a subset of `failed`) of messages whose writer schema cannot be read as the
     /// table's schema: valid messages of an incompatible version, not corrupt bytes.
     pub unmappable: Vec<usize>,
+    /// Where decoding stopped: the index of the first message written with a newer version of
+    /// the subject than the table knows ([`WireDecoder::evolving`]). Messages from there on are
+    /// in none of the other fields.
+    pub newer: Option<(usize, NewerSchema)>,
+}
+
+/// A writer schema with fields the table lacks, from a version of the subject newer than the
+/// table's mapping: the table must evolve before its records are decoded, or the new fields
+/// would be lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewerSchema {
+    /// Its registry id.
+    pub schema_id: u32,
+    /// The subject.
+    pub subject: String,
+    /// Versions the subject has now (the mapping knows fewer).
+    pub versions: usize,
+    /// Its fields the table's mapping does not have.
+    pub new_fields: Vec<String>,
+}
+
+impl std::fmt::Display for NewerSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "writer schema id {} has fields the table lacks ({}); subject {} now has {} versions",
+            self.schema_id,
+            self.new_fields.join(", "),
+            self.subject,
+            self.versions
+        )
+    }
+}
+
+/// What the header of a message says.
+enum Frame {
+    /// A writer schema the decoder can read.
+    Known,
+    /// Not decodable: why, and whether because the writer schema is unmappable.
+    Bad(String, bool),
+    /// Written with a newer version of the subject: stop here.
+    Newer(NewerSchema),
 }
 
 /// Kafka records decoded by [`WireDecoder::decode_records`]: the rows with their offsets, and a
@@ -49,6 +91,9 @@ pub struct DecodedRecords {
     pub offsets: Vec<i64>,
     /// Tombstones, undecodable messages and unmappable writer schemas, by offset.
     pub dead_letters: Vec<DeadLetter>,
+    /// The offset where decoding stopped, at a record of a newer version of the subject than the
+    /// table knows; records from there on are neither rows nor dead letters.
+    pub newer: Option<(i64, NewerSchema)>,
 }
 
 /// Decodes Confluent-framed messages against a registry, resolving every writer schema to the
@@ -66,6 +111,10 @@ pub struct WireDecoder {
     /// The reader schema, parsed (for the compatibility check of new writer schemas).
     reader: Option<apache_avro::Schema>,
     decoder: Option<Decoder>,
+    /// The subject whose newer versions stop decoding ([`WireDecoder::evolving`]).
+    evolving: Option<String>,
+    /// Writer schemas of newer versions of the subject than the mapping knows, by id.
+    newer: BTreeMap<u32, NewerSchema>,
 }
 
 impl std::fmt::Debug for WireDecoder {
@@ -87,7 +136,20 @@ impl WireDecoder {
             unknown: BTreeSet::new(),
             unmappable: BTreeMap::new(),
             decoder: None,
+            evolving: None,
+            newer: BTreeMap::new(),
         }
+    }
+
+    /// Stops at the first record whose writer schema has fields the table lacks when `subject`
+    /// has more versions in the registry than the mapping was derived from (a version registered
+    /// while the pipeline runs), instead of decoding it against the older reader schema, which
+    /// would drop the new fields. The caller commits what came before, evolves the table and
+    /// decodes again with the new mapping. Writer schemas from outside the subject's history
+    /// are decoded against the reader as before (fields it lacks are dropped, with a warning).
+    pub fn evolving(mut self, subject: impl Into<String>) -> Self {
+        self.evolving = Some(subject.into());
+        self
     }
 
     /// The Arrow schema of decoded rows.
@@ -98,56 +160,110 @@ impl WireDecoder {
     /// Checks the frame and returns the schema id, or why the message is not decodable (and
     /// whether because its writer schema is unmappable). The outer error is the registry's
     /// (unreachable, ...): not the message's fault, so never a dead letter.
-    fn header(&mut self, message: &[u8]) -> Result<Result<u32, (String, bool)>, SchemaError> {
+    fn header(&mut self, message: &[u8]) -> Result<Frame, SchemaError> {
         if message.len() <= HEADER_LEN {
             // Also rejects a header without a body: arrow-avro would wait for the body and take
             // the next message's bytes for it.
-            return Ok(Err((
+            return Ok(Frame::Bad(
                 format!(
                     "truncated message: {} bytes, the wire format needs a {HEADER_LEN}-byte header and an Avro body",
                     message.len()
                 ),
                 false,
-            )));
+            ));
         }
         if message[0] != MAGIC {
-            return Ok(Err((
+            return Ok(Frame::Bad(
                 format!(
                     "bad magic byte 0x{:02x}: not the Confluent wire format (expected 0x00)",
                     message[0]
                 ),
                 false,
-            )));
+            ));
         }
         let id = u32::from_be_bytes([message[1], message[2], message[3], message[4]]);
         if self.writers.contains_key(&id) {
-            return Ok(Ok(id));
+            return Ok(Frame::Known);
         }
         if let Some(reason) = self.unmappable.get(&id) {
-            return Ok(Err((reason.clone(), true)));
+            return Ok(Frame::Bad(reason.clone(), true));
+        }
+        if let Some(newer) = self.newer.get(&id) {
+            return Ok(Frame::Newer(newer.clone()));
         }
         let unknown = || {
-            Ok(Err((
+            Ok(Frame::Bad(
                 format!("unknown schema id {id}: not in the schema registry"),
                 false,
-            )))
+            ))
         };
         if self.unknown.contains(&id) {
             return unknown();
         }
         match wait(self.registry.by_id(id))? {
             Some(writer) => {
+                if let Some(newer) = self.newer_version(id, &writer)? {
+                    self.newer.insert(id, newer.clone());
+                    return Ok(Frame::Newer(newer));
+                }
                 if let Err(reason) = self.admit(id, writer) {
                     self.unmappable.insert(id, reason.clone());
-                    return Ok(Err((reason, true)));
+                    return Ok(Frame::Bad(reason, true));
                 }
-                Ok(Ok(id))
+                Ok(Frame::Known)
             }
             None => {
                 self.unknown.insert(id);
                 unknown()
             }
         }
+    }
+
+    /// Whether `writer` must wait for the table to evolve: it has fields the mapping lacks and
+    /// the subject has versions the mapping was not derived from.
+    fn newer_version(
+        &self,
+        id: u32,
+        writer: &RegisteredSchema,
+    ) -> Result<Option<NewerSchema>, SchemaError> {
+        let Some(subject) = &self.evolving else {
+            return Ok(None);
+        };
+        let apache_avro::Schema::Record(record) = &writer.schema else {
+            return Ok(None);
+        };
+        // A writer the table cannot read goes to the DLQ whatever the registry holds.
+        if let Some(reader) = &self.reader
+            && !crate::compat::can_read(reader, &writer.schema).is_empty()
+        {
+            return Ok(None);
+        }
+        let values = self.mapping.value_schema();
+        let new_fields: Vec<String> = record
+            .fields
+            .iter()
+            .filter(|f| values.field_with_name(&f.name).is_err())
+            .map(|f| f.name.clone())
+            .collect();
+        if new_fields.is_empty() {
+            return Ok(None);
+        }
+        let versions = wait(self.registry.versions(subject))?.len();
+        if versions <= self.mapping.versions() {
+            tracing::warn!(
+                schema_id = id,
+                subject = %subject,
+                fields = %new_fields.join(", "),
+                "writer schema has fields that no version of the subject defines: they are not stored"
+            );
+            return Ok(None);
+        }
+        Ok(Some(NewerSchema {
+            schema_id: id,
+            subject: subject.clone(),
+            versions,
+            new_fields,
+        }))
     }
 
     /// Accepts a new writer schema if the table's reader schema can read it (Avro resolution
@@ -236,6 +352,10 @@ impl WireDecoder {
         }
         let values: Vec<&[u8]> = framed.iter().map(|(_, v)| *v).collect();
         let outcome = self.decode(&values)?;
+        let newer = outcome.newer.map(|(index, newer)| (framed[index].0, newer));
+        if let Some((stop, _)) = &newer {
+            dead_letters.retain(|d| d.offset < *stop);
+        }
         for (i, reason) in outcome.failed {
             let kind = if outcome.unmappable.contains(&i) {
                 DeadLetterKind::UnmappableSchema
@@ -255,6 +375,7 @@ impl WireDecoder {
             records: outcome.records,
             offsets: outcome.decoded.iter().map(|i| framed[*i].0).collect(),
             dead_letters,
+            newer,
         })
     }
 
@@ -266,14 +387,19 @@ impl WireDecoder {
         let mut failed = Vec::new();
         let mut unmappable = Vec::new();
         let mut candidates = Vec::with_capacity(messages.len());
+        let mut newer = None;
         for (index, message) in messages.iter().enumerate() {
             match self.header(message)? {
-                Ok(_) => candidates.push(index),
-                Err((reason, schema)) => {
+                Frame::Known => candidates.push(index),
+                Frame::Bad(reason, schema) => {
                     if schema {
                         unmappable.push(index);
                     }
                     failed.push((index, reason));
+                }
+                Frame::Newer(schema) => {
+                    newer = Some((index, schema));
+                    break;
                 }
             }
         }
@@ -303,6 +429,7 @@ impl WireDecoder {
             decoded,
             failed,
             unmappable,
+            newer,
         })
     }
 
@@ -440,6 +567,68 @@ mod tests {
             frame(v1.id, &order(&v1.schema, 300, false)),
         ];
         (WireDecoder::new(mapping, registry), good)
+    }
+
+    #[test]
+    fn an_evolving_decoder_stops_at_the_first_record_of_a_version_the_table_does_not_know() {
+        // The table was mapped from v1; v2 has been registered since.
+        let registry = Arc::new(FileRegistry::from_schemas("orders-value", [V1, V2]).unwrap());
+        let versions = registry.subject_versions("orders-value").unwrap();
+        let (v1, v2) = (versions[0].clone(), versions[1].clone());
+        let mapping = Arc::new(TableMapping::from_history(&[V1]).unwrap());
+        let records = [
+            frame(v1.id, &order(&v1.schema, 1, false)),
+            vec![1, 2, 3],
+            frame(v2.id, &order(&v2.schema, 2, true)),
+            frame(v1.id, &order(&v1.schema, 3, false)),
+        ];
+        let input: Vec<(i64, Option<&[u8]>)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (10 + i as i64, Some(r.as_slice())))
+            .chain([(14, None)])
+            .collect();
+        let mut decoder =
+            WireDecoder::new(mapping.clone(), registry.clone()).evolving("orders-value");
+        let out = decoder.decode_records(&input, None).unwrap();
+        assert_eq!(
+            out.offsets,
+            [10],
+            "only the record before the v2 one is decoded"
+        );
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        assert_eq!(out.dead_letters[0].offset, 11);
+        let (at, newer) = out.newer.expect("stops at the v2 record");
+        assert_eq!(at, 12);
+        assert_eq!(newer.schema_id, v2.id);
+        assert_eq!(newer.versions, 2);
+        assert_eq!(newer.new_fields, ["coupon_code", "tip_cents"]);
+        assert!(
+            newer.to_string().contains("coupon_code, tip_cents"),
+            "{newer}"
+        );
+
+        // Without `evolving`, the v2 record is read as v1 (its new fields dropped): the old
+        // behaviour, kept for sources that cannot restart.
+        let mut plain = WireDecoder::new(mapping.clone(), registry);
+        let out = plain.decode_records(&input, None).unwrap();
+        assert_eq!(out.offsets, [10, 12, 13]);
+        assert!(out.newer.is_none());
+
+        // A writer from outside the subject's history never asks for evolution (it would ask
+        // for ever): the subject has no newer version.
+        let only_v1 = Arc::new(FileRegistry::from_schemas("orders-value", [V1]).unwrap());
+        let mut others = FileRegistry::from_schemas("other-value", [V2]).unwrap();
+        others
+            .insert_subject(
+                "orders-value".into(),
+                only_v1.subject_versions("orders-value").unwrap(),
+            )
+            .unwrap();
+        let mut decoder = WireDecoder::new(mapping, Arc::new(others)).evolving("orders-value");
+        let out = decoder.decode_records(&input, None).unwrap();
+        assert_eq!(out.offsets, [10, 12, 13]);
+        assert!(out.newer.is_none());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
-use kappa_schema::WireDecoder;
+use kappa_schema::{NewerSchema, WireDecoder};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
@@ -39,6 +39,14 @@ pub(crate) enum Polled {
     },
     /// Nothing arrived for a while.
     Idle,
+    /// A record of the assignment `epoch` was written with a newer version of the subject than
+    /// the table knows; the batches sent before end just before it, and nothing more is sent.
+    SchemaChanged {
+        /// Assignment epoch.
+        epoch: u64,
+        /// Which schema, which fields are new.
+        reason: String,
+    },
     /// The assignment changed. For a new assignment `reply` waits for the start offsets of
     /// `partitions`; the partitions are assigned once it is answered.
     Reassigned {
@@ -240,6 +248,9 @@ impl Poller {
         let mut last_idle = Instant::now();
         let mut last_warning: BTreeMap<String, Instant> = BTreeMap::new();
         let mut last_commit = None;
+        // Set once a newer schema was met: messages are no longer decoded (the pipeline commits
+        // what came before and starts again with a new mapping); polling goes on for rebalances.
+        let mut halted = false;
         while !self.context().stop.load(Ordering::Acquire) {
             for command in self.commands.try_iter() {
                 let Command::CommitGroupOffsets(offsets) = command;
@@ -281,9 +292,10 @@ impl Poller {
                 // Messages of the previous assignment: the pipeline drops them anyway.
                 pending.clear();
                 epoch = now;
+                halted = false;
             }
             let idle = message.is_none();
-            if let Some(raw) = message {
+            if let Some(raw) = message.filter(|_| !halted) {
                 if pending.is_empty() {
                     pending_since = Instant::now();
                 }
@@ -294,8 +306,8 @@ impl Poller {
                     || idle
                     || pending_since.elapsed() >= self.linger);
             if due {
-                let batches = match self.decode(std::mem::take(&mut pending)) {
-                    Ok(batches) => batches,
+                let (batches, newer) = match self.decode(std::mem::take(&mut pending)) {
+                    Ok(decoded) => decoded,
                     Err(e) => {
                         let _ = self.context().events.blocking_send(Polled::Failed(e));
                         break;
@@ -308,6 +320,13 @@ impl Poller {
                     .is_err()
                 {
                     break;
+                }
+                if let Some(reason) = newer {
+                    halted = true;
+                    let changed = Polled::SchemaChanged { epoch, reason };
+                    if self.context().events.blocking_send(changed).is_err() {
+                        break;
+                    }
                 }
             } else if idle && last_idle.elapsed() >= IDLE_EVERY {
                 last_idle = Instant::now();
@@ -350,8 +369,12 @@ impl Poller {
         }
     }
 
-    /// Decodes polled messages into one batch per partition.
-    fn decode(&mut self, raw: Vec<Raw>) -> Result<Vec<SourceBatch>, KafkaSourceError> {
+    /// Decodes polled messages into one batch per partition; each ends before the partition's
+    /// first record of a newer schema version, if any (and then says which).
+    fn decode(
+        &mut self,
+        raw: Vec<Raw>,
+    ) -> Result<(Vec<SourceBatch>, Option<String>), KafkaSourceError> {
         let topic = self.context().topic.clone();
         let mut by_partition: BTreeMap<i32, Vec<Raw>> = BTreeMap::new();
         for message in raw {
@@ -361,10 +384,15 @@ impl Poller {
                 .push(message);
         }
         let mut batches = Vec::with_capacity(by_partition.len());
+        let mut newer = None;
         for (partition, messages) in by_partition {
-            batches.push(self.decode_partition(&topic, partition, &messages)?);
+            let (batch, changed) = self.decode_partition(&topic, partition, &messages)?;
+            batches.push(batch);
+            if let Some((offset, schema)) = changed {
+                newer.get_or_insert(format!("{topic}-{partition}@{offset}: {schema}"));
+            }
         }
-        Ok(batches)
+        Ok((batches, newer))
     }
 
     fn decode_partition(
@@ -372,7 +400,7 @@ impl Poller {
         topic: &str,
         partition: i32,
         messages: &[Raw],
-    ) -> Result<SourceBatch, KafkaSourceError> {
+    ) -> Result<(SourceBatch, Option<(i64, NewerSchema)>), KafkaSourceError> {
         let records: Vec<(i64, Option<&[u8]>)> = messages
             .iter()
             .map(|m| (m.offset, m.value.as_deref()))
@@ -386,14 +414,21 @@ impl Poller {
                 source: Box::new(source),
             })?;
         let first = messages.first().map_or(0, |m| m.offset);
-        let last = messages.last().map_or(-1, |m| m.offset);
-        Ok(SourceBatch {
+        let (end, records_in) = match &decoded.newer {
+            Some((stop, _)) => (*stop, messages.iter().filter(|m| m.offset < *stop).count()),
+            None => (
+                messages.last().map_or(first, |m| m.offset + 1),
+                messages.len(),
+            ),
+        };
+        let batch = SourceBatch {
             partition: TopicPartition::new(topic, partition),
-            range: OffsetRange::new(first, last + 1),
+            range: OffsetRange::new(first, end),
             offsets: decoded.offsets,
             records: decoded.records,
             dead_letters: decoded.dead_letters,
-            records_in: messages.len() as u64,
-        })
+            records_in: records_in as u64,
+        };
+        Ok((batch, decoded.newer))
     }
 }

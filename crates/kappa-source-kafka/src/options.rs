@@ -25,6 +25,10 @@ pub struct KafkaOptions {
     pub max_batch: usize,
     /// How long the first message of a batch waits for more before the batch is handed on.
     pub linger: Duration,
+    /// The schema subject (`[schema] subject`) whose newer versions, met while running, end the
+    /// run so that the table evolves first ([`kappa_schema::WireDecoder::evolving`]); `None`
+    /// decodes such records against the table's schema (their new fields are dropped).
+    pub evolve_subject: Option<String>,
 }
 
 impl KafkaOptions {
@@ -39,6 +43,7 @@ impl KafkaOptions {
             properties: kafka.properties.clone(),
             max_batch: 50_000,
             linger: Duration::from_millis(100),
+            evolve_subject: None,
         }
     }
 

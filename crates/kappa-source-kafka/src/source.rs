@@ -38,6 +38,8 @@ pub struct KafkaSource {
     ready: VecDeque<SourceBatch>,
     /// Last group offsets sent, to skip repeats.
     committed: Option<Vec<(i32, i64)>>,
+    /// A newer schema met by the consumer thread: reported once the batches before it are out.
+    schema_change: Option<String>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -92,9 +94,13 @@ impl KafkaSource {
                 source: Box::new(source),
             })?;
         let (commands, command_rx) = std::sync::mpsc::channel();
+        let decoder = match &options.evolve_subject {
+            Some(subject) => WireDecoder::new(mapping, registry).evolving(subject.clone()),
+            None => WireDecoder::new(mapping, registry),
+        };
         let poller = Poller {
             consumer: Arc::new(consumer),
-            decoder: WireDecoder::new(mapping, registry),
+            decoder,
             commands: command_rx,
             max_batch: options.max_batch.max(1),
             linger: options.linger,
@@ -119,6 +125,7 @@ impl KafkaSource {
             next: Default::default(),
             ready: VecDeque::new(),
             committed: None,
+            schema_change: None,
         })
     }
 
@@ -194,6 +201,9 @@ impl Source for KafkaSource {
             if let Some(batch) = self.ready.pop_front() {
                 return Ok(SourceEvent::Batch(batch));
             }
+            if let Some(reason) = self.schema_change.take() {
+                return Ok(SourceEvent::SchemaChanged(reason));
+            }
             // The only await point: cancelling here loses nothing.
             let Some(polled) = self.rx.recv().await else {
                 return Err(KafkaSourceError::Stopped {
@@ -218,6 +228,11 @@ impl Source for KafkaSource {
                     }
                 }
                 Polled::Idle => return Ok(SourceEvent::Idle),
+                Polled::SchemaChanged { epoch, reason } => {
+                    if epoch == self.epoch && self.awaiting_starts.is_none() {
+                        self.schema_change = Some(reason);
+                    }
+                }
                 Polled::Reassigned {
                     epoch,
                     partitions,

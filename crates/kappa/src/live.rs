@@ -1,5 +1,7 @@
 //! `kappa run`: config → Kafka source + orders logic + committers, until SIGTERM.
 
+use std::time::Instant;
+
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_logic::{LogicKind, OrdersLogic};
@@ -39,6 +41,11 @@ async fn shutdown_signal() {
 }
 
 /// `kappa run`.
+///
+/// Runs the pipeline until SIGTERM/SIGINT. When the source meets records of a version of the
+/// subject newer than the table's mapping (registered while running), the run commits what came
+/// before and returns; the table is then evolved from the subject's new history and the pipeline
+/// starts again from the table's position, in the same process.
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let config = args.load()?;
     let kafka = config.kafka().map_err(Failure::config)?;
@@ -52,29 +59,56 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         })?;
     let registry = registry(&config, Some(&args.config))?;
-    let mapping = mapping(&config, registry.as_ref()).await?;
-    let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
-        .await
-        .map_err(fail)?;
-    let source = KafkaSource::connect(KafkaOptions::from_config(kafka), mapping, registry)
-        .await
-        .map_err(fail)?;
-    let summary = match logic {
-        LogicKind::Orders => {
-            run_live(
-                pipeline,
-                source,
-                OrdersLogic::new(config.raw.dedup.window),
-                shutdown_signal(),
-            )
+    // One signal for every run of the loop below.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let started = Instant::now();
+    let mut total = RunSummary::default();
+    loop {
+        let mapping = mapping(&config, registry.as_ref()).await?;
+        let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
             .await
+            .map_err(fail)?;
+        let mut options = KafkaOptions::from_config(kafka);
+        options.evolve_subject = Some(config.subject.clone());
+        let source = KafkaSource::connect(options, mapping, registry.clone())
+            .await
+            .map_err(fail)?;
+        let mut stop = stop_rx.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let summary = match logic {
+            LogicKind::Orders => {
+                run_live(
+                    pipeline,
+                    source,
+                    OrdersLogic::new(config.raw.dedup.window),
+                    stopped,
+                )
+                .await
+            }
+        }
+        .map_err(fail)?;
+        total.absorb(&summary);
+        total.positions = summary.positions;
+        total.snapshot_id = summary.snapshot_id;
+        match summary.schema_change {
+            Some(reason) if !*stop_rx.borrow() => {
+                total.schema_changes += 1;
+                info!(%reason, subject = %config.subject, "evolving the table to the subject's newest version, then continuing from the table's position");
+            }
+            _ => break,
         }
     }
-    .map_err(fail)?;
+    total.elapsed = started.elapsed();
     if args.json {
-        output::line(&summary_json(&summary).to_string());
+        output::line(&summary_json(&total).to_string());
     } else {
-        print_summary(&config, &summary);
+        print_summary(&config, &total);
     }
     Ok(())
 }
@@ -90,6 +124,8 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "rejected": s.rejected,
         "dead_lettered": s.dead_lettered(),
         "late": s.late,
+        "late_rows_written": s.late_rows_written,
+        "late_commits": s.late_commits,
         "dlq_rows_written": s.dlq_rows_written,
         "warm_up_records": s.warm_up_records,
         "commits": s.commits,
@@ -97,6 +133,7 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "already_committed": s.already_committed,
         "conflict_retries": s.conflict_retries,
         "rewinds": s.rewinds,
+        "schema_changes": s.schema_changes,
         "data_files": s.data_files,
         "bytes_written": s.bytes_written,
         "snapshot_id": s.snapshot_id,
@@ -105,6 +142,19 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "elapsed_seconds": s.elapsed.as_secs_f64(),
         "events_per_second": s.events_per_second(),
     })
+}
+
+/// `N late (appended)`, or `N late (M to the late table)` when late rows are routed there.
+pub fn late_line(s: &RunSummary) -> String {
+    if s.late_commits > 0 || s.late_rows_written > 0 {
+        format!(
+            "{} late ({} to the late table)",
+            output::count(s.late),
+            output::count(s.late_rows_written)
+        )
+    } else {
+        format!("{} late (appended)", output::count(s.late))
+    }
 }
 
 fn print_summary(config: &PipelineConfig, s: &RunSummary) {
@@ -117,14 +167,14 @@ fn print_summary(config: &PipelineConfig, s: &RunSummary) {
         config.table
     ));
     output::line(&format!(
-        "  written {} rows, {} duplicates dropped, {} dead-lettered ({} undecodable, {} unmappable schema, {} rejected), {} late (appended)",
+        "  written {} rows, {} duplicates dropped, {} dead-lettered ({} undecodable, {} unmappable schema, {} rejected), {}",
         c(s.rows_written),
         c(s.duplicates),
         c(s.dead_lettered()),
         c(s.undecodable),
         c(s.unmappable),
         c(s.rejected),
-        c(s.late)
+        late_line(s)
     ));
     output::line(&format!(
         "  completeness {}; {} commits ({} to the dead-letter table), {} re-reads after rebalances or concurrent writers",
@@ -143,4 +193,10 @@ fn print_summary(config: &PipelineConfig, s: &RunSummary) {
         .map(|(tp, next)| format!("{tp}@{next}"))
         .collect();
     output::line(&format!("  committed up to {}", positions.join(" ")));
+    if s.schema_changes > 0 {
+        output::line(&format!(
+            "  the table evolved {} time(s) to newer schema versions met while running",
+            s.schema_changes
+        ));
+    }
 }

@@ -12,7 +12,7 @@ use kappa_iceberg::{CatalogConfig, PartitionField};
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{
-    ConfluentRegistry, FileRegistry, RegistryOptions, SchemaRegistry, TableMapping,
+    ConfluentRegistry, DirectoryRegistry, RegistryOptions, SchemaRegistry, TableMapping,
 };
 use kappa_source_replay::{
     ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, S3Options, TimeWindow, open_store,
@@ -47,7 +47,7 @@ pub fn registry(
             {
                 path = base.join(dir);
             }
-            FileRegistry::load(&path)
+            DirectoryRegistry::open(&path)
                 .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
                 .map_err(|e| usage(format!("[schema] dir: {e}")))
         }
@@ -179,6 +179,10 @@ pub fn pipeline_spec(
         dedup_window: raw.dedup.window,
         event_time_column: raw.event_time.column.clone(),
         allowed_lateness: raw.event_time.allowed_lateness,
+        late_table: match config.late_policy {
+            kappa_config::LatePolicy::Append => None,
+            kappa_config::LatePolicy::LateTable => Some(config.late_table.clone()),
+        },
         mapping,
     })
 }

@@ -9,7 +9,7 @@ use iceberg::spec::DataFile;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, TableIdent};
-use kappa_core::{OffsetRange, TopicPartition};
+use kappa_core::{EventTimes, OffsetRange, TopicPartition};
 use tracing::{debug, info, instrument, warn};
 
 use super::pinned::{PinnedCatalog, UpdateFailure};
@@ -34,6 +34,8 @@ pub struct PendingCommit {
     pub watermark: Option<i64>,
     /// Newest event time in this input or before (µs).
     pub max_event_time: Option<i64>,
+    /// Newest event time per partition of this input; merged with the base's and stored whole.
+    pub event_times: EventTimes,
     /// Counters written to the snapshot summary (`kappa.records-in`, ...).
     pub counters: Vec<(&'static str, u64)>,
 }
@@ -220,6 +222,11 @@ impl Committer {
             }
             if let Some(m) = newest {
                 props.insert(summary::MAX_EVENT_TIME.to_string(), m.to_string());
+            }
+            let mut event_times = self.state.event_times.clone();
+            event_times.merge(&pending.event_times);
+            if !event_times.is_empty() {
+                props.insert(summary::EVENT_TIMES.to_string(), event_times.to_json());
             }
             for (key, value) in &pending.counters {
                 props.insert((*key).to_string(), value.to_string());

@@ -1,0 +1,238 @@
+//! The commit stage: each flush goes to the dead-letter table, then the late table (when late
+//! rows are routed there), then the main table, in that order.
+//!
+//! ```text
+//!  flush ─► DLQ table ─► late table ─► main table (offsets, event times, counters)
+//!           (own offsets: may run ahead of the main table after a crash; rows below its own
+//!            position are not written again)
+//! ```
+//!
+//! Only the main table's position says what is done: after a crash between two of these commits
+//! the input is read again from the main table's position, and the side tables skip what they
+//! already hold.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use iceberg::spec::DataFile;
+use kappa_core::{OFFSET_COLUMN, OffsetRange, SourcePosition, TopicPartition};
+use kappa_iceberg::{CommitOutcome, Committer, PendingCommit, summary};
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::buffer::Buffer;
+use crate::dlq::dlq_batch;
+use crate::error::RuntimeError;
+use crate::run::Flushed;
+use crate::stats::RunSummary;
+
+/// The committers of the main, the dead-letter and (when late rows are routed) the late table.
+pub(crate) struct Tables {
+    pub main: Committer,
+    pub dlq: Committer,
+    pub late: Option<Committer>,
+}
+
+/// Commits flushes in order: the dead-letter table first, then the main table. Hands the
+/// committers back with the session's counters, whatever happened.
+pub(crate) async fn commit_loop(
+    mut rx: mpsc::Receiver<Flushed>,
+    mut tables: Tables,
+    pipeline: String,
+    lateness_micros: i64,
+    committed: watch::Sender<SourcePosition>,
+) -> (Tables, RunSummary, Result<(), RuntimeError>) {
+    let mut summary = RunSummary::default();
+    let mut result = Ok(());
+    while let Some((buffer, files)) = rx.recv().await {
+        result = commit_flush(
+            &mut tables,
+            buffer,
+            files,
+            &pipeline,
+            lateness_micros,
+            &mut summary,
+        )
+        .await;
+        if result.is_err() {
+            break;
+        }
+        committed.send_replace(tables.main.state().position.clone());
+    }
+    (tables, summary, result)
+}
+
+async fn commit_flush(
+    tables: &mut Tables,
+    mut buffer: Buffer,
+    files: Vec<DataFile>,
+    pipeline: &str,
+    lateness_micros: i64,
+    summary: &mut RunSummary,
+) -> Result<(), RuntimeError> {
+    kappa_core::crash_point("runtime::before-commit");
+    commit_dead_letters(&mut tables.dlq, &buffer, pipeline, summary).await?;
+    kappa_core::crash_point("runtime::between-commits");
+    if let Some(late) = tables.late.as_mut() {
+        commit_late_rows(late, &buffer, summary).await?;
+    }
+    let counters = vec![
+        (summary::RECORDS_IN, buffer.records_in),
+        (summary::DUPLICATES, buffer.duplicates),
+        (summary::DEAD_LETTERED, buffer.dead_lettered()),
+        (summary::LATE, buffer.late),
+    ];
+    let counted = RunSummary {
+        records_in: buffer.records_in,
+        duplicates: buffer.duplicates,
+        undecodable: buffer.undecodable,
+        unmappable: buffer.unmappable,
+        rejected: buffer.rejected,
+        late: buffer.late,
+        ..RunSummary::default()
+    };
+    let pending = PendingCommit {
+        input: std::mem::take(&mut buffer.input),
+        watermark: buffer.max_event_time.map(|m| m - lateness_micros),
+        max_event_time: buffer.max_event_time,
+        event_times: std::mem::take(&mut buffer.event_times),
+        batches: Vec::new(),
+        files,
+        counters,
+    };
+    match tables.main.commit(pending).await? {
+        CommitOutcome::Committed {
+            rows,
+            data_files,
+            bytes,
+            attempts,
+            ..
+        } => {
+            // Input counts only once its commit holds it: the completeness equation stays exact
+            // when a stale session's flushes are dropped.
+            summary.absorb(&counted);
+            summary.commits += 1;
+            summary.rows_written += rows;
+            summary.data_files += data_files as u64;
+            summary.bytes_written += bytes;
+            summary.conflict_retries += u64::from(attempts.saturating_sub(1));
+        }
+        CommitOutcome::AlreadyCommitted => summary.already_committed += 1,
+    }
+    Ok(())
+}
+
+/// Commits to a side table (dead letters, late rows) the rows of a flush it does not hold yet;
+/// `rows(tp, from)` gives the flush's rows of `tp` at offsets `from` and later. Returns the rows
+/// committed, or `None` when there was nothing to commit.
+///
+/// A side table keeps its own offsets. It may be ahead of the main table (a crash between the
+/// two commits: rows below its position are already there) or behind it (flushes without rows
+/// for it do not commit to it): its input range starts at its own position either way.
+async fn commit_side_rows(
+    side: &mut Committer,
+    input: &BTreeMap<TopicPartition, OffsetRange>,
+    mut rows: impl FnMut(&TopicPartition, i64) -> Result<Vec<RecordBatch>, RuntimeError>,
+) -> Result<Option<u64>, RuntimeError> {
+    let mut side_input = BTreeMap::new();
+    let mut batches = Vec::new();
+    for (tp, range) in input {
+        let held = side.state().position.next_offset(tp);
+        let start = held.unwrap_or(range.start);
+        if start >= range.end && held.is_some() {
+            continue;
+        }
+        side_input.insert(tp.clone(), OffsetRange::new(start, range.end));
+        batches.extend(rows(tp, start)?.into_iter().filter(|b| b.num_rows() > 0));
+    }
+    if batches.is_empty() {
+        return Ok(None);
+    }
+    let count: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let pending = PendingCommit {
+        input: side_input,
+        batches,
+        counters: vec![(summary::ROWS, count)],
+        ..PendingCommit::default()
+    };
+    match side.commit(pending).await? {
+        CommitOutcome::Committed { rows, .. } => Ok(Some(rows)),
+        CommitOutcome::AlreadyCommitted => {
+            debug!(table = side.name(), "side-table rows already committed");
+            Ok(None)
+        }
+    }
+}
+
+/// Commits the buffer's dead letters that the DLQ table does not hold yet.
+async fn commit_dead_letters(
+    dlq: &mut Committer,
+    buffer: &Buffer,
+    pipeline: &str,
+    summary: &mut RunSummary,
+) -> Result<(), RuntimeError> {
+    let committed = commit_side_rows(dlq, &buffer.input, |tp, from| {
+        let letters: Vec<_> = buffer
+            .dead
+            .get(tp)
+            .map(|all| all.iter().filter(|l| l.offset >= from).cloned().collect())
+            .unwrap_or_default();
+        if letters.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![dlq_batch(pipeline, tp, &letters)?])
+    })
+    .await?;
+    if let Some(rows) = committed {
+        summary.dlq_commits += 1;
+        summary.dlq_rows_written += rows;
+    }
+    Ok(())
+}
+
+/// Commits the buffer's late rows that the late table does not hold yet.
+async fn commit_late_rows(
+    late: &mut Committer,
+    buffer: &Buffer,
+    summary: &mut RunSummary,
+) -> Result<(), RuntimeError> {
+    let committed = commit_side_rows(late, &buffer.input, |tp, from| {
+        buffer
+            .late_rows
+            .get(tp)
+            .into_iter()
+            .flatten()
+            .map(|rows| rows_from(rows, from))
+            .collect()
+    })
+    .await?;
+    if let Some(rows) = committed {
+        summary.late_commits += 1;
+        summary.late_rows_written += rows;
+    }
+    Ok(())
+}
+
+/// The table rows of `rows` at Kafka offsets `from` and later.
+fn rows_from(rows: &RecordBatch, from: i64) -> Result<RecordBatch, RuntimeError> {
+    let offsets = rows
+        .column_by_name(OFFSET_COLUMN)
+        .and_then(|c| c.as_primitive_opt::<arrow_array::types::Int64Type>())
+        .ok_or_else(|| {
+            RuntimeError::Invariant(format!(
+                "late rows without an Int64 {} column",
+                OFFSET_COLUMN
+            ))
+        })?;
+    if offsets.iter().all(|o| o.is_some_and(|o| o >= from)) {
+        return Ok(rows.clone());
+    }
+    let mask: arrow_array::BooleanArray = offsets
+        .iter()
+        .map(|o| Some(o.is_some_and(|o| o >= from)))
+        .collect();
+    arrow_select::filter::filter_record_batch(rows, &mask).map_err(|e| {
+        RuntimeError::Invariant(format!("selecting late rows from offset {from}: {e}"))
+    })
+}
