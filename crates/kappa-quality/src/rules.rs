@@ -429,24 +429,26 @@ pub fn apply_rules(
             message: format!("{} offsets for {rows} rows", batch.offsets.len()),
         });
     }
-    // Every rule first: an error leaves nothing half-done.
-    let mut reasons: Vec<Vec<String>> = vec![Vec::new(); rows];
+    // Every rule first: an error leaves nothing half-done. Failures are sparse: keyed by row.
+    let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for rule in rules {
         let failed = failures(rule, &batch.records, &name)?;
-        counts.failed.insert(rule.name.clone(), failed.len() as u64);
+        *counts.failed.entry(rule.name.clone()).or_default() += failed.len() as u64;
         for (row, why) in failed {
-            if let Some(slot) = reasons.get_mut(row) {
-                slot.push(format!("rule {}: {why}", rule.name));
-            }
+            reasons
+                .entry(row)
+                .or_default()
+                .push(format!("rule {}: {why}", rule.name));
         }
     }
-    let keep: Vec<bool> = reasons.iter().map(Vec::is_empty).collect();
-    if keep.iter().all(|k| *k) {
+    if reasons.is_empty() {
         return Ok((batch, counts));
     }
-    let mask = BooleanArray::from(keep.clone());
+    let keep: BooleanArray = (0..rows)
+        .map(|row| Some(!reasons.contains_key(&row)))
+        .collect();
     let records =
-        arrow_select::filter::filter_record_batch(&batch.records, &mask).map_err(|e| {
+        arrow_select::filter::filter_record_batch(&batch.records, &keep).map_err(|e| {
             QualityError::Arrow {
                 batch: name.clone(),
                 operation: "filtering rows that failed a rule",
@@ -454,21 +456,24 @@ pub fn apply_rules(
             }
         })?;
     let mut batch = batch;
-    let mut violations = Vec::new();
-    let mut offsets = Vec::with_capacity(records.num_rows());
-    for ((offset, keep), why) in batch.offsets.iter().zip(&keep).zip(reasons) {
-        if *keep {
-            offsets.push(*offset);
-        } else {
-            violations.push(DeadLetter {
+    let violations: Vec<DeadLetter> = reasons
+        .into_iter()
+        .filter_map(|(row, why)| {
+            batch.offsets.get(row).map(|offset| DeadLetter {
                 offset: *offset,
                 raw: Bytes::new(),
                 object_key: None,
                 kind: DeadLetterKind::RuleViolation,
                 message: why.join("; "),
-            });
-        }
-    }
+            })
+        })
+        .collect();
+    let offsets: Vec<i64> = batch
+        .offsets
+        .iter()
+        .zip(keep.values().iter())
+        .filter_map(|(offset, keep)| keep.then_some(*offset))
+        .collect();
     counts.dead_lettered = violations.len() as u64;
     batch.records = records;
     batch.offsets = offsets;
