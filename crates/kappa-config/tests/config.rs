@@ -669,3 +669,19 @@ fn bad_quality_values_name_the_key() {
         assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
     }
 }
+
+#[test]
+fn rules_cannot_come_from_env_and_the_error_says_where() {
+    let err = load_str(
+        MINIMAL,
+        "p.toml",
+        env(&[("KAPPA__QUALITY__RULES", "currency")]),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("quality.rules"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "config: [quality] rules: invalid type: string \"currency\", expected a sequence"
+    );
+}
