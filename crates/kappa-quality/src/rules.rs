@@ -299,6 +299,7 @@ fn failures(
     let array = column(name, batch, records, col)?;
     let mut out = Vec::new();
     match &rule.check {
+        RuleCheck::Required if array.null_count() == 0 => {}
         RuleCheck::Required => {
             for row in 0..array.len() {
                 if array.is_null(row) {
