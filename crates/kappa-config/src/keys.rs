@@ -96,7 +96,44 @@ pub(crate) const SECTIONS: &[Section] = &[
         "event_time",
         Some(&["column", "allowed_lateness", "late_policy"]),
     ),
-    ("quality", Some(&[])),
+    (
+        "quality",
+        Some(&["enabled", "default_rules", "rules", "gates", "partition"]),
+    ),
+    // An array of tables: every entry is checked against these keys.
+    (
+        "quality.rules",
+        Some(&[
+            "name", "column", "required", "allowed", "min", "max", "pattern", "policy", "max_rate",
+        ]),
+    ),
+    (
+        "quality.gates",
+        Some(&["completeness", "null_rate", "uniqueness", "timeliness"]),
+    ),
+    ("quality.gates.completeness", Some(&["enabled", "policy"])),
+    (
+        "quality.gates.null_rate",
+        Some(&["enabled", "policy", "columns", "max_rate"]),
+    ),
+    (
+        "quality.gates.uniqueness",
+        Some(&["enabled", "policy", "column", "max_rate"]),
+    ),
+    (
+        "quality.gates.timeliness",
+        Some(&["enabled", "policy", "freshness_sla", "max_late_rate"]),
+    ),
+    (
+        "quality.partition",
+        Some(&[
+            "enabled",
+            "policy",
+            "lookback_days",
+            "min_history_days",
+            "band",
+        ]),
+    ),
     ("dlq", Some(&[])),
     ("metrics", Some(&["listen"])),
     ("replay", Some(&["parallelism", "batch_rows"])),
@@ -166,7 +203,15 @@ fn check_table(name: &str, value: &Value, file: &str) -> Result<(), ConfigError>
         }
         let path = join(name, key);
         if section(&path).is_some() {
-            check_table(&path, child, file)?;
+            match &child.kind {
+                // An array of tables (`[[quality.rules]]`): each entry has the section's keys.
+                ValueKind::Array(items) => {
+                    for item in items {
+                        check_table(&path, item, file)?;
+                    }
+                }
+                _ => check_table(&path, child, file)?,
+            }
         }
     }
     Ok(())
@@ -198,7 +243,12 @@ mod tests {
             // `# key = value` lines count: they set keys exclusive with one already set.
             for line in text.lines().map(str::trim) {
                 let line = line.strip_prefix("# ").unwrap_or(line);
-                if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                // `[[array.of.tables]]` names its section like `[table]`.
+                let header = line
+                    .strip_prefix("[[")
+                    .and_then(|l| l.strip_suffix("]]"))
+                    .or_else(|| line.strip_prefix('[').and_then(|l| l.strip_suffix(']')));
+                if let Some(name) = header {
                     section = name.to_string();
                     let mut prefix = String::new();
                     for part in name.split('.') {

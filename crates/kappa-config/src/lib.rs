@@ -18,6 +18,7 @@ mod error;
 mod keys;
 mod layer;
 mod partition;
+mod quality;
 mod raw;
 mod typed;
 mod validate;
@@ -26,9 +27,11 @@ pub use error::ConfigError;
 pub use layer::DEFAULTS;
 pub use partition::{PartitionSpec, PartitionTransform, parse_partition};
 pub use raw::{
-    ArchiveSection, CatalogSection, CommitSection, DedupSection, DlqSection, EventTimeSection,
-    KafkaProperties, KafkaSection, MetricsSection, PipelineSection, QualitySection, RawConfig,
-    ReplaySection, S3Section, SchemaSection, Secret, SourceSection, TableSection,
+    ArchiveSection, CatalogSection, CommitSection, CompletenessSection, DedupSection, DlqSection,
+    EventTimeSection, GatesSection, KafkaProperties, KafkaSection, MetricsSection, NullRateSection,
+    PartitionSection, PipelineSection, QualitySection, RawConfig, ReplaySection, RuleSection,
+    S3Section, SchemaSection, Secret, SourceSection, TableSection, TimelinessSection,
+    UniquenessSection,
 };
 pub use typed::{
     ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, SchemaSource,

@@ -57,7 +57,6 @@ pub struct RawConfig {
     /// `[event_time]`
     pub event_time: EventTimeSection,
     /// `[quality]`
-    #[serde(default)]
     pub quality: QualitySection,
     /// `[dlq]`
     #[serde(default)]
@@ -387,10 +386,161 @@ pub struct EventTimeSection {
     pub late_policy: String,
 }
 
-/// `[quality]`: reserved for the quality gates; no keys yet (any key is an error).
+/// `[quality]`: record rules and gates (validated into [`kappa_quality::QualityConfig`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySection {
+    /// `false`: no rule runs and no gate judges.
+    pub enabled: bool,
+    /// Start from the built-in record rules of `[pipeline] logic`'s contract.
+    pub default_rules: bool,
+    /// `[[quality.rules]]`: record rules, in order (file only: env and `--set` cannot index).
+    #[serde(default)]
+    pub rules: Vec<RuleSection>,
+    /// `[quality.gates.*]`
+    pub gates: GatesSection,
+    /// `[quality.partition]`
+    pub partition: PartitionSection,
+}
+
+/// One `[[quality.rules]]` entry: a column and exactly one check.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QualitySection {}
+pub struct RuleSection {
+    /// Rule name (default `<column>_<check>`); a default rule of the same name is replaced.
+    pub name: Option<String>,
+    /// Column checked. Required.
+    pub column: Option<String>,
+    /// `true`: the value must not be NULL.
+    pub required: Option<bool>,
+    /// The value (as text) must be one of these.
+    #[serde(default, deserialize_with = "optional_list_or_csv")]
+    pub allowed: Option<Vec<String>>,
+    /// Smallest allowed numeric value.
+    pub min: Option<f64>,
+    /// Largest allowed numeric value.
+    pub max: Option<f64>,
+    /// Regular expression the text value must match (searched: anchor with `^…$`).
+    pub pattern: Option<String>,
+    /// What a failure rate above `max_rate` does: `warn` (default), `quarantine`, `block`.
+    pub policy: Option<String>,
+    /// Share of a commit's rows that may fail the rule before its policy applies (default 0).
+    pub max_rate: Option<f64>,
+}
+
+/// `[quality.gates]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesSection {
+    /// `[quality.gates.completeness]`
+    pub completeness: CompletenessSection,
+    /// `[quality.gates.null_rate]`
+    pub null_rate: NullRateSection,
+    /// `[quality.gates.uniqueness]`
+    pub uniqueness: UniquenessSection,
+    /// `[quality.gates.timeliness]`
+    pub timeliness: TimelinessSection,
+}
+
+/// `[quality.gates.completeness]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompletenessSection {
+    /// Gate on or off.
+    pub enabled: bool,
+    /// `block`, `quarantine` or `warn`.
+    pub policy: String,
+}
+
+/// `[quality.gates.null_rate]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullRateSection {
+    /// Gate on or off.
+    pub enabled: bool,
+    /// `block`, `quarantine` or `warn`.
+    pub policy: String,
+    /// Critical columns; a list, or one comma-separated string (env).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub columns: Vec<String>,
+    /// Largest NULL share that passes (0.001 is 0.1%).
+    pub max_rate: f64,
+}
+
+/// `[quality.gates.uniqueness]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniquenessSection {
+    /// Gate on or off.
+    pub enabled: bool,
+    /// `block`, `quarantine` or `warn`.
+    pub policy: String,
+    /// Key column.
+    pub column: String,
+    /// Largest duplicate share within a commit that passes.
+    pub max_rate: f64,
+}
+
+/// `[quality.gates.timeliness]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelinessSection {
+    /// Gate on or off.
+    pub enabled: bool,
+    /// `block`, `quarantine` or `warn`.
+    pub policy: String,
+    /// Ingest time − event time beyond which a record is late.
+    #[serde(with = "humantime_serde")]
+    pub freshness_sla: Duration,
+    /// Largest share of late records that passes.
+    pub max_late_rate: f64,
+}
+
+/// `[quality.partition]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionSection {
+    /// Gate on or off.
+    pub enabled: bool,
+    /// `block`, `quarantine` or `warn`.
+    pub policy: String,
+    /// Days before a closed day whose median it is compared with.
+    pub lookback_days: u32,
+    /// Days of history needed before the gate judges.
+    pub min_history_days: u32,
+    /// `[lo, hi]`: allowed factor of the median; a list, or `"lo,hi"` (env).
+    #[serde(deserialize_with = "floats_or_csv")]
+    pub band: Vec<f64>,
+}
+
+/// A list of numbers, or a comma-separated string of them (env, `--set`).
+fn floats_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum FloatsOrCsv {
+        List(Vec<f64>),
+        Csv(String),
+    }
+    match FloatsOrCsv::deserialize(deserializer)? {
+        FloatsOrCsv::List(items) => Ok(items),
+        FloatsOrCsv::Csv(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<f64>()
+                    .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a number")))
+            })
+            .collect(),
+    }
+}
+
+/// [`list_or_csv`] for an optional key.
+fn optional_list_or_csv<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    list_or_csv(deserializer).map(Some)
+}
 
 /// `[dlq]`: reserved for dead-letter settings; no keys yet (any key is an error). Dead letters
 /// always go to the `[table] dlq_name` table: there is no switch that would lose them.

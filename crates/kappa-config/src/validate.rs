@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kappa_quality::QualityConfig;
 use url::Url;
 
 use crate::error::ConfigError;
@@ -52,6 +53,8 @@ pub struct PipelineConfig {
     pub commit_interval: Duration,
     /// `[metrics] listen`.
     pub metrics_listen: SocketAddr,
+    /// `[quality]`: record rules and gates, the contract's defaults filled in.
+    pub quality: QualityConfig,
 }
 
 impl PipelineConfig {
@@ -470,7 +473,9 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
                 ),
             )
         })?;
+    let quality = crate::quality::quality(&raw.quality, &logic, raw.event_time.column.trim())?;
     Ok(PipelineConfig {
+        quality,
         commit_interval: raw.commit.interval,
         name,
         logic,

@@ -8,6 +8,7 @@ use kappa_config::{
     ArchiveFormat, CatalogKind, ConfigError, PartitionTransform, SchemaSource, load_str,
     load_with_env,
 };
+use kappa_quality::{Policy, QualityConfig, RuleCheck};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
@@ -91,6 +92,11 @@ fn the_shared_contract_example_keeps_its_meaning() {
     assert_eq!(config.partition_by[0].column, "event_time");
     assert_eq!(config.commit_interval, Duration::from_secs(60));
     assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9464");
+    assert_eq!(
+        config.quality,
+        QualityConfig::orders("event_time").unwrap(),
+        "no [quality]: the orders contract's defaults"
+    );
 }
 
 #[test]
@@ -405,11 +411,23 @@ fn the_configuration_reference_documents_every_key() {
         config.source_archive.as_ref().unwrap().format,
         ArchiveFormat::Envelope
     );
-    // Every key set in full.toml (which sets every key) is in the reference with its env var.
+    // Every key set in full.toml (which sets every key) is in the reference with its env var;
+    // keys of an array of tables (`[[quality.rules]]`) with none: env cannot index arrays.
     let mut section = String::new();
+    let mut array = false;
     for line in full.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            section = name.to_string();
+            array = true;
+            assert!(
+                doc.contains(&format!("`[[{section}]]`")),
+                "array of tables [[{section}]] undocumented"
+            );
+            continue;
+        }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.to_string();
+            array = false;
             if section == "source.kafka.properties" {
                 continue;
             }
@@ -431,9 +449,249 @@ fn the_configuration_reference_documents_every_key() {
             doc.contains(&format!("`{key}`")),
             "[{section}] {key} undocumented"
         );
+        if array {
+            continue;
+        }
         assert!(
             doc.contains(&var),
             "[{section}] {key}: env {var} undocumented"
         );
     }
+}
+
+#[test]
+fn quality_defaults_are_the_orders_contracts() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.quality, QualityConfig::orders("event_time").unwrap());
+    // The timeliness gate reads [event_time] column.
+    let config = load(&format!(
+        "{MINIMAL}\n[event_time]\ncolumn = \"happened_at\"\n"
+    ))
+    .unwrap();
+    let gate = config.quality.timeliness.as_ref().unwrap();
+    assert_eq!(gate.event_time_column(), "happened_at");
+}
+
+#[test]
+fn quality_rules_replace_defaults_by_name_and_extend_them() {
+    let full =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/full.toml")).unwrap();
+    let q = load_str(&full, "full.toml", no_env(), &[]).unwrap().quality;
+    let names: Vec<&str> = q.rules.iter().map(|r| r.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "event_type_allowed",
+            "amount_cents_range",
+            "currency_pattern",
+            "restaurant_id_required",
+            "tip_cents_range"
+        ],
+        "a listed event_type_allowed replaces the default (same name); others append"
+    );
+    let currency = &q.rules[2];
+    assert_eq!(
+        (currency.policy(), currency.max_rate()),
+        (Policy::Quarantine, 0.05)
+    );
+    assert_eq!(
+        q.rules[4].check(),
+        &RuleCheck::Range {
+            min: Some(0.0),
+            max: Some(100_000.0)
+        }
+    );
+    assert_eq!(
+        q.null_rate.as_ref().unwrap().columns(),
+        ["user_id", "restaurant_id"]
+    );
+    assert_eq!(q.partition.as_ref().unwrap().min_history_days(), 5);
+    // Without the defaults, only the listed rules run.
+    let text = format!(
+        "{MINIMAL}\n[quality]\ndefault_rules = false\n[[quality.rules]]\ncolumn = \"user_id\"\nrequired = true\n"
+    );
+    let q = load(&text).unwrap().quality;
+    assert_eq!(q.rules.len(), 1);
+    assert_eq!(q.rules[0].name(), "user_id_required");
+    assert_eq!(q.rules[0].policy(), Policy::Warn);
+}
+
+#[test]
+fn quality_gates_turn_off_and_take_env_overrides() {
+    let text = format!(
+        "{MINIMAL}\n[quality.gates.uniqueness]\nenabled = false\n[quality.partition]\nenabled = false\n"
+    );
+    let q = load(&text).unwrap().quality;
+    assert!(q.uniqueness.is_none() && q.partition.is_none());
+    assert!(q.null_rate.is_some() && q.completeness.is_some());
+    let env = env(&[
+        ("KAPPA__QUALITY__GATES__NULL_RATE__MAX_RATE", "0.01"),
+        (
+            "KAPPA__QUALITY__GATES__NULL_RATE__COLUMNS",
+            "user_id, order_id",
+        ),
+        ("KAPPA__QUALITY__GATES__NULL_RATE__POLICY", "quarantine"),
+        ("KAPPA__QUALITY__PARTITION__BAND", "0.5,1.5"),
+        ("KAPPA__QUALITY__GATES__TIMELINESS__FRESHNESS_SLA", "1h"),
+        ("KAPPA__QUALITY__DEFAULT_RULES", "false"),
+    ]);
+    let q = load_str(MINIMAL, "p.toml", env, &[]).unwrap().quality;
+    let null_rate = q.null_rate.as_ref().unwrap();
+    assert_eq!(null_rate.max_rate(), 0.01);
+    assert_eq!(null_rate.columns(), ["user_id", "order_id"]);
+    assert_eq!(null_rate.policy(), Policy::Quarantine);
+    let band = q.partition.as_ref().unwrap().band();
+    assert_eq!((band.lo(), band.hi()), (0.5, 1.5));
+    assert_eq!(
+        q.timeliness.as_ref().unwrap().freshness_sla(),
+        Duration::from_secs(3600)
+    );
+    assert!(q.rules.is_empty());
+    let overrides = vec![("quality.enabled".to_string(), "false".to_string())];
+    let q = load_str(MINIMAL, "p.toml", no_env(), &overrides)
+        .unwrap()
+        .quality;
+    assert!(!q.enabled);
+}
+
+#[test]
+fn unknown_quality_keys_are_errors_naming_the_key() {
+    let cases = [
+        (
+            "[[quality.rules]]\ncolum = \"currency\"\n",
+            "config: unknown key \"colum\" in [quality.rules]; expected one of name, column, required, allowed, min, max, pattern, policy, max_rate (from p.toml)",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nrequired = true\n[[quality.rules]]\ncolumn = \"b\"\nrequird = true\n",
+            "config: unknown key \"requird\" in [quality.rules]",
+        ),
+        (
+            "[quality.gates.null_rate]\nmax = 0.1\n",
+            "config: unknown key \"max\" in [quality.gates.null_rate]; expected one of enabled, policy, columns, max_rate",
+        ),
+        (
+            "[quality.gates.freshness]\npolicy = \"warn\"\n",
+            "config: unknown key \"freshness\" in [quality.gates]",
+        ),
+        (
+            "[quality.partition]\nbands = [0.7, 1.3]\n",
+            "config: unknown key \"bands\" in [quality.partition]",
+        ),
+    ];
+    for (quality, expected) in cases {
+        let err = load(&format!("{MINIMAL}\n{quality}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(expected),
+            "expected {expected:?}, got {err:?}"
+        );
+    }
+    let err = load_str(
+        MINIMAL,
+        "p.toml",
+        env(&[("KAPPA__QUALITY__GATES__NULL_RATE__MAX_RAT", "0.1")]),
+        &[],
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("(from env KAPPA__QUALITY__GATES__NULL_RATE__MAX_RAT)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_quality_values_name_the_key() {
+    let cases = [
+        (
+            "[[quality.rules]]\ncolumn = \"currency\"\npattern = \"^[A-Z{3}$\"\n",
+            "config: [quality.rules] pattern: rule #1 (column \"currency\"): \"^[A-Z{3}$\" is not a valid regular expression",
+        ),
+        (
+            "[quality.partition]\nband = [1.3, 0.7]\n",
+            "config: [quality.partition] band: [1.3, 0.7]: the low factor is above the high one",
+        ),
+        (
+            "[quality.partition]\nband = [0.7]\n",
+            "config: [quality.partition] band: 1 numbers; expected two",
+        ),
+        (
+            "[quality.partition]\nmin_history_days = 9\n",
+            "config: [quality.partition] min_history_days: 9: must be between 1 and lookback_days (7)",
+        ),
+        (
+            "[quality.gates.null_rate]\npolicy = \"stop\"\n",
+            "config: [quality.gates.null_rate] policy: unknown policy \"stop\"; expected block|quarantine|warn",
+        ),
+        (
+            "[quality.gates.null_rate]\nmax_rate = 15\n",
+            "config: [quality.gates.null_rate] max_rate: 15 is not a share between 0 and 1",
+        ),
+        (
+            "[quality.gates.timeliness]\nfreshness_sla = \"0s\"\n",
+            "config: [quality.gates.timeliness] freshness_sla: must be greater than 0",
+        ),
+        (
+            "[quality.gates.timeliness]\nfreshness_sla = \"soon\"\n",
+            "config: [quality.gates.timeliness] freshness_sla:",
+        ),
+        (
+            "[[quality.rules]]\nname = \"r\"\ncolumn = \"a\"\npolicy = \"halt\"\nrequired = true\n",
+            "config: [quality.rules] policy: rule #1 (\"r\"): unknown policy \"halt\"",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nmin = 5\nmax = 1\n",
+            "config: [quality.rules] max: rule #1 (column \"a\"): 1 is below min 5",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nrequired = true\npattern = \"x\"\n",
+            "config: [quality.rules] pattern: rule #1 (column \"a\"): sets required and pattern; one check per [[quality.rules]] entry",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\n",
+            "config: [quality.rules] column: rule #1 (column \"a\"): no check",
+        ),
+        (
+            "[[quality.rules]]\nrequired = true\n",
+            "config: [quality.rules] column: rule #1: missing",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nrequired = true\n[[quality.rules]]\ncolumn = \"a\"\nrequired = true\n",
+            "config: [quality.rules] name: rule #2: \"a_required\" is the name of an earlier rule",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nallowed = []\n",
+            "config: [quality.rules] allowed: rule #1 (column \"a\"): must list at least one value",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"a\"\nrequired = true\nmax_rate = 2.0\n",
+            "config: [quality.rules] max_rate: rule #1 (column \"a\"): 2 is not a share",
+        ),
+    ];
+    for (quality, expected) in cases {
+        let err = load(&format!("{MINIMAL}\n{quality}")).unwrap_err();
+        assert!(
+            err.to_string().starts_with(expected),
+            "expected {expected:?}, got {:?}",
+            err.to_string()
+        );
+        assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+    }
+}
+
+#[test]
+fn rules_cannot_come_from_env_and_the_error_says_where() {
+    let err = load_str(
+        MINIMAL,
+        "p.toml",
+        env(&[("KAPPA__QUALITY__RULES", "currency")]),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("quality.rules"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "config: [quality] rules: invalid type: string \"currency\", expected a sequence"
+    );
 }

@@ -1,0 +1,135 @@
+//! `kappa-quality`: data-quality checks as pure functions over Arrow, independent of sources and
+//! sinks.
+//!
+//! In the data flow it runs after the logic and decides what the committer does:
+//!
+//! ```text
+//! source ─► decode ─► logic ─► [ record rules ] ─► writer ─► [ commit gates ] ─► committer
+//!                                  │ failing rows          (profile per batch)     │ Commit │
+//!                                  ▼                                               │ Quarantine
+//!                              dead letters                                        │ Block
+//!                                                     a day closes ─► [ partition gate ]
+//! ```
+//!
+//! - **Record rules** ([`Quality::apply_rules`]): `required`, `allowed`, `min`/`max`, `pattern`
+//!   per column. A failing row becomes a [`kappa_core::DeadLetterKind::RuleViolation`] dead
+//!   letter; nothing is lost, nothing blocks.
+//! - **Commit gates** ([`Quality::evaluate_commit`]) over what one commit is about to write:
+//!   completeness, null rate of critical columns, key uniqueness, timeliness against the
+//!   freshness SLA, and each rule's failure rate. Inputs are plain: [`CommitCounts`] and a
+//!   [`CommitProfile`] filled batch by batch, with the ingest time passed in (no clock here).
+//! - **Partition gate** ([`Quality::evaluate_day`]) when a day closes ([`day_closed`]): its row
+//!   count against the median of the previous days, from a map day → rows.
+//!
+//! Every check returns a [`Verdict`] — `(passed, value, threshold)`, name, [`Scope`], [`Policy`]
+//! — and a [`QualityReport`] of verdicts answers the [`Outcome`] (commit, quarantine, block) and
+//! serialises for the snapshot summary under [`SUMMARY_KEY`]. The configuration
+//! ([`QualityConfig`]) is validated by construction; [`QualityConfig::orders`] holds the defaults
+//! for the `orders` contract.
+
+mod config;
+mod day;
+mod error;
+mod gates;
+mod profile;
+mod rules;
+mod verdict;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use arrow_array::RecordBatch;
+use kappa_core::SourceBatch;
+
+pub use config::{
+    Band, CompletenessGate, NullRateGate, ORDERS_EVENT_TYPES, PartitionGate, QualityConfig,
+    TimelinessGate, UniquenessGate, default_rules,
+};
+pub use day::{Day, day_closed, days_closed_between};
+pub use error::QualityError;
+pub use gates::CommitCounts;
+pub use profile::CommitProfile;
+pub use rules::{Pattern, RecordRule, RuleCheck, RuleCounts, apply_rules};
+pub use verdict::{
+    Check, Outcome, Policy, QualityReport, REPORT_VERSION, SUMMARY_KEY, Scope, Threshold, Unit,
+    Verdict,
+};
+
+/// The quality checks of one pipeline, built from its validated [`QualityConfig`].
+#[derive(Debug, Clone)]
+pub struct Quality {
+    config: QualityConfig,
+}
+
+impl Quality {
+    /// The checks `config` describes.
+    pub fn new(config: QualityConfig) -> Quality {
+        Quality { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &QualityConfig {
+        &self.config
+    }
+
+    /// Runs the record rules on `batch` (after the logic): failing rows move to its dead
+    /// letters. With quality disabled the batch passes untouched.
+    pub fn apply_rules(
+        &self,
+        batch: SourceBatch,
+    ) -> Result<(SourceBatch, RuleCounts), QualityError> {
+        if !self.config.enabled {
+            let rows = batch.num_rows() as u64;
+            return Ok((
+                batch,
+                RuleCounts {
+                    rows,
+                    ..RuleCounts::default()
+                },
+            ));
+        }
+        apply_rules(&self.config.rules, batch)
+    }
+
+    /// An empty profile for the next commit: feed it each batch written and each batch's rule
+    /// counts.
+    pub fn profile(&self) -> CommitProfile {
+        CommitProfile::new(&self.config)
+    }
+
+    /// The commit gates' verdicts on what a commit is about to write. With quality disabled the
+    /// report is empty (outcome: commit).
+    pub fn evaluate_commit(&self, counts: &CommitCounts, profile: &CommitProfile) -> QualityReport {
+        QualityReport::new(gates::commit_verdicts(&self.config, counts, profile))
+    }
+
+    /// [`Quality::evaluate_commit`] over rows in memory: profiles `rows` (read at
+    /// `ingest_time`, `None` for replayed history) with the commit's rule counts, then judges.
+    pub fn evaluate_rows(
+        &self,
+        counts: &CommitCounts,
+        rows: &[RecordBatch],
+        ingest_time: Option<SystemTime>,
+        rules: &RuleCounts,
+    ) -> Result<QualityReport, QualityError> {
+        let mut profile = self.profile();
+        for batch in rows {
+            profile.observe(batch, ingest_time)?;
+        }
+        profile.observe_rules(rules);
+        Ok(self.evaluate_commit(counts, &profile))
+    }
+
+    /// The partition gate's verdict on the closed `day`, given every day's row count
+    /// (`rows_per_day`, from the table's metadata). Empty when the gate is off.
+    pub fn evaluate_day(&self, day: Day, rows_per_day: &BTreeMap<Day, u64>) -> QualityReport {
+        let verdicts = match (&self.config.partition, self.config.enabled) {
+            (Some(gate), true) => vec![gates::row_count_verdict(gate, day, rows_per_day)],
+            _ => Vec::new(),
+        };
+        QualityReport::new(verdicts)
+    }
+}
+
+#[cfg(test)]
+mod tests;

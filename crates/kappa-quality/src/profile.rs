@@ -1,0 +1,363 @@
+//! What the commit gates measure, gathered batch by batch as rows go to the writer, so that a
+//! commit's gates need neither its rows in memory nor a second pass.
+//!
+//! ```text
+//! rows ─► CommitProfile::observe(batch, ingest time) ─┐   (per batch, as written)
+//! rule counts ─► CommitProfile::observe_rules ────────┤
+//!                                                     ▼
+//!                 evaluate_commit(counts, profile) ─► QualityReport
+//! ```
+//!
+//! Key uniqueness keeps a 64-bit hash of each key seen in the commit (8 bytes a row, not the
+//! key): two different keys collide with odds of about n²/2⁶⁵, 3·10⁻⁸ for a million rows. Delays
+//! go to a log-scale histogram (four buckets per doubling), so the reported quantiles are
+//! upper bounds within 25% of the true value; the late share, which the gate judges, is exact.
+
+use std::collections::HashSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+
+use crate::config::QualityConfig;
+use crate::error::QualityError;
+use crate::rules::{RuleCounts, column};
+
+/// Buckets of the delay histogram: 8 exact ones, then 4 per doubling of milliseconds up to 2^64.
+const BUCKETS: usize = 256;
+
+/// Where `observe` errors say the rows came from.
+const COMMIT: &str = "commit";
+
+/// Event-time delays (ingest time − event time) as a log-scale histogram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Delays {
+    counts: Vec<u64>,
+    total: u64,
+    max_ms: u64,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            counts: vec![0; BUCKETS],
+            total: 0,
+            max_ms: 0,
+        }
+    }
+}
+
+impl Delays {
+    /// Exact buckets below 8 ms, then four per doubling: `[4+f, 5+f) · 2^(b-2)` ms.
+    fn bucket(ms: u64) -> usize {
+        if ms < 8 {
+            return ms as usize;
+        }
+        let bits = 63 - ms.leading_zeros() as usize;
+        let frac = ((ms >> (bits - 2)) & 0b11) as usize;
+        (8 + (bits - 3) * 4 + frac).min(BUCKETS - 1)
+    }
+
+    /// The largest delay (ms) that falls into `bucket`.
+    fn upper(bucket: usize) -> u64 {
+        if bucket < 8 {
+            return bucket as u64;
+        }
+        let bits = (bucket - 8) / 4 + 3;
+        let frac = ((bucket - 8) % 4) as u128;
+        let next = (5 + frac) << (bits - 2);
+        u64::try_from(next - 1).unwrap_or(u64::MAX)
+    }
+
+    fn add(&mut self, ms: u64) {
+        if let Some(c) = self.counts.get_mut(Self::bucket(ms)) {
+            *c += 1;
+        }
+        self.total += 1;
+        self.max_ms = self.max_ms.max(ms);
+    }
+
+    /// The `q` quantile (0 < q ≤ 1) in ms: an upper bound, never above the maximum seen.
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
+        if self.total == 0 {
+            return 0;
+        }
+        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let mut seen = 0;
+        for (bucket, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::upper(bucket).min(self.max_ms);
+            }
+        }
+        self.max_ms
+    }
+
+    pub(crate) fn max_ms(&self) -> u64 {
+        self.max_ms
+    }
+}
+
+/// The measurements of one commit's rows, as its batches are written.
+#[derive(Debug, Clone)]
+pub struct CommitProfile {
+    null_columns: Vec<String>,
+    key_column: Option<String>,
+    time: Option<(String, Duration)>,
+    pub(crate) rows: u64,
+    pub(crate) nulls: Vec<u64>,
+    keys: HashSet<u64>,
+    pub(crate) duplicates: u64,
+    pub(crate) timed: u64,
+    pub(crate) untimed: u64,
+    pub(crate) late: u64,
+    pub(crate) no_event_time: u64,
+    pub(crate) delays: Delays,
+    pub(crate) rules: RuleCounts,
+}
+
+impl CommitProfile {
+    /// An empty profile measuring what `config`'s gates need.
+    pub fn new(config: &QualityConfig) -> CommitProfile {
+        let null_columns = match (&config.null_rate, config.enabled) {
+            (Some(gate), true) => gate.columns().to_vec(),
+            _ => Vec::new(),
+        };
+        CommitProfile {
+            nulls: vec![0; null_columns.len()],
+            null_columns,
+            key_column: config
+                .uniqueness
+                .as_ref()
+                .filter(|_| config.enabled)
+                .map(|g| g.column().to_string()),
+            time: config
+                .timeliness
+                .as_ref()
+                .filter(|_| config.enabled)
+                .map(|g| (g.event_time_column().to_string(), g.freshness_sla())),
+            rows: 0,
+            keys: HashSet::new(),
+            duplicates: 0,
+            timed: 0,
+            untimed: 0,
+            late: 0,
+            no_event_time: 0,
+            delays: Delays::default(),
+            rules: RuleCounts::default(),
+        }
+    }
+
+    /// Rows observed so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds the record rules' counts of one batch ([`crate::apply_rules`]).
+    pub fn observe_rules(&mut self, counts: &RuleCounts) {
+        self.rules.add(counts);
+    }
+
+    /// Measures `rows`, which the commit writes to the main table. `ingest_time` is when they
+    /// were read (the wall clock on live ingestion); `None` (replaying history) leaves them out
+    /// of the timeliness gate. A gate's column missing or of the wrong type is an error, and
+    /// then nothing of `rows` is counted.
+    pub fn observe(
+        &mut self,
+        rows: &RecordBatch,
+        ingest_time: Option<SystemTime>,
+    ) -> Result<(), QualityError> {
+        // Read every column first: an error leaves the profile as it was.
+        let nulls = self
+            .null_columns
+            .iter()
+            .map(|name| {
+                column(&format!("null_rate.{name}"), COMMIT, rows, name)
+                    .map(|a| a.null_count() as u64)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = match &self.key_column {
+            Some(name) => Some(key_hashes(name, rows)?),
+            None => None,
+        };
+        let times = match &self.time {
+            Some((name, _)) => Some(event_times(name, rows)?),
+            None => None,
+        };
+        self.rows += rows.num_rows() as u64;
+        for (total, n) in self.nulls.iter_mut().zip(nulls) {
+            *total += n;
+        }
+        for hash in keys.into_iter().flatten().flatten() {
+            if !self.keys.insert(hash) {
+                self.duplicates += 1;
+            }
+        }
+        if let (Some(times), Some((_, sla))) = (times, &self.time) {
+            match ingest_time {
+                None => self.untimed += times.len() as u64,
+                Some(now) => {
+                    let now = micros(now);
+                    let sla = i64::try_from(sla.as_micros()).unwrap_or(i64::MAX);
+                    for time in times {
+                        let Some(event) = time else {
+                            self.no_event_time += 1;
+                            continue;
+                        };
+                        // An event from the future (clock skew) is on time: delay 0.
+                        let delay = now.saturating_sub(event).max(0);
+                        self.timed += 1;
+                        if delay > sla {
+                            self.late += 1;
+                        }
+                        self.delays.add((delay / 1000) as u64);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// µs since the epoch (negative before it).
+fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_micros()).map_or(i64::MIN, |m| -m),
+    }
+}
+
+/// A hash of each row's key (`None` for NULL keys, which are never duplicates).
+fn key_hashes(name: &str, rows: &RecordBatch) -> Result<Vec<Option<u64>>, QualityError> {
+    let check = format!("uniqueness.{name}");
+    let array = column(&check, COMMIT, rows, name)?;
+    let hash = |value: &dyn Fn(&mut DefaultHasher)| {
+        let mut h = DefaultHasher::new();
+        value(&mut h);
+        h.finish()
+    };
+    let data_type = array.data_type();
+    if let Some(text) = array.as_string_opt::<i32>() {
+        return Ok(text
+            .iter()
+            .map(|v| v.map(|s| hash(&|h| s.hash(h))))
+            .collect());
+    }
+    let cast_to = if data_type.is_integer() {
+        DataType::Int64
+    } else if matches!(
+        data_type,
+        DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
+    ) {
+        DataType::Utf8
+    } else {
+        return Err(QualityError::Column {
+            check,
+            batch: COMMIT.into(),
+            column: name.into(),
+            message: format!("expected a text or integer key, found {data_type}"),
+        });
+    };
+    let cast = arrow_cast::cast(array, &cast_to).map_err(|e| QualityError::Column {
+        check: check.clone(),
+        batch: COMMIT.into(),
+        column: name.into(),
+        message: format!("cannot read {data_type} as {cast_to}: {e}"),
+    })?;
+    Ok(match cast_to {
+        DataType::Int64 => cast
+            .as_primitive::<Int64Type>()
+            .iter()
+            .map(|v| v.map(|i| hash(&|h| i.hash(h))))
+            .collect(),
+        _ => cast
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|s| hash(&|h| s.hash(h))))
+            .collect(),
+    })
+}
+
+/// The event time of each row in µs since the epoch.
+fn event_times(name: &str, rows: &RecordBatch) -> Result<Vec<Option<i64>>, QualityError> {
+    let check = "timeliness";
+    let array = column(check, COMMIT, rows, name)?;
+    let DataType::Timestamp(_, tz) = array.data_type() else {
+        return Err(QualityError::Column {
+            check: check.into(),
+            batch: COMMIT.into(),
+            column: name.into(),
+            message: format!("expected a timestamp, found {}", array.data_type()),
+        });
+    };
+    let micros = arrow_cast::cast(
+        array,
+        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+    )
+    .map_err(|e| QualityError::Arrow {
+        batch: COMMIT.into(),
+        operation: "reading the event time as microseconds",
+        message: e.to_string(),
+    })?;
+    Ok(micros
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_bound_their_values() {
+        for ms in [
+            0u64,
+            1,
+            2,
+            3,
+            4,
+            5,
+            7,
+            8,
+            100,
+            999,
+            1000,
+            60_000,
+            3_600_000,
+            u64::MAX / 2,
+        ] {
+            let b = Delays::bucket(ms);
+            assert!(
+                Delays::upper(b) >= ms,
+                "{ms} in bucket {b} (upper {})",
+                Delays::upper(b)
+            );
+            if b > 0 {
+                assert!(Delays::upper(b - 1) < ms, "{ms}: previous bucket too wide");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn quantiles_are_upper_bounds_within_a_quarter(mut delays in proptest::collection::vec(0u64..10_000_000, 1..200), q in 0.01f64..1.0) {
+            let mut h = Delays::default();
+            for d in &delays {
+                h.add(*d);
+            }
+            delays.sort_unstable();
+            let rank = ((q * delays.len() as f64).ceil() as usize).clamp(1, delays.len());
+            let exact = delays[rank - 1];
+            let estimate = h.quantile(q);
+            prop_assert!(estimate >= exact, "estimate {} below exact {}", estimate, exact);
+            prop_assert!(estimate as f64 <= exact as f64 * 1.25 + 1.0, "estimate {} too far above {}", estimate, exact);
+            prop_assert_eq!(h.max_ms(), *delays.last().unwrap());
+        }
+    }
+}
