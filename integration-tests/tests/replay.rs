@@ -419,3 +419,45 @@ fn a_table_created_under_v1_gains_the_v2_columns_when_v2_is_registered() {
         );
     }
 }
+
+#[test]
+fn a_blocking_quality_gate_exits_3_naming_the_check_and_commits_nothing() {
+    let scene = Scene::local();
+    scene.write_local_archive(
+        HistorySpec {
+            null_user_rate: 0.15,
+            ..HistorySpec::new(5_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let config = scene.config("").display().to_string();
+    let out = kappa(&["replay", "-c", &config], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("user_id null rate") && err.contains("> 0.10% (block)"),
+        "{err}"
+    );
+    // Nothing reached either table: PyIceberg sees no rows.
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(0)
+    );
+    // An operator who accepts the data lets the gate warn instead, and the replay goes through.
+    let out = kappa(
+        &[
+            "replay",
+            "-c",
+            &config,
+            "--set",
+            "quality.gates.null_rate.policy=warn",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -173,6 +173,10 @@ pub fn spec(
         allowed_lateness: Duration::from_secs(3600),
         late_table: None,
         mapping,
+        quality: kappa_quality::Quality::new(
+            kappa_quality::QualityConfig::orders("event_time").unwrap(),
+        ),
+        quarantine_table: None,
     }
 }
 

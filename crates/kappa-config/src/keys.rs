@@ -85,6 +85,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "target_file_size",
             "dlq_name",
             "late_name",
+            "quarantine_name",
         ]),
     ),
     (

@@ -328,6 +328,8 @@ pub struct TableSection {
     pub dlq_name: Option<String>,
     /// Late-row table (with `[event_time] late_policy = "late_table"`), default `<name>_late`.
     pub late_name: Option<String>,
+    /// Where flushes failing a `quarantine` quality check go, default `<name>_quarantine`.
+    pub quarantine_name: Option<String>,
 }
 
 /// A list, or a comma-separated string (how env vars and `--set` flags give lists).

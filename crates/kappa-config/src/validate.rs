@@ -47,6 +47,9 @@ pub struct PipelineConfig {
     pub late_policy: LatePolicy,
     /// `[table] late_name`, default `<name>_late` (written only with `late_policy = "late_table"`).
     pub late_table: String,
+    /// `[table] quarantine_name`, default `<name>_quarantine` (written only when a quality check
+    /// has `policy = "quarantine"`).
+    pub quarantine_table: String,
     /// Parsed `[table] partition_by`.
     pub partition_by: Vec<PartitionSpec>,
     /// `[commit] interval`.
@@ -414,6 +417,19 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must differ from [table] name and dlq_name",
         ));
     }
+    let quarantine_table = raw
+        .table
+        .quarantine_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("{table}_quarantine"));
+    if [&table, &dlq_table, &late_table].contains(&&quarantine_table) {
+        return Err(ConfigError::invalid(
+            "table",
+            "quarantine_name",
+            "must differ from [table] name, dlq_name and late_name",
+        ));
+    }
     let late_policy = match raw.event_time.late_policy.trim() {
         "append" => LatePolicy::Append,
         "late_table" => LatePolicy::LateTable,
@@ -490,6 +506,7 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
         dlq_table,
         late_policy,
         late_table,
+        quarantine_table,
         partition_by,
         metrics_listen,
         raw,

@@ -18,6 +18,8 @@ pub enum ErrorKind {
     BadData,
     /// A bug or an invariant broken inside Kappa.
     Internal,
+    /// A quality gate with policy `block` refused the data: nothing was committed (exit 3).
+    Blocked,
 }
 
 impl ErrorKind {
@@ -36,6 +38,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::CommitStateUnknown => "commit-state-unknown",
             ErrorKind::BadData => "bad-data",
             ErrorKind::Internal => "internal",
+            ErrorKind::Blocked => "blocked",
         })
     }
 }

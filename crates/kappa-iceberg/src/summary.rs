@@ -9,7 +9,7 @@
 //! | `kappa.watermark` | event-time watermark, µs since the epoch |
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
 //! | `kappa.event-times` | the **complete** newest event time per partition, `{"topic":{"0":1700000000000000}}` (judges lateness) |
-//! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records` | counters of this commit |
+//! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records`, `kappa.quarantined` | counters of this commit |
 
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
@@ -35,3 +35,5 @@ pub const DEAD_LETTERED: &str = "kappa.dead-lettered";
 pub const DUPLICATES: &str = "kappa.duplicates";
 /// Records of this commit's input that arrived behind the watermark (appended, counted).
 pub const LATE: &str = "kappa.late-records";
+/// Rows of this commit's input written to the quarantine table instead.
+pub const QUARANTINED: &str = "kappa.quarantined";

@@ -299,6 +299,29 @@ pub struct QualityConfig {
 }
 
 impl QualityConfig {
+    /// Whether some commit-time check fails with `policy` (a pipeline whose checks can
+    /// quarantine needs a quarantine table).
+    pub fn uses(&self, policy: Policy) -> bool {
+        self.enabled
+            && (self.rules.iter().any(|r| r.policy() == policy)
+                || self
+                    .completeness
+                    .as_ref()
+                    .is_some_and(|g| g.policy == policy)
+                || self
+                    .null_rate
+                    .as_ref()
+                    .is_some_and(|g| g.policy() == policy)
+                || self
+                    .uniqueness
+                    .as_ref()
+                    .is_some_and(|g| g.policy() == policy)
+                || self
+                    .timeliness
+                    .as_ref()
+                    .is_some_and(|g| g.policy() == policy))
+    }
+
     /// Nothing checked.
     pub fn disabled() -> QualityConfig {
         QualityConfig {

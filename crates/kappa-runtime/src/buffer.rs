@@ -11,6 +11,7 @@ use kappa_core::{
     DeadLetter, DeadLetterKind, EventTimes, OffsetRange, SourceBatch, TopicPartition,
     TransformStats,
 };
+use kappa_quality::CommitProfile;
 use kappa_schema::TableMapping;
 
 use crate::error::RuntimeError;
@@ -67,6 +68,8 @@ pub(crate) struct Buffer {
     pub max_event_time: Option<i64>,
     /// Newest event time per partition of this buffer's rows.
     pub event_times: EventTimes,
+    /// What the commit gates measure of this buffer's rows (created with the first batch).
+    pub profile: Option<CommitProfile>,
     num_rows: usize,
     bytes: usize,
     started: Option<Instant>,

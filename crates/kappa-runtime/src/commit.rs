@@ -18,8 +18,9 @@ use arrow_array::cast::AsArray;
 use iceberg::spec::DataFile;
 use kappa_core::{OFFSET_COLUMN, OffsetRange, SourcePosition, TopicPartition};
 use kappa_iceberg::{CommitOutcome, Committer, PendingCommit, summary};
+use kappa_quality::{CommitCounts, Outcome, Quality, QualityReport};
 use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::buffer::Buffer;
 use crate::dlq::dlq_batch;
@@ -32,6 +33,7 @@ pub(crate) struct Tables {
     pub main: Committer,
     pub dlq: Committer,
     pub late: Option<Committer>,
+    pub quarantine: Option<Committer>,
 }
 
 /// Commits flushes in order: the dead-letter table first, then the main table. Hands the
@@ -40,6 +42,7 @@ pub(crate) async fn commit_loop(
     mut rx: mpsc::Receiver<Flushed>,
     mut tables: Tables,
     pipeline: String,
+    quality: Quality,
     lateness_micros: i64,
     committed: watch::Sender<SourcePosition>,
 ) -> (Tables, RunSummary, Result<(), RuntimeError>) {
@@ -51,6 +54,7 @@ pub(crate) async fn commit_loop(
             buffer,
             files,
             &pipeline,
+            &quality,
             lateness_micros,
             &mut summary,
         )
@@ -68,20 +72,63 @@ async fn commit_flush(
     mut buffer: Buffer,
     files: Vec<DataFile>,
     pipeline: &str,
+    quality: &Quality,
     lateness_micros: i64,
     summary: &mut RunSummary,
 ) -> Result<(), RuntimeError> {
+    // The gates judge the flush before anything of it is committed, the DLQ included.
+    let profile = buffer.profile.take().unwrap_or_else(|| quality.profile());
+    let report = quality.evaluate_commit(
+        &CommitCounts {
+            records_in: buffer.records_in,
+            written: profile.rows(),
+            deduplicated: buffer.duplicates,
+            dead_lettered: buffer.dead_lettered(),
+            source_count: None,
+        },
+        &profile,
+    );
+    let outcome = report.outcome();
+    for verdict in report.failed() {
+        warn!(table = tables.main.name(), check = %verdict.name, value = verdict.value, policy = verdict.policy.as_str(), "quality check failed");
+    }
+    let quarantine = matches!(outcome, Outcome::Quarantine(_)) && tables.quarantine.is_some();
+    if !matches!(outcome, Outcome::Commit) && !quarantine {
+        tables.main.discard(Some(files)).await;
+        return Err(RuntimeError::Blocked {
+            table: tables.main.name().to_string(),
+            message: outcome
+                .message()
+                .unwrap_or_else(|| outcome.as_str().to_string()),
+            input: kappa_iceberg::commit::protocol::input_json(&buffer.input),
+            report: report.to_json(),
+        });
+    }
     kappa_core::crash_point("runtime::before-commit");
     commit_dead_letters(&mut tables.dlq, &buffer, pipeline, summary).await?;
     kappa_core::crash_point("runtime::between-commits");
     if let Some(late) = tables.late.as_mut() {
         commit_late_rows(late, &buffer, summary).await?;
     }
+    // A quarantined flush: its rows go to the quarantine table, the main table only records
+    // that its input is done (offsets, counters, verdicts) and gets no rows.
+    let (files, quarantined) = match tables.quarantine.as_mut().filter(|_| quarantine) {
+        Some(table) => {
+            if let Some(message) = outcome.message() {
+                warn!(table = tables.main.name(), %message, "flush quarantined");
+            }
+            let rows = commit_quarantine(table, &buffer.input, files, &report).await?;
+            kappa_core::crash_point("runtime::after-quarantine");
+            (Vec::new(), rows)
+        }
+        None => (files, 0),
+    };
     let counters = vec![
         (summary::RECORDS_IN, buffer.records_in),
         (summary::DUPLICATES, buffer.duplicates),
         (summary::DEAD_LETTERED, buffer.dead_lettered()),
         (summary::LATE, buffer.late),
+        (summary::QUARANTINED, quarantined),
     ];
     let counted = RunSummary {
         records_in: buffer.records_in,
@@ -100,6 +147,11 @@ async fn commit_flush(
         batches: Vec::new(),
         files,
         counters,
+        properties: if report.verdicts().is_empty() {
+            Vec::new()
+        } else {
+            vec![(kappa_quality::SUMMARY_KEY.to_string(), report.to_json())]
+        },
     };
     match tables.main.commit(pending).await? {
         CommitOutcome::Committed {
@@ -112,6 +164,8 @@ async fn commit_flush(
             // Input counts only once its commit holds it: the completeness equation stays exact
             // when a stale session's flushes are dropped.
             summary.absorb(&counted);
+            summary.quarantined_rows += quarantined;
+            summary.quarantine_commits += u64::from(quarantined > 0);
             summary.commits += 1;
             summary.rows_written += rows;
             summary.data_files += data_files as u64;
@@ -163,6 +217,83 @@ async fn commit_side_rows(
             Ok(None)
         }
     }
+}
+
+/// Commits a quarantined flush's data files to the quarantine table (same columns, partitioning
+/// and file layout as the main table). Returns the rows committed.
+///
+/// Its input starts at its own position, which is never past the main table's once
+/// [`complete_quarantine`] has run at the start of the session.
+async fn commit_quarantine(
+    table: &mut Committer,
+    input: &BTreeMap<TopicPartition, OffsetRange>,
+    files: Vec<DataFile>,
+    report: &QualityReport,
+) -> Result<u64, RuntimeError> {
+    let mut own = BTreeMap::new();
+    for (tp, range) in input {
+        let start = table
+            .state()
+            .position
+            .next_offset(tp)
+            .unwrap_or(range.start);
+        if start > range.start {
+            return Err(RuntimeError::Invariant(format!(
+                "{}: holds {tp} up to {start}, past the input {range}",
+                table.name()
+            )));
+        }
+        own.insert(tp.clone(), OffsetRange::new(start, range.end));
+    }
+    let rows: u64 = files.iter().map(DataFile::record_count).sum();
+    let pending = PendingCommit {
+        input: own,
+        files,
+        counters: vec![(summary::ROWS, rows)],
+        properties: vec![(kappa_quality::SUMMARY_KEY.to_string(), report.to_json())],
+        ..PendingCommit::default()
+    };
+    match table.commit(pending).await? {
+        CommitOutcome::Committed { rows, .. } => Ok(rows),
+        CommitOutcome::AlreadyCommitted => Ok(0),
+    }
+}
+
+/// Completes a quarantine that a crash interrupted: where the quarantine table holds a partition
+/// further than the main table, its last commit took rows the main table never recorded as done.
+/// The main table records that input as done (offsets only, no rows), as the interrupted flush
+/// would have. Called at the start of every session, before reading.
+pub(crate) async fn complete_quarantine(tables: &mut Tables) -> Result<(), RuntimeError> {
+    let Some(quarantine) = tables.quarantine.as_ref() else {
+        return Ok(());
+    };
+    let main = &tables.main.state().position;
+    let input: BTreeMap<TopicPartition, OffsetRange> = quarantine
+        .state()
+        .position
+        .iter()
+        .filter_map(|(tp, held)| match main.next_offset(tp) {
+            Some(done) if held > done => Some((tp.clone(), OffsetRange::new(done, held))),
+            Some(_) => None,
+            // A partition the main table has never recorded: its position is simply set.
+            None => Some((tp.clone(), OffsetRange::new(held, held))),
+        })
+        .collect();
+    if input.is_empty() {
+        return Ok(());
+    }
+    warn!(
+        table = tables.main.name(),
+        input = %kappa_iceberg::commit::protocol::input_json(&input),
+        "completing a quarantined flush interrupted before the main table recorded it"
+    );
+    let pending = PendingCommit {
+        input,
+        counters: vec![(summary::QUARANTINED, 0)],
+        ..PendingCommit::default()
+    };
+    tables.main.commit(pending).await?;
+    Ok(())
 }
 
 /// Commits the buffer's dead letters that the DLQ table does not hold yet.

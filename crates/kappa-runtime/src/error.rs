@@ -32,6 +32,21 @@ pub enum RuntimeError {
     /// A batch broke an invariant between stages (a bug).
     #[error("internal: {0}")]
     Invariant(String),
+    /// A quality check could not run (a rule on a column the rows lack: the config is wrong).
+    #[error("quality: {0}")]
+    Quality(kappa_quality::QualityError),
+    /// A quality gate with policy `block` refused a commit: nothing of it was committed.
+    #[error("{table}: {message}; nothing was committed (offsets {input})")]
+    Blocked {
+        /// The main table.
+        table: String,
+        /// Which checks failed, with value and threshold.
+        message: String,
+        /// The input ranges of the refused commit.
+        input: String,
+        /// The verdicts as `kappa.quality` JSON.
+        report: String,
+    },
 }
 
 impl RuntimeError {
@@ -49,6 +64,8 @@ impl Classify for RuntimeError {
             RuntimeError::Source { kind, .. } | RuntimeError::Logic { kind, .. } => *kind,
             RuntimeError::Sink(e) => e.kind(),
             RuntimeError::Invariant(_) => ErrorKind::Internal,
+            RuntimeError::Quality(e) => e.kind(),
+            RuntimeError::Blocked { .. } => ErrorKind::Blocked,
         }
     }
 }

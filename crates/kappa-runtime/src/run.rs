@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, instrument, warn};
 
 use crate::buffer::{Buffer, Lateness};
-use crate::commit::{Tables, commit_loop};
+use crate::commit::{Tables, commit_loop, complete_quarantine};
 use crate::error::RuntimeError;
 use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
@@ -116,9 +116,15 @@ where
         main,
         dlq,
         late,
+        quarantine,
         ..
     } = pipeline;
-    let mut tables = Tables { main, dlq, late };
+    let mut tables = Tables {
+        main,
+        dlq,
+        late,
+        quarantine,
+    };
     let mut summary = RunSummary::default();
     let mut shutdown = Box::pin(shutdown.fuse());
     loop {
@@ -150,8 +156,11 @@ where
         }
         tables.main.reload().await?;
         tables.dlq.reload().await?;
-        if let Some(late) = tables.late.as_mut() {
-            late.reload().await?;
+        for side in [tables.late.as_mut(), tables.quarantine.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            side.reload().await?;
         }
         logic.reset();
     }
@@ -184,6 +193,8 @@ where
     T: Transform,
     F: Future<Output = ()> + Send,
 {
+    let mut tables = tables;
+    complete_quarantine(&mut tables).await?;
     let resume = tables.main.state().position.clone();
     let warm_from: SourcePosition = resume
         .iter()
@@ -217,6 +228,7 @@ where
         commit_rx,
         tables,
         spec.pipeline.clone(),
+        spec.quality.clone(),
         lateness,
         committed_tx,
     ));
@@ -278,7 +290,18 @@ where
                 _ => batch,
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
+            let (batch, rules) = spec
+                .quality
+                .apply_rules(batch)
+                .map_err(RuntimeError::Quality)?;
             batch.check().map_err(RuntimeError::Invariant)?;
+            // Live rows are judged for timeliness against the wall clock; replayed history not.
+            let ingested = (mode == Mode::Live).then(std::time::SystemTime::now);
+            let profile = buffer.profile.get_or_insert_with(|| spec.quality.profile());
+            profile.observe_rules(&rules);
+            profile
+                .observe(&batch.records, ingested)
+                .map_err(RuntimeError::Quality)?;
             let rows = buffer.add(batch, stats, &spec.mapping, &mut times, &late_rule)?;
             // A failed send means a later stage stopped: its error is reported below.
             if let Some(rows) = rows

@@ -8,6 +8,7 @@ use iceberg::Catalog;
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{CatalogConfig, Committer, IcebergError, PartitionField, TableSpec, connect};
+use kappa_quality::Quality;
 use kappa_schema::TableMapping;
 
 use crate::buffer::CommitPolicy;
@@ -44,6 +45,11 @@ pub struct PipelineSpec {
     pub late_table: Option<String>,
     /// Value schema → table mapping.
     pub mapping: Arc<TableMapping>,
+    /// Record rules and commit gates (`[quality]`).
+    pub quality: Quality,
+    /// Where a flush that fails a `quarantine` gate goes (same namespace, columns and
+    /// partitioning as the main table); `None` treats such a failure as blocking.
+    pub quarantine_table: Option<String>,
 }
 
 /// A pipeline with its tables open.
@@ -59,6 +65,8 @@ pub struct Pipeline {
     pub dlq: Committer,
     /// Committer of the late-row table, when late rows are routed there.
     pub late: Option<Committer>,
+    /// Committer of the quarantine table, when a gate quarantines.
+    pub quarantine: Option<Committer>,
 }
 
 fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
@@ -110,16 +118,16 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
             spec.commit.max_attempts,
         )
     };
-    let late = match &spec.late_table {
-        Some(name) => {
-            let late_spec = TableSpec {
-                name: name.clone(),
-                ..main_spec.clone()
-            };
-            Some(open(ensure_table(catalog.as_ref(), &late_spec).await?)?)
-        }
-        None => None,
+    let like_main = async |name: &Option<String>| -> Result<Option<Committer>, IcebergError> {
+        let Some(name) = name else { return Ok(None) };
+        let spec = TableSpec {
+            name: name.clone(),
+            ..main_spec.clone()
+        };
+        Ok(Some(open(ensure_table(catalog.as_ref(), &spec).await?)?))
     };
+    let late = like_main(&spec.late_table).await?;
+    let quarantine = like_main(&spec.quarantine_table).await?;
     let main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
     let dlq = open(ensure_table(catalog.as_ref(), &dlq_spec).await?)?;
     Ok(Pipeline {
@@ -128,5 +136,6 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
         main,
         dlq,
         late,
+        quarantine,
     })
 }

@@ -29,6 +29,10 @@ pub struct RunSummary {
     pub late_rows_written: u64,
     /// Commits to the late table.
     pub late_commits: u64,
+    /// Rows a failed `quarantine` gate sent to the quarantine table instead of the main table.
+    pub quarantined_rows: u64,
+    /// Commits to the quarantine table.
+    pub quarantine_commits: u64,
     /// Sessions restarted from the table's position because another writer committed the same
     /// input first (live, several replicas or a rebalance).
     pub rewinds: u64,
@@ -74,6 +78,8 @@ impl RunSummary {
         self.late += other.late;
         self.late_rows_written += other.late_rows_written;
         self.late_commits += other.late_commits;
+        self.quarantined_rows += other.quarantined_rows;
+        self.quarantine_commits += other.quarantine_commits;
         self.rewinds += other.rewinds;
         self.schema_changes += other.schema_changes;
         self.dlq_rows_written += other.dlq_rows_written;
@@ -90,11 +96,15 @@ impl RunSummary {
         self.undecodable + self.unmappable + self.rejected
     }
 
-    /// Whether every record read is accounted for: in = written (main and late table) +
-    /// duplicates + dead-lettered.
+    /// Whether every record read is accounted for: in = written (main, late and quarantine
+    /// table) + duplicates + dead-lettered.
     pub fn is_complete(&self) -> bool {
         self.records_in
-            == self.rows_written + self.late_rows_written + self.duplicates + self.dead_lettered()
+            == self.rows_written
+                + self.late_rows_written
+                + self.quarantined_rows
+                + self.duplicates
+                + self.dead_lettered()
     }
 
     /// Records read per second of wall time.

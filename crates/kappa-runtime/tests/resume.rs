@@ -1,5 +1,6 @@
-//! Resuming after crashes at the commit points of a flush (dead-letter, late and main table), and
-//! late rows routed to their table, against a real SQLite catalog.
+//! Resuming after crashes at the commit points of a flush (dead-letter, late and main table),
+//! late rows routed to their table, and quality gates that block or quarantine a flush, against
+//! a real SQLite catalog.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,9 +29,15 @@ struct Env {
     /// Allowed lateness and the late table (`None`: late rows are appended).
     lateness: Duration,
     late_table: Option<String>,
+    /// Record rules and gates (the orders defaults).
+    quality: kappa_quality::Quality,
 }
 
 async fn env(events: u64) -> Env {
+    env_of(HistorySpec::new(events)).await
+}
+
+async fn env_of(spec: HistorySpec) -> Env {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let options = ArchiveOptions {
         flush_size: 500,
@@ -39,7 +46,7 @@ async fn env(events: u64) -> Env {
     let summary = write_archive(
         store.as_ref(),
         &Path::from("a"),
-        History::new(HistorySpec::new(events)).unwrap(),
+        History::new(spec).unwrap(),
         &options,
     )
     .await
@@ -54,6 +61,9 @@ async fn env(events: u64) -> Env {
         ),
         lateness: Duration::from_secs(3600),
         late_table: None,
+        quality: kappa_quality::Quality::new(
+            kappa_quality::QualityConfig::orders("event_time").unwrap(),
+        ),
     }
 }
 
@@ -85,6 +95,8 @@ impl Env {
             allowed_lateness: self.lateness,
             late_table: self.late_table.clone(),
             mapping: self.mapping.clone(),
+            quality: self.quality.clone(),
+            quarantine_table: None,
         }
     }
 
@@ -304,4 +316,117 @@ async fn a_late_table_ahead_of_the_main_table_is_not_written_twice() {
             .len() as u64,
         first.late
     );
+}
+
+/// A history where `null_user_rate` of the events have no user id.
+async fn nulls_env(events: u64, null_user_rate: f64) -> Env {
+    env_of(HistorySpec {
+        null_user_rate,
+        ..HistorySpec::new(events)
+    })
+    .await
+}
+
+fn total_records(table: &iceberg::table::Table) -> u64 {
+    table.metadata().current_snapshot().map_or(0, |s| {
+        s.summary().additional_properties["total-records"]
+            .parse::<u64>()
+            .unwrap()
+    })
+}
+
+#[tokio::test]
+async fn fifteen_percent_null_user_ids_block_the_commit_and_leave_every_table_unchanged() {
+    let env = nulls_env(4_000, 0.15).await;
+    let plan = ArchivePlan::list(
+        env.store.as_ref(),
+        "memory://",
+        &Path::from("a"),
+        "orders",
+        &PartitionFilter::All,
+        &TimeWindow::default(),
+    )
+    .await
+    .unwrap();
+    let source = ArchiveSource::new(
+        env.store.clone(),
+        plan,
+        ReplayOptions::default(),
+        env.mapping.clone(),
+        env.registry.clone(),
+    );
+    let pipeline = open_pipeline(env.spec(100_000)).await.unwrap();
+    let err = run_pipeline(pipeline, source, OrdersLogic::new(100_000))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        kappa_core::Classify::kind(&err),
+        kappa_core::ErrorKind::Blocked
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("quality gate blocked: user_id null rate 1")
+            && message.contains("> 0.10% (block)")
+            && message.contains("nothing was committed"),
+        "{message}"
+    );
+    let pipeline = open_pipeline(env.spec(1)).await.unwrap();
+    assert!(
+        pipeline
+            .main
+            .table()
+            .metadata()
+            .current_snapshot()
+            .is_none()
+    );
+    assert!(pipeline.dlq.table().metadata().current_snapshot().is_none());
+
+    // 0.05% NULL (the demo's rate) passes the same gate.
+    let fine = nulls_env(4_000, 0.0005).await;
+    let summary = fine.run(100_000, PartitionFilter::All).await;
+    assert!(
+        summary.is_complete() && summary.rows_written > 0,
+        "{summary:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_quarantine_gate_sends_the_flush_to_the_quarantine_table_and_nothing_to_the_main_table() {
+    let mut env = nulls_env(3_000, 0.15).await;
+    let mut config = kappa_quality::QualityConfig::orders("event_time").unwrap();
+    config.null_rate = Some(
+        kappa_quality::NullRateGate::new(
+            kappa_quality::Policy::Quarantine,
+            vec!["user_id".into()],
+            0.001,
+        )
+        .unwrap(),
+    );
+    env.quality = kappa_quality::Quality::new(config);
+    let mut spec = env.spec(100_000);
+    spec.quarantine_table = Some("orders_quarantine".into());
+    let summary = env.run_spec(spec.clone(), PartitionFilter::All).await;
+    assert!(summary.is_complete(), "{summary:?}");
+    assert_eq!(summary.rows_written, 0, "{summary:?}");
+    assert_eq!(summary.quarantined_rows, env.expected.rows, "{summary:?}");
+    assert_eq!(summary.dlq_rows_written, env.expected.dead_lettered());
+    let pipeline = open_pipeline(spec.clone()).await.unwrap();
+    assert_eq!(total_records(pipeline.main.table()), 0);
+    assert_eq!(
+        total_records(pipeline.quarantine.as_ref().unwrap().table()),
+        env.expected.rows
+    );
+    let verdicts = &pipeline
+        .main
+        .table()
+        .metadata()
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .additional_properties[kappa_quality::SUMMARY_KEY];
+    let report = kappa_quality::QualityReport::from_json(verdicts).unwrap();
+    assert_eq!(report.outcome().as_str(), "quarantine");
+    // The input is done: a re-run reads nothing.
+    let rerun = env.run_spec(spec, PartitionFilter::All).await;
+    assert_eq!(rerun.records_in, 0, "{rerun:?}");
 }

@@ -126,6 +126,8 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "late": s.late,
         "late_rows_written": s.late_rows_written,
         "late_commits": s.late_commits,
+        "quarantined_rows": s.quarantined_rows,
+        "quarantine_commits": s.quarantine_commits,
         "dlq_rows_written": s.dlq_rows_written,
         "warm_up_records": s.warm_up_records,
         "commits": s.commits,
@@ -193,6 +195,13 @@ fn print_summary(config: &PipelineConfig, s: &RunSummary) {
         .map(|(tp, next)| format!("{tp}@{next}"))
         .collect();
     output::line(&format!("  committed up to {}", positions.join(" ")));
+    if s.quarantined_rows > 0 {
+        output::line(&format!(
+            "  {} rows quarantined by quality checks ({} commits to the quarantine table)",
+            c(s.quarantined_rows),
+            s.quarantine_commits
+        ));
+    }
     if s.schema_changes > 0 {
         output::line(&format!(
             "  the table evolved {} time(s) to newer schema versions met while running",

@@ -22,6 +22,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or configuration error.
     pub const USAGE: u8 = 2;
+    /// A quality gate blocked the data.
+    pub const BLOCKED: u8 = 3;
     /// A schema is not compatible.
     pub const SCHEMA: u8 = 4;
 }
@@ -44,10 +46,10 @@ impl Failure {
     }
 
     fn from_kind(kind: ErrorKind, message: String) -> Self {
-        let code = if kind == ErrorKind::User {
-            exit::USAGE
-        } else {
-            exit::FAILURE
+        let code = match kind {
+            ErrorKind::User => exit::USAGE,
+            ErrorKind::Blocked => exit::BLOCKED,
+            _ => exit::FAILURE,
         };
         Failure { message, code }
     }

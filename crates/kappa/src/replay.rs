@@ -184,6 +184,11 @@ pub fn pipeline_spec(
             kappa_config::LatePolicy::LateTable => Some(config.late_table.clone()),
         },
         mapping,
+        quality: kappa_quality::Quality::new(config.quality.clone()),
+        quarantine_table: config
+            .quality
+            .uses(kappa_quality::Policy::Quarantine)
+            .then(|| config.quarantine_table.clone()),
     })
 }
 

@@ -38,6 +38,8 @@ pub struct PendingCommit {
     pub event_times: EventTimes,
     /// Counters written to the snapshot summary (`kappa.records-in`, ...).
     pub counters: Vec<(&'static str, u64)>,
+    /// Other snapshot-summary properties (`kappa.quality`, ...).
+    pub properties: Vec<(String, String)>,
 }
 
 impl PendingCommit {
@@ -231,6 +233,9 @@ impl Committer {
             for (key, value) in &pending.counters {
                 props.insert((*key).to_string(), value.to_string());
             }
+            for (key, value) in &pending.properties {
+                props.insert(key.clone(), value.clone());
+            }
 
             let pinned = PinnedCatalog::new(self.catalog.clone(), self.table.clone());
             let tx = Transaction::new(&self.table);
@@ -344,7 +349,7 @@ impl Committer {
 
     /// Deletes data files written for a commit that will not happen (best effort: an orphan file
     /// is harmless, readers only see files referenced by snapshots).
-    async fn discard(&self, files: Option<Vec<DataFile>>) {
+    pub async fn discard(&self, files: impl IntoIterator<Item = Vec<DataFile>>) {
         for file in files.into_iter().flatten() {
             if let Err(e) = self.table.file_io().delete(file.file_path()).await {
                 debug!(path = file.file_path(), error = %e, "could not delete an unused data file");
