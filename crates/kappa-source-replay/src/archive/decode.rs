@@ -4,7 +4,11 @@
 //! - a record schema that is the message value (Kafka Connect `AvroConverter`): decoded straight to
 //!   Arrow by arrow-avro with the file's own writer schema, then mapped onto the table's columns
 //!   (optional fields an older writer lacks become NULL; arrow-avro 58's schema resolution
-//!   rejects named types whose namespace is inherited in one schema and explicit in the other);
+//!   rejects named types whose namespace is inherited in one schema and explicit in the other).
+//!   The embedded writer schema first passes the check wire-format writer schemas pass
+//!   ([`TableMapping::unreadable_writer`]); when the table cannot read it, every record of the
+//!   file is an `unmappable-schema` dead letter naming the object key and the breaking changes,
+//!   and the replay goes on with the next file;
 //! - `"bytes"` (`ByteArrayConverter`): each record is the raw message value in the Confluent wire
 //!   format, decoded by [`WireDecoder`]; what does not decode becomes a dead letter;
 //! - an envelope record with `partition`, `offset` and `value` (full-record backups): coordinates
@@ -27,7 +31,7 @@ use apache_avro::types::Value;
 use arrow_array::RecordBatch;
 use arrow_avro::reader::ReaderBuilder;
 use bytes::Bytes;
-use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
+use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::{TableMapping, WireDecoder};
 
 use crate::error::ReplayError;
@@ -156,6 +160,15 @@ fn decode_values(
     bytes: &Bytes,
     mapping: &Arc<TableMapping>,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
+    let header = apache_avro::Reader::new(bytes.as_ref())
+        .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
+    if let Some(problems) = mapping.unreadable_writer(header.writer_schema()) {
+        let reason = format!(
+            "{}: the file's writer schema cannot be read as the table's schema: {problems}",
+            file.key
+        );
+        return dead_letter_values(file, header, &reason, mapping);
+    }
     let reader = ReaderBuilder::new()
         .with_batch_size(file.batch_rows)
         .with_utf8_view(false)
@@ -184,6 +197,49 @@ fn decode_values(
     }
     let last = (next > file.start_offset).then_some(next - 1);
     Ok(close_ranges(file, batches, last, mapping.value_schema()))
+}
+
+/// Every record of a value-record file as an `unmappable-schema` dead letter with `reason`; `raw`
+/// is the record's Avro binary encoding under the file's writer schema (which the reason's object
+/// key locates), so the records can be replayed once the table can read them.
+fn dead_letter_values(
+    file: &FileToDecode<'_>,
+    reader: apache_avro::Reader<'_, &[u8]>,
+    reason: &str,
+    mapping: &Arc<TableMapping>,
+) -> Result<Vec<SourceBatch>, ReplayError> {
+    let writer = reader.writer_schema().clone();
+    let key: Arc<str> = Arc::from(file.key);
+    let mut letters = Vec::new();
+    for (index, value) in (0i64..).zip(reader) {
+        let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
+        let raw = apache_avro::to_avro_datum(&writer, value)
+            .map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
+        letters.push(DeadLetter {
+            offset: file.start_offset + index,
+            raw: Bytes::from(raw),
+            object_key: Some(key.clone()),
+            kind: DeadLetterKind::UnmappableSchema,
+            message: reason.to_string(),
+        });
+    }
+    let last = letters.last().map(|d| d.offset);
+    let empty = mapping.value_schema();
+    let batches = letters
+        .chunks(file.batch_rows.max(1))
+        .filter_map(|chunk| {
+            let (first, last) = (chunk.first()?.offset, chunk.last()?.offset);
+            Some(SourceBatch {
+                partition: file.partition.clone(),
+                range: OffsetRange::new(first, last + 1),
+                records: RecordBatch::new_empty(empty.clone()),
+                offsets: Vec::new(),
+                dead_letters: chunk.to_vec(),
+                records_in: chunk.len() as u64,
+            })
+        })
+        .collect();
+    Ok(close_ranges(file, batches, last, empty))
 }
 
 fn decode_framed(
