@@ -30,7 +30,10 @@ pub use raw::{
     KafkaProperties, KafkaSection, MetricsSection, PipelineSection, QualitySection, RawConfig,
     ReplaySection, S3Section, SchemaSection, Secret, SourceSection, TableSection,
 };
-pub use typed::{ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, SchemaSource};
+pub use typed::{
+    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, RegistryConfig,
+    SchemaSource,
+};
 pub use validate::{PipelineConfig, validate};
 
 use std::path::Path;
