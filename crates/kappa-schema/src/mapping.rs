@@ -254,7 +254,7 @@ impl TableMapping {
 }
 
 fn parse_record(json: &str) -> Result<apache_avro::schema::RecordSchema, SchemaError> {
-    let schema = AvroSchema::parse_str(json).map_err(|e| SchemaError::Unsupported {
+    let schema = crate::names::parse_schema(json).map_err(|e| SchemaError::Unsupported {
         path: "<root>".into(),
         message: format!("not a valid Avro schema: {e}"),
     })?;
