@@ -9,6 +9,7 @@
 //! | `kappa.watermark` | event-time watermark, µs since the epoch |
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records` | counters of this commit |
+//! | `kappa.dead-lettered.undecodable`, `kappa.dead-lettered.unmappable-schema`, `kappa.dead-lettered.rejected` | `kappa.dead-lettered` by kind (`rejected` includes quality-rule violations); commits before these keys existed carry only the total |
 
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
@@ -32,3 +33,9 @@ pub const DEAD_LETTERED: &str = "kappa.dead-lettered";
 pub const DUPLICATES: &str = "kappa.duplicates";
 /// Records of this commit's input that arrived behind the watermark (appended, counted).
 pub const LATE: &str = "kappa.late-records";
+/// Dead letters of this commit's input that are not a message of any known schema.
+pub const DEAD_LETTERED_UNDECODABLE: &str = "kappa.dead-lettered.undecodable";
+/// Dead letters of this commit's input whose writer schema the table cannot read.
+pub const DEAD_LETTERED_UNMAPPABLE: &str = "kappa.dead-lettered.unmappable-schema";
+/// Dead letters of this commit's input rejected by the logic or a quality rule.
+pub const DEAD_LETTERED_REJECTED: &str = "kappa.dead-lettered.rejected";
