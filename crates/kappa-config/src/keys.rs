@@ -60,7 +60,19 @@ pub(crate) const SECTIONS: &[Section] = &[
         ]),
     ),
     ("source.kafka.properties", None),
-    ("schema", Some(&["dir", "url", "subject"])),
+    (
+        "schema",
+        Some(&[
+            "dir",
+            "url",
+            "subject",
+            "ca_file",
+            "timeout",
+            "max_attempts",
+            "username",
+            "password",
+        ]),
+    ),
     (
         "catalog",
         Some(&[

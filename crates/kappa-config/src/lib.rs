@@ -34,7 +34,8 @@ pub use raw::{
     UniquenessSection,
 };
 pub use typed::{
-    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, SchemaSource,
+    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, RegistryConfig,
+    SchemaSource,
 };
 pub use validate::{PipelineConfig, validate};
 

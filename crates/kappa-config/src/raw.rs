@@ -246,16 +246,28 @@ impl<'de> Deserialize<'de> for KafkaProperties {
     }
 }
 
-/// `[schema]`: exactly one of `dir` and `url`.
+/// `[schema]`: exactly one of `dir` and `url`; the registry client's keys (`ca_file` ...
+/// `password`) only with `url`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaSection {
     /// Embedded file registry directory (default `contracts`).
     pub dir: Option<String>,
-    /// Confluent-compatible registry URL.
-    pub url: Option<String>,
+    /// Confluent-compatible registry URL (a secret: user info in it is basic auth).
+    pub url: Option<Secret>,
     /// Subject (default `<topic>-value`).
     pub subject: Option<String>,
+    /// PEM file of extra CA certificates to trust for an `https://` registry.
+    pub ca_file: Option<String>,
+    /// Per-request timeout (default 10s).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Attempts per request before the registry counts as unreachable (default 5).
+    pub max_attempts: Option<u32>,
+    /// Basic-auth user (with `password`; instead of the URL's user info).
+    pub username: Option<String>,
+    /// Basic-auth password (redacted in `Debug`).
+    pub password: Option<Secret>,
 }
 
 /// `[catalog]`

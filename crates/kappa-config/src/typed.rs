@@ -1,16 +1,58 @@
 //! The validated, typed pieces of a [`crate::PipelineConfig`].
 
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use url::Url;
 
-use crate::raw::{KafkaProperties, S3Section};
+use crate::raw::{KafkaProperties, S3Section, Secret};
 
 /// Where schemas come from: `[schema] dir` or `[schema] url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemaSource {
     /// Embedded file registry: `<dir>/<subject>/<version>.avsc`.
     Dir(String),
-    /// Confluent-compatible registry URL.
-    Url(String),
+    /// A Confluent-compatible registry and how to reach it.
+    Url(RegistryConfig),
+}
+
+/// A validated Confluent registry client: `[schema] url` and its connection keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Base URL, `http(s)://` (user info in it is basic auth; redacted in `Debug`).
+    pub url: String,
+    /// Basic-auth user (set together with `password`, never with user info in `url`).
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<Secret>,
+    /// PEM file of extra CA certificates (read when the client is built; `https://` only).
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Attempts per request (retries = attempts − 1).
+    pub max_attempts: u32,
+}
+
+impl fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = match Url::parse(&self.url) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            Ok(url) => url.to_string(),
+            Err(_) => "<invalid url>".into(),
+        };
+        f.debug_struct("RegistryConfig")
+            .field("url", &url)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("ca_file", &self.ca_file)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 /// `[catalog] type`.
@@ -82,7 +124,7 @@ pub struct KafkaConfig {
     /// Where partitions the table holds nothing of start.
     pub start: KafkaStart,
     /// How long to wait at start for the brokers and the topic.
-    pub startup_timeout: std::time::Duration,
+    pub startup_timeout: Duration,
     /// Extra librdkafka settings (secret values redacted in `Debug`).
     pub properties: KafkaProperties,
 }

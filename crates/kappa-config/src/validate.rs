@@ -8,9 +8,10 @@ use url::Url;
 
 use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
-use crate::raw::{KafkaProperties, RawConfig, S3Section};
+use crate::raw::{KafkaProperties, RawConfig, S3Section, SchemaSection};
 use crate::typed::{
-    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, SchemaSource,
+    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, RegistryConfig,
+    SchemaSource,
 };
 
 /// A validated pipeline configuration: every value checked, defaults resolved.
@@ -283,24 +284,136 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
     }))
 }
 
+/// `[schema] timeout` when unset.
+const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[schema] max_attempts` when unset.
+const REGISTRY_MAX_ATTEMPTS: u32 = 5;
+
 fn schema(raw: &RawConfig) -> Result<SchemaSource, ConfigError> {
-    match (&raw.schema.dir, &raw.schema.url) {
+    let section = &raw.schema;
+    match (&section.dir, &section.url) {
         (Some(_), Some(_)) => Err(ConfigError::invalid(
             "schema",
             "url",
             "set either dir or url, not both",
         )),
-        (_, Some(url)) => Ok(SchemaSource::Url(
-            parse_url("schema", "url", url, &["http", "https"])?.to_string(),
-        )),
-        (Some(dir), None) if dir.trim().is_empty() => Err(ConfigError::invalid(
-            "schema",
-            "dir",
-            "empty; expected a directory of <subject>/<version>.avsc",
-        )),
-        (Some(dir), None) => Ok(SchemaSource::Dir(dir.clone())),
-        (None, None) => Ok(SchemaSource::Dir("contracts".into())),
+        (_, Some(url)) => Ok(SchemaSource::Url(registry(section, url.expose())?)),
+        (dir, None) => {
+            let client_keys = [
+                ("ca_file", section.ca_file.is_some()),
+                ("timeout", section.timeout.is_some()),
+                ("max_attempts", section.max_attempts.is_some()),
+                ("username", section.username.is_some()),
+                ("password", section.password.is_some()),
+            ];
+            if let Some((key, _)) = client_keys.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::invalid(
+                    "schema",
+                    key,
+                    "only applies to a schema registry: set [schema] url, or remove it",
+                ));
+            }
+            match dir {
+                Some(dir) if dir.trim().is_empty() => Err(ConfigError::invalid(
+                    "schema",
+                    "dir",
+                    "empty; expected a directory of <subject>/<version>.avsc",
+                )),
+                Some(dir) => Ok(SchemaSource::Dir(dir.clone())),
+                None => Ok(SchemaSource::Dir("contracts".into())),
+            }
+        }
     }
+}
+
+/// `[schema] url` and the registry client's keys.
+fn registry(section: &SchemaSection, url: &str) -> Result<RegistryConfig, ConfigError> {
+    // Never echo the URL when it does not parse: it may carry a password.
+    Url::parse(url).map_err(|e| {
+        ConfigError::invalid(
+            "schema",
+            "url",
+            format!("not a URL ({e}); expected http:// | https://"),
+        )
+    })?;
+    let parsed = parse_url("schema", "url", url, &["http", "https"])?;
+    let url_has_user = !parsed.username().is_empty();
+    let username = section.username.as_ref().map(|u| u.trim().to_string());
+    match (&username, &section.password) {
+        (Some(_), _) | (_, Some(_)) if url_has_user => {
+            let key = if username.is_some() {
+                "username"
+            } else {
+                "password"
+            };
+            return Err(ConfigError::invalid(
+                "schema",
+                key,
+                "the url already carries user info; give the credentials once: in the url (https://user:pass@host) or as username and password",
+            ));
+        }
+        (Some(user), _) if user.is_empty() => {
+            return Err(ConfigError::invalid(
+                "schema",
+                "username",
+                "empty; expected the registry's basic-auth user",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "schema",
+                "password",
+                "missing: username is set and basic auth needs both (KAPPA__SCHEMA__PASSWORD keeps it out of the file)",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "schema",
+                "username",
+                "missing: password is set and basic auth needs both",
+            ));
+        }
+        _ => {}
+    }
+    let ca_file = match section.ca_file.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err(ConfigError::invalid(
+                "schema",
+                "ca_file",
+                "empty; expected a PEM file of CA certificates",
+            ));
+        }
+        Some(_) if parsed.scheme() != "https" => {
+            return Err(ConfigError::invalid(
+                "schema",
+                "ca_file",
+                format!(
+                    "the url is {}://; a CA bundle only applies to an https:// registry",
+                    parsed.scheme()
+                ),
+            ));
+        }
+        Some(path) => Some(std::path::PathBuf::from(path)),
+    };
+    let timeout = section.timeout.unwrap_or(REGISTRY_TIMEOUT);
+    if timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "schema",
+            "timeout",
+            "must be greater than 0, e.g. \"10s\"",
+        ));
+    }
+    let max_attempts = section.max_attempts.unwrap_or(REGISTRY_MAX_ATTEMPTS);
+    positive("schema", "max_attempts", u64::from(max_attempts))?;
+    Ok(RegistryConfig {
+        url: parsed.to_string(),
+        username,
+        password: section.password.clone(),
+        ca_file,
+        timeout,
+        max_attempts,
+    })
 }
 
 fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError> {

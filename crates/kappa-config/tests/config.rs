@@ -310,6 +310,62 @@ fn bad_values_name_the_key() {
             "config: [metrics] listen:",
         ),
         (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\ntimeout = \"soon\"\n"),
+            "config: [schema] timeout:",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\ntimeout = \"0s\"\n"),
+            "config: [schema] timeout: must be greater than 0",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\nmax_attempts = 0\n"),
+            "config: [schema] max_attempts: must be greater than 0",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\nmax_attempts = -1\n"),
+            "config: [schema] max_attempts:",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"http://r:8081\"\nca_file = \"/ca.pem\"\n"),
+            "config: [schema] ca_file: the url is http://",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\nca_file = \" \"\n"),
+            "config: [schema] ca_file: empty",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\ndir = \"c\"\ntimeout = \"5s\"\n"),
+            "config: [schema] timeout: only applies to a schema registry",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nca_file = \"/ca.pem\"\n"),
+            "config: [schema] ca_file: only applies to a schema registry",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\nusername = \"u\"\n"),
+            "config: [schema] password: missing",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\npassword = \"p\"\n"),
+            "config: [schema] username: missing",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\nusername = \" \"\npassword = \"p\"\n"
+            ),
+            "config: [schema] username: empty",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[schema]\nurl = \"https://a:b@r:8081\"\nusername = \"u\"\npassword = \"p\"\n"
+            ),
+            "config: [schema] username: the url already carries user info",
+        ),
+        (
+            format!("{MINIMAL}\n[schema]\nurl = \"ftp://r\"\n"),
+            "config: [schema] url: unsupported scheme \"ftp\"",
+        ),
+        (
             format!("{MINIMAL}\n[dlq]\nenabled = false\n"),
             "config: unknown key \"enabled\" in [dlq]; expected none: this section takes no keys yet",
         ),
@@ -321,6 +377,68 @@ fn bad_values_name_the_key() {
             "expected {expected:?}, got {err:?}"
         );
     }
+}
+
+#[test]
+fn the_registry_client_keys_parse_with_defaults_and_hide_the_password() {
+    let with_url = format!("{MINIMAL}\n[schema]\nurl = \"https://registry:8081\"\n");
+    let SchemaSource::Url(client) = load(&with_url).unwrap().schema else {
+        panic!("a url gives a registry");
+    };
+    assert_eq!(client.url, "https://registry:8081/");
+    assert_eq!(client.timeout, Duration::from_secs(10));
+    assert_eq!(client.max_attempts, 5);
+    assert_eq!(
+        (client.username, client.password, client.ca_file),
+        (None, None, None)
+    );
+
+    // Every key, the password and the attempts from the environment (strings parse).
+    let text = format!(
+        "{MINIMAL}\n[schema]\nurl = \"https://registry:8081\"\nca_file = \"/etc/ca.pem\"\ntimeout = \"2500ms\"\nusername = \"kappa\"\n"
+    );
+    let config = load_str(
+        &text,
+        "p.toml",
+        env(&[
+            ("KAPPA__SCHEMA__PASSWORD", "hunter2"),
+            ("KAPPA__SCHEMA__MAX_ATTEMPTS", "2"),
+        ]),
+        &[],
+    )
+    .unwrap();
+    let debug = format!("{config:?}");
+    let SchemaSource::Url(client) = config.schema else {
+        panic!("a url gives a registry");
+    };
+    assert_eq!(client.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+    assert_eq!(client.timeout, Duration::from_millis(2500));
+    assert_eq!(client.max_attempts, 2);
+    assert_eq!(client.username.as_deref(), Some("kappa"));
+    assert_eq!(
+        client.password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
+    assert!(
+        !debug.contains("hunter2") && debug.contains("kappa"),
+        "{debug}"
+    );
+
+    // User info in the URL is the other way to authenticate; its password is hidden too.
+    let text = format!("{MINIMAL}\n[schema]\nurl = \"https://kappa:hunter2@registry:8081\"\n");
+    let config = load(&text).unwrap();
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2") && debug.contains("kappa:***@registry"),
+        "{debug}"
+    );
+    // An unparsable URL is not echoed: it may carry a password.
+    let text = format!("{MINIMAL}\n[schema]\nurl = \"https://kappa:hunter2@[registry\"\n");
+    let err = load(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("config: [schema] url: not a URL") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -437,6 +555,8 @@ fn the_configuration_reference_documents_every_key() {
             );
             continue;
         }
+        // `# key = value` lines count: they set keys exclusive with one already set.
+        let line = line.strip_prefix("# ").unwrap_or(line);
         let Some((key, _)) = line.split_once('=') else {
             continue;
         };

@@ -10,6 +10,7 @@
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
 //! | `kappa.event-times` | the **complete** newest event time per partition, `{"topic":{"0":1700000000000000}}` (judges lateness) |
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records`, `kappa.quarantined` | counters of this commit |
+//! | `kappa.dead-lettered.undecodable`, `kappa.dead-lettered.unmappable-schema`, `kappa.dead-lettered.rejected` | `kappa.dead-lettered` by kind (`rejected` includes quality-rule violations); commits before these keys existed carry only the total |
 
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
@@ -37,3 +38,9 @@ pub const DUPLICATES: &str = "kappa.duplicates";
 pub const LATE: &str = "kappa.late-records";
 /// Rows of this commit's input written to the quarantine table instead.
 pub const QUARANTINED: &str = "kappa.quarantined";
+/// Dead letters of this commit's input that are not a message of any known schema.
+pub const DEAD_LETTERED_UNDECODABLE: &str = "kappa.dead-lettered.undecodable";
+/// Dead letters of this commit's input whose writer schema the table cannot read.
+pub const DEAD_LETTERED_UNMAPPABLE: &str = "kappa.dead-lettered.unmappable-schema";
+/// Dead letters of this commit's input rejected by the logic or a quality rule.
+pub const DEAD_LETTERED_REJECTED: &str = "kappa.dead-lettered.rejected";

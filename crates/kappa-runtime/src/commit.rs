@@ -127,6 +127,9 @@ async fn commit_flush(
         (summary::RECORDS_IN, buffer.records_in),
         (summary::DUPLICATES, buffer.duplicates),
         (summary::DEAD_LETTERED, buffer.dead_lettered()),
+        (summary::DEAD_LETTERED_UNDECODABLE, buffer.undecodable),
+        (summary::DEAD_LETTERED_UNMAPPABLE, buffer.unmappable),
+        (summary::DEAD_LETTERED_REJECTED, buffer.rejected),
         (summary::LATE, buffer.late),
         (summary::QUARANTINED, quarantined),
     ];

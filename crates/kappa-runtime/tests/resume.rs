@@ -210,6 +210,27 @@ async fn many_small_commits_and_a_rerun_account_for_every_record() {
         env.counts().await,
         (env.expected.rows, env.expected.dead_lettered())
     );
+    // Every commit's summary counts its input's dead letters by kind (what `kappa status` sums).
+    let pipeline = open_pipeline(env.spec(1)).await.unwrap();
+    let sum = |key: &str| -> u64 {
+        kappa_iceberg::state::ancestry(pipeline.main.table().metadata())
+            .filter_map(|s| {
+                s.summary()
+                    .additional_properties
+                    .get(key)?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    };
+    use kappa_iceberg::summary;
+    assert_eq!(sum(summary::DEAD_LETTERED), env.expected.dead_lettered());
+    assert_eq!(
+        sum(summary::DEAD_LETTERED_UNDECODABLE),
+        env.expected.undecodable
+    );
+    assert_eq!(sum(summary::DEAD_LETTERED_UNMAPPABLE), 0);
+    assert_eq!(sum(summary::DEAD_LETTERED_REJECTED), env.expected.rejected);
 }
 
 /// `(partition, offset)` of every row of `table`.

@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apache_avro::Schema;
 use async_trait::async_trait;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
@@ -323,7 +322,7 @@ impl ConfluentRegistry {
                 format!("schema id {id} is a {kind} schema; Kappa reads Avro only"),
             ));
         }
-        let schema = Schema::parse_str(&text).map_err(|e| {
+        let schema = crate::names::parse_schema(&text).map_err(|e| {
             self.error(
                 path,
                 None,

@@ -9,6 +9,7 @@
 //!
 //! - [`registry`]: the embedded file registry (`<dir>/<subject>/<version>.avsc`) and schema ids;
 //! - [`mapping`]: Avro → Arrow → Iceberg type mapping with deterministic field ids;
+//! - [`names`]: schemas from outside parsed without letting `apache-avro` panic on bad names;
 //! - [`wire`]: the Confluent wire format (`0x00`, 4-byte big-endian id, Avro body), decoded in
 //!   batches with per-record error isolation so one bad message never poisons its neighbours.
 
@@ -17,6 +18,7 @@ pub mod confluent;
 mod directory;
 mod error;
 pub mod mapping;
+pub mod names;
 pub mod registry;
 pub mod wire;
 

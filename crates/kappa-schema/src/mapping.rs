@@ -41,6 +41,8 @@ pub const UTC: &str = "+00:00";
 #[derive(Debug, Clone)]
 pub struct TableMapping {
     reader_json: String,
+    /// The reader schema, parsed (for the compatibility check of writer schemas).
+    reader: AvroSchema,
     /// Arrow schema of the value columns, as [`TableMapping::normalize`] produces them.
     values: SchemaRef,
     /// Arrow schema of the table: value columns + Kafka coordinates, with field ids.
@@ -67,6 +69,7 @@ impl TableMapping {
         };
         let mut columns: Vec<Field> = Vec::new();
         let mut newest_names: Vec<String> = Vec::new();
+        let mut reader = None;
         for (index, json) in versions.iter().enumerate() {
             let record = parse_record(json)?;
             newest_names.clear();
@@ -107,6 +110,7 @@ impl TableMapping {
                     *column = column.clone().with_nullable(true);
                 }
             }
+            reader = Some(AvroSchema::Record(record));
             if index == 0 {
                 let id = columns.len() + 1;
                 columns.push(
@@ -123,8 +127,15 @@ impl TableMapping {
             .iter()
             .filter_map(|name| columns.iter().find(|c| c.name() == name).cloned())
             .collect();
+        let Some(reader) = reader else {
+            return Err(SchemaError::Unsupported {
+                path: "<root>".into(),
+                message: "the subject has no schema version".into(),
+            });
+        };
         Ok(Self {
             reader_json: newest.to_string(),
+            reader,
             values: Arc::new(Schema::new(values)),
             table: Arc::new(Schema::new(columns)),
             versions: versions.len(),
@@ -172,6 +183,25 @@ impl TableMapping {
     /// The reader schema text, for arrow-avro.
     pub fn reader_json(&self) -> &str {
         &self.reader_json
+    }
+
+    /// Why records written with `writer` cannot be read as the table's reader schema, or `None`
+    /// when they can: Avro's resolution rules with logical types ([`crate::compat::can_read`]),
+    /// the first three breaking changes named with their field paths. Every writer schema passes
+    /// this before its records are decoded — a wire-format message's schema id and a value-record
+    /// archive file's embedded schema alike — and the records of one that fails are dead letters
+    /// of kind `unmappable-schema` carrying this reason.
+    pub fn unreadable_writer(&self, writer: &AvroSchema) -> Option<String> {
+        let problems = crate::compat::can_read(&self.reader, writer);
+        if problems.is_empty() {
+            return None;
+        }
+        let shown: Vec<String> = problems.iter().take(3).map(ToString::to_string).collect();
+        Some(format!(
+            "{}{}",
+            shown.join("; "),
+            if problems.len() > 3 { "; ..." } else { "" }
+        ))
     }
 
     /// Arrow schema of the decoded value columns.
@@ -233,7 +263,7 @@ impl TableMapping {
 }
 
 fn parse_record(json: &str) -> Result<apache_avro::schema::RecordSchema, SchemaError> {
-    let schema = AvroSchema::parse_str(json).map_err(|e| SchemaError::Unsupported {
+    let schema = crate::names::parse_schema(json).map_err(|e| SchemaError::Unsupported {
         path: "<root>".into(),
         message: format!("not a valid Avro schema: {e}"),
     })?;

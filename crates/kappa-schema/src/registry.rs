@@ -121,10 +121,11 @@ impl FileRegistry {
                     path: path.clone(),
                     source,
                 })?;
-                let schema = Schema::parse_str(&json).map_err(|e| SchemaError::Parse {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
+                let schema =
+                    crate::names::parse_schema(&json).map_err(|message| SchemaError::Parse {
+                        path: path.clone(),
+                        message,
+                    })?;
                 versions.push(Arc::new(RegisteredSchema {
                     subject: subject.clone(),
                     version,
@@ -163,10 +164,11 @@ impl FileRegistry {
         let mut list = Vec::new();
         for (index, json) in versions.into_iter().enumerate() {
             let version = index as u32 + 1;
-            let schema = Schema::parse_str(json).map_err(|e| SchemaError::Parse {
-                path: PathBuf::from(format!("{subject}/{version}.avsc")),
-                message: e.to_string(),
-            })?;
+            let schema =
+                crate::names::parse_schema(json).map_err(|message| SchemaError::Parse {
+                    path: PathBuf::from(format!("{subject}/{version}.avsc")),
+                    message,
+                })?;
             list.push(Arc::new(RegisteredSchema {
                 subject: subject.to_string(),
                 version,

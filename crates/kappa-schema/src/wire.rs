@@ -108,8 +108,6 @@ pub struct WireDecoder {
     unknown: BTreeSet<u32>,
     /// Writer schemas that cannot be read as the reader schema, with the reason.
     unmappable: BTreeMap<u32, String>,
-    /// The reader schema, parsed (for the compatibility check of new writer schemas).
-    reader: Option<apache_avro::Schema>,
     decoder: Option<Decoder>,
     /// The subject whose newer versions stop decoding ([`WireDecoder::evolving`]).
     evolving: Option<String>,
@@ -129,7 +127,6 @@ impl WireDecoder {
     /// A decoder producing `mapping`'s value schema, with writer schemas from `registry`.
     pub fn new(mapping: Arc<TableMapping>, registry: Arc<dyn SchemaRegistry>) -> Self {
         Self {
-            reader: apache_avro::Schema::parse_str(mapping.reader_json()).ok(),
             mapping,
             registry,
             writers: BTreeMap::new(),
@@ -233,9 +230,7 @@ impl WireDecoder {
             return Ok(None);
         };
         // A writer the table cannot read goes to the DLQ whatever the registry holds.
-        if let Some(reader) = &self.reader
-            && !crate::compat::can_read(reader, &writer.schema).is_empty()
-        {
+        if self.mapping.unreadable_writer(&writer.schema).is_some() {
             return Ok(None);
         }
         let values = self.mapping.value_schema();
@@ -266,19 +261,13 @@ impl WireDecoder {
         }))
     }
 
-    /// Accepts a new writer schema if the table's reader schema can read it (Avro resolution
-    /// rules, logical types included) and arrow-avro can build a decoder for it.
+    /// Accepts a new writer schema if the table's reader schema can read it
+    /// ([`TableMapping::unreadable_writer`]) and arrow-avro can build a decoder for it.
     fn admit(&mut self, id: u32, writer: Arc<RegisteredSchema>) -> Result<(), String> {
-        if let Some(reader) = &self.reader {
-            let problems = crate::compat::can_read(reader, &writer.schema);
-            if !problems.is_empty() {
-                let shown: Vec<String> = problems.iter().take(3).map(ToString::to_string).collect();
-                return Err(format!(
-                    "writer schema id {id} cannot be read as the table's schema: {}{}",
-                    shown.join("; "),
-                    if problems.len() > 3 { "; ..." } else { "" }
-                ));
-            }
+        if let Some(problems) = self.mapping.unreadable_writer(&writer.schema) {
+            return Err(format!(
+                "writer schema id {id} cannot be read as the table's schema: {problems}"
+            ));
         }
         self.writers.insert(id, writer);
         // A new writer schema: the arrow-avro decoder must be rebuilt with it.

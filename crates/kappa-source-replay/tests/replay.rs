@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use kappa_core::{Source, SourcePosition, TopicPartition};
+use kappa_core::{DeadLetterKind, Source, SourcePosition, TopicPartition};
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
 use kappa_source_replay::{ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow};
 use kappa_synth::{
@@ -73,6 +73,7 @@ struct Totals {
     rows: u64,
     dead: u64,
     next: std::collections::BTreeMap<i32, i64>,
+    letters: Vec<kappa_core::DeadLetter>,
 }
 
 async fn drain(mut source: ArchiveSource) -> Totals {
@@ -91,6 +92,7 @@ async fn drain(mut source: ArchiveSource) -> Totals {
         totals.records_in += batch.records_in;
         totals.rows += batch.num_rows() as u64;
         totals.dead += batch.dead_letters.len() as u64;
+        totals.letters.extend(batch.dead_letters);
     }
     totals
 }
@@ -161,4 +163,114 @@ async fn a_corrupt_file_is_an_error_naming_its_key() {
         err.to_string().contains("orders+0+0000100000.avro"),
         "{err}"
     );
+}
+
+const ORDERS_V3_BREAKING: &str =
+    include_str!("../../kappa-schema/tests/data/orders-v3-breaking.avsc");
+
+/// An OCF file of `n` orders-v3-breaking value records (`amount_cents` a string of digits, which
+/// a cast to the table's long would silently accept, and a `region` the table does not have).
+fn v3_file(n: usize) -> (apache_avro::Schema, Vec<u8>) {
+    use apache_avro::types::Value;
+    let schema = apache_avro::Schema::parse_str(ORDERS_V3_BREAKING).unwrap();
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new());
+    for i in 0..n {
+        let record = Value::Record(vec![
+            (
+                "event_id".into(),
+                Value::Uuid(uuid::Uuid::from_u128(i as u128)),
+            ),
+            ("event_type".into(), Value::Enum(1, "PAID".into())),
+            ("order_id".into(), Value::String(format!("o-{i}"))),
+            ("user_id".into(), Value::Union(0, Box::new(Value::Null))),
+            ("restaurant_id".into(), Value::String("r-1".into())),
+            (
+                "amount_cents".into(),
+                Value::String(format!("{}", 1000 + i)),
+            ),
+            ("currency".into(), Value::String("EUR".into())),
+            (
+                "event_time".into(),
+                Value::TimestampMillis(1_793_491_200_000),
+            ),
+            ("region".into(), Value::String("eu".into())),
+        ]);
+        writer.append_value_ref(&record).unwrap();
+    }
+    let bytes = writer.into_inner().unwrap();
+    (schema, bytes)
+}
+
+#[tokio::test]
+async fn a_value_file_with_an_unreadable_writer_schema_is_dead_lettered_and_replay_goes_on() {
+    let options = ArchiveOptions {
+        flush_size: 300,
+        shape: RecordShape::Value,
+        ..ArchiveOptions::default()
+    };
+    let f = fixture(HistorySpec::new(3_000), options).await;
+    // Replace the second file of partition 0 by an orders-v3-breaking file with as many records,
+    // so every offset stays where it was and files follow it.
+    let mut keys: Vec<Path> = {
+        use futures::TryStreamExt;
+        f.store
+            .list(Some(&Path::from("archive/orders/partition=0")))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    keys.sort();
+    assert!(keys.len() >= 3, "{keys:?}");
+    let replaced = keys[1].clone();
+    let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &replaced)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let n = apache_avro::Reader::new(&original[..]).unwrap().count();
+    let (v3, bytes) = v3_file(n);
+    object_store::ObjectStoreExt::put(f.store.as_ref(), &replaced, bytes.into())
+        .await
+        .unwrap();
+
+    let t = drain(f.source(PartitionFilter::All).await).await;
+    assert_eq!(t.records_in, f.expected.messages);
+    assert_eq!(
+        t.dead, n as u64,
+        "every record of the v3 file, nothing else"
+    );
+    assert_eq!(t.rows, f.expected.messages - n as u64);
+    let next: Vec<i64> = t.next.values().copied().collect();
+    assert_eq!(next, f.expected.next_offsets, "later files were read");
+    let start: i64 = replaced
+        .filename()
+        .unwrap()
+        .trim_end_matches(".avro")
+        .rsplit('+')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let offsets: Vec<i64> = t.letters.iter().map(|d| d.offset).collect();
+    assert_eq!(offsets, (start..start + n as i64).collect::<Vec<_>>());
+    for (i, letter) in t.letters.iter().enumerate() {
+        assert_eq!(letter.kind, DeadLetterKind::UnmappableSchema);
+        assert_eq!(letter.object_key.as_deref(), Some(replaced.as_ref()));
+        // `region` is a writer-only field (ignored, as Avro resolution does); `amount_cents` is
+        // the breaking change for this reader.
+        for needle in [replaced.as_ref(), "amount_cents", "TYPE_MISMATCH"] {
+            assert!(letter.message.contains(needle), "{}", letter.message);
+        }
+        // The raw bytes are the record as written, readable with the file's schema.
+        let value = apache_avro::from_avro_datum(&v3, &mut &letter.raw[..], None).unwrap();
+        let apache_avro::types::Value::Record(fields) = value else {
+            panic!("not a record: {value:?}");
+        };
+        assert_eq!(
+            fields[2].1,
+            apache_avro::types::Value::String(format!("o-{i}"))
+        );
+    }
 }

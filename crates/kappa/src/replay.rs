@@ -12,7 +12,8 @@ use kappa_iceberg::{CatalogConfig, PartitionField};
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{
-    ConfluentRegistry, DirectoryRegistry, RegistryOptions, SchemaRegistry, TableMapping,
+    ConfluentRegistry, DirectoryRegistry, RegistryOptions, SchemaError, SchemaRegistry,
+    TableMapping,
 };
 use kappa_source_replay::{
     ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, S3Options, TimeWindow, open_store,
@@ -51,9 +52,22 @@ pub fn registry(
                 .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
                 .map_err(|e| usage(format!("[schema] dir: {e}")))
         }
-        SchemaSource::Url(url) => ConfluentRegistry::new(RegistryOptions::new(url.clone()))
-            .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
-            .map_err(|e| usage(format!("[schema] url: {e}"))),
+        SchemaSource::Url(client) => {
+            let options = RegistryOptions {
+                username: client.username.clone(),
+                password: client.password.as_ref().map(|p| p.expose().to_string()),
+                ca_file: client.ca_file.clone(),
+                timeout: client.timeout,
+                max_attempts: client.max_attempts,
+                ..RegistryOptions::new(client.url.clone())
+            };
+            ConfluentRegistry::new(options)
+                .map(|r| Arc::new(r) as Arc<dyn SchemaRegistry>)
+                .map_err(|e| match e {
+                    SchemaError::Read { .. } => usage(format!("[schema] ca_file: {e}")),
+                    _ => usage(format!("[schema] url: {e}")),
+                })
+        }
     }
 }
 

@@ -218,3 +218,46 @@ fn schema_check_all_checks_every_version_against_its_history() {
         "{out}"
     );
 }
+
+#[test]
+fn the_registry_client_keys_reach_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[pipeline]
+name = "p"
+[schema]
+url = "https://127.0.0.1:1"
+ca_file = "{}/missing-ca.pem"
+timeout = "1s"
+max_attempts = 1
+username = "kappa"
+[catalog]
+uri = "sqlite:///{}/c.db"
+warehouse = "file://{}/w"
+[table]
+name = "t"
+"#,
+            dir.path().display(),
+            dir.path().display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .args(["status", "-c", config.to_str().unwrap()])
+        .env("KAPPA__SCHEMA__PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The CA bundle is read when the client is built: a missing one is a usage error naming it.
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("[schema] ca_file") && err.contains("missing-ca.pem"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}

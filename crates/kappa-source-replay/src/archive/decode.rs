@@ -4,7 +4,11 @@
 //! - a record schema that is the message value (Kafka Connect `AvroConverter`): decoded straight to
 //!   Arrow by arrow-avro with the file's own writer schema, then mapped onto the table's columns
 //!   (optional fields an older writer lacks become NULL; arrow-avro 58's schema resolution
-//!   rejects named types whose namespace is inherited in one schema and explicit in the other);
+//!   rejects named types whose namespace is inherited in one schema and explicit in the other).
+//!   The embedded writer schema first passes the check wire-format writer schemas pass
+//!   ([`TableMapping::unreadable_writer`]); when the table cannot read it, every record of the
+//!   file is an `unmappable-schema` dead letter naming the object key and the breaking changes,
+//!   and the replay goes on with the next file;
 //! - `"bytes"` (`ByteArrayConverter`): each record is the raw message value in the Confluent wire
 //!   format, decoded by [`WireDecoder`]; what does not decode becomes a dead letter;
 //! - an envelope record with `partition`, `offset` and `value` (full-record backups): coordinates
@@ -18,6 +22,11 @@
 //! position is never below the next file's start, so switching from replay to live Kafka can
 //! neither re-read nor skip records. Records below the requested start position (`from`) are
 //! skipped, which also handles files that overlap their predecessor.
+//!
+//! **Damaged files** (see `tests/fuzz_ocf.rs`) are errors naming the object key, never panics or
+//! hangs: the framing is read first ([`super::header`]: magic, metadata, every block's sync
+//! marker) and the header's schema names are checked before apache-avro parses them; value-record
+//! blocks are decoded one at a time by arrow-avro (see `decode_block` for the hang this avoids).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -27,10 +36,15 @@ use apache_avro::types::Value;
 use arrow_array::RecordBatch;
 use arrow_avro::reader::ReaderBuilder;
 use bytes::Bytes;
-use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
+use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::{TableMapping, WireDecoder};
 
+use super::header;
 use crate::error::ReplayError;
+
+/// Records one block of a value-record file may say it holds (a damaged count must not size a
+/// decode buffer); Kafka Connect writes blocks of far fewer.
+const MAX_BLOCK_RECORDS: u64 = 1 << 20;
 
 /// How a file's records are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +81,26 @@ fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
     }
 }
 
+/// An apache-avro reader over `bytes`, once the header's writer schema has passed
+/// [`kappa_schema::names::check_names`] (apache-avro panics on an invalid name).
+fn open_reader<'s, 'b>(
+    key: &str,
+    bytes: &'b [u8],
+) -> Result<apache_avro::Reader<'s, &'b [u8]>, ReplayError> {
+    let header = header::header(bytes).map_err(|m| corrupt(key, m))?;
+    if let Some(json) = header.schema {
+        let json = std::str::from_utf8(json)
+            .map_err(|_| corrupt(key, "the header's writer schema is not UTF-8"))?;
+        kappa_schema::names::check_names(json)
+            .map_err(|m| corrupt(key, format!("the header's writer schema: {m}")))?;
+    }
+    apache_avro::Reader::new(bytes)
+        .map_err(|e| corrupt(key, format!("not an Avro object container file ({e})")))
+}
+
 /// The shape of a file from its header.
 pub fn shape_of(key: &str, bytes: &[u8]) -> Result<Shape, ReplayError> {
-    let reader = apache_avro::Reader::new(bytes)
-        .map_err(|e| corrupt(key, format!("not an Avro object container file ({e})")))?;
+    let reader = open_reader(key, bytes)?;
     Ok(match reader.writer_schema() {
         Schema::Bytes => Shape::RawBytes,
         Schema::Record(record) => {
@@ -156,34 +186,134 @@ fn decode_values(
     bytes: &Bytes,
     mapping: &Arc<TableMapping>,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let reader = ReaderBuilder::new()
-        .with_batch_size(file.batch_rows)
-        .with_utf8_view(false)
-        .build(Cursor::new(bytes.as_ref()))
-        .map_err(|e| corrupt(file.key, format!("cannot read the Avro container: {e}")))?;
+    let header = open_reader(file.key, bytes)?;
+    if let Some(problems) = mapping.unreadable_writer(header.writer_schema()) {
+        let reason = format!(
+            "{}: the file's writer schema cannot be read as the table's schema: {problems}",
+            file.key
+        );
+        return dead_letter_values(file, header, &reason, mapping);
+    }
+    let header = header::header(bytes).map_err(|m| corrupt(file.key, m))?;
+    let blocks =
+        header::blocks(bytes, &header, MAX_BLOCK_RECORDS).map_err(|m| corrupt(file.key, m))?;
     let mut batches = Vec::new();
     let mut next = file.start_offset;
-    for batch in reader {
-        let batch = batch.map_err(|e| corrupt(file.key, format!("after offset {next}: {e}")))?;
+    for (index, block) in blocks.iter().enumerate() {
+        if block.count == 0 {
+            // An empty block (the framing check rejects one with data).
+            continue;
+        }
+        let records = decode_block(file.key, bytes, &header, index, block, next)?;
         let records = mapping
-            .normalize(batch)
+            .normalize(records)
             .map_err(|source| ReplayError::Schema {
                 key: file.key.to_string(),
                 source,
             })?;
-        let n = records.num_rows() as i64;
-        batches.push(SourceBatch {
-            partition: file.partition.clone(),
-            range: OffsetRange::new(next, next + n),
-            offsets: (next..next + n).collect(),
-            records,
-            dead_letters: Vec::new(),
-            records_in: n as u64,
-        });
-        next += n;
+        let rows = records.num_rows();
+        let step = file.batch_rows.max(1);
+        for start in (0..rows).step_by(step) {
+            let records = records.slice(start, step.min(rows - start));
+            let n = records.num_rows() as i64;
+            batches.push(SourceBatch {
+                partition: file.partition.clone(),
+                range: OffsetRange::new(next, next + n),
+                offsets: (next..next + n).collect(),
+                records,
+                dead_letters: Vec::new(),
+                records_in: n as u64,
+            });
+            next += n;
+        }
     }
     let last = (next > file.start_offset).then_some(next - 1);
     Ok(close_ranges(file, batches, last, mapping.value_schema()))
+}
+
+/// Decodes one non-empty block of a value-record file with arrow-avro, alone and in one batch of
+/// exactly its record count. arrow-avro 58's OCF reader loops forever on a block whose data outlasts its
+/// record count (a damaged count: the decoder is asked for 0 more records and makes no
+/// progress); a batch that fills at the count returns before that can happen.
+fn decode_block(
+    key: &str,
+    bytes: &[u8],
+    header: &header::Header<'_>,
+    index: usize,
+    block: &header::Block,
+    first_offset: i64,
+) -> Result<RecordBatch, ReplayError> {
+    let count = usize::try_from(block.count)
+        .map_err(|_| corrupt(key, format!("block {index}: record count {}", block.count)))?;
+    let (Some(head), Some(body)) = (bytes.get(..header.len), bytes.get(block.range.clone())) else {
+        return Err(corrupt(key, format!("block {index} is outside the file")));
+    };
+    let at = |message: String| {
+        corrupt(
+            key,
+            format!("block {index} (records from offset {first_offset}): {message}"),
+        )
+    };
+    let mut single = Vec::with_capacity(head.len() + body.len());
+    single.extend_from_slice(head);
+    single.extend_from_slice(body);
+    let mut reader = ReaderBuilder::new()
+        .with_batch_size(count)
+        .with_utf8_view(false)
+        .build(Cursor::new(single.as_slice()))
+        .map_err(|e| at(format!("cannot read the Avro container: {e}")))?;
+    match reader.next() {
+        Some(Ok(batch)) if batch.num_rows() == count => Ok(batch),
+        Some(Ok(batch)) => Err(at(format!(
+            "{} records decoded, the block says {count}",
+            batch.num_rows()
+        ))),
+        Some(Err(e)) => Err(at(e.to_string())),
+        None => Err(at(format!("no records decoded, the block says {count}"))),
+    }
+}
+
+/// Every record of a value-record file as an `unmappable-schema` dead letter with `reason`; `raw`
+/// is the record's Avro binary encoding under the file's writer schema (which the reason's object
+/// key locates), so the records can be replayed once the table can read them.
+fn dead_letter_values(
+    file: &FileToDecode<'_>,
+    reader: apache_avro::Reader<'_, &[u8]>,
+    reason: &str,
+    mapping: &Arc<TableMapping>,
+) -> Result<Vec<SourceBatch>, ReplayError> {
+    let writer = reader.writer_schema().clone();
+    let key: Arc<str> = Arc::from(file.key);
+    let mut letters = Vec::new();
+    for (index, value) in (0i64..).zip(reader) {
+        let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
+        let raw = apache_avro::to_avro_datum(&writer, value)
+            .map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
+        letters.push(DeadLetter {
+            offset: file.start_offset + index,
+            raw: Bytes::from(raw),
+            object_key: Some(key.clone()),
+            kind: DeadLetterKind::UnmappableSchema,
+            message: reason.to_string(),
+        });
+    }
+    let last = letters.last().map(|d| d.offset);
+    let empty = mapping.value_schema();
+    let batches = letters
+        .chunks(file.batch_rows.max(1))
+        .filter_map(|chunk| {
+            let (first, last) = (chunk.first()?.offset, chunk.last()?.offset);
+            Some(SourceBatch {
+                partition: file.partition.clone(),
+                range: OffsetRange::new(first, last + 1),
+                records: RecordBatch::new_empty(empty.clone()),
+                offsets: Vec::new(),
+                dead_letters: chunk.to_vec(),
+                records_in: chunk.len() as u64,
+            })
+        })
+        .collect();
+    Ok(close_ranges(file, batches, last, empty))
 }
 
 fn decode_framed(
@@ -191,8 +321,7 @@ fn decode_framed(
     bytes: &Bytes,
     wire: &mut WireDecoder,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let reader = apache_avro::Reader::new(bytes.as_ref())
-        .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
+    let reader = open_reader(file.key, bytes)?;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
     for (index, value) in (0i64..).zip(reader) {

@@ -2,4 +2,5 @@
 //! ([`decode`]).
 
 pub mod decode;
+mod header;
 pub mod listing;
