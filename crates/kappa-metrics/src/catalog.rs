@@ -136,7 +136,7 @@ pub const COMMITS: MetricDef = def(
     MetricKind::Counter,
     &["table", "outcome"],
     "Commit attempts by outcome: committed (a new snapshot), already_committed (the table held the input), conflict_retried (lost to another writer, retried), failed (gave up).",
-    "commit::Committed, commit::AlreadyCommitted, commit::ConflictRetried, commit::Failed",
+    "commit::Committed, commit::AlreadyCommitted, commit::ConflictRetried, commit::Failed, table::Configured (0)",
 );
 /// Commit duration.
 pub const COMMIT_DURATION: MetricDef = MetricDef {

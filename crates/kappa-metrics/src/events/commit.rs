@@ -19,6 +19,14 @@ use crate::catalog;
 use crate::events::table;
 use crate::recorder::{counter_add, histogram_record};
 
+/// Every `outcome` label value of `kappa_commits_total`.
+pub const OUTCOMES: [&str; 4] = [
+    "committed",
+    "already_committed",
+    "conflict_retried",
+    "failed",
+];
+
 /// A flush became a new snapshot of the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Committed<'a> {

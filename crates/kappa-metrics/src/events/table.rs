@@ -16,7 +16,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::catalog;
-use crate::recorder::gauge_set;
+use crate::recorder::{counter_add, gauge_set};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Clock {
@@ -109,7 +109,9 @@ pub(crate) fn refresh(now: SystemTime, log: bool) {
     }
 }
 
-/// The pipeline's settings that alerts compare against, once at start.
+/// The pipeline's settings that alerts compare against: once at start, for the main table
+/// (the one committed every interval; not the dead-letter or late tables, which commit only
+/// when they have rows).
 #[derive(Debug, Clone, Copy)]
 pub struct Configured<'a> {
     /// The table.
@@ -121,9 +123,13 @@ pub struct Configured<'a> {
 }
 
 impl Configured<'_> {
-    /// Sets `kappa_commit_interval_seconds` and `kappa_table_freshness_slo_seconds`; logs
-    /// (info).
+    /// Sets `kappa_commit_interval_seconds` and `kappa_table_freshness_slo_seconds`, creates
+    /// the table's `kappa_commits_total` series at 0 for every outcome (so `increase()` sees the
+    /// first failure), and logs (info).
     pub fn emit(&self) {
+        for outcome in crate::events::commit::OUTCOMES {
+            counter_add(&catalog::COMMITS, &[self.table, outcome], 0);
+        }
         gauge_set(
             &catalog::COMMIT_INTERVAL,
             &[self.table],
