@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Something readiness waits on. Ready means every condition is ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -144,9 +145,113 @@ impl Health {
     }
 }
 
+/// Turns "the source made no progress for a while" into readiness: not ready on
+/// [`Condition::Source`], with how long, until progress resumes.
+///
+/// Progress is records read, or the source confirming it is caught up (lag 0: an idle topic
+/// is not a stalled one). Call [`StallWatch::progressed`] for either, and
+/// [`StallWatch::check`] on a timer.
+#[derive(Debug, Clone)]
+pub struct StallWatch {
+    health: Health,
+    what: String,
+    stall_after: Duration,
+    last_progress: Arc<Mutex<Instant>>,
+}
+
+impl StallWatch {
+    /// Watches `what` (e.g. `kafka topic orders`); the clock starts now.
+    pub fn new(health: Health, what: impl Into<String>, stall_after: Duration) -> StallWatch {
+        StallWatch {
+            health,
+            what: what.into(),
+            stall_after,
+            last_progress: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Records arrived, or the source is caught up.
+    pub fn progressed(&self) {
+        self.progressed_at(Instant::now());
+    }
+
+    /// [`StallWatch::progressed`] at `now`.
+    pub fn progressed_at(&self, now: Instant) {
+        *self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = now;
+    }
+
+    /// Sets the source not ready once no progress was seen for the stall time, and ready again
+    /// after progress. Returns whether it is stalled.
+    pub fn check(&self) -> bool {
+        self.check_at(Instant::now())
+    }
+
+    /// [`StallWatch::check`] at `now`.
+    pub fn check_at(&self, now: Instant) -> bool {
+        let last = *self
+            .last_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idle = now.saturating_duration_since(last);
+        if idle >= self.stall_after {
+            self.health.set_not_ready(
+                Condition::Source,
+                format!(
+                    "stalled: no records from {} for {}s and not caught up",
+                    self.what,
+                    idle.as_secs()
+                ),
+            );
+            true
+        } else {
+            let stalled = matches!(
+                self.health.lock().not_ready.get(&Condition::Source),
+                Some(reason) if reason.starts_with("stalled: ")
+            );
+            if stalled {
+                self.health.set_ready(Condition::Source);
+            }
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stalled_source_is_not_ready_with_how_long_until_it_moves_again() {
+        let health = Health::new([(Condition::Source, "connecting to the source")]);
+        let watch = StallWatch::new(
+            health.clone(),
+            "kafka topic orders",
+            Duration::from_secs(300),
+        );
+        let t0 = Instant::now();
+        watch.progressed_at(t0);
+        health.set_ready(Condition::Source);
+        assert!(!watch.check_at(t0 + Duration::from_secs(299)));
+        assert!(health.is_ready());
+        assert!(watch.check_at(t0 + Duration::from_secs(301)));
+        assert_eq!(
+            health.readiness(),
+            Readiness::NotReady(vec![(
+                Condition::Source,
+                "stalled: no records from kafka topic orders for 301s and not caught up".into()
+            )])
+        );
+        watch.progressed_at(t0 + Duration::from_secs(302));
+        assert!(!watch.check_at(t0 + Duration::from_secs(303)));
+        assert!(health.is_ready());
+        // A reason someone else set (not a stall) is left alone.
+        health.set_not_ready(Condition::Source, "rebalancing");
+        assert!(!watch.check_at(t0 + Duration::from_secs(304)));
+        assert!(!health.is_ready());
+    }
 
     #[test]
     fn ready_once_every_condition_is_and_back_with_a_reason() {

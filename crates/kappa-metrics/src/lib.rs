@@ -21,7 +21,7 @@ mod recorder;
 mod server;
 
 pub use error::MetricsError;
-pub use health::{Condition, Health, Readiness};
+pub use health::{Condition, Health, Readiness, StallWatch};
 pub use logging::{LogFormat, init_tracing};
 pub use recorder::Metrics;
 pub use server::{Endpoint, PROMETHEUS_TEXT};

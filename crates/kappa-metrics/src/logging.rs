@@ -49,10 +49,10 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
     use std::io::IsTerminal as _;
     let ansi = std::io::stderr().is_terminal();
     let (subscriber, invalid) = subscriber(format, filter, ansi, std::io::stderr);
-    if tracing::subscriber::set_global_default(subscriber).is_ok() {
-        if let Some(e) = invalid {
-            tracing::warn!(filter, error = %e, "invalid log filter; logging at warn");
-        }
+    if tracing::subscriber::set_global_default(subscriber).is_ok()
+        && let Some(e) = invalid
+    {
+        tracing::warn!(filter, error = %e, "invalid log filter; logging at warn");
     }
 }
 

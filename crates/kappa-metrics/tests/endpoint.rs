@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kappa_core::ErrorKind;
 use kappa_metrics::catalog::{self, MetricKind};
 use kappa_metrics::events::{commit, pipeline, quality, source, table};
-use kappa_metrics::{Condition, Endpoint, Health};
+use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -471,14 +471,33 @@ async fn metrics_health_and_readiness_over_http() {
         ),
     }
 
-    // A stalled pipeline: nothing is emitted, and still freshness and last-commit age grow
-    // from one scrape to the next.
+    // The source stalls: nothing is emitted any more. Freshness and last-commit age grow from
+    // one scrape to the next, and once the stall watch's time has passed /readyz says why.
+    health.set_ready(Condition::Source);
+    let watch = StallWatch::new(
+        health.clone(),
+        "kafka topic orders",
+        Duration::from_secs(300),
+    );
+    let stalled_since = Instant::now();
+    watch.progressed_at(stalled_since);
+    assert!(!watch.check());
+    assert_eq!(get(addr, "/readyz").await.0, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (later, _) = parse(&get(addr, "/metrics").await.1);
     let lag_later = value(&later, "kappa_table_freshness_lag_seconds", &orders);
     let age_later = value(&later, "kappa_commit_last_success_age_seconds", &orders);
     assert!(lag_later >= lag + 1.0, "{lag} -> {lag_later}");
     assert!(age_later >= age + 1.0, "{age} -> {age_later}");
+    assert!(watch.check_at(stalled_since + Duration::from_secs(360)));
+    assert_eq!(
+        get(addr, "/readyz").await,
+        (
+            503,
+            "not ready\nsource: stalled: no records from kafka topic orders for 360s and not caught up\n"
+                .to_owned()
+        )
+    );
 
     endpoint.stop().await;
     assert!(
