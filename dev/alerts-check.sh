@@ -3,12 +3,13 @@
 # file and on the Helm chart's copy, then the unit tests in deploy/alerts/tests (each alert
 # fires on a synthetic failing series and stays quiet on a healthy one), and parse every query
 # of the Grafana dashboard (deploy/grafana/kappa.json) with promtool, as recording rules.
-# promtool comes from Debian's prometheus package (dev/services.sh install), or KAPPA_PROMTOOL.
+# promtool comes from Debian's prometheus package (dev/services.sh install-promtool, also part of
+# install), or KAPPA_PROMTOOL.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 
-"$HERE/services.sh" install
+"$HERE/services.sh" install-promtool
 PROMTOOL=${KAPPA_PROMTOOL:-$(command -v promtool || true)}
 if [ -z "$PROMTOOL" ]; then
   echo "alerts-check: promtool not found (apt-get install prometheus, or set KAPPA_PROMTOOL)" >&2

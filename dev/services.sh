@@ -7,7 +7,7 @@
 #     start their own on S3 storage in the "tansu" bucket),
 #   - promtool (Debian's prometheus package; only the tool is used, no server is started) for
 #     `promtool check metrics` in kappa-metrics' tests and the alert-rule tests.
-# Usage: dev/services.sh install | start | stop | status | env
+# Usage: dev/services.sh install | install-promtool | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail
 
@@ -152,9 +152,10 @@ env_vars() {
 
 case "${1:-}" in
   install) install ;;
+  install-promtool) install_promtool ;;
   start) install; start_s3; start_pg; start_kafka ;;
   stop) stop ;;
   env) env_vars ;;
   status) env_vars; ls "$RUN" 2>/dev/null || true ;;
-  *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-promtool|start|stop|status|env" >&2; exit 2 ;;
 esac
