@@ -8,7 +8,7 @@ TEST_FEATURES := --features kappa/failpoints
 DEMO_DIR ?= ./kappa-demo
 
 .DEFAULT_GOAL := help
-.PHONY: help build run demo test helm-check unit it services-install services-up services-down bench bench-check lint fmt-check clippy doc depcheck ci
+.PHONY: help build run demo test helm-check alerts-check unit it services-install services-up services-down bench bench-check lint fmt-check clippy doc depcheck ci
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -30,13 +30,16 @@ services-up: services-install ## Start SeaweedFS (S3), PostgreSQL and the Kafka 
 services-down: ## Stop the services
 	dev/services.sh stop
 
-test: services-up helm-check ## Run every test (unit, property, integration against real services, the Helm chart)
+test: services-up helm-check alerts-check ## Run every test (unit, property, integration against real services, the Helm chart, the alert rules)
 	set -a; eval "$$(dev/services.sh env)"; set +a; \
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast $(TEST_FEATURES); rc=$$?; \
 	dev/services.sh stop; exit $$rc
 
 helm-check: ## Lint, render and schema-validate the Helm chart, and assert what it renders
 	dev/helm-check.sh
+
+alerts-check: ## Check the alert rules and run their unit tests (promtool check/test rules)
+	dev/alerts-check.sh
 
 unit: ## Unit and property tests only (no services)
 	$(CARGO) test --workspace --lib $(TEST_FEATURES)

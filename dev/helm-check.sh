@@ -48,7 +48,12 @@ trap 'rm -rf "$OUT"' EXIT
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
-"$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml"
+# The PrometheusRule is a CRD (no schema in kubernetes-validate): rendered apart, and asserted
+# to carry exactly deploy/alerts/kappa-rules.yml.
+"$HELM" template kappa "$CHART" --set prometheusRule.enabled=true \
+  --set prometheusRule.labels.release=prometheus > "$OUT/rules.out"
+"$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
+  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi

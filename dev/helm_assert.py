@@ -64,4 +64,15 @@ assert "/etc/kappa/contracts" in mounts
 vols = {v["name"]: v for v in pod["volumes"]}
 assert vols["contracts"]["configMap"]["name"] == "orders-contracts"
 assert vols["contracts"]["configMap"]["items"] == [{"key": "v1", "path": "orders-value/1.avsc"}]
+
+# Alert rules: off by default; when on, a PrometheusRule with exactly the plain rules file.
+assert not any(kind == "PrometheusRule" for kind, _ in default), "the PrometheusRule is off by default"
+rules_doc, plain_rules = load(sys.argv[3]), sys.argv[4]
+(rule,) = [d for (kind, _), d in rules_doc.items() if kind == "PrometheusRule"]
+assert rule["apiVersion"] == "monitoring.coreos.com/v1", rule["apiVersion"]
+assert rule["metadata"]["labels"]["release"] == "prometheus", rule["metadata"]["labels"]
+with open(plain_rules) as f:
+    assert rule["spec"] == yaml.safe_load(f), "the chart's rules differ from deploy/alerts/kappa-rules.yml"
+alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+assert len(alerts) == 5 and "KappaFreshnessSLOBreached" in alerts, alerts
 print("helm_assert: ok")

@@ -4,8 +4,10 @@
 #   - SeaweedFS (S3 on :8333),
 #   - a throwaway PostgreSQL cluster (SQL catalog on :54329),
 #   - tansu, a Kafka-protocol broker (in-memory storage, on :19092; tests that restart a broker
-#     start their own on S3 storage in the "tansu" bucket).
-# Usage: dev/services.sh install | start | stop | status | env
+#     start their own on S3 storage in the "tansu" bucket),
+#   - promtool (Debian's prometheus package; only the tool is used, no server is started) for
+#     `promtool check metrics` in kappa-metrics' tests and the alert-rule tests.
+# Usage: dev/services.sh install | install-promtool | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail
 
@@ -21,7 +23,33 @@ PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n
 
 log() { printf 'services: %s\n' "$*" >&2; }
 
+install_promtool() {
+  if [ -n "${KAPPA_PROMTOOL:-}" ] && [ -x "$KAPPA_PROMTOOL" ]; then return 0; fi
+  if command -v promtool >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "promtool is missing and cannot be installed here (not root or no apt-get):"
+    log "  apt-get install -y --no-install-recommends prometheus, or set KAPPA_PROMTOOL"
+    return 0
+  fi
+  log "installing promtool (Debian's prometheus package)"
+  # Only the package is wanted: never start its server (policy-rc.d exit 101 = "do not start").
+  local policy=/usr/sbin/policy-rc.d created=
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1; fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || rc=$?
+  }
+  if [ -n "$created" ]; then rm -f "$policy"; fi
+  return $rc
+}
+
 install() {
+  install_promtool
+  install_python
+}
+
+install_python() {
   mkdir -p "$INFRA"
   local stamp="$VENV/.requirements.sha256"
   local want
@@ -119,13 +147,15 @@ env_vars() {
   echo "KAPPA_PG_URI=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "KAPPA_KAFKA=127.0.0.1:$KAFKA_PORT"
   echo "KAPPA_TANSU=$(tansu_bin)"
+  echo "KAPPA_PROMTOOL=${KAPPA_PROMTOOL:-$(command -v promtool || true)}"
 }
 
 case "${1:-}" in
   install) install ;;
+  install-promtool) install_promtool ;;
   start) install; start_s3; start_pg; start_kafka ;;
   stop) stop ;;
   env) env_vars ;;
   status) env_vars; ls "$RUN" 2>/dev/null || true ;;
-  *) echo "usage: $0 install|start|stop|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 install|install-promtool|start|stop|status|env" >&2; exit 2 ;;
 esac

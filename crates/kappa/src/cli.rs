@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use crate::Failure;
 
@@ -145,19 +144,6 @@ pub struct DemoArgs {
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Sets up logging.
-pub fn init_tracing(cli: &Cli) {
-    let filter = EnvFilter::try_new(&cli.log).unwrap_or_else(|_| EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if cli.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Runs the command.

@@ -70,7 +70,8 @@ fn main() -> ExitCode {
             });
         }
     };
-    cli::init_tracing(&cli);
+    let log_format = cli.log_format.parse().unwrap_or_default();
+    kappa_metrics::init_tracing(log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,89 @@
+//! What a source read, and how far behind the broker it is (topic-partition labels).
+
+use crate::catalog;
+use crate::recorder::{counter_add, gauge_set};
+
+/// A batch of records read from one topic-partition (Kafka or its archive).
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// Records in the batch (dead letters included).
+    pub records: u64,
+    /// Bytes of record values in the batch.
+    pub bytes: u64,
+}
+
+impl Read<'_> {
+    /// Counts the batch and logs it (debug).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        let labels = [self.topic, partition.as_str()];
+        counter_add(&catalog::SOURCE_RECORDS_READ, &labels, self.records);
+        counter_add(&catalog::SOURCE_BYTES_READ, &labels, self.bytes);
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            records = self.records,
+            bytes = self.bytes,
+            "source batch read"
+        );
+    }
+}
+
+/// The consumer's lag on one partition: broker high watermark minus the next offset to read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerLag<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// Records behind (negative values, from a stale watermark, count as 0).
+    pub lag: i64,
+}
+
+impl ConsumerLag<'_> {
+    /// Sets the lag gauge and logs it (debug).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        gauge_set(
+            &catalog::SOURCE_CONSUMER_LAG,
+            &[self.topic, partition.as_str()],
+            self.lag.max(0) as f64,
+        );
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            lag = self.lag,
+            "consumer lag"
+        );
+    }
+}
+
+/// A partition left this replica (rebalance, shutdown): its lag is another replica's to report.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionRevoked<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl PartitionRevoked<'_> {
+    /// Sets the partition's lag gauge to 0 (a series cannot be removed) and logs it (info).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        gauge_set(
+            &catalog::SOURCE_CONSUMER_LAG,
+            &[self.topic, partition.as_str()],
+            0.0,
+        );
+        tracing::info!(
+            topic = self.topic,
+            partition = self.partition,
+            "partition revoked from this replica"
+        );
+    }
+}
