@@ -161,6 +161,9 @@ partition_by = ["day(event_time)"]
 
 [commit]
 rows = 5000
+
+[metrics]
+listen = "127.0.0.1:0"             # a free port: tests run many pipelines at once
 {scene_extra}
 {extra}
 "#,

@@ -474,3 +474,126 @@ fn a_schema_version_registered_while_running_evolves_the_table_without_losing_it
         );
     }
 }
+
+/// `GET path` on `addr`: the status code and the body.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
+/// The sum of every sample of `metric` (all label sets) in a Prometheus text exposition.
+fn sample_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() {
+    let topic = unique_topic("metrics");
+    create_topic(&brokers(), &topic, 3);
+    let expected = produce(&producer(&brokers()), &topic, history(&topic, 6_000, 3), 0);
+    let (scene, config) = live_scene(&topic);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+    std::fs::write(&config, text).unwrap();
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(60));
+    // Lag is measured every 5 s: wait for a measurement after the last commit.
+    std::thread::sleep(Duration::from_secs(6));
+    let (status, ready) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+
+    let value = |name: &str| sample_sum(&metrics, name);
+    assert_eq!(
+        value("kappa_pipeline_records_written_total"),
+        expected.rows as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_dead_lettered_total"),
+        expected.dead_lettered() as f64
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_deduplicated_total"),
+        expected.duplicates as f64
+    );
+    assert_eq!(
+        value("kappa_source_records_read_total"),
+        expected.messages as f64
+    );
+    assert_eq!(value("kappa_source_consumer_lag_records"), 0.0, "{metrics}");
+    assert!(
+        metrics.contains("kappa_source_consumer_lag_records{"),
+        "lag is reported per partition"
+    );
+    assert!(value("kappa_table_freshness_lag_seconds") > 0.0);
+    assert_eq!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("kappa_quality_check_passed{") && l.ends_with(" 0"))
+            .count(),
+        0,
+        "no check failed: {metrics}"
+    );
+    assert_exactly_once(&scene, &expected);
+
+    // The exposition passes Prometheus' own linter.
+    let promtool = std::env::var("KAPPA_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let mut check = match std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool ({promtool}) is needed in CI: {e}"
+            );
+            eprintln!("promtool not found ({e}); skipping the lint");
+            return;
+        }
+    };
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), metrics.as_bytes()).unwrap();
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

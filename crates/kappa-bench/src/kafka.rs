@@ -172,8 +172,9 @@ impl Live {
             .collect()
     }
 
-    /// Runs the pipeline while `watch` runs; `watch` gets the catalog to poll. Returns the run
-    /// summary and what `watch` returned. The clock of `watch` starts before the source connects.
+    /// Runs the pipeline while `watch` runs; `watch` gets the catalog to poll and the source's
+    /// [`Milestones`]. Returns the run summary and what `watch` returned. The clock of `watch`
+    /// starts before the source connects.
     pub async fn run<W, Fut, R>(
         &self,
         brokers: &str,
@@ -181,7 +182,7 @@ impl Live {
         watch: W,
     ) -> (RunSummary, R)
     where
-        W: FnOnce(Arc<dyn iceberg::Catalog>) -> Fut,
+        W: FnOnce(Arc<dyn iceberg::Catalog>, Milestones) -> Fut,
         Fut: Future<Output = R> + Send,
         R: Send,
     {
@@ -200,13 +201,17 @@ impl Live {
             evolve_subject: None,
         };
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
-        let watched = watch(catalog);
+        let milestones = Milestones::default();
+        let watched = watch(catalog, milestones.clone());
         let shutdown = async move {
             let _ = result_tx.send(watched.await);
         };
-        let source = KafkaSource::connect(options, mapping, registry)
-            .await
-            .unwrap();
+        let source = Timed {
+            inner: KafkaSource::connect(options, mapping, registry)
+                .await
+                .unwrap(),
+            milestones,
+        };
         let summary = run_live(
             pipeline,
             source,
@@ -216,6 +221,53 @@ impl Live {
         .await
         .unwrap();
         (summary, result_rx.await.unwrap())
+    }
+}
+
+/// When the source got its partitions and delivered its first batch: the consumer group join
+/// (seconds on tansu) is not part of the pipeline's throughput.
+#[derive(Debug, Clone, Default)]
+pub struct Milestones {
+    /// The first assignment.
+    pub assigned: Arc<std::sync::OnceLock<Instant>>,
+    /// The first batch of records.
+    pub first_batch: Arc<std::sync::OnceLock<Instant>>,
+}
+
+/// A source that notes its [`Milestones`] and otherwise is `inner`.
+struct Timed<S> {
+    inner: S,
+    milestones: Milestones,
+}
+
+#[async_trait::async_trait]
+impl<S: kappa_core::Source> kappa_core::Source for Timed<S> {
+    type Error = S::Error;
+
+    fn partitions(&self) -> Vec<TopicPartition> {
+        self.inner.partitions()
+    }
+
+    async fn seek(&mut self, position: &SourcePosition) -> Result<(), Self::Error> {
+        self.inner.seek(position).await
+    }
+
+    async fn next_event(&mut self) -> Result<kappa_core::SourceEvent, Self::Error> {
+        let event = self.inner.next_event().await?;
+        match &event {
+            kappa_core::SourceEvent::Reassigned(p) if !p.is_empty() => {
+                self.milestones.assigned.get_or_init(Instant::now);
+            }
+            kappa_core::SourceEvent::Batch(_) => {
+                self.milestones.first_batch.get_or_init(Instant::now);
+            }
+            _ => {}
+        }
+        Ok(event)
+    }
+
+    fn committed(&mut self, position: &SourcePosition) {
+        self.inner.committed(position);
     }
 }
 

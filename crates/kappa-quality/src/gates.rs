@@ -29,26 +29,6 @@ pub struct CommitCounts {
     pub source_count: Option<u64>,
 }
 
-#[cfg(test)]
-mod wilson_tests {
-    use super::wilson_lower;
-
-    #[test]
-    fn the_lower_bound_separates_noise_from_a_real_rate() {
-        assert_eq!(wilson_lower(0, 0), 0.0);
-        assert_eq!(wilson_lower(0, 1_000), 0.0);
-        // 3 of 2,000 (0.15%): consistent with 0.1%.
-        assert!(wilson_lower(3, 2_000) < 0.001);
-        // 150 of 1,000 (15%): certainly above 0.1%.
-        assert!(wilson_lower(150, 1_000) > 0.1);
-        // 0.2% of a million rows: above 0.1% with confidence.
-        assert!(wilson_lower(2_000, 1_000_000) > 0.001);
-        for (k, n) in [(1, 10), (50, 100), (999, 1_000)] {
-            assert!(wilson_lower(k, n) <= k as f64 / n as f64);
-        }
-    }
-}
-
 fn share(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -347,5 +327,25 @@ pub(crate) fn row_count_verdict(
             "the median of the previous days is 0 rows".into(),
             stats,
         ),
+    }
+}
+
+#[cfg(test)]
+mod wilson_tests {
+    use super::wilson_lower;
+
+    #[test]
+    fn the_lower_bound_separates_noise_from_a_real_rate() {
+        assert_eq!(wilson_lower(0, 0), 0.0);
+        assert_eq!(wilson_lower(0, 1_000), 0.0);
+        // 3 of 2,000 (0.15%): consistent with 0.1%.
+        assert!(wilson_lower(3, 2_000) < 0.001);
+        // 150 of 1,000 (15%): certainly above 0.1%.
+        assert!(wilson_lower(150, 1_000) > 0.1);
+        // 0.2% of a million rows: above 0.1% with confidence.
+        assert!(wilson_lower(2_000, 1_000_000) > 0.001);
+        for (k, n) in [(1, 10), (50, 100), (999, 1_000)] {
+            assert!(wilson_lower(k, n) <= k as f64 / n as f64);
+        }
     }
 }

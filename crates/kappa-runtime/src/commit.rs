@@ -18,7 +18,9 @@ use arrow_array::cast::AsArray;
 use iceberg::spec::DataFile;
 use kappa_core::{OFFSET_COLUMN, OffsetRange, SourcePosition, TopicPartition};
 use kappa_iceberg::{CommitOutcome, Committer, PendingCommit, summary};
-use kappa_quality::{CommitCounts, Outcome, Quality, QualityReport};
+use kappa_metrics::events;
+use kappa_metrics::events::quality::GateOutcome;
+use kappa_quality::{Check, CommitCounts, Outcome, Quality, QualityReport, Threshold};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -69,7 +71,7 @@ pub(crate) async fn commit_loop(
 
 async fn commit_flush(
     tables: &mut Tables,
-    mut buffer: Buffer,
+    mut buffer: Box<Buffer>,
     files: Vec<DataFile>,
     pipeline: &str,
     quality: &Quality,
@@ -89,9 +91,7 @@ async fn commit_flush(
         &profile,
     );
     let outcome = report.outcome();
-    for verdict in report.failed() {
-        warn!(table = tables.main.name(), check = %verdict.name, value = verdict.value, policy = verdict.policy.as_str(), "quality check failed");
-    }
+    emit_verdicts(tables.main.name(), &report, &outcome);
     let quarantine = matches!(outcome, Outcome::Quarantine(_)) && tables.quarantine.is_some();
     if !matches!(outcome, Outcome::Commit) && !quarantine {
         tables.main.discard(Some(files)).await;
@@ -156,14 +156,40 @@ async fn commit_flush(
             vec![(kappa_quality::SUMMARY_KEY.to_string(), report.to_json())]
         },
     };
-    match tables.main.commit(pending).await? {
+    let started = std::time::Instant::now();
+    let committed = match tables.main.commit(pending).await {
+        Ok(committed) => committed,
+        Err(e) => {
+            events::commit::Failed {
+                table: tables.main.name(),
+                duration: started.elapsed(),
+                kind: kappa_core::Classify::kind(&e),
+                error: &e,
+            }
+            .emit();
+            return Err(e.into());
+        }
+    };
+    match committed {
         CommitOutcome::Committed {
+            snapshot_id,
             rows,
             data_files,
             bytes,
             attempts,
-            ..
+            duration,
         } => {
+            events::commit::Committed {
+                table: tables.main.name(),
+                snapshot_id,
+                records: rows,
+                files: data_files as u64,
+                bytes,
+                attempts,
+                duration,
+                max_event_time_micros: tables.main.state().max_event_time,
+            }
+            .emit();
             // Input counts only once its commit holds it: the completeness equation stays exact
             // when a stale session's flushes are dropped.
             summary.absorb(&counted);
@@ -175,9 +201,62 @@ async fn commit_flush(
             summary.bytes_written += bytes;
             summary.conflict_retries += u64::from(attempts.saturating_sub(1));
         }
-        CommitOutcome::AlreadyCommitted => summary.already_committed += 1,
+        CommitOutcome::AlreadyCommitted => {
+            events::commit::AlreadyCommitted {
+                table: tables.main.name(),
+                duration: started.elapsed(),
+            }
+            .emit();
+            summary.already_committed += 1;
+        }
     }
     Ok(())
+}
+
+/// Every verdict of a flush, and the gate's decision, as metrics and log events.
+fn emit_verdicts(table: &str, report: &QualityReport, outcome: &Outcome) {
+    for verdict in report.verdicts() {
+        let (min, max) = match verdict.threshold {
+            Threshold::AtMost(x) => (None, Some(x)),
+            Threshold::AtLeast(x) => (Some(x), None),
+            Threshold::Equals(x) => (Some(x), Some(x)),
+            Threshold::Between(lo, hi) => (Some(lo), Some(hi)),
+        };
+        events::quality::CheckEvaluated {
+            table,
+            check: &verdict.name,
+            policy: verdict.policy.as_str(),
+            passed: verdict.passed,
+            value: verdict.value,
+            min,
+            max,
+        }
+        .emit();
+        if verdict.check == Check::NullRate
+            && let Some(column) = &verdict.column
+        {
+            events::quality::NullRate {
+                table,
+                column,
+                rate: verdict.value,
+            }
+            .emit();
+        }
+    }
+    if report.verdicts().is_empty() {
+        return;
+    }
+    let failed: Vec<&str> = report.failed().map(|v| v.name.as_str()).collect();
+    events::quality::GateDecided {
+        table,
+        outcome: match outcome {
+            Outcome::Commit => GateOutcome::Commit,
+            Outcome::Quarantine(_) => GateOutcome::Quarantine,
+            Outcome::Block(_) => GateOutcome::Block,
+        },
+        failed_checks: &failed,
+    }
+    .emit();
 }
 
 /// Commits to a side table (dead letters, late rows) the rows of a flush it does not hold yet;

@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::Fuse;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use kappa_core::{Classify, Source, SourceEvent, SourcePosition, Transform};
+use kappa_core::{Classify, DeadLetterKind, Source, SourceEvent, SourcePosition, Transform};
 use kappa_iceberg::IcebergError;
 use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
 use tokio::sync::{mpsc, watch};
@@ -233,6 +233,8 @@ where
         committed_tx,
     ));
 
+    // The metrics label of the main table, as the committer names it.
+    let table_label = format!("{}.{}", spec.namespace, spec.table);
     let mut buffer = Buffer::default();
     let logic_err = |e: T::Error| RuntimeError::Logic {
         logic: std::any::type_name::<T>()
@@ -261,7 +263,7 @@ where
                 SourceEvent::Batch(batch) => batch,
                 SourceEvent::Idle => {
                     if !buffer.is_empty() && buffer.should_flush(&spec.commit) {
-                        let flush = ToWriter::Flush(std::mem::take(&mut buffer));
+                        let flush = ToWriter::Flush(Box::new(std::mem::take(&mut buffer)));
                         if to_writer.send(flush).await.is_err() {
                             return Ok(None);
                         }
@@ -302,7 +304,25 @@ where
             profile
                 .observe(&batch.records, ingested)
                 .map_err(RuntimeError::Quality)?;
+            let mut dead = kappa_metrics::events::pipeline::DeadLettered::default();
+            for letter in &batch.dead_letters {
+                match letter.kind {
+                    DeadLetterKind::Undecodable => dead.undecodable += 1,
+                    DeadLetterKind::UnmappableSchema => dead.unmappable += 1,
+                    DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => dead.rejected += 1,
+                }
+            }
+            let records = batch.records_in;
+            let late_before = buffer.late;
             let rows = buffer.add(batch, stats, &spec.mapping, &mut times, &late_rule)?;
+            kappa_metrics::events::pipeline::BatchProcessed {
+                table: &table_label,
+                records,
+                deduplicated: stats.duplicates_dropped,
+                late: buffer.late - late_before,
+                dead_lettered: dead,
+            }
+            .emit();
             // A failed send means a later stage stopped: its error is reported below.
             if let Some(rows) = rows
                 && to_writer.send(ToWriter::Rows(rows)).await.is_err()
@@ -311,7 +331,7 @@ where
             }
             if buffer.should_flush(&spec.commit)
                 && to_writer
-                    .send(ToWriter::Flush(std::mem::take(&mut buffer)))
+                    .send(ToWriter::Flush(Box::new(std::mem::take(&mut buffer))))
                     .await
                     .is_err()
             {
@@ -319,7 +339,7 @@ where
             }
         };
         if !buffer.is_empty() {
-            let _ = to_writer.send(ToWriter::Flush(buffer)).await;
+            let _ = to_writer.send(ToWriter::Flush(Box::new(buffer))).await;
         }
         Ok(Some(end))
     }
@@ -362,11 +382,11 @@ enum ToWriter {
     /// Rows for the main table, in its Arrow schema.
     Rows(RecordBatch),
     /// Everything since the last flush is in: close the files and commit them with this buffer.
-    Flush(Buffer),
+    Flush(Box<Buffer>),
 }
 
 /// A flush ready to commit: its bookkeeping and the data files holding its rows.
-pub(crate) type Flushed = (Buffer, Vec<DataFile>);
+pub(crate) type Flushed = (Box<Buffer>, Vec<DataFile>);
 
 /// Encodes rows into data files as they arrive; at each flush closes the files and passes them
 /// on with the flush's bookkeeping. Files are named `<run uuid>-<flush>-<n>.parquet`.

@@ -153,6 +153,13 @@ impl ConsumerContext for KappaContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
                 info!(?partitions, "partitions revoked");
+                for partition in &partitions {
+                    kappa_metrics::events::source::PartitionRevoked {
+                        topic: &self.topic,
+                        partition: *partition,
+                    }
+                    .emit();
+                }
                 if let Err(e) = consumer.unassign() {
                     warn!(error = %e, "unassigning failed");
                 }
@@ -233,6 +240,8 @@ const POLL: Duration = Duration::from_millis(50);
 const IDLE_EVERY: Duration = Duration::from_millis(250);
 /// Minimum time between two warnings about the same consumer error.
 const WARN_EVERY: Duration = Duration::from_secs(5);
+/// How often the consumer lag (broker high watermark − the table's position) is measured.
+const LAG_EVERY: Duration = Duration::from_secs(5);
 
 impl Poller {
     fn context(&self) -> &KappaContext {
@@ -247,7 +256,8 @@ impl Poller {
         let mut epoch = 0;
         let mut last_idle = Instant::now();
         let mut last_warning: BTreeMap<String, Instant> = BTreeMap::new();
-        let mut last_commit = None;
+        let mut last_commit: Option<Vec<(i32, i64)>> = None;
+        let mut last_lag = Instant::now();
         // Set once a newer schema was met: messages are no longer decoded (the pipeline commits
         // what came before and starts again with a new mapping); polling goes on for rebalances.
         let mut halted = false;
@@ -256,6 +266,10 @@ impl Poller {
                 let Command::CommitGroupOffsets(offsets) = command;
                 self.commit(&offsets, CommitMode::Async);
                 last_commit = Some(offsets);
+            }
+            if last_lag.elapsed() >= LAG_EVERY {
+                last_lag = Instant::now();
+                self.report_lag(last_commit.as_deref().unwrap_or_default());
             }
             let message = match self.consumer.poll(POLL) {
                 Some(Ok(m)) => Some(Raw {
@@ -369,6 +383,41 @@ impl Poller {
         }
     }
 
+    /// Reports the consumer lag of every assigned partition: the broker's high watermark minus
+    /// the table's position (`committed`, the offsets last committed to the table; a partition
+    /// the table holds nothing of counts from the low watermark).
+    fn report_lag(&self, committed: &[(i32, i64)]) {
+        let assigned = self
+            .context()
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let topic = &self.context().topic;
+        for partition in assigned {
+            match self
+                .consumer
+                .fetch_watermarks(topic, partition, Duration::from_millis(200))
+            {
+                Ok((low, high)) => {
+                    let position = committed
+                        .iter()
+                        .find(|(p, _)| *p == partition)
+                        .map_or(low, |(_, next)| *next);
+                    kappa_metrics::events::source::ConsumerLag {
+                        topic,
+                        partition,
+                        lag: (high - position).max(0),
+                    }
+                    .emit();
+                }
+                Err(e) => {
+                    debug!(partition, error = %e, "high watermark unavailable; lag not measured")
+                }
+            }
+        }
+    }
+
     /// Decodes polled messages into one batch per partition; each ends before the partition's
     /// first record of a newer schema version, if any (and then says which).
     fn decode(
@@ -413,6 +462,16 @@ impl Poller {
                 partition,
                 source: Box::new(source),
             })?;
+        kappa_metrics::events::source::Read {
+            topic,
+            partition,
+            records: messages.len() as u64,
+            bytes: messages
+                .iter()
+                .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                .sum(),
+        }
+        .emit();
         let first = messages.first().map_or(0, |m| m.offset);
         let (end, records_in) = match &decoded.newer {
             Some((stop, _)) => (*stop, messages.iter().filter(|m| m.offset < *stop).count()),

@@ -5,6 +5,8 @@ use std::time::Instant;
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_logic::{LogicKind, OrdersLogic};
+use kappa_metrics::events;
+use kappa_metrics::{Condition, Endpoint, Health};
 use kappa_runtime::{RunSummary, open_pipeline, run_live};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
 use tracing::info;
@@ -59,6 +61,33 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         })?;
     let registry = registry(&config, Some(&args.config))?;
+    // /metrics, /healthz, /readyz on [metrics] listen for the whole process.
+    let health = Health::starting();
+    let endpoint = Endpoint::start(config.metrics_listen, health.clone())
+        .await
+        .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+    let table = format!("{}.{}", config.raw.table.namespace, config.table);
+    events::table::Configured {
+        table: &table,
+        commit_interval: config.commit_interval,
+        freshness_slo: config
+            .quality
+            .timeliness
+            .as_ref()
+            .filter(|_| config.quality.enabled)
+            .map(|t| t.freshness_sla()),
+    }
+    .emit();
+    let ticking = tokio::spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            events::table::Tick {
+                now: std::time::SystemTime::now(),
+            }
+            .emit();
+        }
+    });
     // One signal for every run of the loop below.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -72,11 +101,18 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
             .await
             .map_err(fail)?;
+        events::table::StateLoaded {
+            table: &table,
+            max_event_time_micros: pipeline.main.state().max_event_time,
+        }
+        .emit();
+        health.set_ready(Condition::TableState);
         let mut options = KafkaOptions::from_config(kafka);
         options.evolve_subject = Some(config.subject.clone());
         let source = KafkaSource::connect(options, mapping, registry.clone())
             .await
             .map_err(fail)?;
+        health.set_ready(Condition::Source);
         let mut stop = stop_rx.clone();
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
@@ -92,7 +128,12 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
                 .await
             }
         }
-        .map_err(fail)?;
+        .map_err(|e| {
+            if e.kind() == kappa_core::ErrorKind::Blocked {
+                health.set_not_ready(Condition::Gate, e.to_string());
+            }
+            fail(e)
+        })?;
         total.absorb(&summary);
         total.positions = summary.positions;
         total.snapshot_id = summary.snapshot_id;
@@ -105,6 +146,8 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         }
     }
     total.elapsed = started.elapsed();
+    ticking.abort();
+    endpoint.stop().await;
     if args.json {
         output::line(&summary_json(&total).to_string());
     } else {
