@@ -257,7 +257,6 @@ impl Poller {
         let mut last_idle = Instant::now();
         let mut last_warning: BTreeMap<String, Instant> = BTreeMap::new();
         let mut last_commit: Option<Vec<(i32, i64)>> = None;
-        let mut last_lag = Instant::now();
         // Set once a newer schema was met: messages are no longer decoded (the pipeline commits
         // what came before and starts again with a new mapping); polling goes on for rebalances.
         let mut halted = false;
@@ -266,10 +265,6 @@ impl Poller {
                 let Command::CommitGroupOffsets(offsets) = command;
                 self.commit(&offsets, CommitMode::Async);
                 last_commit = Some(offsets);
-            }
-            if last_lag.elapsed() >= LAG_EVERY {
-                last_lag = Instant::now();
-                self.report_lag(last_commit.as_deref().unwrap_or_default());
             }
             let message = match self.consumer.poll(POLL) {
                 Some(Ok(m)) => Some(Raw {
@@ -382,23 +377,37 @@ impl Poller {
             debug!(error = %e, "committing group offsets failed (lag monitoring only)");
         }
     }
+}
 
-    /// Reports the consumer lag of every assigned partition: the broker's high watermark minus
-    /// the table's position (`committed`, the offsets last committed to the table; a partition
-    /// the table holds nothing of counts from the low watermark).
-    fn report_lag(&self, committed: &[(i32, i64)]) {
-        let assigned = self
-            .context()
+/// Measures the consumer lag of every assigned partition every [`LAG_EVERY`] until `stop`: the
+/// broker's high watermark minus the table's position (`committed`, the offsets last committed
+/// to the table; a partition the table holds nothing of counts from the low watermark). On a
+/// thread of its own, so that a slow broker never holds up polling.
+pub(crate) fn measure_lag(
+    consumer: Arc<BaseConsumer<KappaContext>>,
+    committed: Arc<Mutex<Vec<(i32, i64)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < LAG_EVERY {
+            continue;
+        }
+        last = Instant::now();
+        let context = consumer.context();
+        let assigned = context
             .assignment
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default();
-        let topic = &self.context().topic;
+        let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
+        let topic = &context.topic;
         for partition in assigned {
-            match self
-                .consumer
-                .fetch_watermarks(topic, partition, Duration::from_millis(200))
-            {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
                 Ok((low, high)) => {
                     let position = committed
                         .iter()
@@ -417,7 +426,9 @@ impl Poller {
             }
         }
     }
+}
 
+impl Poller {
     /// Decodes polled messages into one batch per partition; each ends before the partition's
     /// first record of a newer schema version, if any (and then says which).
     fn decode(

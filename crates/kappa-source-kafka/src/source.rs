@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::consumer::{Command, KappaContext, Polled, Poller, Starts};
+use crate::consumer::{Command, KappaContext, Polled, Poller, Starts, measure_lag};
 use crate::error::KafkaSourceError;
 use crate::metadata::wait_for_topic;
 use crate::options::KafkaOptions;
@@ -40,6 +40,9 @@ pub struct KafkaSource {
     committed: Option<Vec<(i32, i64)>>,
     /// A newer schema met by the consumer thread: reported once the batches before it are out.
     schema_change: Option<String>,
+    /// The table's position, for the lag thread.
+    table_offsets: Arc<Mutex<Vec<(i32, i64)>>>,
+    lag_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -98,8 +101,20 @@ impl KafkaSource {
             Some(subject) => WireDecoder::new(mapping, registry).evolving(subject.clone()),
             None => WireDecoder::new(mapping, registry),
         };
+        let consumer = Arc::new(consumer);
+        let table_offsets: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
+        let lag_thread = {
+            let (consumer, offsets, stop) = (consumer.clone(), table_offsets.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("kappa-kafka-lag".into())
+                .spawn(move || measure_lag(consumer, offsets, stop))
+                .map_err(|e| KafkaSourceError::Stopped {
+                    topic: options.topic.clone(),
+                    message: format!("cannot start the lag thread: {e}"),
+                })?
+        };
         let poller = Poller {
-            consumer: Arc::new(consumer),
+            consumer,
             decoder,
             commands: command_rx,
             max_batch: options.max_batch.max(1),
@@ -126,6 +141,8 @@ impl KafkaSource {
             ready: VecDeque::new(),
             committed: None,
             schema_change: None,
+            table_offsets,
+            lag_thread: Some(lag_thread),
         })
     }
 
@@ -260,6 +277,9 @@ impl Source for KafkaSource {
             return;
         }
         self.committed = Some(offsets.clone());
+        if let Ok(mut table) = self.table_offsets.lock() {
+            table.clone_from(&offsets);
+        }
         let _ = self.commands.send(Command::CommitGroupOffsets(offsets));
     }
 }
@@ -270,6 +290,12 @@ impl Drop for KafkaSource {
         // Unblocks the consumer thread if it waits to hand something on or for start offsets.
         self.rx.close();
         self.awaiting_starts = None;
+        // The lag thread first: the consumer then closes on the consumer thread, as before.
+        if let Some(lag) = self.lag_thread.take()
+            && lag.join().is_err()
+        {
+            warn!("the lag thread panicked");
+        }
         if let Some(thread) = self.thread.take() {
             let started = Instant::now();
             if thread.join().is_err() {
