@@ -461,3 +461,51 @@ fn a_blocking_quality_gate_exits_3_naming_the_check_and_commits_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec {
+            null_user_rate: 0.15,
+            ..HistorySpec::new(4_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let config = scene.config("\n[quality.gates.null_rate]\npolicy = \"quarantine\"\n");
+    let summary = replay(&config, &[]);
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(summary["quarantined_rows"].as_u64(), Some(expected.rows));
+    assert_eq!(summary["rows_written"].as_u64(), Some(0));
+    // PyIceberg reads the quarantined rows where they went, and none in the main table.
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    assert_table_matches(&scene.read("pyiceberg", "orders_quarantine"), &expected);
+
+    let config = config.display().to_string();
+    let out = kappa(&["quality", "report", "-c", &config, "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(kappa_integration_tests::last_line(&out.stdout)).unwrap();
+    let outcomes: Vec<&str> = report["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "quarantine"),
+        "{report}"
+    );
+    let out = kappa(&["quality", "report", "-c", &config], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("quarantine") && text.contains("FAIL user_id null rate"),
+        "{text}"
+    );
+    let out = kappa(&["quality", "report", "-c", &config, "--date", "soon"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}

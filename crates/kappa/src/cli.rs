@@ -36,6 +36,34 @@ pub enum Command {
     /// Schema registry tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Quality verdicts.
+    #[command(subcommand)]
+    Quality(QualityCommand),
+}
+
+/// `kappa quality ...`.
+#[derive(Debug, Subcommand)]
+pub enum QualityCommand {
+    /// The verdicts recorded with the pipeline's recent commits (each snapshot's
+    /// `kappa.quality`), newest first: outcome and failed checks, or every check with `--all`.
+    Report(QualityReportArgs),
+}
+
+/// `kappa quality report`.
+#[derive(Debug, Args)]
+pub struct QualityReportArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Only commits made on this day (UTC), `YYYY-MM-DD`.
+    #[arg(long)]
+    pub date: Option<String>,
+    /// At most this many commits.
+    #[arg(long, default_value_t = 20)]
+    pub last: usize,
+    /// Every check of each commit, not only the failed ones.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `kappa schema ...`.
@@ -153,6 +181,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => crate::live::run(args).await,
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
+        Command::Quality(QualityCommand::Report(args)) => crate::quality::report(args).await,
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod live;
 mod output;
+mod quality;
 mod replay;
 mod schema;
 mod status;

@@ -1,0 +1,162 @@
+//! `kappa quality report`: the quality verdicts recorded with the pipeline's commits, read from
+//! the tables alone (each snapshot's `kappa.quality`).
+
+use chrono::{DateTime, NaiveDate};
+use iceberg::spec::TableMetadata;
+use kappa_core::Classify;
+use kappa_iceberg::state::ancestry;
+use kappa_iceberg::summary;
+use kappa_quality::{QualityReport, SUMMARY_KEY};
+use serde_json::json;
+
+use crate::cli::QualityReportArgs;
+use crate::{Failure, exit, output};
+
+fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
+    Failure::from_kind(e.kind(), e.to_string())
+}
+
+/// One commit's verdicts.
+struct Judged {
+    table: String,
+    snapshot_id: i64,
+    committed_at_ms: i64,
+    report: Result<QualityReport, String>,
+}
+
+/// The commits of `pipeline` in `table`'s `main` ancestry that carry verdicts, newest first.
+fn judged(table: &str, metadata: &TableMetadata, pipeline: &str) -> Vec<Judged> {
+    ancestry(metadata)
+        .filter_map(|s| {
+            let props = &s.summary().additional_properties;
+            if props.get(summary::PIPELINE).map(String::as_str) != Some(pipeline) {
+                return None;
+            }
+            let text = props.get(SUMMARY_KEY)?;
+            Some(Judged {
+                table: table.to_string(),
+                snapshot_id: s.snapshot_id(),
+                committed_at_ms: s.timestamp_ms(),
+                report: QualityReport::from_json(text).map_err(|e| e.to_string()),
+            })
+        })
+        .collect()
+}
+
+/// `kappa quality report`.
+pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
+    let date = match &args.date {
+        Some(text) => Some(
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| Failure {
+                message: format!("--date {text:?}: expected YYYY-MM-DD ({e})"),
+                code: exit::USAGE,
+            })?,
+        ),
+        None => None,
+    };
+    let config = args.config.load()?;
+    let registry = crate::replay::registry(&config, Some(&args.config.config))?;
+    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
+    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
+        .await
+        .map_err(fail)?;
+    let mut commits = judged(
+        pipeline.main.name(),
+        pipeline.main.table().metadata(),
+        &config.name,
+    );
+    if let Some(quarantine) = &pipeline.quarantine {
+        commits.extend(judged(
+            quarantine.name(),
+            quarantine.table().metadata(),
+            &config.name,
+        ));
+        commits.sort_by_key(|c| std::cmp::Reverse(c.committed_at_ms));
+    }
+    let on_date = |c: &Judged| {
+        date.is_none_or(|d| {
+            DateTime::from_timestamp_millis(c.committed_at_ms).is_some_and(|t| t.date_naive() == d)
+        })
+    };
+    let shown: Vec<&Judged> = commits
+        .iter()
+        .filter(|c| on_date(c))
+        .take(args.last)
+        .collect();
+    let at = |ms: i64| DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
+    if args.config.json {
+        let list: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|c| match &c.report {
+                Ok(report) => json!({
+                    "table": c.table,
+                    "snapshot_id": c.snapshot_id,
+                    "committed_at": at(c.committed_at_ms),
+                    "outcome": report.outcome().as_str(),
+                    "report": serde_json::from_str::<serde_json::Value>(&report.to_json()).unwrap_or_default(),
+                }),
+                Err(e) => json!({
+                    "table": c.table,
+                    "snapshot_id": c.snapshot_id,
+                    "committed_at": at(c.committed_at_ms),
+                    "error": e,
+                }),
+            })
+            .collect();
+        output::line(
+            &json!({
+                "pipeline": config.name,
+                "table": pipeline.main.name(),
+                "date": args.date,
+                "commits": list,
+            })
+            .to_string(),
+        );
+        return Ok(());
+    }
+    output::line(&format!(
+        "Quality verdicts of pipeline {} on {}{} (newest first, {} of {} judged commits)",
+        config.name,
+        pipeline.main.name(),
+        args.date
+            .as_ref()
+            .map_or(String::new(), |d| format!(", committed on {d}")),
+        shown.len(),
+        commits.iter().filter(|c| on_date(c)).count(),
+    ));
+    if shown.is_empty() {
+        output::line("  no commit carries verdicts (quality disabled, or nothing committed yet)");
+    }
+    for c in shown {
+        let when = at(c.committed_at_ms).unwrap_or_default();
+        match &c.report {
+            Ok(report) => {
+                let failed: Vec<_> = report.failed().collect();
+                output::line(&format!(
+                    "  {when}  {}  snapshot {}  {}  ({} checks, {} failed)",
+                    c.table,
+                    c.snapshot_id,
+                    report.outcome().as_str(),
+                    report.verdicts().len(),
+                    failed.len()
+                ));
+                let listed: Vec<_> = if args.all {
+                    report.verdicts().iter().collect()
+                } else {
+                    failed
+                };
+                for verdict in listed {
+                    output::line(&format!(
+                        "      {} {verdict}",
+                        if verdict.passed { "ok  " } else { "FAIL" }
+                    ));
+                }
+            }
+            Err(e) => output::line(&format!(
+                "  {when}  {}  snapshot {}  unreadable verdicts: {e}",
+                c.table, c.snapshot_id
+            )),
+        }
+    }
+    Ok(())
+}
