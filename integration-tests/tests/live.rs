@@ -608,3 +608,81 @@ fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_stalled_source_shows_in_readyz_and_in_a_growing_freshness_lag_then_recovers() {
+    let topic = unique_topic("stall");
+    let mut broker = OwnBroker::start("stall");
+    create_topic(&broker.address(), &topic, 3);
+    let (scene, config) = append(live_scene_at(&broker.address(), &topic), FAST_GROUP);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\"\nstall_after = \"8s\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let first = produce(
+        &producer(&broker.address()),
+        &topic,
+        history(&topic, 3_000, 3),
+        0,
+    );
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &first, Duration::from_secs(90));
+    // Caught up: the source is ready even though nothing arrives.
+    std::thread::sleep(Duration::from_secs(7));
+    let (status, ready) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "caught up is not stalled: {ready}");
+    let freshness = |addr: &str| {
+        sample_sum(
+            &http_get(addr, "/metrics").1,
+            "kappa_table_freshness_lag_seconds",
+        )
+    };
+    let before = freshness(&addr);
+
+    // Lag is measured every 5 s, so a stall shows between 8 and 13 s after the broker went.
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(14));
+    let (status, reason) = http_get(&addr, "/readyz");
+    assert_eq!(status, 503, "{reason}");
+    assert!(
+        reason.contains("stalled") && reason.contains(&topic),
+        "/readyz says why: {reason}"
+    );
+    let after = freshness(&addr);
+    assert!(
+        after >= before + 9.0,
+        "freshness lag grows: {before} then {after}"
+    );
+
+    // The broker comes back: records flow again and the pipeline is ready.
+    broker.restart();
+    let more = produce(
+        &producer(&broker.address()),
+        &topic,
+        history(&topic, 3_000, 3),
+        0,
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, reason) = http_get(&addr, "/readyz");
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still not ready: {reason}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(
+        summary["records_in"].as_u64().unwrap() >= first.messages + more.messages / 2,
+        "{summary}"
+    );
+    drop(scene);
+}

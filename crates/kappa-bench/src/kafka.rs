@@ -199,6 +199,7 @@ impl Live {
             max_batch: 50_000,
             linger: Duration::from_millis(100),
             evolve_subject: None,
+            progress: None,
         };
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let milestones = Milestones::default();

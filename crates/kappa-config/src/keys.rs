@@ -148,7 +148,7 @@ pub(crate) const SECTIONS: &[Section] = &[
         ]),
     ),
     ("dlq", Some(&[])),
-    ("metrics", Some(&["listen"])),
+    ("metrics", Some(&["listen", "stall_after"])),
     ("replay", Some(&["parallelism", "batch_rows"])),
 ];
 

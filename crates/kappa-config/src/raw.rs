@@ -568,6 +568,10 @@ pub struct DlqSection {}
 pub struct MetricsSection {
     /// Listen address of `/metrics`, `/healthz`, `/readyz`.
     pub listen: String,
+    /// `kappa run`: the source counts as stalled (`/readyz` not ready, saying why) after this
+    /// long without records while it is not caught up.
+    #[serde(with = "humantime_serde")]
+    pub stall_after: Duration,
 }
 
 /// `[replay]`

@@ -561,6 +561,13 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
         .map(|s| parse_partition(s))
         .collect::<Result<Vec<_>, _>>()?;
     positive("table", "target_file_size", raw.table.target_file_size)?;
+    if raw.metrics.stall_after.is_zero() {
+        return Err(ConfigError::invalid(
+            "metrics",
+            "stall_after",
+            "must be greater than 0, e.g. \"5m\"",
+        ));
+    }
     if raw.commit.interval.is_zero() {
         return Err(ConfigError::invalid(
             "commit",

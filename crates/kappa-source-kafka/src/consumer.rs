@@ -232,6 +232,7 @@ pub(crate) struct Poller {
     pub commands: std::sync::mpsc::Receiver<Command>,
     pub max_batch: usize,
     pub linger: Duration,
+    pub progress: Option<kappa_metrics::StallWatch>,
 }
 
 /// How long one poll waits for a message.
@@ -315,6 +316,9 @@ impl Poller {
                     || idle
                     || pending_since.elapsed() >= self.linger);
             if due {
+                if let Some(progress) = &self.progress {
+                    progress.progressed();
+                }
                 let (batches, newer) = match self.decode(std::mem::take(&mut pending)) {
                     Ok(decoded) => decoded,
                     Err(e) => {
@@ -387,6 +391,7 @@ pub(crate) fn measure_lag(
     consumer: Arc<BaseConsumer<KappaContext>>,
     committed: Arc<Mutex<Vec<(i32, i64)>>>,
     stop: Arc<AtomicBool>,
+    progress: Option<kappa_metrics::StallWatch>,
 ) {
     let mut last = Instant::now();
     while !stop.load(Ordering::Acquire) {
@@ -403,6 +408,8 @@ pub(crate) fn measure_lag(
             .unwrap_or_default();
         let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
         let topic = &context.topic;
+        // Caught up: every assigned partition measured at lag 0 (an idle topic is not stalled).
+        let mut caught_up = !assigned.is_empty();
         for partition in assigned {
             if stop.load(Ordering::Acquire) {
                 return;
@@ -413,17 +420,23 @@ pub(crate) fn measure_lag(
                         .iter()
                         .find(|(p, _)| *p == partition)
                         .map_or(low, |(_, next)| *next);
+                    let lag = (high - position).max(0);
+                    caught_up &= lag == 0;
                     kappa_metrics::events::source::ConsumerLag {
                         topic,
                         partition,
-                        lag: (high - position).max(0),
+                        lag,
                     }
                     .emit();
                 }
                 Err(e) => {
+                    caught_up = false;
                     debug!(partition, error = %e, "high watermark unavailable; lag not measured")
                 }
             }
+        }
+        if caught_up && let Some(progress) = &progress {
+            progress.progressed();
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct KafkaOptions {
     /// run so that the table evolves first ([`kappa_schema::WireDecoder::evolving`]); `None`
     /// decodes such records against the table's schema (their new fields are dropped).
     pub evolve_subject: Option<String>,
+    /// Told of progress (records arrived, or every assigned partition caught up) so that a
+    /// stalled source shows in `/readyz`.
+    pub progress: Option<kappa_metrics::StallWatch>,
 }
 
 impl KafkaOptions {
@@ -44,6 +47,7 @@ impl KafkaOptions {
             max_batch: 50_000,
             linger: Duration::from_millis(100),
             evolve_subject: None,
+            progress: None,
         }
     }
 

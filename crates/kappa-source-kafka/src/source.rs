@@ -105,9 +105,10 @@ impl KafkaSource {
         let table_offsets: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
         let lag_thread = {
             let (consumer, offsets, stop) = (consumer.clone(), table_offsets.clone(), stop.clone());
+            let progress = options.progress.clone();
             std::thread::Builder::new()
                 .name("kappa-kafka-lag".into())
-                .spawn(move || measure_lag(consumer, offsets, stop))
+                .spawn(move || measure_lag(consumer, offsets, stop, progress))
                 .map_err(|e| KafkaSourceError::Stopped {
                     topic: options.topic.clone(),
                     message: format!("cannot start the lag thread: {e}"),
@@ -119,6 +120,7 @@ impl KafkaSource {
             commands: command_rx,
             max_batch: options.max_batch.max(1),
             linger: options.linger,
+            progress: options.progress.clone(),
         };
         let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()

@@ -6,7 +6,7 @@ use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_metrics::events;
-use kappa_metrics::{Condition, Endpoint, Health};
+use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
 use kappa_runtime::{RunSummary, open_pipeline, run_live};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
 use tracing::info;
@@ -78,16 +78,25 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             .map(|t| t.freshness_sla()),
     }
     .emit();
-    let ticking = tokio::spawn(async {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            every.tick().await;
-            events::table::Tick {
-                now: std::time::SystemTime::now(),
+    let stall = StallWatch::new(
+        health.clone(),
+        format!("kafka topic {}", kafka.topic),
+        config.raw.metrics.stall_after,
+    );
+    let ticking = {
+        let stall = stall.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                events::table::Tick {
+                    now: std::time::SystemTime::now(),
+                }
+                .emit();
+                stall.check();
             }
-            .emit();
-        }
-    });
+        })
+    };
     // One signal for every run of the loop below.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -109,6 +118,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         health.set_ready(Condition::TableState);
         let mut options = KafkaOptions::from_config(kafka);
         options.evolve_subject = Some(config.subject.clone());
+        options.progress = Some(stall.clone());
         let source = KafkaSource::connect(options, mapping, registry.clone())
             .await
             .map_err(fail)?;
