@@ -31,6 +31,11 @@ mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
 assert mounts["/etc/kappa/pipeline.toml"]["subPath"] == "pipeline.toml"
 assert "/etc/kappa/contracts" not in mounts, "the image's contracts are used by default"
 assert c["securityContext"]["readOnlyRootFilesystem"] is True
+env = {e["name"]: e for e in c["env"]}
+assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
+assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]
+assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, c["readinessProbe"]
+assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, c["livenessProbe"]
 assert pod["securityContext"]["runAsNonRoot"] is True
 labels = spec["template"]["metadata"]["labels"]
 assert all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()), labels
