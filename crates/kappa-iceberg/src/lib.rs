@@ -13,6 +13,7 @@
 
 pub mod catalog;
 pub mod commit;
+pub mod days;
 mod error;
 pub mod state;
 pub mod summary;

@@ -24,6 +24,8 @@ pub struct TableState {
     /// Newest committed event time per partition (empty for tables written before Kappa stored
     /// it: lateness is then judged from the first rows read on).
     pub event_times: EventTimes,
+    /// The newest day (days since the epoch) the partition gate has judged.
+    pub closed_through: Option<i32>,
     /// Commit id of the newest commit of this pipeline.
     pub last_commit_id: Option<String>,
 }
@@ -75,6 +77,13 @@ impl TableState {
         };
         state.watermark = micros(summary::WATERMARK)?;
         state.max_event_time = micros(summary::MAX_EVENT_TIME)?;
+        state.closed_through = props
+            .get(summary::CLOSED_THROUGH)
+            .map(|v| {
+                v.parse::<i32>()
+                    .map_err(|e| bad(format!("{} = {v:?}: {e}", summary::CLOSED_THROUGH)))
+            })
+            .transpose()?;
         if let Some(text) = props.get(summary::EVENT_TIMES) {
             state.event_times = EventTimes::from_json(text)
                 .map_err(|e| bad(format!("{}: {e}", summary::EVENT_TIMES)))?;

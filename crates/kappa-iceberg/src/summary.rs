@@ -8,6 +8,7 @@
 //! | `kappa.input` | the input ranges of this commit, `{"topic":{"0":[100,123]}}` |
 //! | `kappa.watermark` | event-time watermark, µs since the epoch |
 //! | `kappa.max-event-time` | newest event time committed so far, µs since the epoch |
+//! | `kappa.closed-through` | the newest day the partition gate judged (days since the epoch) |
 //! | `kappa.event-times` | the **complete** newest event time per partition, `{"topic":{"0":1700000000000000}}` (judges lateness) |
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records`, `kappa.quarantined` | counters of this commit |
 //! | `kappa.dead-lettered.undecodable`, `kappa.dead-lettered.unmappable-schema`, `kappa.dead-lettered.rejected` | `kappa.dead-lettered` by kind (`rejected` includes quality-rule violations); commits before these keys existed carry only the total |
@@ -26,6 +27,8 @@ pub const WATERMARK: &str = "kappa.watermark";
 pub const MAX_EVENT_TIME: &str = "kappa.max-event-time";
 /// Complete newest-event-time state per partition (µs).
 pub const EVENT_TIMES: &str = "kappa.event-times";
+/// The newest day (days since the epoch) the partition gate has judged: days are judged once.
+pub const CLOSED_THROUGH: &str = "kappa.closed-through";
 /// Records read for this commit.
 pub const RECORDS_IN: &str = "kappa.records-in";
 /// Rows written to the table by this commit.

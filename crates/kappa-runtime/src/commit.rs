@@ -17,10 +17,11 @@ use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use iceberg::spec::DataFile;
 use kappa_core::{OFFSET_COLUMN, OffsetRange, SourcePosition, TopicPartition};
+use kappa_iceberg::days::DayField;
 use kappa_iceberg::{CommitOutcome, Committer, PendingCommit, summary};
 use kappa_metrics::events;
 use kappa_metrics::events::quality::GateOutcome;
-use kappa_quality::{Check, CommitCounts, Outcome, Quality, QualityReport, Threshold};
+use kappa_quality::{Check, CommitCounts, Day, Outcome, Quality, QualityReport, Threshold};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
@@ -44,7 +45,7 @@ pub(crate) async fn commit_loop(
     mut rx: mpsc::Receiver<Flushed>,
     mut tables: Tables,
     pipeline: String,
-    quality: Quality,
+    (quality, day_field): (Quality, Option<DayField>),
     lateness_micros: i64,
     committed: watch::Sender<SourcePosition>,
 ) -> (Tables, RunSummary, Result<(), RuntimeError>) {
@@ -56,7 +57,7 @@ pub(crate) async fn commit_loop(
             buffer,
             files,
             &pipeline,
-            &quality,
+            (&quality, day_field),
             lateness_micros,
             &mut summary,
         )
@@ -74,13 +75,13 @@ async fn commit_flush(
     mut buffer: Box<Buffer>,
     files: Vec<DataFile>,
     pipeline: &str,
-    quality: &Quality,
+    (quality, day_field): (&Quality, Option<DayField>),
     lateness_micros: i64,
     summary: &mut RunSummary,
 ) -> Result<(), RuntimeError> {
     // The gates judge the flush before anything of it is committed, the DLQ included.
     let profile = buffer.profile.take().unwrap_or_else(|| quality.profile());
-    let report = quality.evaluate_commit(
+    let mut report = quality.evaluate_commit(
         &CommitCounts {
             records_in: buffer.records_in,
             written: profile.rows(),
@@ -90,6 +91,13 @@ async fn commit_flush(
         },
         &profile,
     );
+    let mut closed_through = None;
+    if let Some(field) = day_field {
+        let (closed, newest) =
+            closed_days(tables, quality, field, &buffer, &files, lateness_micros).await?;
+        report.extend(closed);
+        closed_through = newest;
+    }
     let outcome = report.outcome();
     emit_verdicts(tables.main.name(), &report, &outcome);
     let quarantine = matches!(outcome, Outcome::Quarantine(_)) && tables.quarantine.is_some();
@@ -147,6 +155,7 @@ async fn commit_flush(
         watermark: buffer.max_event_time.map(|m| m - lateness_micros),
         max_event_time: buffer.max_event_time,
         event_times: std::mem::take(&mut buffer.event_times),
+        closed_through,
         batches: Vec::new(),
         files,
         counters,
@@ -211,6 +220,56 @@ async fn commit_flush(
         }
     }
     Ok(())
+}
+
+/// The partition gate's verdicts on the days this flush closes (the watermark passes their end):
+/// each day's rows against the median of the days before it, counted from the table's manifests
+/// plus this flush's files.
+async fn closed_days(
+    tables: &Tables,
+    quality: &Quality,
+    field: DayField,
+    buffer: &Buffer,
+    files: &[DataFile],
+    lateness_micros: i64,
+) -> Result<(QualityReport, Option<i32>), RuntimeError> {
+    let mut report = QualityReport::new(Vec::new());
+    let (Some(_), true) = (&quality.config().partition, quality.config().enabled) else {
+        return Ok((report, None));
+    };
+    // A day closes once every partition is past it: the slowest partition's newest event time
+    // counts (a replay reads partitions at different speeds; a day judged while one of them
+    // still has rows for it would look short). A partition without rows holds nothing back.
+    // Each day is judged once: the table records the newest day judged.
+    let state = tables.main.state();
+    let mut merged = state.event_times.clone();
+    merged.merge(&buffer.event_times);
+    let Some(slowest) = merged.iter().map(|(_, t)| t).min() else {
+        return Ok((report, None));
+    };
+    let lateness = std::time::Duration::from_micros(lateness_micros.max(0) as u64);
+    let judged = state.closed_through.map(|d| Day(d).next().start_micros());
+    let open_from = |first: i64| {
+        kappa_quality::days_closed_between(None, slowest, judged.unwrap_or(first), lateness)
+    };
+    // Most flushes close no day: only then are the manifests read.
+    if judged.is_some() && open_from(0).is_empty() {
+        return Ok((report, None));
+    }
+    let mut rows = field.rows_in(tables.main.table()).await?;
+    for (day, n) in field.rows_of(files) {
+        *rows.entry(day).or_insert(0) += n;
+    }
+    let Some(first) = rows.keys().next().map(|d| Day(*d).start_micros()) else {
+        return Ok((report, None));
+    };
+    let rows: BTreeMap<Day, u64> = rows.into_iter().map(|(d, n)| (Day(d), n)).collect();
+    let mut newest = None;
+    for day in open_from(first) {
+        report.extend(quality.evaluate_day(day, &rows));
+        newest = Some(day.0);
+    }
+    Ok((report, newest))
 }
 
 /// Every verdict of a flush, and the gate's decision, as metrics and log events.

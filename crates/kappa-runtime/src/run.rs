@@ -224,11 +224,14 @@ where
         tables.main.name().to_string(),
         spec.writer.clone(),
     ));
+    // The partition gate counts rows per day from the table's manifests: it needs a
+    // day(event time) partition field.
+    let day_field = kappa_iceberg::days::DayField::of(tables.main.table(), &spec.event_time_column);
     let commit_task = tokio::spawn(commit_loop(
         commit_rx,
         tables,
         spec.pipeline.clone(),
-        spec.quality.clone(),
+        (spec.quality.clone(), day_field),
         lateness,
         committed_tx,
     ));

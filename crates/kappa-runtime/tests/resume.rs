@@ -451,3 +451,50 @@ async fn a_quarantine_gate_sends_the_flush_to_the_quarantine_table_and_nothing_t
     let rerun = env.run_spec(spec, PartitionFilter::All).await;
     assert_eq!(rerun.records_in, 0, "{rerun:?}");
 }
+
+#[tokio::test]
+async fn days_are_judged_against_the_previous_days_once_every_partition_has_passed_them() {
+    // Ten days replayed in small commits, partitions read in parallel: each closed day is judged
+    // once, after all partitions passed it, and a uniform history flags none.
+    let env = env_of(HistorySpec {
+        days: 10,
+        ..HistorySpec::new(12_000)
+    })
+    .await;
+    let summary = env.run(400, PartitionFilter::All).await;
+    assert!(summary.is_complete() && summary.commits > 10, "{summary:?}");
+    let pipeline = open_pipeline(env.spec(1)).await.unwrap();
+    let mut judged = Vec::new();
+    for snapshot in pipeline.main.table().metadata().snapshots() {
+        let Some(text) = snapshot
+            .summary()
+            .additional_properties
+            .get(kappa_quality::SUMMARY_KEY)
+        else {
+            continue;
+        };
+        let report = kappa_quality::QualityReport::from_json(text).unwrap();
+        for v in report.verdicts() {
+            if v.check == kappa_quality::Check::RowCount {
+                judged.push(v.clone());
+            }
+        }
+    }
+    let days: BTreeSet<_> = judged.iter().map(|v| v.day.unwrap()).collect();
+    assert_eq!(
+        days.len(),
+        judged.len(),
+        "each day is judged once: {judged:?}"
+    );
+    // 2026-11-01 .. 11-10: days 1..=8 close within the history (the last ones stay open).
+    assert!(days.len() >= 8, "{days:?}");
+    let compared: Vec<_> = judged.iter().filter(|v| v.skipped.is_none()).collect();
+    assert!(
+        !compared.is_empty(),
+        "days with 7 days of history are compared: {judged:?}"
+    );
+    assert!(
+        compared.iter().all(|v| v.passed),
+        "a uniform history flags no day: {compared:?}"
+    );
+}

@@ -36,6 +36,9 @@ pub struct PendingCommit {
     pub max_event_time: Option<i64>,
     /// Newest event time per partition of this input; merged with the base's and stored whole.
     pub event_times: EventTimes,
+    /// The newest day the partition gate judged with this commit; the newer of it and the
+    /// base's is stored.
+    pub closed_through: Option<i32>,
     /// Counters written to the snapshot summary (`kappa.records-in`, ...).
     pub counters: Vec<(&'static str, u64)>,
     /// Other snapshot-summary properties (`kappa.quality`, ...).
@@ -229,6 +232,9 @@ impl Committer {
             event_times.merge(&pending.event_times);
             if !event_times.is_empty() {
                 props.insert(summary::EVENT_TIMES.to_string(), event_times.to_json());
+            }
+            if let Some(day) = self.state.closed_through.max(pending.closed_through) {
+                props.insert(summary::CLOSED_THROUGH.to_string(), day.to_string());
             }
             for (key, value) in &pending.counters {
                 props.insert((*key).to_string(), value.to_string());
