@@ -53,11 +53,7 @@ impl DayField {
 
     /// Rows per day of every live data file of the table's current snapshot.
     pub async fn rows_in(&self, table: &Table) -> Result<BTreeMap<i32, u64>, IcebergError> {
-        let name = format!(
-            "{}.{}",
-            table.identifier().namespace().join("."),
-            table.identifier().name()
-        );
+        let name = crate::commit::table_name(table.identifier());
         let fail = |operation: &str, source: iceberg::Error| IcebergError::Table {
             table: name.clone(),
             operation: operation.to_string(),

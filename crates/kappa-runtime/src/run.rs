@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::Fuse;
 use iceberg::spec::DataFile;
 use iceberg::table::Table;
-use kappa_core::{Classify, DeadLetterKind, Source, SourceEvent, SourcePosition, Transform};
+use kappa_core::{Classify, Source, SourceEvent, SourcePosition, Transform};
 use kappa_iceberg::IcebergError;
 use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
 use tokio::sync::{mpsc, watch};
@@ -227,6 +227,8 @@ where
     // The partition gate counts rows per day from the table's manifests: it needs a
     // day(event time) partition field.
     let day_field = kappa_iceberg::days::DayField::of(tables.main.table(), &spec.event_time_column);
+    // The metrics label of the main table, as the committer names it.
+    let table_label = tables.main.name().to_string();
     let commit_task = tokio::spawn(commit_loop(
         commit_rx,
         tables,
@@ -236,8 +238,6 @@ where
         committed_tx,
     ));
 
-    // The metrics label of the main table, as the committer names it.
-    let table_label = format!("{}.{}", spec.namespace, spec.table);
     let mut buffer = Buffer::default();
     let logic_err = |e: T::Error| RuntimeError::Logic {
         logic: std::any::type_name::<T>()
@@ -307,23 +307,25 @@ where
             profile
                 .observe(&batch.records, ingested)
                 .map_err(RuntimeError::Quality)?;
-            let mut dead = kappa_metrics::events::pipeline::DeadLettered::default();
-            for letter in &batch.dead_letters {
-                match letter.kind {
-                    DeadLetterKind::Undecodable => dead.undecodable += 1,
-                    DeadLetterKind::UnmappableSchema => dead.unmappable += 1,
-                    DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => dead.rejected += 1,
-                }
-            }
+            // The batch's share of the buffer's counters (the buffer counts by kind).
             let records = batch.records_in;
-            let late_before = buffer.late;
+            let before = (
+                buffer.late,
+                buffer.undecodable,
+                buffer.unmappable,
+                buffer.rejected,
+            );
             let rows = buffer.add(batch, stats, &spec.mapping, &mut times, &late_rule)?;
             kappa_metrics::events::pipeline::BatchProcessed {
                 table: &table_label,
                 records,
                 deduplicated: stats.duplicates_dropped,
-                late: buffer.late - late_before,
-                dead_lettered: dead,
+                late: buffer.late - before.0,
+                dead_lettered: kappa_metrics::events::pipeline::DeadLettered {
+                    undecodable: buffer.undecodable - before.1,
+                    unmappable: buffer.unmappable - before.2,
+                    rejected: buffer.rejected - before.3,
+                },
             }
             .emit();
             // A failed send means a later stage stopped: its error is reported below.

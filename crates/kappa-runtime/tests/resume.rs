@@ -105,31 +105,36 @@ impl Env {
     }
 
     async fn run_spec(&self, spec: PipelineSpec, filter: PartitionFilter) -> RunSummary {
+        let options = ReplayOptions {
+            batch_rows: 400,
+            ..ReplayOptions::default()
+        };
+        let source = self.source(&filter, options).await;
+        let pipeline = open_pipeline(spec).await.unwrap();
+        run_pipeline(pipeline, source, OrdersLogic::new(100_000))
+            .await
+            .unwrap()
+    }
+
+    /// The archive's partitions `filter` picks, as a replay source.
+    async fn source(&self, filter: &PartitionFilter, options: ReplayOptions) -> ArchiveSource {
         let plan = ArchivePlan::list(
             self.store.as_ref(),
             "memory://",
             &Path::from("a"),
             "orders",
-            &filter,
+            filter,
             &TimeWindow::default(),
         )
         .await
         .unwrap();
-        let options = ReplayOptions {
-            batch_rows: 400,
-            ..ReplayOptions::default()
-        };
-        let source = ArchiveSource::new(
+        ArchiveSource::new(
             self.store.clone(),
             plan,
             options,
             self.mapping.clone(),
             self.registry.clone(),
-        );
-        let pipeline = open_pipeline(spec).await.unwrap();
-        run_pipeline(pipeline, source, OrdersLogic::new(100_000))
-            .await
-            .unwrap()
+        )
     }
 
     async fn counts(&self) -> (u64, u64) {
@@ -159,23 +164,9 @@ async fn a_dead_letter_table_ahead_of_the_main_table_is_not_written_twice() {
 
     let mut spec = env.spec(1_000);
     spec.table = "orders_again".into();
-    let plan = ArchivePlan::list(
-        env.store.as_ref(),
-        "memory://",
-        &Path::from("a"),
-        "orders",
-        &PartitionFilter::All,
-        &TimeWindow::default(),
-    )
-    .await
-    .unwrap();
-    let source = ArchiveSource::new(
-        env.store.clone(),
-        plan,
-        ReplayOptions::default(),
-        env.mapping.clone(),
-        env.registry.clone(),
-    );
+    let source = env
+        .source(&PartitionFilter::All, ReplayOptions::default())
+        .await;
     let again = run_pipeline(
         open_pipeline(spec).await.unwrap(),
         source,
@@ -359,23 +350,9 @@ fn total_records(table: &iceberg::table::Table) -> u64 {
 #[tokio::test]
 async fn fifteen_percent_null_user_ids_block_the_commit_and_leave_every_table_unchanged() {
     let env = nulls_env(4_000, 0.15).await;
-    let plan = ArchivePlan::list(
-        env.store.as_ref(),
-        "memory://",
-        &Path::from("a"),
-        "orders",
-        &PartitionFilter::All,
-        &TimeWindow::default(),
-    )
-    .await
-    .unwrap();
-    let source = ArchiveSource::new(
-        env.store.clone(),
-        plan,
-        ReplayOptions::default(),
-        env.mapping.clone(),
-        env.registry.clone(),
-    );
+    let source = env
+        .source(&PartitionFilter::All, ReplayOptions::default())
+        .await;
     let pipeline = open_pipeline(env.spec(100_000)).await.unwrap();
     let err = run_pipeline(pipeline, source, OrdersLogic::new(100_000))
         .await

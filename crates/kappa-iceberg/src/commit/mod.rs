@@ -6,6 +6,7 @@
 //! re-decide and retry.
 
 mod committer;
+pub(crate) use committer::table_name;
 mod pinned;
 pub mod protocol;
 
