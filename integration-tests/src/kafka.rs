@@ -73,6 +73,18 @@ pub fn produce(
     messages: impl IntoIterator<Item = Message>,
     per_second: u64,
 ) -> Expected {
+    produce_with(producer, topic, messages, per_second, |_, _| {})
+}
+
+/// [`produce`], calling `on_send(partition, offset)` as each message is handed to the producer
+/// (the benchmark's produce → visible latency starts there).
+pub fn produce_with(
+    producer: &BaseProducer,
+    topic: &str,
+    messages: impl IntoIterator<Item = Message>,
+    per_second: u64,
+    mut on_send: impl FnMut(i32, i64),
+) -> Expected {
     let started = Instant::now();
     let mut tally = Tally::default();
     for (i, message) in messages.into_iter().enumerate() {
@@ -98,10 +110,11 @@ pub fn produce(
                 }
             }
         }
+        on_send(message.partition, message.offset);
         producer.poll(Duration::ZERO);
         tally.add(&message);
     }
-    producer.flush(Duration::from_secs(60)).unwrap();
+    producer.flush(Duration::from_secs(120)).unwrap();
     tally.finish()
 }
 
@@ -227,11 +240,7 @@ impl OwnBroker {
     /// Starts a broker on a free port; its log goes to `<temp dir>/kappa-tansu-<cluster>.log`
     /// (named in every failure).
     pub fn start(name: &str) -> OwnBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::free_port();
         let cluster = unique_topic(name);
         let mut broker = OwnBroker {
             port,

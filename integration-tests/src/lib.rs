@@ -46,6 +46,15 @@ pub fn python() -> PathBuf {
     path
 }
 
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A required service endpoint from the environment.
 pub fn service(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {

@@ -354,13 +354,19 @@ fn spec_v1_to_v2(topic: &str, events: u64) -> HistorySpec {
     }
 }
 
-#[test]
-fn the_same_events_through_kafka_and_through_the_archive_give_identical_tables() {
-    let topic = unique_topic("equal");
+/// A new 3-partition topic and the 12,000-event history (v1, then v2) to produce to it.
+fn v1_to_v2_topic(name: &str) -> (String, Vec<Message>) {
+    let topic = unique_topic(name);
     create_topic(&brokers(), &topic, 3);
-    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
+    let messages = History::new(spec_v1_to_v2(&topic, 12_000))
         .unwrap()
         .collect();
+    (topic, messages)
+}
+
+#[test]
+fn the_same_events_through_kafka_and_through_the_archive_give_identical_tables() {
+    let (topic, messages) = v1_to_v2_topic("equal");
     let expected = produce(&producer(&brokers()), &topic, messages.clone(), 0);
 
     let (live, live_config) = live_scene(&topic);
@@ -388,11 +394,7 @@ fn the_same_events_through_kafka_and_through_the_archive_give_identical_tables()
 
 #[test]
 fn a_table_started_by_replay_continues_live_without_gap_or_duplicate() {
-    let topic = unique_topic("switch");
-    create_topic(&brokers(), &topic, 3);
-    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
-        .unwrap()
-        .collect();
+    let (topic, messages) = v1_to_v2_topic("switch");
     let expected = produce(&producer(&brokers()), &topic, messages.clone(), 0);
     let (scene, config) = live_scene(&topic);
     // The archive holds the first 40% of what the topic holds (in production order).
@@ -414,11 +416,7 @@ fn a_table_started_by_replay_continues_live_without_gap_or_duplicate() {
 
 #[test]
 fn a_schema_version_registered_while_running_evolves_the_table_without_losing_its_fields() {
-    let topic = unique_topic("evolve");
-    create_topic(&brokers(), &topic, 3);
-    let messages: Vec<Message> = History::new(spec_v1_to_v2(&topic, 12_000))
-        .unwrap()
-        .collect();
+    let (topic, messages) = v1_to_v2_topic("evolve");
     let first_v2 = messages
         .iter()
         .position(|m| m.event.as_ref().is_some_and(|e| e.v2))
@@ -475,6 +473,18 @@ fn a_schema_version_registered_while_running_evolves_the_table_without_losing_it
     }
 }
 
+/// Points the scene's `[metrics] listen` at a free port, followed by `extra` `[metrics]` lines;
+/// returns the address to scrape.
+fn serve_metrics(config: &std::path::Path, extra: &str) -> String {
+    let addr = format!("127.0.0.1:{}", kappa_integration_tests::free_port());
+    let text = std::fs::read_to_string(config).unwrap().replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{addr}\"\n{extra}"),
+    );
+    std::fs::write(config, text).unwrap();
+    addr
+}
+
 /// `GET path` on `addr`: the status code and the body.
 fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -514,16 +524,7 @@ fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() 
     create_topic(&brokers(), &topic, 3);
     let expected = produce(&producer(&brokers()), &topic, history(&topic, 6_000, 3), 0);
     let (scene, config) = live_scene(&topic);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
-    std::fs::write(&config, text).unwrap();
+    let addr = serve_metrics(&config, "");
     let child = run(&config);
     wait_until_committed(&config, &topic, &expected, Duration::from_secs(60));
     // Lag is measured every 5 s: wait for a measurement after the last commit.
@@ -615,17 +616,7 @@ fn a_stalled_source_shows_in_readyz_and_in_a_growing_freshness_lag_then_recovers
     let mut broker = OwnBroker::start("stall");
     create_topic(&broker.address(), &topic, 3);
     let (scene, config) = append(live_scene_at(&broker.address(), &topic), FAST_GROUP);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"{addr}\"\nstall_after = \"8s\""),
-    );
-    std::fs::write(&config, text).unwrap();
+    let addr = serve_metrics(&config, "stall_after = \"8s\"");
     let first = produce(
         &producer(&broker.address()),
         &topic,

@@ -37,18 +37,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn unique(name: &str) -> String {
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros();
-    format!(
-        "bench-{name}-{}-{}",
-        std::process::id(),
-        micros % 1_000_000_000
-    )
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; a filter that names another benchmark skips this one.
     let filters: Vec<String> = std::env::args()
@@ -77,7 +65,7 @@ async fn bench() {
         Arc::new(FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap());
 
     // 1. Throughput.
-    let topic = unique("throughput");
+    let topic = kappa_integration_tests::kafka::unique_topic("bench-throughput");
     create_topic(&brokers, &topic, PARTITIONS).await;
     let started = Instant::now();
     let expected = {
@@ -164,7 +152,7 @@ async fn bench() {
     let rate = env_u64("KAPPA_BENCH_LATENCY_RATE", 2_000);
     let seconds = env_u64("KAPPA_BENCH_LATENCY_SECONDS", 150);
     let interval = CommitPolicy::default().interval;
-    let topic = unique("latency");
+    let topic = kappa_integration_tests::kafka::unique_topic("bench-latency");
     create_topic(&brokers, &topic, PARTITIONS).await;
     let live = Live::new(
         spec(dir.path(), "latency", mapping.clone(), interval),

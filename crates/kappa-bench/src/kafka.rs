@@ -11,41 +11,26 @@ use iceberg::TableIdent;
 use kappa_config::{KafkaProperties, KafkaStart};
 use kappa_core::{SourcePosition, TopicPartition};
 use kappa_iceberg::TableState;
+pub use kappa_integration_tests::kafka::brokers;
+use kappa_integration_tests::kafka::{produce_with, producer};
 use kappa_runtime::{PipelineSpec, RunSummary, open_pipeline, run_live};
 use kappa_schema::{SchemaRegistry, TableMapping};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
-use kappa_synth::{Expected, History, HistorySpec, Tally};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use kappa_synth::{Expected, History, HistorySpec};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// `host:port` of the benchmark broker (`KAPPA_KAFKA`; `make bench` starts tansu and sets it).
-pub fn brokers() -> String {
-    std::env::var("KAPPA_KAFKA").expect(
-        "KAPPA_KAFKA is not set: run the Kafka benchmark with `make bench`, which starts the broker",
-    )
-}
-
-/// Creates `topic` with `partitions` partitions.
+/// Creates `topic` with `partitions` partitions (the integration tests' admin call, off the
+/// async runtime).
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        kappa_integration_tests::kafka::create_topic(&brokers, &topic, partitions)
+    })
+    .await
+    .unwrap();
 }
 
 fn history(topic: &str, events: u64, partitions: i32) -> History {
@@ -67,42 +52,15 @@ pub fn produce(
     events: u64,
     partitions: i32,
     per_second: u64,
-    mut on_send: impl FnMut(i32, i64),
+    on_send: impl FnMut(i32, i64),
 ) -> Expected {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    for (i, message) in history(topic, events, partitions).enumerate() {
-        if per_second > 0 {
-            let due = Duration::from_secs_f64(i as f64 / per_second as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        loop {
-            let record = BaseRecord::to(topic)
-                .partition(message.partition)
-                .key(&message.key)
-                .payload(&message.value);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(e.to_string().contains("Queue full"), "producing: {e}");
-                    producer.poll(Duration::from_millis(5));
-                }
-            }
-        }
-        on_send(message.partition, message.offset);
-        producer.poll(Duration::ZERO);
-        tally.add(&message);
-    }
-    producer.flush(Duration::from_secs(120)).unwrap();
-    tally.finish()
+    produce_with(
+        &producer(brokers),
+        topic,
+        history(topic, events, partitions),
+        per_second,
+        on_send,
+    )
 }
 
 /// Messages and payload bytes read by a plain rdkafka loop from the start of `topic` to `ends`,

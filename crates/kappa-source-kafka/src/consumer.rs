@@ -381,67 +381,7 @@ impl Poller {
             debug!(error = %e, "committing group offsets failed (lag monitoring only)");
         }
     }
-}
 
-/// Measures the consumer lag of every assigned partition every [`LAG_EVERY`] until `stop`: the
-/// broker's high watermark minus the table's position (`committed`, the offsets last committed
-/// to the table; a partition the table holds nothing of counts from the low watermark). On a
-/// thread of its own, so that a slow broker never holds up polling.
-pub(crate) fn measure_lag(
-    consumer: Arc<BaseConsumer<KappaContext>>,
-    committed: Arc<Mutex<Vec<(i32, i64)>>>,
-    stop: Arc<AtomicBool>,
-    progress: Option<kappa_metrics::StallWatch>,
-) {
-    let mut last = Instant::now();
-    while !stop.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(100));
-        if last.elapsed() < LAG_EVERY {
-            continue;
-        }
-        last = Instant::now();
-        let context = consumer.context();
-        let assigned = context
-            .assignment
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
-        let topic = &context.topic;
-        // Caught up: every assigned partition measured at lag 0 (an idle topic is not stalled).
-        let mut caught_up = !assigned.is_empty();
-        for partition in assigned {
-            if stop.load(Ordering::Acquire) {
-                return;
-            }
-            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
-                Ok((low, high)) => {
-                    let position = committed
-                        .iter()
-                        .find(|(p, _)| *p == partition)
-                        .map_or(low, |(_, next)| *next);
-                    let lag = (high - position).max(0);
-                    caught_up &= lag == 0;
-                    kappa_metrics::events::source::ConsumerLag {
-                        topic,
-                        partition,
-                        lag,
-                    }
-                    .emit();
-                }
-                Err(e) => {
-                    caught_up = false;
-                    debug!(partition, error = %e, "high watermark unavailable; lag not measured")
-                }
-            }
-        }
-        if caught_up && let Some(progress) = &progress {
-            progress.progressed();
-        }
-    }
-}
-
-impl Poller {
     /// Decodes polled messages into one batch per partition; each ends before the partition's
     /// first record of a newer schema version, if any (and then says which).
     fn decode(
@@ -513,5 +453,63 @@ impl Poller {
             records_in: records_in as u64,
         };
         Ok((batch, decoded.newer))
+    }
+}
+
+/// Measures the consumer lag of every assigned partition every [`LAG_EVERY`] until `stop`: the
+/// broker's high watermark minus the table's position (`committed`, the offsets last committed
+/// to the table; a partition the table holds nothing of counts from the low watermark). On a
+/// thread of its own, so that a slow broker never holds up polling.
+pub(crate) fn measure_lag(
+    consumer: Arc<BaseConsumer<KappaContext>>,
+    committed: Arc<Mutex<Vec<(i32, i64)>>>,
+    stop: Arc<AtomicBool>,
+    progress: Option<kappa_metrics::StallWatch>,
+) {
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < LAG_EVERY {
+            continue;
+        }
+        last = Instant::now();
+        let context = consumer.context();
+        let assigned = context
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
+        let topic = &context.topic;
+        // Caught up: every assigned partition measured at lag 0 (an idle topic is not stalled).
+        let mut caught_up = !assigned.is_empty();
+        for partition in assigned {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            match consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)) {
+                Ok((low, high)) => {
+                    let position = committed
+                        .iter()
+                        .find(|(p, _)| *p == partition)
+                        .map_or(low, |(_, next)| *next);
+                    let lag = (high - position).max(0);
+                    caught_up &= lag == 0;
+                    kappa_metrics::events::source::ConsumerLag {
+                        topic,
+                        partition,
+                        lag,
+                    }
+                    .emit();
+                }
+                Err(e) => {
+                    caught_up = false;
+                    debug!(partition, error = %e, "high watermark unavailable; lag not measured")
+                }
+            }
+        }
+        if caught_up && let Some(progress) = &progress {
+            progress.progressed();
+        }
     }
 }
