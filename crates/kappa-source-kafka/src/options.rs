@@ -34,6 +34,14 @@ pub struct KafkaOptions {
     pub progress: Option<kappa_metrics::StallWatch>,
 }
 
+/// librdkafka defaults Kappa changes; `[source.kafka.properties]` overrides each.
+///
+/// `fetch.queue.backoff.ms`: once a partition's prefetch queue is over `queued.min.messages`
+/// (100,000), librdkafka waits this long before fetching it again. Its default of 1 s starved
+/// the pipeline on a backlog: `kappa run` read a burst, then waited about a second for the next
+/// one (measured with the Kafka benchmark, `docs/performance.md`).
+const TUNING: &[(&str, &str)] = &[("fetch.queue.backoff.ms", "20")];
+
 impl KafkaOptions {
     /// Options from a validated `[source.kafka]`, with the defaults for batching.
     pub fn from_config(kafka: &KafkaConfig) -> Self {
@@ -51,10 +59,14 @@ impl KafkaOptions {
         }
     }
 
-    /// librdkafka settings of a client: the user's properties, then what Kappa owns. With
-    /// `group`, a group consumer that never commits or stores offsets by itself.
+    /// librdkafka settings of a client: Kappa's tuning defaults, the user's properties (which
+    /// may override them), then what Kappa owns. With `group`, a group consumer that never
+    /// commits or stores offsets by itself.
     pub(crate) fn client_config(&self, group: bool) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (key, value) in TUNING {
+            config.set(*key, *value);
+        }
         for (key, value) in &self.properties.0 {
             config.set(key, value);
         }
@@ -77,5 +89,43 @@ impl KafkaOptions {
                 );
         }
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(properties: &[(&str, &str)]) -> KafkaOptions {
+        let mut kafka = KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "orders".into(),
+            group_id: "kappa-orders".into(),
+            start: KafkaStart::Earliest,
+            startup_timeout: Duration::from_secs(1),
+            properties: KafkaProperties::default(),
+        };
+        for (key, value) in properties {
+            kafka
+                .properties
+                .0
+                .insert((*key).to_string(), (*value).to_string());
+        }
+        KafkaOptions::from_config(&kafka)
+    }
+
+    #[test]
+    fn kappa_tunes_the_fetch_backoff_and_the_user_may_override_it() {
+        let tuned = options(&[]).client_config(true);
+        assert_eq!(tuned.get("fetch.queue.backoff.ms"), Some("20"));
+        let overridden = options(&[("fetch.queue.backoff.ms", "500")]).client_config(true);
+        assert_eq!(overridden.get("fetch.queue.backoff.ms"), Some("500"));
+    }
+
+    #[test]
+    fn what_kappa_owns_is_never_overridden() {
+        let config = options(&[("enable.auto.commit", "true")]).client_config(true);
+        assert_eq!(config.get("enable.auto.commit"), Some("false"));
+        assert_eq!(config.get("group.id"), Some("kappa-orders"));
     }
 }
