@@ -67,6 +67,9 @@ assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
 assert "--shard=$(JOB_COMPLETION_INDEX)/6" in args, args
 assert pod["restartPolicy"] == "Never"
 env = {e["name"]: e for e in c["env"]}
+assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
+assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]
+assert "readinessProbe" not in c and "livenessProbe" not in c, "a Job's pods are not probed"
 assert (
     env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
     == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
