@@ -44,16 +44,21 @@ trap 'rm -rf "$OUT"' EXIT
   --set contracts.configMap=orders-contracts \
   --set 'contracts.items[0].key=v1' --set 'contracts.items[0].path=orders-value/1.avsc' \
   --set 'replay.set[0]=commit.rows=500000' \
-  --set serviceAccount.create=false --set serviceAccount.name=lake-writer > "$OUT/variant.yaml"
+  --set serviceAccount.create=false --set serviceAccount.name=lake-writer \
+  --set metrics.serviceMonitor.enabled=true > "$OUT/variant.yaml"
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
-# The PrometheusRule is a CRD (no schema in kubernetes-validate): rendered apart, and asserted
-# to carry exactly deploy/alerts/kappa-rules.yml.
+# The PrometheusRule and the ServiceMonitor are CRDs (no schema in kubernetes-validate):
+# rendered apart; the rule is asserted to carry exactly deploy/alerts/kappa-rules.yml, the
+# monitor to scrape the metrics Service rendered with it.
 "$HELM" template kappa "$CHART" --set prometheusRule.enabled=true \
   --set prometheusRule.labels.release=prometheus > "$OUT/rules.out"
+"$HELM" template kappa "$CHART" --namespace lake --set metrics.serviceMonitor.enabled=true \
+  --set metrics.serviceMonitor.interval=15s --set metrics.serviceMonitor.labels.release=prometheus \
+  --set metrics.port=9500 > "$OUT/monitor.out"
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
-  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml"
+  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi

@@ -39,12 +39,23 @@ assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"},
 assert pod["securityContext"]["runAsNonRoot"] is True
 labels = spec["template"]["metadata"]["labels"]
 assert all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()), labels
+# The metrics Service: every live pod's metrics port, ready or not (a blocked or stalled pod
+# must stay scraped), and nothing else.
+svc = default[("Service", "kappa-kappa-metrics")]
+assert svc["spec"]["selector"] == spec["selector"]["matchLabels"], svc["spec"]["selector"]
+assert svc["spec"]["ports"] == [
+    {"name": "metrics", "port": 9464, "targetPort": "metrics", "protocol": "TCP"}
+], svc["spec"]["ports"]
+assert svc["spec"]["publishNotReadyAddresses"] is True, svc["spec"]
+assert [kind for kind, _ in default].count("Service") == 1, list(default)
 cm = default[("ConfigMap", "kappa-kappa-pipeline")]
 assert "[source.kafka]" in cm["data"]["pipeline.toml"]
 assert ("ServiceAccount", "kappa-kappa") in default
 
-# Variant: a backfill Job only.
+# Variant: a backfill Job only; no live pods, so no metrics Service and no ServiceMonitor even
+# with metrics.serviceMonitor.enabled.
 assert not any(kind == "Deployment" for kind, _ in variant)
+assert not any(kind in ("Service", "ServiceMonitor") for kind, _ in variant), list(variant)
 j = job(variant)
 spec = j["spec"]
 assert spec["completionMode"] == "Indexed", spec
@@ -56,6 +67,9 @@ assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
 assert "--shard=$(JOB_COMPLETION_INDEX)/6" in args, args
 assert pod["restartPolicy"] == "Never"
 env = {e["name"]: e for e in c["env"]}
+assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
+assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]
+assert "readinessProbe" not in c and "livenessProbe" not in c, "a Job's pods are not probed"
 assert (
     env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
     == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
@@ -80,4 +94,24 @@ with open(plain_rules) as f:
     assert rule["spec"] == yaml.safe_load(f), "the chart's rules differ from deploy/alerts/kappa-rules.yml"
 alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
 assert len(alerts) == 5 and "KappaFreshnessSLOBreached" in alerts, alerts
+
+# ServiceMonitor: off by default; when on, it scrapes /metrics on the metrics Service's port,
+# at the configured interval, in the release's namespace, with the extra labels.
+assert not any(kind == "ServiceMonitor" for kind, _ in default), "the ServiceMonitor is off by default"
+monitor_doc = load(sys.argv[5])
+(monitor,) = [d for (kind, _), d in monitor_doc.items() if kind == "ServiceMonitor"]
+assert monitor["apiVersion"] == "monitoring.coreos.com/v1", monitor["apiVersion"]
+assert monitor["metadata"]["labels"]["release"] == "prometheus", monitor["metadata"]["labels"]
+svc = monitor_doc[("Service", "kappa-kappa-metrics")]
+selected = monitor["spec"]["selector"]["matchLabels"]
+assert all(svc["metadata"]["labels"].get(k) == v for k, v in selected.items()), (selected, svc["metadata"]["labels"])
+assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["lake"]}, monitor["spec"]
+assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}], monitor["spec"]
+assert svc["spec"]["ports"][0]["port"] == 9500, svc["spec"]["ports"]
+(d,) = [d for (kind, _), d in monitor_doc.items() if kind == "Deployment"]
+(c,) = d["spec"]["template"]["spec"]["containers"]
+assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"}], c["ports"]
+assert {e["name"]: e["value"] for e in c["env"] if "value" in e}["KAPPA__METRICS__LISTEN"] == "0.0.0.0:9500"
+pod_labels = d["spec"]["template"]["metadata"]["labels"]
+assert all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), (svc["spec"]["selector"], pod_labels)
 print("helm_assert: ok")

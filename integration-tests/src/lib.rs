@@ -4,6 +4,7 @@
 //! environment `dev/services.sh env` prints (`KAPPA_PYTHON`, `KAPPA_S3_ENDPOINT`, `KAPPA_PG_URI`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod endpoint;
 pub mod kafka;
 
 use std::path::{Path, PathBuf};

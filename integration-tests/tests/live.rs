@@ -11,11 +11,14 @@
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use kappa_integration_tests::endpoint::{
+    assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
+};
 use kappa_integration_tests::kafka::{
     OwnBroker, brokers, create_topic, expected_from_topic, kafka_section_at, produce, producer,
     status, unique_topic, wait_until_committed,
 };
-use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin, last_line};
+use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
 
 /// A scene whose pipeline reads `topic` live, committing every second.
@@ -94,37 +97,6 @@ fn run(config: &std::path::Path) -> Child {
         .stderr(log)
         .spawn()
         .unwrap()
-}
-
-/// Sends SIGTERM and returns the exit code and the JSON summary.
-fn terminate(mut child: Child) -> (Option<i32>, serde_json::Value) {
-    let pid = child.id().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = wait_with_timeout(&mut child, Duration::from_secs(60));
-    let summary = serde_json::from_slice(last_line(&out.0)).unwrap_or(serde_json::Value::Null);
-    (out.1, summary)
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> (Vec<u8>, Option<i32>) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stdout = Vec::new();
-            if let Some(mut out) = child.stdout.take() {
-                std::io::Read::read_to_end(&mut out, &mut stdout).unwrap();
-            }
-            return (stdout, status.code());
-        }
-        if started.elapsed() > timeout {
-            child.kill().unwrap();
-            panic!("kappa did not exit within {timeout:?}; see run-*.log in the scene");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn assert_exactly_once(scene: &Scene, expected: &Expected) {
@@ -473,51 +445,6 @@ fn a_schema_version_registered_while_running_evolves_the_table_without_losing_it
     }
 }
 
-/// Points the scene's `[metrics] listen` at a free port, followed by `extra` `[metrics]` lines;
-/// returns the address to scrape.
-fn serve_metrics(config: &std::path::Path, extra: &str) -> String {
-    let addr = format!("127.0.0.1:{}", kappa_integration_tests::free_port());
-    let text = std::fs::read_to_string(config).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"{addr}\"\n{extra}"),
-    );
-    std::fs::write(config, text).unwrap();
-    addr
-}
-
-/// `GET path` on `addr`: the status code and the body.
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_string());
-    (status, body)
-}
-
-/// The sum of every sample of `metric` (all label sets) in a Prometheus text exposition.
-fn sample_sum(text: &str, metric: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(metric)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum()
-}
-
 #[test]
 fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() {
     let topic = unique_topic("metrics");
@@ -562,16 +489,7 @@ fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() 
     assert!(value("kappa_table_freshness_lag_seconds") > 0.0);
     // The gate that blocks passed; timeliness (warn) fails, as it should: the generated events
     // are weeks old by the wall clock.
-    let passed = |check: &str| {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("kappa_quality_check_passed{")
-                    && l.contains(&format!("check=\"{check}\""))
-            })
-            .and_then(|l| l.rsplit_once(' '))
-            .map(|(_, v)| v.to_string())
-    };
+    let passed = |check: &str| sample(&metrics, "kappa_quality_check_passed", &[("check", check)]);
     assert_eq!(
         passed("null_rate.user_id").as_deref(),
         Some("1"),
@@ -582,32 +500,7 @@ fn a_running_pipeline_serves_metrics_that_match_what_it_did_and_pass_promtool() 
     assert_exactly_once(&scene, &expected);
 
     // The exposition passes Prometheus' own linter.
-    let promtool = std::env::var("KAPPA_PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    let mut check = match std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "promtool ({promtool}) is needed in CI: {e}"
-            );
-            eprintln!("promtool not found ({e}); skipping the lint");
-            return;
-        }
-    };
-    std::io::Write::write_all(check.stdin.as_mut().unwrap(), metrics.as_bytes()).unwrap();
-    let out = check.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts(&metrics);
 }
 
 #[test]

@@ -1,10 +1,14 @@
 //! Archive replay end to end, on the local filesystem with a SQLite catalog: what query engines
-//! read equals what the generated input says; re-runs, crashes and shards never duplicate.
+//! read equals what the generated input says; re-runs, crashes and shards never duplicate; the
+//! metrics endpoint of a replay says what it did.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
-use kappa_integration_tests::{Scene, assert_table_matches, kappa, replay, spawn_kappa};
+use kappa_integration_tests::endpoint::{
+    assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
+};
+use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin, replay, spawn_kappa};
 use kappa_synth::{ArchiveOptions, Codec, Expected, HistorySpec, Layout, RecordShape};
 
 #[test]
@@ -203,7 +207,7 @@ fn concurrent_shards_write_one_table_exactly_once() {
     let children: Vec<_> = (0..3)
         .map(|i| {
             let shard = format!("{i}/3");
-            std::process::Command::new(kappa_integration_tests::kappa_bin())
+            std::process::Command::new(kappa_bin())
                 .args([
                     "replay",
                     "-c",
@@ -508,4 +512,188 @@ fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
     );
     let out = kappa(&["quality", "report", "-c", &config, "--date", "soon"], &[]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Starts `kappa replay -c config --json` with its log in `replay.log` next to the config.
+fn spawn_replay(config: &std::path::Path) -> std::process::Child {
+    let log = std::fs::File::create(config.with_file_name("replay.log")).unwrap();
+    std::process::Command::new(kappa_bin())
+        .args(["replay", "-c", &config.display().to_string(), "--json"])
+        .env("KAPPA_LOG", "warn,kappa=info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_replay_serves_metrics_that_match_what_it_did_and_lingers_for_a_last_scrape() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(HistorySpec::new(20_000), ArchiveOptions::default());
+    assert!(expected.undecodable > 0 && expected.duplicates > 0 && expected.rejected > 0);
+    let config = scene.config("");
+    // The linger keeps the endpoint up after the run, until the SIGTERM below: the scrape sees
+    // the final values, with no race against a replay that may take well under a second.
+    let addr = serve_metrics(&config, "linger = \"10m\"");
+    let mut child = spawn_replay(&config);
+    // The summary is printed when the run is over, before the linger starts.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let log = || std::fs::read_to_string(scene.path("replay.log")).unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("no summary ({e}): {line:?}\n{}", log()));
+    assert_eq!(summary["complete"], true, "{summary}");
+    let (status, ready) = http_get(&addr, "/readyz");
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let (code, _) = terminate(child);
+    assert_eq!(
+        code,
+        Some(0),
+        "SIGTERM ends the linger, not the replay\n{}",
+        log()
+    );
+
+    // What the archive held, through the source, the pipeline and the commits.
+    let value = |name: &str| sample_sum(&metrics, name);
+    assert_eq!(
+        value("kappa_source_records_read_total"),
+        expected.messages as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("kappa_source_bytes_read_total"),
+        summary["archive_bytes"].as_f64().unwrap(),
+        "bytes read are the archive files fetched"
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_read_total"),
+        summary["records_in"].as_f64().unwrap()
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_written_total"),
+        expected.rows as f64
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_deduplicated_total"),
+        expected.duplicates as f64
+    );
+    assert_eq!(
+        value("kappa_pipeline_records_dead_lettered_total"),
+        expected.dead_lettered() as f64
+    );
+    for (kind, n) in [
+        ("undecodable", expected.undecodable),
+        ("rejected", expected.rejected),
+    ] {
+        assert_eq!(
+            sample(
+                &metrics,
+                "kappa_pipeline_records_dead_lettered_total",
+                &[("kind", kind)]
+            ),
+            Some(n.to_string()),
+            "{kind}"
+        );
+    }
+    let table = format!("{}.orders", scene.namespace);
+    let commits = |outcome: &str| {
+        sample(
+            &metrics,
+            "kappa_commits_total",
+            &[("table", &table), ("outcome", outcome)],
+        )
+        .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(
+        commits("committed"),
+        summary["commits"].as_u64(),
+        "{summary}"
+    );
+    assert_eq!(commits("failed"), Some(0));
+    assert_eq!(
+        sample(
+            &metrics,
+            "kappa_quality_check_passed",
+            &[("check", "null_rate.user_id")]
+        )
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&metrics, "kappa_quality_gate_blocked", &[("table", &table)]).as_deref(),
+        Some("0")
+    );
+    // The history is in the past: the table is behind the wall clock by at least its newest event.
+    assert!(
+        value("kappa_table_freshness_lag_seconds") > 0.0,
+        "{metrics}"
+    );
+    assert_promtool_accepts(&metrics);
+}
+
+#[test]
+fn a_blocked_replay_says_so_on_readyz_and_in_its_metrics_while_it_lingers() {
+    let scene = Scene::local();
+    scene.write_local_archive(
+        HistorySpec {
+            null_user_rate: 0.15,
+            ..HistorySpec::new(5_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let config = scene.config("");
+    let addr = serve_metrics(&config, "linger = \"10m\"");
+    let child = spawn_replay(&config);
+    // The gate blocks at the first flush and the run ends; until then /readyz is ready, or not
+    // ready loading the table state, or not listening yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        if let Ok(stream) = std::net::TcpStream::connect(&addr) {
+            drop(stream);
+            let (status, body) = http_get(&addr, "/readyz");
+            if body.contains("quality_gate: ") {
+                assert_eq!(status, 503, "{body}");
+                break body;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gate never showed on /readyz: {}",
+            std::fs::read_to_string(scene.path("replay.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(reason.contains("user_id null rate"), "{reason}");
+    let (_, metrics) = http_get(&addr, "/metrics");
+    let table = format!("{}.orders", scene.namespace);
+    assert_eq!(
+        sample(&metrics, "kappa_quality_gate_blocked", &[("table", &table)]).as_deref(),
+        Some("1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "kappa_quality_check_passed",
+            &[("check", "null_rate.user_id"), ("policy", "block")]
+        )
+        .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        sample_sum(&metrics, "kappa_pipeline_records_written_total"),
+        0.0
+    );
+    let (code, _) = terminate(child);
+    assert_eq!(
+        code,
+        Some(3),
+        "a blocked replay still exits 3 after lingering"
+    );
 }

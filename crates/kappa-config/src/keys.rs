@@ -148,7 +148,7 @@ pub(crate) const SECTIONS: &[Section] = &[
         ]),
     ),
     ("dlq", Some(&[])),
-    ("metrics", Some(&["listen", "stall_after"])),
+    ("metrics", Some(&["listen", "stall_after", "linger"])),
     ("replay", Some(&["parallelism", "batch_rows"])),
 ];
 

@@ -572,6 +572,10 @@ pub struct MetricsSection {
     /// long without records while it is not caught up.
     #[serde(with = "humantime_serde")]
     pub stall_after: Duration,
+    /// `kappa replay`: how long the endpoint keeps serving after the run (so that a scrape sees
+    /// its final values before the process, and its pod, goes); SIGTERM or SIGINT ends it early.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
 }
 
 /// `[replay]`

@@ -1,4 +1,5 @@
-//! The committer against a real SQL catalog (SQLite file) and a local warehouse.
+//! The committer against a real SQL catalog (SQLite file) and a local warehouse; conflicts
+//! between two committers on one table, and what they record in `kappa_commits_total`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +16,7 @@ use kappa_iceberg::{
     CatalogConfig, CommitOutcome, Committer, IcebergError, PartitionField, PendingCommit,
     TableSpec, connect,
 };
+use kappa_metrics::Metrics;
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -59,6 +61,10 @@ async fn env() -> Env {
 
 impl Env {
     async fn committer(&self) -> Committer {
+        self.committer_with_attempts(5).await
+    }
+
+    async fn committer_with_attempts(&self, max_attempts: u32) -> Committer {
         let table = ensure_table(self.catalog.as_ref(), &self.spec)
             .await
             .unwrap();
@@ -67,7 +73,7 @@ impl Env {
             table,
             "p",
             WriterOptions::default(),
-            5,
+            max_attempts,
         )
         .unwrap()
     }
@@ -210,4 +216,75 @@ async fn an_offsets_only_commit_advances_state_without_rows() {
         c.state().position.next_offset(&TopicPartition::new("t", 0)),
         Some(50)
     );
+}
+
+/// `kappa_commits_total{table, outcome="conflict_retried"}` as this process's recorder renders
+/// it (0 before the series exists). Tests that read it use a table of their own: the recorder is
+/// global and the other tests conflict too.
+fn conflicts_retried(metrics: &Metrics, table: &str) -> f64 {
+    let table = format!("table=\"{table}\"");
+    metrics
+        .render()
+        .lines()
+        .filter(|l| {
+            l.starts_with("kappa_commits_total{")
+                && l.contains(&table)
+                && l.contains("outcome=\"conflict_retried\"")
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .fold(0.0, |sum, v| sum + v)
+}
+
+#[tokio::test]
+async fn every_conflict_that_is_retried_counts_in_commits_by_outcome() {
+    let metrics = Metrics::install().unwrap();
+    let mut env = env().await;
+    env.spec.namespace = "conflict_retried".into();
+    let table = "conflict_retried.events";
+    let mut a = env.committer().await;
+    let mut b = env.committer().await;
+    assert_eq!(conflicts_retried(&metrics, table), 0.0);
+    a.commit(pending(0, 0, 10)).await.unwrap();
+    assert_eq!(conflicts_retried(&metrics, table), 0.0, "a had no rival");
+    // b's base predates a's commit: its first attempt conflicts, the second commits.
+    let outcome = b.commit(pending(1, 0, 20)).await.unwrap();
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { attempts: 2, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(conflicts_retried(&metrics, table), 1.0);
+    // Now a is the stale one.
+    let outcome = a.commit(pending(0, 10, 30)).await.unwrap();
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { attempts: 2, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(conflicts_retried(&metrics, table), 2.0);
+    // Up to date after its retry: a's next commit has no conflict and counts none.
+    a.commit(pending(0, 30, 40)).await.unwrap();
+    assert_eq!(conflicts_retried(&metrics, table), 2.0);
+    assert_eq!(env.row_count().await, 60);
+}
+
+#[tokio::test]
+async fn a_conflict_on_the_last_attempt_is_not_counted_as_retried() {
+    let metrics = Metrics::install().unwrap();
+    let mut env = env().await;
+    env.spec.namespace = "conflict_exhausted".into();
+    let mut a = env.committer().await;
+    let mut b = env.committer_with_attempts(1).await;
+    a.commit(pending(0, 0, 10)).await.unwrap();
+    let err = b.commit(pending(1, 0, 20)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IcebergError::ConflictRetriesExhausted { attempts: 1, .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        conflicts_retried(&metrics, "conflict_exhausted.events"),
+        0.0
+    );
+    assert_eq!(env.row_count().await, 10);
 }

@@ -71,7 +71,7 @@ pub const SOURCE_RECORDS_READ: MetricDef = def(
     "kappa_source_records_read_total",
     MetricKind::Counter,
     TP,
-    "Records read from the source (Kafka or the archive), counted per batch.",
+    "Records read from the source (Kafka, or the archive on replay), counted per batch (per archive file).",
     "source::Read",
 );
 /// Bytes read from the source.
@@ -79,7 +79,7 @@ pub const SOURCE_BYTES_READ: MetricDef = def(
     "kappa_source_bytes_read_total",
     MetricKind::Counter,
     TP,
-    "Bytes of record values read from the source, counted per batch.",
+    "Bytes read from the source: record values from Kafka, archive files as fetched on replay.",
     "source::Read",
 );
 /// Consumer lag per partition.

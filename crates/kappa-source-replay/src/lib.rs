@@ -7,6 +7,9 @@
 //!     ──► OCF decode (value records | raw wire-format bytes | envelopes) ──► bounded channel
 //! ```
 //!
+//! Each decoded file is reported as a `kappa_metrics::events::source::Read` (its records past
+//! the start position, and its bytes as fetched), the replay's progress per partition.
+//!
 //! Memory is bounded by `parallelism × (2 × file size + decoded file + 2 batches)`: each partition
 //! task holds the file it decodes, the next file it prefetches, and the decoded batches of one
 //! file, and the channel holds at most two batches per task.

@@ -214,6 +214,7 @@ impl PartitionReader {
                 .get(i + 1)
                 .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
             let key = file.key.to_string();
+            let fetched = bytes.len() as u64;
             let job = FileJob {
                 key,
                 partition: self.partition.clone(),
@@ -244,6 +245,14 @@ impl PartitionReader {
             self.wire = wire_back;
             let batches = result?;
             debug!(key = %file.key, batches = batches.len(), "decoded archive file");
+            // Per file: the records it gave past the start position, and the bytes fetched.
+            kappa_metrics::events::source::Read {
+                topic: &self.partition.topic,
+                partition: self.partition.partition,
+                records: batches.iter().map(|b| b.records_in).sum(),
+                bytes: fetched,
+            }
+            .emit();
             for batch in batches {
                 if tx.send(Ok(batch)).await.is_err() {
                     return Ok(());

@@ -5,41 +5,19 @@ use std::time::Instant;
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_logic::{LogicKind, OrdersLogic};
-use kappa_metrics::events;
-use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
+use kappa_metrics::{Condition, Health, StallWatch};
 use kappa_runtime::{RunSummary, open_pipeline, run_live};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
 use tracing::info;
 
 use crate::cli::ConfigArgs;
+use crate::endpoint::PipelineEndpoint;
 use crate::replay::{mapping, pipeline_spec, registry};
+use crate::shutdown::Shutdown;
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
     Failure::from_kind(e.kind(), e.to_string())
-}
-
-/// Resolves on SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => info!("SIGTERM"),
-                    _ = tokio::signal::ctrl_c() => info!("SIGINT"),
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// `kappa run`.
@@ -63,44 +41,17 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let registry = registry(&config, Some(&args.config))?;
     // /metrics, /healthz, /readyz on [metrics] listen for the whole process.
     let health = Health::starting();
-    let endpoint = Endpoint::start(config.metrics_listen, health.clone())
-        .await
-        .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
-    let table = format!("{}.{}", config.raw.table.namespace, config.table);
-    events::table::Configured {
-        table: &table,
-        commit_interval: config.commit_interval,
-        freshness_slo: config
-            .quality
-            .timeliness
-            .as_ref()
-            .filter(|_| config.quality.enabled)
-            .map(|t| t.freshness_sla()),
-    }
-    .emit();
     let stall = StallWatch::new(
         health.clone(),
         format!("kafka topic {}", kafka.topic),
         config.raw.metrics.stall_after,
     );
-    let ticking = {
-        let stall = stall.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                every.tick().await;
-                events::table::Tick {
-                    now: std::time::SystemTime::now(),
-                }
-                .emit();
-                stall.check();
-            }
-        })
-    };
+    let endpoint = PipelineEndpoint::start(&config, health.clone(), Some(stall.clone())).await?;
     // One signal for every run of the loop below.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let shutdown = Shutdown::listen();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown.received().await;
         let _ = stop_tx.send(true);
     });
     let started = Instant::now();
@@ -110,12 +61,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
             .await
             .map_err(fail)?;
-        events::table::StateLoaded {
-            table: &table,
-            max_event_time_micros: pipeline.main.state().max_event_time,
-        }
-        .emit();
-        health.set_ready(Condition::TableState);
+        endpoint.state_loaded(pipeline.main.state().max_event_time);
         let mut options = KafkaOptions::from_config(kafka);
         options.evolve_subject = Some(config.subject.clone());
         options.progress = Some(stall.clone());
@@ -139,10 +85,9 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             }
         }
         .map_err(|e| {
-            if e.kind() == kappa_core::ErrorKind::Blocked {
-                health.set_not_ready(Condition::Gate, e.to_string());
-            }
-            fail(e)
+            let failure = fail(e);
+            endpoint.failed(&failure);
+            failure
         })?;
         total.absorb(&summary);
         total.positions = summary.positions;
@@ -156,7 +101,6 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         }
     }
     total.elapsed = started.elapsed();
-    ticking.abort();
     endpoint.stop().await;
     if args.json {
         output::line(&summary_json(&total).to_string());

@@ -3,11 +3,13 @@
 
 mod cli;
 mod demo;
+mod endpoint;
 mod live;
 mod output;
 mod quality;
 mod replay;
 mod schema;
+mod shutdown;
 mod status;
 
 use std::process::ExitCode;

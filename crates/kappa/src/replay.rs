@@ -10,6 +10,7 @@ use kappa_core::Classify;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{CatalogConfig, PartitionField};
 use kappa_logic::{LogicKind, OrdersLogic};
+use kappa_metrics::{Condition, Health};
 use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{
     ConfluentRegistry, DirectoryRegistry, RegistryOptions, SchemaError, SchemaRegistry,
@@ -20,6 +21,8 @@ use kappa_source_replay::{
 };
 
 use crate::cli::ReplayArgs;
+use crate::endpoint::PipelineEndpoint;
+use crate::shutdown::Shutdown;
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
@@ -221,12 +224,14 @@ pub struct ReplayReport {
     pub table: kappa_iceberg::TableStats,
 }
 
-/// Runs a replay of the configured archive.
+/// Runs a replay of the configured archive; `endpoint`, when given, learns when the table state
+/// is loaded.
 pub async fn execute(
     config: &PipelineConfig,
     registry: Arc<dyn SchemaRegistry>,
     filter: PartitionFilter,
     window: TimeWindow,
+    endpoint: Option<&PipelineEndpoint>,
 ) -> Result<ReplayReport, Failure> {
     let logic = config
         .raw
@@ -250,6 +255,9 @@ pub async fn execute(
     let pipeline = open_pipeline(pipeline_spec(config, mapping)?)
         .await
         .map_err(fail)?;
+    if let Some(endpoint) = endpoint {
+        endpoint.state_loaded(pipeline.main.state().max_event_time);
+    }
     let catalog = pipeline.catalog.clone();
     let ident = pipeline.main.table().identifier().clone();
     let summary = match logic {
@@ -311,6 +319,10 @@ fn parse_shard(text: &str) -> Result<PartitionFilter, Failure> {
 }
 
 /// `kappa replay`.
+///
+/// Serves `/metrics`, `/healthz` and `/readyz` on `[metrics] listen` while it runs (ready once
+/// the table state is loaded), and for `[metrics] linger` after the run (the summary is printed
+/// first), so that a backfill's final rows, progress and quality verdicts can be scraped.
 pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
     let registry = registry(&config, Some(&args.config.config))?;
@@ -325,13 +337,29 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
         start: parse_time("start", &args.start)?,
         end: parse_time("end", &args.end)?,
     };
-    let report = execute(&config, registry, filter, window).await?;
-    if args.config.json {
-        output::line(&crate::demo::summary_json(&report, None).to_string());
-    } else {
-        crate::demo::print_summary(&config, &report);
+    let health = Health::new([(Condition::TableState, "loading the table state")]);
+    let endpoint = PipelineEndpoint::start(&config, health, None).await?;
+    let result = execute(&config, registry, filter, window, Some(&endpoint)).await;
+    let linger = config.raw.metrics.linger;
+    // Listening before the summary is printed: whoever reads it may signal at once.
+    let shutdown = (!linger.is_zero()).then(Shutdown::listen);
+    match &result {
+        Ok(report) if args.config.json => {
+            output::line(&crate::demo::summary_json(report, None).to_string());
+        }
+        Ok(report) => crate::demo::print_summary(&config, report),
+        Err(failure) => {
+            endpoint.failed(failure);
+            if shutdown.is_some() && failure.code != exit::BLOCKED {
+                endpoint.health().set_failed(failure.message.clone());
+            }
+        }
     }
-    Ok(())
+    if let Some(shutdown) = shutdown {
+        endpoint.linger(linger, shutdown).await;
+    }
+    endpoint.stop().await;
+    result.map(|_| ())
 }
 
 #[cfg(test)]

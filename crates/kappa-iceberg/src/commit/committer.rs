@@ -10,6 +10,7 @@ use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, TableIdent};
 use kappa_core::{EventTimes, OffsetRange, TopicPartition};
+use kappa_metrics::events;
 use tracing::{debug, info, instrument, warn};
 
 use super::pinned::{PinnedCatalog, UpdateFailure};
@@ -147,14 +148,16 @@ impl Committer {
         Ok(())
     }
 
-    /// Commits `pending` exactly once (see the module docs of [`super::protocol`]).
-    #[instrument(skip_all, fields(table = %self.name, rows = pending.num_rows()))]
+    /// Commits `pending` exactly once (see the module docs of [`super::protocol`]). Each attempt
+    /// that loses to another writer and is retried emits [`events::commit::ConflictRetried`].
+    #[instrument(skip_all, fields(table = %self.name, rows = pending.num_rows(), commit_id))]
     pub async fn commit(
         &mut self,
         mut pending: PendingCommit,
     ) -> Result<CommitOutcome, IcebergError> {
         let started = Instant::now();
         let commit_id = protocol::commit_id(&self.pipeline, &self.name, &pending.input);
+        tracing::Span::current().record("commit_id", commit_id.as_str());
         let mut files: Option<Vec<DataFile>> = None;
         let mut ahead = std::mem::take(&mut pending.files);
         let mut attempt = 0;
@@ -279,7 +282,18 @@ impl Committer {
                     return Ok(outcome);
                 }
                 (Err(_), Some(UpdateFailure::Conflict(reason))) => {
-                    warn!(commit_id, attempt, %reason, "commit conflicted; reloading to re-decide");
+                    // Another writer moved the table: reload and re-decide (below), unless this
+                    // was the last attempt (then the error below says so).
+                    if attempt < self.max_attempts {
+                        events::commit::ConflictRetried {
+                            table: &self.name,
+                            attempt,
+                            reason: &reason,
+                        }
+                        .emit();
+                    } else {
+                        warn!(commit_id, attempt, %reason, "commit conflicted; no attempts left");
+                    }
                 }
                 (Err(_), Some(UpdateFailure::Unknown(reason))) => {
                     warn!(commit_id, attempt, %reason, "commit outcome unknown; searching the table history");

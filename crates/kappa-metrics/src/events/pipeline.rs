@@ -3,6 +3,9 @@
 use crate::catalog;
 use crate::recorder::counter_add;
 
+/// Every `kind` label value of `kappa_pipeline_records_dead_lettered_total`.
+pub const KINDS: [&str; 3] = ["undecodable", "unmappable", "rejected"];
+
 /// Records of a batch sent to the dead-letter table, by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeadLettered {
@@ -49,11 +52,10 @@ impl BatchProcessed<'_> {
         );
         counter_add(&catalog::PIPELINE_RECORDS_LATE, &table, self.late);
         let d = self.dead_lettered;
-        for (kind, n) in [
-            ("undecodable", d.undecodable),
-            ("unmappable", d.unmappable),
-            ("rejected", d.rejected),
-        ] {
+        for (kind, n) in KINDS
+            .into_iter()
+            .zip([d.undecodable, d.unmappable, d.rejected])
+        {
             counter_add(
                 &catalog::PIPELINE_RECORDS_DEAD_LETTERED,
                 &[self.table, kind],

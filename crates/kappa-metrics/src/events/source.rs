@@ -3,7 +3,8 @@
 use crate::catalog;
 use crate::recorder::{counter_add, gauge_set};
 
-/// A batch of records read from one topic-partition (Kafka or its archive).
+/// A batch of records read from one topic-partition: a poll's records from Kafka, or one archive
+/// file on replay.
 #[derive(Debug, Clone, Copy)]
 pub struct Read<'a> {
     /// The topic.
@@ -12,7 +13,7 @@ pub struct Read<'a> {
     pub partition: i32,
     /// Records in the batch (dead letters included).
     pub records: u64,
-    /// Bytes of record values in the batch.
+    /// Bytes read: the records' values from Kafka; the archive file as fetched on replay.
     pub bytes: u64,
 }
 

@@ -1,0 +1,123 @@
+//! The metrics endpoint of a pipeline command, shared by `kappa run` and `kappa replay`:
+//! `/metrics`, `/healthz` and `/readyz` on `[metrics] listen` for the whole command, the main
+//! table's configured series, a one-second tick that keeps the freshness clocks (and a live
+//! source's stall watch) current, and readiness as the command learns it.
+//!
+//! ```text
+//! start ───────────► listening (a taken address exits 2); table::Configured; tick every 1 s
+//! state_loaded ────► table::StateLoaded; table_state ready
+//! failed(failure) ─► a blocked gate: quality_gate not ready
+//! linger (replay) ─► still serving for [metrics] linger, or until SIGTERM / SIGINT
+//! stop ────────────► tick and listener stopped
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use kappa_config::PipelineConfig;
+use kappa_core::Classify;
+use kappa_metrics::events::table;
+use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::shutdown::Shutdown;
+use crate::{Failure, exit};
+
+/// A pipeline command's endpoint, serving until [`PipelineEndpoint::stop`].
+#[derive(Debug)]
+pub struct PipelineEndpoint {
+    endpoint: Endpoint,
+    health: Health,
+    table: String,
+    ticking: JoinHandle<()>,
+}
+
+impl PipelineEndpoint {
+    /// Serves `health` on `[metrics] listen`, sets the main table's configured series (commit
+    /// interval, freshness objective, commits by outcome at 0) and ticks every second, checking
+    /// `stall` on each tick when given.
+    pub async fn start(
+        config: &PipelineConfig,
+        health: Health,
+        stall: Option<StallWatch>,
+    ) -> Result<PipelineEndpoint, Failure> {
+        let endpoint = Endpoint::start(config.metrics_listen, health.clone())
+            .await
+            .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+        let table = format!("{}.{}", config.raw.table.namespace, config.table);
+        table::Configured {
+            table: &table,
+            commit_interval: config.commit_interval,
+            freshness_slo: config
+                .quality
+                .timeliness
+                .as_ref()
+                .filter(|_| config.quality.enabled)
+                .map(|t| t.freshness_sla()),
+        }
+        .emit();
+        let ticking = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                table::Tick {
+                    now: SystemTime::now(),
+                }
+                .emit();
+                if let Some(stall) = &stall {
+                    stall.check();
+                }
+            }
+        });
+        Ok(PipelineEndpoint {
+            endpoint,
+            health,
+            table,
+            ticking,
+        })
+    }
+
+    /// The readiness the endpoint serves.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The main table's state is loaded (at start, or again after a schema change): its clocks
+    /// start from it and `table_state` is ready.
+    pub fn state_loaded(&self, max_event_time_micros: Option<i64>) {
+        table::StateLoaded {
+            table: &self.table,
+            max_event_time_micros,
+        }
+        .emit();
+        self.health.set_ready(Condition::TableState);
+    }
+
+    /// The run failed: when a blocking gate stopped it, `/readyz` names the gate's failure (the
+    /// process exits 3 next, or after lingering).
+    pub fn failed(&self, failure: &Failure) {
+        if failure.code == exit::BLOCKED {
+            self.health
+                .set_not_ready(Condition::Gate, failure.message.clone());
+        }
+    }
+
+    /// Keeps serving for `linger` after the run, or until `shutdown` receives a signal.
+    pub async fn linger(&self, linger: Duration, shutdown: Shutdown) {
+        info!(
+            addr = %self.endpoint.local_addr(),
+            linger_s = linger.as_secs_f64(),
+            "run ended; serving metrics until [metrics] linger has passed or a signal"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = shutdown.received() => {}
+        }
+    }
+
+    /// Stops the tick and the listener.
+    pub async fn stop(self) {
+        self.ticking.abort();
+        self.endpoint.stop().await;
+    }
+}
