@@ -36,25 +36,57 @@ pub(crate) fn layer(
         .separator("__")
         .ignore_empty(true)
         .source(Some(env));
-    let mut builder = Config::builder()
-        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
-        .add_source(File::from_str(text, FileFormat::Toml))
-        .add_source(environment);
     let flag = "--set".to_string();
-    for (key, value) in overrides {
-        let value = Value::new(Some(&flag), ValueKind::String(value.clone()));
+    let build = |defaults: bool| -> Result<Config, ConfigError> {
+        let mut builder = Config::builder();
+        if defaults {
+            builder = builder.add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        }
         builder = builder
-            .set_override(key.as_str(), value)
-            .map_err(|e| ConfigError::Syntax {
-                origin: format!("--set {key}"),
-                message: e.to_string(),
-            })?;
-    }
-    let merged = builder
-        .build()
-        .map_err(|e| ConfigError::from_layers(e, origin))?;
+            .add_source(File::from_str(text, FileFormat::Toml))
+            .add_source(environment.clone());
+        for (key, value) in overrides {
+            let value = Value::new(Some(&flag), ValueKind::String(value.clone()));
+            builder =
+                builder
+                    .set_override(key.as_str(), value)
+                    .map_err(|e| ConfigError::Syntax {
+                        origin: format!("--set {key}"),
+                        message: e.to_string(),
+                    })?;
+        }
+        builder
+            .build()
+            .map_err(|e| ConfigError::from_layers(e, origin))
+    };
+    let merged = build(true)?;
     crate::keys::check(&merged.cache, origin)?;
-    merged
+    let mut raw: RawConfig = merged
         .try_deserialize()
-        .map_err(|e| ConfigError::from_layers(e, origin))
+        .map_err(|e| ConfigError::from_layers(e, origin))?;
+    leaves(&build(false)?.cache, String::new(), &mut raw.explicit);
+    Ok(raw)
+}
+
+/// The dotted paths of the leaves under `value` (a free-form table such as
+/// `[source.kafka.properties]` counts as its own keys too).
+fn leaves(value: &Value, path: String, out: &mut std::collections::BTreeSet<String>) {
+    match &value.kind {
+        ValueKind::Table(table) => {
+            for (key, child) in table {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                leaves(child, child_path, out);
+            }
+            if !path.is_empty() {
+                out.insert(path);
+            }
+        }
+        _ => {
+            out.insert(path);
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! Every key either has an embedded default (`defaults.toml`) or is an `Option` that
 //! [`crate::validate`] turns into an error naming it. Values are checked there, not here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -65,6 +65,17 @@ pub struct RawConfig {
     pub metrics: MetricsSection,
     /// `[replay]`
     pub replay: ReplaySection,
+    /// The dotted keys the file, the environment or `--set` gave (not the embedded defaults).
+    #[serde(skip)]
+    pub explicit: BTreeSet<String>,
+}
+
+impl RawConfig {
+    /// Whether the user set `key` (dotted, e.g. `metrics.listen`) rather than leaving the
+    /// embedded default.
+    pub fn is_set(&self, key: &str) -> bool {
+        self.explicit.contains(key)
+    }
 }
 
 /// `[pipeline]`

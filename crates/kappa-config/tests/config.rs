@@ -815,3 +815,39 @@ fn rules_cannot_come_from_env_and_the_error_says_where() {
         "config: [quality] rules: invalid type: string \"currency\", expected a sequence"
     );
 }
+
+#[test]
+fn a_key_counts_as_set_only_when_a_layer_above_the_defaults_sets_it() {
+    let defaults = load(MINIMAL).unwrap();
+    assert!(!defaults.raw.is_set("metrics.listen"));
+    assert!(defaults.raw.is_set("pipeline.name"));
+    assert!(
+        defaults.raw.is_set("table"),
+        "a section with a set key counts"
+    );
+
+    let file = load(&format!(
+        "{MINIMAL}[metrics]\nlisten = \"127.0.0.1:9999\"\n"
+    ))
+    .unwrap();
+    assert!(file.raw.is_set("metrics.listen"));
+
+    let by_env = kappa_config::load_str(
+        MINIMAL,
+        "t.toml",
+        env(&[("KAPPA__METRICS__LISTEN", "127.0.0.1:0")]),
+        &[],
+    )
+    .unwrap();
+    assert!(by_env.raw.is_set("metrics.listen"));
+
+    let by_flag = kappa_config::load_str(
+        MINIMAL,
+        "t.toml",
+        no_env(),
+        &[("metrics.listen".into(), "127.0.0.1:0".into())],
+    )
+    .unwrap();
+    assert!(by_flag.raw.is_set("metrics.listen"));
+    assert!(!by_flag.raw.is_set("metrics.stall_after"));
+}

@@ -320,9 +320,12 @@ fn parse_shard(text: &str) -> Result<PartitionFilter, Failure> {
 
 /// `kappa replay`.
 ///
-/// Serves `/metrics`, `/healthz` and `/readyz` on `[metrics] listen` while it runs (ready once
-/// the table state is loaded), and for `[metrics] linger` after the run (the summary is printed
-/// first), so that a backfill's final rows, progress and quality verdicts can be scraped.
+/// When `[metrics] listen` is set (in the file, `KAPPA__METRICS__LISTEN` or `--set`; the Helm
+/// chart's Job sets it), serves `/metrics`, `/healthz` and `/readyz` there while it runs (ready
+/// once the table state is loaded), and for `[metrics] linger` after the run (the summary is
+/// printed first), so that a backfill's final rows, progress and quality verdicts can be
+/// scraped. Left at its default, a replay serves nothing: it must not take the port of a
+/// `kappa run` on the same host.
 pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     let config = args.config.load()?;
     let registry = registry(&config, Some(&args.config.config))?;
@@ -337,28 +340,36 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
         start: parse_time("start", &args.start)?,
         end: parse_time("end", &args.end)?,
     };
-    let health = Health::new([(Condition::TableState, "loading the table state")]);
-    let endpoint = PipelineEndpoint::start(&config, health, None).await?;
-    let result = execute(&config, registry, filter, window, Some(&endpoint)).await;
+    let endpoint = if config.raw.is_set("metrics.listen") {
+        let health = Health::new([(Condition::TableState, "loading the table state")]);
+        Some(PipelineEndpoint::start(&config, health, None).await?)
+    } else {
+        None
+    };
+    let result = execute(&config, registry, filter, window, endpoint.as_ref()).await;
     let linger = config.raw.metrics.linger;
     // Listening before the summary is printed: whoever reads it may signal at once.
-    let shutdown = (!linger.is_zero()).then(Shutdown::listen);
+    let shutdown = (endpoint.is_some() && !linger.is_zero()).then(Shutdown::listen);
     match &result {
         Ok(report) if args.config.json => {
             output::line(&crate::demo::summary_json(report, None).to_string());
         }
         Ok(report) => crate::demo::print_summary(&config, report),
         Err(failure) => {
-            endpoint.failed(failure);
-            if shutdown.is_some() && failure.code != exit::BLOCKED {
-                endpoint.health().set_failed(failure.message.clone());
+            if let Some(endpoint) = &endpoint {
+                endpoint.failed(failure);
+                if shutdown.is_some() && failure.code != exit::BLOCKED {
+                    endpoint.health().set_failed(failure.message.clone());
+                }
             }
         }
     }
-    if let Some(shutdown) = shutdown {
-        endpoint.linger(linger, shutdown).await;
+    if let Some(endpoint) = endpoint {
+        if let Some(shutdown) = shutdown {
+            endpoint.linger(linger, shutdown).await;
+        }
+        endpoint.stop().await;
     }
-    endpoint.stop().await;
     result.map(|_| ())
 }
 

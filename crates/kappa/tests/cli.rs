@@ -43,9 +43,6 @@ fn the_contract_example_is_accepted_and_fails_only_on_its_placeholder_paths() {
             "KAPPA__CATALOG__WAREHOUSE",
             format!("file://{}/w", dir.path().display()),
         )
-        // The replay serves metrics: on any free port, not the example's 9464, which another
-        // process here may hold.
-        .env("KAPPA__METRICS__LISTEN", "127.0.0.1:0")
         .output()
         .map(|o| {
             (
