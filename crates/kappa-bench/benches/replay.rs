@@ -1,7 +1,8 @@
 //! `make bench`: on one generated orders history (1M events by default), archive decode only,
 //! encode only (the sink's writer: day partitions, ZSTD Parquet, statistics, files on disk; and
 //! plain unpartitioned Parquet in memory as a floor), and the end-to-end replay into an Iceberg
-//! table, in events/s.
+//! table, in events/s, with the orders contract's quality rules and gates and without them (the
+//! gates' cost; target: at most 10% of the end-to-end throughput).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -36,7 +37,13 @@ fn benches(c: &mut Criterion) {
     group.bench_function("replay_to_iceberg", |b| {
         b.to_async(&runtime).iter(|| {
             run += 1;
-            bench.replay(run)
+            bench.replay(run, true)
+        })
+    });
+    group.bench_function("replay_to_iceberg_quality_off", |b| {
+        b.to_async(&runtime).iter(|| {
+            run += 1;
+            bench.replay(run, false)
         })
     });
     group.finish();

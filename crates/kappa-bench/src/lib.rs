@@ -109,11 +109,14 @@ impl Bench {
         out
     }
 
-    /// End to end: replay the archive into a fresh table.
-    pub async fn replay(&self, run: usize) -> RunSummary {
-        let pipeline = open_pipeline(self.spec(&format!("run-{run}")))
-            .await
-            .unwrap();
+    /// End to end: replay the archive into a fresh table, with the orders contract's quality
+    /// rules and gates (`quality`) or with quality off, to measure what the checks cost.
+    pub async fn replay(&self, run: usize, quality: bool) -> RunSummary {
+        let mut spec = self.spec(&format!("run-{run}-{quality}"));
+        if !quality {
+            spec.quality = kappa_quality::Quality::new(kappa_quality::QualityConfig::disabled());
+        }
+        let pipeline = open_pipeline(spec).await.unwrap();
         run_pipeline(
             pipeline,
             self.source().await,
