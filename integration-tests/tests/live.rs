@@ -570,3 +570,156 @@ fn a_stalled_source_shows_in_readyz_and_in_a_growing_freshness_lag_then_recovers
     );
     drop(scene);
 }
+
+/// The logs of the `kappa run`s of `config` (for failure messages).
+fn run_logs(config: &std::path::Path) -> String {
+    let dir = config.parent().unwrap();
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("run-") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            logs.push_str(&format!("--- {name}\n{text}"));
+        }
+    }
+    logs
+}
+
+/// A history of `events` events starting `day` weeks after the default start, with `null_user_rate`
+/// NULL user ids and its own seed (so that its event ids are its own).
+fn history_from(topic: &str, events: u64, week: i64, null_user_rate: f64) -> History {
+    let base = HistorySpec::new(events);
+    History::new(HistorySpec {
+        topic: topic.to_string(),
+        partitions: 3,
+        start_ms: base.start_ms + week * 7 * 86_400_000,
+        seed: 42 + week as u64,
+        null_user_rate,
+        ..base
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped() {
+    let topic = unique_topic("pause");
+    create_topic(&brokers(), &topic, 3);
+    let (scene, config) = live_scene(&topic);
+    let addr = serve_metrics(&config, "");
+    let producer = producer(&brokers());
+    let good: Vec<Message> = history_from(&topic, 3_000, 0, 0.0005).collect();
+    let first = produce(&producer, &topic, good.clone(), 0);
+    let mut child = run(&config);
+    wait_until_committed(&config, &topic, &first, Duration::from_secs(60));
+
+    // 15% NULL user ids: the gate blocks, and the pipeline pauses instead of exiting.
+    let bad: Vec<Message> = history_from(&topic, 2_000, 1, 0.15).collect();
+    produce(&producer, &topic, bad.clone(), 0);
+    let paused = |addr: &str| {
+        let (status, reason) = http_get(addr, "/readyz");
+        (status == 503 && reason.contains("paused")).then_some(reason)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reason = loop {
+        if let Some(reason) = paused(&addr) {
+            break reason;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never paused: {:?}\n{}",
+            http_get(&addr, "/readyz"),
+            run_logs(&config)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        reason.contains("user_id null rate") && reason.contains("(block)"),
+        "/readyz names the check, its value and threshold: {reason}"
+    );
+    // More good events arrive while it is paused; it still holds its place, and it runs.
+    let later: Vec<Message> = history_from(&topic, 3_000, 2, 0.0005).collect();
+    produce(&producer, &topic, later.clone(), 0);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a paused pipeline keeps running"
+    );
+    let offsets = status(&config)["offsets"].clone();
+    for (p, next) in first.next_offsets.iter().enumerate() {
+        assert_eq!(
+            offsets[format!("{topic}-{p}")].as_i64(),
+            Some(*next),
+            "nothing past the blocked flush is committed: {offsets}"
+        );
+    }
+    assert!(paused(&addr).is_some(), "still paused");
+
+    // An operator lets the blocked data through; the pipeline reads it again, commits it with
+    // the verdict marked overridden, and goes on with what arrived meanwhile. Each blocked
+    // flush needs its own override (the bad events may span two flushes).
+    let config_arg = config.display().to_string();
+    let everything: Vec<Message> = good.into_iter().chain(bad).chain(later).collect();
+    let expected = expected_from_topic(&brokers(), &topic, &everything);
+    let mut overrides = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = status(&config);
+        let done = expected.next_offsets.iter().enumerate().all(|(p, next)| {
+            *next == 0 || status["offsets"][format!("{topic}-{p}")].as_i64() == Some(*next)
+        });
+        if done {
+            break;
+        }
+        if paused(&addr).is_some() {
+            let out = kappa(
+                &[
+                    "quality",
+                    "override",
+                    "-c",
+                    &config_arg,
+                    "--reason",
+                    "known upstream outage",
+                ],
+                &[],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            overrides += 1;
+            assert!(
+                overrides <= 3,
+                "an override per blocked flush, not more\n{}",
+                run_logs(&config)
+            );
+            // The pipeline looks every 2 s; give it time to pick the override up.
+            std::thread::sleep(Duration::from_secs(4));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not catch up: {}",
+            status["offsets"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(overrides >= 1);
+    let (status, ready) = http_get(&addr, "/readyz");
+    assert_eq!(status, 200, "ready again: {ready}");
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert!(summary["pauses"].as_u64() >= Some(1), "{summary}");
+    assert_eq!(summary["complete"], true, "{summary}");
+    // Every event exactly once: the paused pipeline lost nothing and wrote nothing twice.
+    assert_exactly_once(&scene, &expected);
+    // The report shows the override on the commit that let the NULLs through.
+    let out = kappa(
+        &["quality", "report", "-c", &config_arg, "--json", "--all"],
+        &[],
+    );
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("overridden by") && report.contains("known upstream outage"),
+        "{report}"
+    );
+}

@@ -832,7 +832,7 @@ fn a_key_counts_as_set_only_when_a_layer_above_the_defaults_sets_it() {
     .unwrap();
     assert!(file.raw.is_set("metrics.listen"));
 
-    let by_env = kappa_config::load_str(
+    let by_env = load_str(
         MINIMAL,
         "t.toml",
         env(&[("KAPPA__METRICS__LISTEN", "127.0.0.1:0")]),
@@ -841,7 +841,7 @@ fn a_key_counts_as_set_only_when_a_layer_above_the_defaults_sets_it() {
     .unwrap();
     assert!(by_env.raw.is_set("metrics.listen"));
 
-    let by_flag = kappa_config::load_str(
+    let by_flag = load_str(
         MINIMAL,
         "t.toml",
         no_env(),

@@ -255,3 +255,30 @@ fn warn_on_other_ids(spec: &TableSpec, table: &Table) {
         }
     }
 }
+
+/// Sets one property of `table` in the catalog (a metadata-only commit: no snapshot).
+pub async fn set_property(
+    catalog: &dyn Catalog,
+    table: &Table,
+    key: &str,
+    value: &str,
+) -> Result<Table, IcebergError> {
+    let name = table.identifier().to_string();
+    let tx = Transaction::new(table);
+    let tx = tx
+        .update_table_properties()
+        .set(key.to_string(), value.to_string())
+        .apply(tx)
+        .map_err(|source| IcebergError::Table {
+            table: name.clone(),
+            operation: format!("setting {key}"),
+            source: Box::new(source),
+        })?;
+    tx.commit(catalog)
+        .await
+        .map_err(|source| IcebergError::Table {
+            table: name,
+            operation: format!("setting {key}"),
+            source: Box::new(source),
+        })
+}

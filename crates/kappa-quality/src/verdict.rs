@@ -205,6 +205,10 @@ pub struct Verdict {
     /// The numbers behind the value (`rows`, `nulls`, `p99_delay_seconds`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub observed: BTreeMap<String, f64>,
+    /// An operator let this failed check through (`kappa quality override`): who, when, why.
+    /// Its policy then reads `warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overridden: Option<String>,
 }
 
 impl Verdict {
@@ -236,6 +240,7 @@ impl Verdict {
             day: head.day,
             skipped: None,
             observed,
+            overridden: None,
         }
     }
 
@@ -401,6 +406,24 @@ impl QualityReport {
     /// Every verdict.
     pub fn verdicts(&self) -> &[Verdict] {
         &self.verdicts
+    }
+
+    /// Lets failed `block` and `quarantine` checks through: those named in `checks` (verdict
+    /// names, such as `null_rate.user_id`), or all of them when `checks` is empty. Each keeps its
+    /// value and threshold, reads policy `warn` and records `note` as [`Verdict::overridden`].
+    /// Returns the names of the checks let through.
+    pub fn waive(&mut self, checks: &[String], note: &str) -> Vec<String> {
+        let mut waived = Vec::new();
+        for verdict in &mut self.verdicts {
+            let named = checks.is_empty() || checks.contains(&verdict.name);
+            if named && (verdict.fails(Policy::Block) || verdict.fails(Policy::Quarantine)) {
+                verdict.policy = Policy::Warn;
+                verdict.overridden = Some(note.to_string());
+                waived.push(verdict.name.clone());
+            }
+        }
+        self.outcome = OutcomeName::from(&self.outcome());
+        waived
     }
 
     /// The verdicts that failed, whatever their policy.

@@ -70,6 +70,9 @@ pub(crate) struct Buffer {
     pub event_times: EventTimes,
     /// What the commit gates measure of this buffer's rows (created with the first batch).
     pub profile: Option<CommitProfile>,
+    /// Failed checks an operator let through for this flush (a paused pipeline reading its
+    /// blocked flush again).
+    pub waiver: Option<crate::pause::Waiver>,
     num_rows: usize,
     bytes: usize,
     started: Option<Instant>,

@@ -98,6 +98,10 @@ async fn commit_flush(
         report.extend(closed);
         closed_through = newest;
     }
+    if let Some(waiver) = &buffer.waiver {
+        let waived = report.waive(&waiver.checks, &waiver.note);
+        warn!(table = tables.main.name(), ?waived, note = %waiver.note, "failed checks let through by an override");
+    }
     let outcome = report.outcome();
     emit_verdicts(tables.main.name(), &report, &outcome);
     let quarantine = matches!(outcome, Outcome::Quarantine(_)) && tables.quarantine.is_some();
@@ -110,6 +114,11 @@ async fn commit_flush(
                 .unwrap_or_else(|| outcome.as_str().to_string()),
             input: kappa_iceberg::commit::protocol::input_json(&buffer.input),
             report: report.to_json(),
+            until: buffer
+                .input
+                .iter()
+                .map(|(tp, range)| (tp.clone(), range.end))
+                .collect(),
         });
     }
     kappa_core::crash_point("runtime::before-commit");

@@ -46,6 +46,8 @@ pub enum RuntimeError {
         input: String,
         /// The verdicts as `kappa.quality` JSON.
         report: String,
+        /// The next offset per partition after the refused input.
+        until: kappa_core::SourcePosition,
     },
 }
 

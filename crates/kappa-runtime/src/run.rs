@@ -28,6 +28,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::buffer::{Buffer, Lateness};
 use crate::commit::{Tables, commit_loop, complete_quarantine};
 use crate::error::RuntimeError;
+use crate::pause::{Blocked, Limit, Resume, pause};
 use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
 
@@ -96,6 +97,10 @@ enum SessionEnd {
     Reassigned,
     /// Another writer committed part of this session's input first (live only).
     Stale(IcebergError),
+    /// A `block` gate refused a flush (live only): nothing of it was committed.
+    Blocked(Blocked),
+    /// The blocked range read again has been committed (the session's [`Limit`]).
+    Limited,
 }
 
 async fn drive<S, T, F>(
@@ -117,6 +122,7 @@ where
         dlq,
         late,
         quarantine,
+        health,
         ..
     } = pipeline;
     let mut tables = Tables {
@@ -127,6 +133,8 @@ where
     };
     let mut summary = RunSummary::default();
     let mut shutdown = Box::pin(shutdown.fuse());
+    // Set while a paused pipeline reads its blocked flush again.
+    let mut limit: Option<Limit> = None;
     loop {
         let (back, end) = session(
             &spec,
@@ -135,12 +143,36 @@ where
             &mut logic,
             shutdown.as_mut(),
             &mut summary,
-            mode,
+            (mode, limit.as_ref()),
         )
         .await?;
         tables = back;
         match end {
             SessionEnd::Exhausted | SessionEnd::Shutdown => break,
+            SessionEnd::Blocked(blocked) => {
+                summary.pauses += 1;
+                match pause(
+                    &mut tables,
+                    &mut source,
+                    &spec.pipeline,
+                    blocked,
+                    shutdown.as_mut(),
+                    health.as_ref(),
+                )
+                .await?
+                {
+                    Resume::Shutdown => break,
+                    Resume::Again(again) => limit = Some(again),
+                    Resume::Moved => limit = None,
+                }
+            }
+            SessionEnd::Limited => {
+                info!("the blocked flush is committed: going on");
+                limit = None;
+                if let Some(health) = &health {
+                    health.set_ready(kappa_metrics::Condition::Gate);
+                }
+            }
             SessionEnd::SchemaChanged(reason) => {
                 info!(%reason, "committed what came before a newer schema: the table must evolve");
                 summary.schema_change = Some(reason);
@@ -186,7 +218,7 @@ async fn session<S, T, F>(
     logic: &mut T,
     mut shutdown: Pin<&mut Fuse<F>>,
     summary: &mut RunSummary,
-    mode: Mode,
+    (mode, limit): (Mode, Option<&Limit>),
 ) -> Result<(Tables, SessionEnd), RuntimeError>
 where
     S: Source,
@@ -239,6 +271,14 @@ where
     ));
 
     let mut buffer = Buffer::default();
+    // Reading a blocked flush again: how far each of its partitions has been read.
+    // None of its partitions left to read here (another replica holds them): read as usual.
+    let mut limited = limit
+        .map(|limit| Limited::new(limit, &resume, &source.partitions()))
+        .filter(|limited| !limited.is_done());
+    if let Some(limited) = &limited {
+        buffer.waiver = limited.limit.waiver.clone();
+    }
     let logic_err = |e: T::Error| RuntimeError::Logic {
         logic: std::any::type_name::<T>()
             .rsplit("::")
@@ -260,12 +300,24 @@ where
                     info!("shutdown requested: committing what is buffered");
                     break SessionEnd::Shutdown;
                 }
+                changed = committed_rx.changed() => {
+                    // The commit stage ended: a gate blocked or a commit failed. Say so now
+                    // rather than at the next batch, which may be long in coming.
+                    if changed.is_err() {
+                        return Ok(None);
+                    }
+                    let position = committed_rx.borrow_and_update().clone();
+                    source.committed(&position);
+                    continue;
+                }
                 event = source.next_event() => event.map_err(RuntimeError::source)?,
             };
             let batch = match event {
                 SourceEvent::Batch(batch) => batch,
                 SourceEvent::Idle => {
-                    if !buffer.is_empty() && buffer.should_flush(&spec.commit) {
+                    // A blocked flush read again is flushed whole, at its end, and only then.
+                    if limited.is_none() && !buffer.is_empty() && buffer.should_flush(&spec.commit)
+                    {
                         let flush = ToWriter::Flush(Box::new(std::mem::take(&mut buffer)));
                         if to_writer.send(flush).await.is_err() {
                             return Ok(None);
@@ -293,6 +345,13 @@ where
                     after
                 }
                 _ => batch,
+            };
+            let batch = match limited.as_mut() {
+                Some(limited) => match limited.cut(batch) {
+                    Some(batch) => batch,
+                    None => continue,
+                },
+                None => batch,
             };
             let (batch, stats) = logic.apply(batch).map_err(logic_err)?;
             let (batch, rules) = spec
@@ -334,7 +393,12 @@ where
             {
                 return Ok(None);
             }
-            if buffer.should_flush(&spec.commit)
+            if limited.as_ref().is_some_and(Limited::is_done) {
+                // The blocked flush, exactly: committed on its own, then the session ends.
+                break SessionEnd::Limited;
+            }
+            if limited.is_none()
+                && buffer.should_flush(&spec.commit)
                 && to_writer
                     .send(ToWriter::Flush(Box::new(std::mem::take(&mut buffer))))
                     .await
@@ -364,6 +428,14 @@ where
     written?;
     match (result, end, mode) {
         (Ok(()), Some(end), _) => Ok((tables, end)),
+        (Err(RuntimeError::Blocked { until, message, .. }), end, Mode::Live) => {
+            if matches!(end, Some(SessionEnd::Shutdown)) {
+                warn!(%message, "blocked while shutting down: the next run judges this input again");
+                Ok((tables, SessionEnd::Shutdown))
+            } else {
+                Ok((tables, SessionEnd::Blocked(Blocked { until, message })))
+            }
+        }
         (Ok(()), None, _) => Err(RuntimeError::Invariant(
             "a pipeline stage stopped without an error".into(),
         )),
@@ -376,6 +448,55 @@ where
             }
         }
         (Err(e), _, _) => Err(e),
+    }
+}
+
+/// A session's [`Limit`]: the blocked flush read again, batch by batch, up to its end.
+struct Limited<'a> {
+    limit: &'a Limit,
+    /// Next offset read per partition of the limit this replica holds.
+    read: std::collections::BTreeMap<kappa_core::TopicPartition, i64>,
+}
+
+impl<'a> Limited<'a> {
+    fn new(
+        limit: &'a Limit,
+        resume: &SourcePosition,
+        assigned: &[kappa_core::TopicPartition],
+    ) -> Limited<'a> {
+        let read = limit
+            .until
+            .iter()
+            .filter(|(tp, _)| assigned.is_empty() || assigned.contains(tp))
+            .map(|(tp, _)| (tp.clone(), resume.next_offset(tp).unwrap_or(0)))
+            .collect();
+        Limited { limit, read }
+    }
+
+    /// The part of `batch` inside the limit (`None`: nothing of it; it is read after).
+    fn cut(&mut self, batch: kappa_core::SourceBatch) -> Option<kappa_core::SourceBatch> {
+        let end = self.limit.until.next_offset(&batch.partition)?;
+        let read = self.read.get_mut(&batch.partition)?;
+        if batch.range.start >= end {
+            return None;
+        }
+        let batch = if batch.range.end > end {
+            batch.split_at(end).0
+        } else {
+            batch
+        };
+        *read = (*read).max(batch.range.end);
+        Some(batch)
+    }
+
+    /// Every partition of the limit this replica holds is read to its end.
+    fn is_done(&self) -> bool {
+        self.read.iter().all(|(tp, read)| {
+            self.limit
+                .until
+                .next_offset(tp)
+                .is_none_or(|end| *read >= end)
+        })
     }
 }
 

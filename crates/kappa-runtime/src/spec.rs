@@ -67,6 +67,8 @@ pub struct Pipeline {
     pub late: Option<Committer>,
     /// Committer of the quarantine table, when a gate quarantines.
     pub quarantine: Option<Committer>,
+    /// Readiness to report a live pipeline paused by a blocking gate on (`/readyz`).
+    pub health: Option<kappa_metrics::Health>,
 }
 
 fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
@@ -137,5 +139,6 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
         dlq,
         late,
         quarantine,
+        health: None,
     })
 }

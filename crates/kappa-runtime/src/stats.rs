@@ -36,6 +36,8 @@ pub struct RunSummary {
     /// Sessions restarted from the table's position because another writer committed the same
     /// input first (live, several replicas or a rebalance).
     pub rewinds: u64,
+    /// Times a live pipeline paused because a `block` gate refused a flush.
+    pub pauses: u64,
     /// Rows committed to the dead-letter table.
     pub dlq_rows_written: u64,
     /// Commits to the main table.
@@ -81,6 +83,7 @@ impl RunSummary {
         self.quarantined_rows += other.quarantined_rows;
         self.quarantine_commits += other.quarantine_commits;
         self.rewinds += other.rewinds;
+        self.pauses += other.pauses;
         self.schema_changes += other.schema_changes;
         self.dlq_rows_written += other.dlq_rows_written;
         self.commits += other.commits;

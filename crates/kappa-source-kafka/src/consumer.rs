@@ -65,6 +65,15 @@ pub(crate) enum Polled {
 pub(crate) enum Command {
     /// Commit these next offsets to the consumer group (lag monitoring only).
     CommitGroupOffsets(Vec<(i32, i64)>),
+    /// Read the assigned partitions again from these offsets (`None`: by the start policy), in
+    /// a new epoch (batches polled before carry the old one and are dropped); the reply is the
+    /// new epoch. Ignored, with the reply `None`, when the assignment changed since `epoch`
+    /// (the new assignment starts every partition at the table's offsets anyway).
+    Seek {
+        epoch: u64,
+        starts: Starts,
+        reply: oneshot::Sender<Option<u64>>,
+    },
 }
 
 /// Logs librdkafka through `tracing` and serves rebalances.
@@ -262,10 +271,21 @@ impl Poller {
         // what came before and starts again with a new mapping); polling goes on for rebalances.
         let mut halted = false;
         while !self.context().stop.load(Ordering::Acquire) {
-            for command in self.commands.try_iter() {
-                let Command::CommitGroupOffsets(offsets) = command;
-                self.commit(&offsets, CommitMode::Async);
-                last_commit = Some(offsets);
+            for command in self.commands.try_iter().collect::<Vec<_>>() {
+                match command {
+                    Command::CommitGroupOffsets(offsets) => {
+                        self.commit(&offsets, CommitMode::Async);
+                        last_commit = Some(offsets);
+                    }
+                    Command::Seek {
+                        epoch,
+                        starts,
+                        reply,
+                    } => {
+                        let current = self.context().epoch.load(Ordering::Acquire) == epoch;
+                        let _ = reply.send(current.then(|| self.seek(&starts)));
+                    }
+                }
             }
             let message = match self.consumer.poll(POLL) {
                 Some(Ok(m)) => Some(Raw {
@@ -349,12 +369,47 @@ impl Poller {
             }
         }
         for command in self.commands.try_iter() {
-            let Command::CommitGroupOffsets(offsets) = command;
-            last_commit = Some(offsets);
+            if let Command::CommitGroupOffsets(offsets) = command {
+                last_commit = Some(offsets);
+            }
         }
         if let Some(offsets) = last_commit {
             self.commit(&offsets, CommitMode::Sync);
         }
+    }
+
+    /// Moves the assigned partitions of `starts` back (or on) to its offsets, in a new epoch.
+    fn seek(&self, starts: &Starts) -> u64 {
+        let context = self.context();
+        let epoch = context.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let assigned = context
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        for (partition, start) in starts {
+            if !assigned.contains(partition) {
+                continue;
+            }
+            let offset = match start {
+                Some(next) => Offset::Offset(*next),
+                None => match context.start {
+                    KafkaStart::Earliest => Offset::Beginning,
+                    KafkaStart::Latest => Offset::End,
+                },
+            };
+            if let Err(e) =
+                self.consumer
+                    .seek(&context.topic, *partition, offset, Duration::from_secs(10))
+            {
+                warn!(partition, error = %e, "seeking failed");
+            }
+        }
+        debug!(
+            ?starts,
+            epoch, "partitions sought back to the table's offsets"
+        );
+        epoch
     }
 
     /// Commits group offsets of the partitions this consumer holds.

@@ -148,6 +148,80 @@ impl KafkaSource {
         })
     }
 
+    /// Seeks the partitions being read back to `starts` (of `position`). While the consumer
+    /// thread gets to it, what it hands on is drained (it may be blocked handing on batches of
+    /// the old epoch); a new assignment meanwhile is answered from `position`, and the seek,
+    /// then stale, is dropped by the consumer thread.
+    async fn seek_assigned(
+        &mut self,
+        position: &SourcePosition,
+        starts: Starts,
+    ) -> Result<(), KafkaSourceError> {
+        let stopped = |topic: &str| KafkaSourceError::Stopped {
+            topic: topic.to_string(),
+            message: "the consumer thread ended".into(),
+        };
+        let (tx, mut reply) = oneshot::channel();
+        let seek = Command::Seek {
+            epoch: self.epoch,
+            starts: starts.clone(),
+            reply: tx,
+        };
+        if self.commands.send(seek).is_err() {
+            return Err(stopped(&self.topic));
+        }
+        loop {
+            tokio::select! {
+                answer = &mut reply => {
+                    let Ok(answer) = answer else { return Err(stopped(&self.topic)) };
+                    if let Some(epoch) = answer {
+                        self.epoch = epoch;
+                        self.next.clear();
+                        for (p, start) in &starts {
+                            if let Some(start) = start {
+                                self.next.insert(*p, *start);
+                            }
+                        }
+                        info!(?starts, "partitions sought back to the table's offsets");
+                    }
+                    return Ok(());
+                }
+                polled = self.rx.recv() => match polled {
+                    None => return Err(stopped(&self.topic)),
+                    Some(Polled::Failed(e)) => return Err(e),
+                    Some(Polled::Reassigned { epoch, partitions, reply }) => {
+                        self.epoch = epoch;
+                        self.assigned = partitions;
+                        self.next.clear();
+                        if let Some(reply) = reply {
+                            let starts = self.starts(position);
+                            info!(?starts, "reassigned while seeking: partitions start at the table's offsets");
+                            for (p, start) in &starts {
+                                if let Some(start) = start {
+                                    self.next.insert(*p, *start);
+                                }
+                            }
+                            let _ = reply.send(starts);
+                        }
+                    }
+                    // Read before the seek: read again after it.
+                    Some(Polled::Batches { .. } | Polled::Idle | Polled::SchemaChanged { .. }) => {}
+                },
+            }
+        }
+    }
+
+    /// Where each assigned partition starts by `position`.
+    fn starts(&self, position: &SourcePosition) -> Starts {
+        self.assigned
+            .iter()
+            .map(|p| {
+                let tp = TopicPartition::new(self.topic.clone(), *p);
+                (*p, position.next_offset(&tp))
+            })
+            .collect()
+    }
+
     /// Accepts a batch of the current assignment: drops what was already handed out (a batch
     /// never goes backwards) and closes the range to the previous batch's end (offsets absent in
     /// the topic, e.g. transaction markers or compacted records, belong to no record).
@@ -187,22 +261,20 @@ impl Source for KafkaSource {
 
     /// Answers the consumer thread's pending assignment: each assigned partition starts at
     /// `position`'s next offset, or by `[source.kafka] start` when the table holds nothing of it.
-    /// Without a pending assignment there is nothing to seek (partitions already reading are
-    /// never moved: a reassignment always comes first).
+    /// Without a pending assignment the partitions being read are sought back to `position`
+    /// (after a paused, blocked flush the pipeline reads it again); batches polled before are
+    /// dropped.
     async fn seek(&mut self, position: &SourcePosition) -> Result<(), KafkaSourceError> {
         self.ready.clear();
         self.next.clear();
+        self.schema_change = None;
+        let starts = self.starts(position);
         let Some(reply) = self.awaiting_starts.take() else {
-            return Ok(());
+            if starts.is_empty() {
+                return Ok(());
+            }
+            return self.seek_assigned(position, starts).await;
         };
-        let starts: Starts = self
-            .assigned
-            .iter()
-            .map(|p| {
-                let tp = TopicPartition::new(self.topic.clone(), *p);
-                (*p, position.next_offset(&tp))
-            })
-            .collect();
         info!(?starts, "partitions start at the table's offsets");
         for (p, start) in &starts {
             if let Some(start) = start {

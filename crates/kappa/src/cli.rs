@@ -47,6 +47,25 @@ pub enum QualityCommand {
     /// The verdicts recorded with the pipeline's recent commits (each snapshot's
     /// `kappa.quality`), newest first: outcome and failed checks, or every check with `--all`.
     Report(QualityReportArgs),
+    /// Let a paused live pipeline's blocked flush through: records the override in the main
+    /// table (`kappa.quality.override`) for the position the table is at; the pipeline reads
+    /// the blocked flush again, commits it with the named checks marked overridden, and goes on.
+    Override(QualityOverrideArgs),
+}
+
+/// `kappa quality override`.
+#[derive(Debug, Args)]
+pub struct QualityOverrideArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Why (kept with the override and with each verdict it lets through). Required.
+    #[arg(long)]
+    pub reason: String,
+    /// A check to let through, by verdict name (`null_rate.user_id`); repeatable. Default:
+    /// every failed check of the blocked flush.
+    #[arg(long = "check")]
+    pub checks: Vec<String>,
 }
 
 /// `kappa quality report`.
@@ -182,6 +201,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
         Command::Quality(QualityCommand::Report(args)) => crate::quality::report(args).await,
+        Command::Quality(QualityCommand::Override(args)) => {
+            crate::quality::override_block(args).await
+        }
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
     }
 }

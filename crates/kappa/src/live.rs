@@ -58,9 +58,11 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let mut total = RunSummary::default();
     loop {
         let mapping = mapping(&config, registry.as_ref()).await?;
-        let pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
+        let mut pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
             .await
             .map_err(fail)?;
+        // A blocking gate pauses the pipeline; /readyz says so until it goes on.
+        pipeline.health = Some(health.clone());
         endpoint.state_loaded(pipeline.main.state().max_event_time);
         let mut options = KafkaOptions::from_config(kafka);
         options.evolve_subject = Some(config.subject.clone());
@@ -132,6 +134,7 @@ pub fn summary_json(s: &RunSummary) -> serde_json::Value {
         "already_committed": s.already_committed,
         "conflict_retries": s.conflict_retries,
         "rewinds": s.rewinds,
+        "pauses": s.pauses,
         "schema_changes": s.schema_changes,
         "data_files": s.data_files,
         "bytes_written": s.bytes_written,

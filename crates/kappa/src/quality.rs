@@ -9,7 +9,7 @@ use kappa_iceberg::summary;
 use kappa_quality::{QualityReport, SUMMARY_KEY};
 use serde_json::json;
 
-use crate::cli::QualityReportArgs;
+use crate::cli::{QualityOverrideArgs, QualityReportArgs};
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
@@ -157,6 +157,64 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
                 c.table, c.snapshot_id
             )),
         }
+    }
+    Ok(())
+}
+
+/// `kappa quality override`: writes the override for the main table's current position (where a
+/// paused pipeline waits) into its properties, and says what it did.
+pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
+    if args.reason.trim().is_empty() {
+        return Err(Failure {
+            message: "--reason: say why the checks may be let through".into(),
+            code: exit::USAGE,
+        });
+    }
+    let config = args.config.load()?;
+    let registry = crate::replay::registry(&config, Some(&args.config.config))?;
+    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
+    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
+        .await
+        .map_err(fail)?;
+    let at = pipeline.main.state().position.to_json();
+    let by = format!(
+        "{} at {}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let decision = kappa_runtime::QualityOverride {
+        pipeline: config.name.clone(),
+        at: at.clone(),
+        checks: args.checks.clone(),
+        reason: args.reason.clone(),
+        by,
+    };
+    let value = serde_json::to_string(&decision).map_err(|e| Failure {
+        message: format!("cannot write the override: {e}"),
+        code: exit::FAILURE,
+    })?;
+    kappa_iceberg::table::set_property(
+        pipeline.catalog.as_ref(),
+        pipeline.main.table(),
+        kappa_runtime::OVERRIDE_PROPERTY,
+        &value,
+    )
+    .await
+    .map_err(fail)?;
+    let checks = if args.checks.is_empty() {
+        "every failed check".to_string()
+    } else {
+        args.checks.join(", ")
+    };
+    if args.config.json {
+        output::line(
+            &json!({"table": pipeline.main.name(), "at": at, "override": decision}).to_string(),
+        );
+    } else {
+        output::line(&format!(
+            "{}: override recorded for the flush starting at {at} ({checks}); a pipeline paused there reads it again and commits it",
+            pipeline.main.name()
+        ));
     }
     Ok(())
 }

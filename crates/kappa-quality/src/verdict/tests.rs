@@ -205,3 +205,34 @@ fn the_documented_summary_example_reads_back() {
         "the example is what Kappa writes"
     );
 }
+
+#[test]
+fn a_waiver_lets_the_named_failed_checks_through_and_says_so() {
+    let report = QualityReport::new(vec![
+        rate("user_id", Policy::Block, 0.15, 0.001),
+        rate("currency", Policy::Block, 0.2, 0.01),
+        rate("amount", Policy::Block, 0.0, 0.01),
+    ]);
+    assert!(matches!(report.outcome(), Outcome::Block(_)));
+
+    let mut one = report.clone();
+    let waived = one.waive(&["user_id".to_string()], "by ops at 12:00: known outage");
+    assert_eq!(waived, ["user_id"]);
+    assert!(
+        matches!(one.outcome(), Outcome::Block(ref v) if v.len() == 1 && v[0].name == "currency")
+    );
+
+    let mut all = report.clone();
+    assert_eq!(all.waive(&[], "by ops"), ["user_id", "currency"]);
+    assert_eq!(all.outcome(), Outcome::Commit);
+    let user_id = &all.verdicts()[0];
+    assert_eq!((user_id.passed, user_id.policy), (false, Policy::Warn));
+    assert_eq!(user_id.value, 0.15, "the value is kept");
+    let json = all.to_json();
+    assert!(json.contains("\"overridden\":\"by ops\""), "{json}");
+    assert!(json.contains("\"outcome\":\"commit\""), "{json}");
+    assert!(
+        all.verdicts()[2].overridden.is_none(),
+        "a passed check is not waived"
+    );
+}
