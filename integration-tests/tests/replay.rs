@@ -514,6 +514,62 @@ fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn a_crash_between_the_quarantine_and_the_main_commit_is_completed_without_a_second_copy() {
+    // Every flush is quarantined (15% NULL user ids); the runs abort right after the quarantine
+    // table took a flush and before the main table recorded it as done. The next run completes
+    // that flush from the quarantine table's position instead of quarantining it again.
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec {
+            null_user_rate: 0.15,
+            ..HistorySpec::new(12_000)
+        },
+        ArchiveOptions {
+            flush_size: 2_000,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene.config(
+        "[replay]\nbatch_rows = 1000\n\n[quality.gates.null_rate]\npolicy = \"quarantine\"\n",
+    );
+    let config_arg = config.display().to_string();
+    let args = [
+        "replay",
+        "-c",
+        config_arg.as_str(),
+        "--set",
+        "commit.rows=3000",
+    ];
+    for skip in [0, 1] {
+        let actions = if skip == 0 {
+            "return".to_string()
+        } else {
+            format!("{skip}*off->return")
+        };
+        let point = "runtime::after-quarantine";
+        let out = kappa(&args, &[("FAILPOINTS", &format!("{point}={actions}"))]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(&format!("crash point {point} reached")),
+            "the run must abort there (is kappa built with --features kappa/failpoints? make test \
+             does): {:?} {stderr}",
+            out.status
+        );
+    }
+    let summary = replay(&config, &["--set", "commit.rows=3000"]);
+    assert_eq!(summary["complete"], true, "{summary}");
+    // Every row once in the quarantine table, none in the main table.
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders_quarantine"), &expected);
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(expected.dead_lettered())
+    );
+}
+
 /// Starts `kappa replay -c config --json` with its log in `replay.log` next to the config.
 fn spawn_replay(config: &std::path::Path) -> std::process::Child {
     let log = std::fs::File::create(config.with_file_name("replay.log")).unwrap();
