@@ -515,6 +515,58 @@ fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
 }
 
 #[test]
+fn the_quality_report_lists_each_closed_day_partition_once() {
+    let scene = Scene::local();
+    scene.write_local_archive(HistorySpec::new(6_000), ArchiveOptions::default());
+    let config = scene.config("");
+    replay(&config, &["--set", "commit.rows=1000"]);
+    let config = config.display().to_string();
+    let report = |extra: &[&str]| {
+        let mut args = vec!["quality", "report", "-c", config.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let out = kappa(&args, &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(kappa_integration_tests::last_line(&out.stdout))
+            .unwrap()
+    };
+    // Events over seven days (produced from 2026-11-01, event times from the day before): the
+    // closed days, newest first, each once; the newest day is still open.
+    let all = report(&["--last", "100"]);
+    let days: Vec<&str> = all["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["day"].as_str().unwrap())
+        .collect();
+    assert!(days.len() >= 6, "{days:?}");
+    assert!(
+        days.windows(2).all(|w| w[0] > w[1]),
+        "newest first, once each: {days:?}"
+    );
+    assert!(
+        days.contains(&"2026-11-03") && !days.contains(&"2026-11-08"),
+        "{days:?}"
+    );
+    let one = report(&["--date", "2026-11-03"]);
+    let day = &one["days"].as_array().unwrap()[0];
+    assert_eq!(one["days"].as_array().unwrap().len(), 1, "{one}");
+    assert_eq!(day["verdict"]["name"], "row_count", "{one}");
+    let out = kappa(
+        &["quality", "report", "-c", &config, "--date", "2026-11-03"],
+        &[],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Day partitions") && text.contains("2026-11-03"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_crash_between_the_quarantine_and_the_main_commit_is_completed_without_a_second_copy() {
     // Every flush is quarantined (15% NULL user ids); the runs abort right after the quarantine
     // table took a flush and before the main table recorded it as done. The next run completes

@@ -44,8 +44,9 @@ pub enum Command {
 /// `kappa quality ...`.
 #[derive(Debug, Subcommand)]
 pub enum QualityCommand {
-    /// The verdicts recorded with the pipeline's recent commits (each snapshot's
-    /// `kappa.quality`), newest first: outcome and failed checks, or every check with `--all`.
+    /// The verdicts recorded with the pipeline's commits (each snapshot's `kappa.quality`): each
+    /// closed day partition's, newest first, then each recent commit's outcome and failed checks
+    /// (every check with `--all`).
     Report(QualityReportArgs),
     /// Let a paused live pipeline's blocked flush through: records the override in the main
     /// table (`kappa.quality.override`) for the position the table is at; the pipeline reads
@@ -74,7 +75,7 @@ pub struct QualityReportArgs {
     /// Configuration.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Only commits made on this day (UTC), `YYYY-MM-DD`.
+    /// This day partition's verdict, and the commits made on this day (UTC), `YYYY-MM-DD`.
     #[arg(long)]
     pub date: Option<String>,
     /// At most this many commits.

@@ -83,6 +83,24 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
         .filter(|c| on_date(c))
         .take(args.last)
         .collect();
+    // Day partitions: each closed day's verdicts, from whichever commit closed it (newest day
+    // first); `--date` selects that day.
+    let mut days: Vec<(&Judged, &kappa_quality::Verdict)> = commits
+        .iter()
+        .filter_map(|c| c.report.as_ref().ok().map(|r| (c, r)))
+        .flat_map(|(c, r)| r.verdicts().iter().map(move |v| (c, v)))
+        .filter(|(_, v)| v.day.is_some())
+        .filter(|(_, v)| {
+            date.is_none_or(|d| v.day.map(|day| day.to_string()) == Some(d.to_string()))
+        })
+        .collect();
+    days.sort_by_key(|(c, v)| {
+        (
+            std::cmp::Reverse(v.day),
+            std::cmp::Reverse(c.committed_at_ms),
+        )
+    });
+    days.truncate(args.last);
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
     if args.config.json {
         let list: Vec<serde_json::Value> = shown
@@ -103,16 +121,49 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
                 }),
             })
             .collect();
+        let day_list: Vec<serde_json::Value> = days
+            .iter()
+            .map(|(c, v)| {
+                json!({
+                    "day": v.day.map(|d| d.to_string()),
+                    "table": c.table,
+                    "snapshot_id": c.snapshot_id,
+                    "committed_at": at(c.committed_at_ms),
+                    "verdict": serde_json::to_value(v).unwrap_or_default(),
+                })
+            })
+            .collect();
         output::line(
             &json!({
                 "pipeline": config.name,
                 "table": pipeline.main.name(),
                 "date": args.date,
+                "days": day_list,
                 "commits": list,
             })
             .to_string(),
         );
         return Ok(());
+    }
+    output::line(&format!(
+        "Day partitions of {}{} (newest first; each judged once, when it closed)",
+        pipeline.main.name(),
+        args.date
+            .as_ref()
+            .map_or(String::new(), |d| format!(", day {d}")),
+    ));
+    if days.is_empty() {
+        output::line(
+            "  no closed day judged yet (the partition gate needs day(event time) partitions)",
+        );
+    }
+    for (c, verdict) in &days {
+        output::line(&format!(
+            "  {}  {} {verdict}  (snapshot {})",
+            verdict.day.map(|d| d.to_string()).unwrap_or_default(),
+            if verdict.passed { "ok  " } else { "FAIL" },
+            c.snapshot_id
+        ));
     }
     output::line(&format!(
         "Quality verdicts of pipeline {} on {}{} (newest first, {} of {} judged commits)",
