@@ -36,10 +36,17 @@ pub fn unique_topic(name: &str) -> String {
 
 /// Creates `topic` with `partitions` partitions on `brokers`.
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
+    create_topic_with(brokers, topic, partitions, &[]);
+}
+
+/// [`create_topic`] with extra client settings (`security.protocol`, ...).
+pub fn create_topic_with(brokers: &str, topic: &str, partitions: i32, settings: &[(&str, &str)]) {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", brokers);
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,12 +64,20 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 
 /// An idempotent producer (retries never duplicate or reorder).
 pub fn producer(brokers: &str) -> BaseProducer {
-    ClientConfig::new()
+    producer_with(brokers, &[])
+}
+
+/// [`producer`] with extra client settings (`security.protocol`, ...).
+pub fn producer_with(brokers: &str, settings: &[(&str, &str)]) -> BaseProducer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap()
+        .set("linger.ms", "5");
+    for (key, value) in settings {
+        config.set(*key, *value);
+    }
+    config.create().unwrap()
 }
 
 /// Produces `messages` to their partitions of `topic`, `per_second` at most (0: as fast as
@@ -231,6 +246,8 @@ pub fn kafka_section_at(brokers: &str, topic: &str, group: &str) -> String {
 /// shared broker of `dev/services.sh` keeps its topics in memory.
 pub struct OwnBroker {
     port: u16,
+    /// `host:port` it advertises, when not its own (a proxy in front of it).
+    advertised: Option<String>,
     cluster: String,
     log: std::path::PathBuf,
     child: Option<std::process::Child>,
@@ -240,10 +257,17 @@ impl OwnBroker {
     /// Starts a broker on a free port; its log goes to `<temp dir>/kappa-tansu-<cluster>.log`
     /// (named in every failure).
     pub fn start(name: &str) -> OwnBroker {
+        Self::start_advertising(name, None)
+    }
+
+    /// [`OwnBroker::start`], advertising `advertised` (`host:port`) to clients instead of its
+    /// own address, so that every connection after the bootstrap goes there.
+    pub fn start_advertising(name: &str, advertised: Option<String>) -> OwnBroker {
         let port = crate::free_port();
         let cluster = unique_topic(name);
         let mut broker = OwnBroker {
             port,
+            advertised,
             log: std::env::temp_dir().join(format!("kappa-tansu-{cluster}.log")),
             cluster,
             child: None,
@@ -275,9 +299,13 @@ impl OwnBroker {
             .open(&self.log)
             .unwrap();
         let listener = format!("tcp://{}", self.address());
+        let advertised = match &self.advertised {
+            Some(address) => format!("tcp://{address}"),
+            None => listener.clone(),
+        };
         let child = std::process::Command::new(service("KAPPA_TANSU"))
             .args(["broker", "--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
+            .args(["--advertised-listener-url", &advertised])
             .args(["--cluster-id", &self.cluster])
             .args(["--storage-engine", "s3://tansu/"])
             .env("AWS_ENDPOINT", service("KAPPA_S3_ENDPOINT"))

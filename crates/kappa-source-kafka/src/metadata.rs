@@ -2,9 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::sync::Mutex;
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::error::KafkaSourceError;
 use crate::options::KafkaOptions;
@@ -12,12 +15,59 @@ use crate::options::KafkaOptions;
 /// How often a waiting start says what it waits for.
 const SAY_EVERY: Duration = Duration::from_secs(5);
 
+/// Keeps librdkafka's last client error (`SSL handshake failed: ... certificate verify failed`,
+/// `Connection refused`, a SASL failure): a failed metadata request only says "transport
+/// failure", and the cause is what an operator needs.
+#[derive(Default)]
+struct LastError(Mutex<Option<String>>);
+
+impl LastError {
+    fn take(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|mut last| last.take())
+    }
+}
+
+impl ClientContext for LastError {
+    // librdkafka says why a connection failed in its log (facility FAIL), from its own threads.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        debug!(facility = fac, "librdkafka: {message}");
+        if matches!(
+            level,
+            L::Emerg | L::Alert | L::Critical | L::Error | L::Warning
+        ) && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some(message.to_string());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(format!("{error}: {reason}"));
+        }
+    }
+}
+
+impl ConsumerContext for LastError {}
+
+/// Serves the client's queued logs and errors (they reach the context only when polled) and
+/// returns the last one.
+fn last_error(client: &BaseConsumer<LastError>) -> Option<String> {
+    for _ in 0..1_000 {
+        if client.poll(Duration::ZERO).is_none() {
+            break;
+        }
+    }
+    client.context().take()
+}
+
 /// Waits until the brokers answer and the topic exists; returns its partition count. Fails after
-/// `startup_timeout` naming what was missing. Blocking.
+/// `startup_timeout` naming what was missing (and librdkafka's last error, when it had one).
+/// Blocking.
 pub(crate) fn wait_for_topic(options: &KafkaOptions) -> Result<usize, KafkaSourceError> {
-    let client: BaseConsumer = options
+    let client: BaseConsumer<LastError> = options
         .client_config(false)
-        .create()
+        .create_with_context(LastError::default())
         .map_err(|e| KafkaSourceError::Config(e.to_string()))?;
     let started = Instant::now();
     let mut said = Instant::now();
@@ -42,7 +92,10 @@ pub(crate) fn wait_for_topic(options: &KafkaOptions) -> Result<usize, KafkaSourc
             Err(e) => KafkaSourceError::Unreachable {
                 brokers: options.bootstrap_servers.clone(),
                 waited_secs,
-                reason: e.to_string(),
+                reason: match last_error(&client) {
+                    Some(last) => format!("{e}; {last}"),
+                    None => e.to_string(),
+                },
             },
         };
         if started.elapsed() >= options.startup_timeout {
