@@ -163,7 +163,12 @@ where
                 {
                     Resume::Shutdown => break,
                     Resume::Again(again) => limit = Some(again),
-                    Resume::Moved => limit = None,
+                    Resume::Moved => {
+                        limit = None;
+                        if let Some(health) = &health {
+                            health.set_ready(kappa_metrics::Condition::Gate);
+                        }
+                    }
                 }
             }
             SessionEnd::Limited => {
