@@ -54,12 +54,7 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let config = args.config.load()?;
-    let registry = crate::replay::registry(&config, Some(&args.config.config))?;
-    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
-    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
-        .await
-        .map_err(fail)?;
+    let (config, pipeline) = crate::replay::open_configured(&args.config).await?;
     let mut commits = judged(
         pipeline.main.name(),
         pipeline.main.table().metadata(),
@@ -221,12 +216,7 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         });
     }
-    let config = args.config.load()?;
-    let registry = crate::replay::registry(&config, Some(&args.config.config))?;
-    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
-    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
-        .await
-        .map_err(fail)?;
+    let (config, pipeline) = crate::replay::open_configured(&args.config).await?;
     let at = pipeline.main.state().position.to_json();
     let by = format!(
         "{} at {}",

@@ -152,6 +152,21 @@ fn transform(t: PartitionTransform) -> iceberg::spec::Transform {
     }
 }
 
+/// Loads the configuration of a command that reads the tables (`kappa status`, `kappa quality
+/// ...`) and opens its pipeline: the schema history, the mapping and the tables (created if
+/// missing, as a run would).
+pub async fn open_configured(
+    args: &crate::cli::ConfigArgs,
+) -> Result<(PipelineConfig, kappa_runtime::Pipeline), Failure> {
+    let config = args.load()?;
+    let registry = registry(&config, Some(&args.config))?;
+    let mapping = mapping(&config, registry.as_ref()).await?;
+    let pipeline = open_pipeline(pipeline_spec(&config, mapping)?)
+        .await
+        .map_err(fail)?;
+    Ok((config, pipeline))
+}
+
 /// The runtime's view of a validated config; a usage error for what this build cannot run.
 pub fn pipeline_spec(
     config: &PipelineConfig,

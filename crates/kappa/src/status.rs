@@ -3,17 +3,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
-use kappa_core::Classify;
 use kappa_iceberg::state::ancestry;
 use kappa_iceberg::{TableState, summary};
 use serde_json::json;
 
 use crate::cli::ConfigArgs;
 use crate::{Failure, output};
-
-fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
-    Failure::from_kind(e.kind(), e.to_string())
-}
 
 fn time(micros: Option<i64>) -> String {
     micros
@@ -23,12 +18,7 @@ fn time(micros: Option<i64>) -> String {
 
 /// `kappa status`.
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
-    let config = args.load()?;
-    let registry = crate::replay::registry(&config, Some(&args.config))?;
-    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
-    let pipeline = kappa_runtime::open_pipeline(crate::replay::pipeline_spec(&config, mapping)?)
-        .await
-        .map_err(fail)?;
+    let (config, pipeline) = crate::replay::open_configured(&args).await?;
     let table = pipeline.main.table();
     let state: &TableState = pipeline.main.state();
     let now_us = SystemTime::now()
