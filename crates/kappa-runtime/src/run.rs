@@ -565,3 +565,79 @@ async fn write_loop(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
+
+    use super::*;
+
+    fn tp(partition: i32) -> TopicPartition {
+        TopicPartition::new("orders", partition)
+    }
+
+    /// A batch of one row per offset in `[start, end)` of `partition`.
+    fn batch(partition: i32, start: i64, end: i64) -> SourceBatch {
+        let offsets: Vec<i64> = (start..end).collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let values: ArrayRef = Arc::new(Int64Array::from(offsets.clone()));
+        SourceBatch {
+            partition: tp(partition),
+            range: OffsetRange::new(start, end),
+            records: RecordBatch::try_new(schema, vec![values]).unwrap(),
+            records_in: offsets.len() as u64,
+            offsets,
+            dead_letters: Vec::new(),
+        }
+    }
+
+    fn limit(until: &[(i32, i64)]) -> Limit {
+        Limit {
+            until: until.iter().map(|(p, next)| (tp(*p), *next)).collect(),
+            waiver: None,
+        }
+    }
+
+    #[test]
+    fn a_blocked_flush_read_again_ends_exactly_where_it_ended() {
+        // Blocked [100, 150) on partition 0 and [40, 60) on partition 1; read again from there.
+        let limit = limit(&[(0, 150), (1, 60)]);
+        let resume: SourcePosition = [(tp(0), 100), (tp(1), 40)].into_iter().collect();
+        let mut limited = Limited::new(&limit, &resume, &[tp(0), tp(1), tp(2)]);
+        assert!(!limited.is_done());
+
+        let first = limited.cut(batch(0, 100, 130)).unwrap();
+        assert_eq!(first.range, OffsetRange::new(100, 130));
+        // A batch across the end is cut there; the rest is read after the commit.
+        let across = limited.cut(batch(0, 130, 170)).unwrap();
+        assert_eq!(across.range, OffsetRange::new(130, 150));
+        assert_eq!(across.offsets.last(), Some(&149));
+        assert!(!limited.is_done(), "partition 1 is not read to its end yet");
+        assert!(limited.cut(batch(0, 170, 200)).is_none(), "past the end");
+        assert!(
+            limited.cut(batch(2, 0, 10)).is_none(),
+            "a partition the blocked flush had nothing of waits"
+        );
+        limited.cut(batch(1, 40, 60)).unwrap();
+        assert!(limited.is_done());
+    }
+
+    #[test]
+    fn partitions_another_replica_took_are_not_waited_for() {
+        let limit = limit(&[(0, 150), (1, 60)]);
+        let resume: SourcePosition = [(tp(0), 100), (tp(1), 40)].into_iter().collect();
+        let mut limited = Limited::new(&limit, &resume, &[tp(0)]);
+        assert!(limited.cut(batch(1, 40, 60)).is_none());
+        limited.cut(batch(0, 100, 150)).unwrap();
+        assert!(limited.is_done());
+        // Nothing of it left here at all: done before reading.
+        assert!(Limited::new(&limit, &resume, &[tp(2)]).is_done());
+        // The table already past the end (another writer committed it).
+        let past: SourcePosition = [(tp(0), 150), (tp(1), 60)].into_iter().collect();
+        assert!(Limited::new(&limit, &past, &[tp(0), tp(1)]).is_done());
+    }
+}
