@@ -49,7 +49,15 @@ pub struct QualityOverride {
     pub reason: String,
     /// Who (`$USER` of the command) and when (RFC 3339).
     pub by: String,
+    /// When it was made, ms since the epoch: only a pause that began before (give or take
+    /// [`CLOCK_SKEW`]) takes it, so an override made while nothing was blocked cannot let
+    /// through a later block at the same position unseen.
+    #[serde(default)]
+    pub made_at_ms: i64,
 }
+
+/// How far the operator's clock and the pipeline's may differ.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 impl QualityOverride {
     /// The note recorded with each verdict let through.
@@ -69,9 +77,10 @@ impl QualityOverride {
         }
     }
 
-    /// Whether it is for `pipeline` paused at `position`.
-    pub fn applies(&self, pipeline: &str, position: &SourcePosition) -> bool {
+    /// Whether it is for `pipeline` paused at `position` since `paused_at_ms`.
+    pub fn applies(&self, pipeline: &str, position: &SourcePosition, paused_at_ms: i64) -> bool {
         self.pipeline == pipeline
+            && self.made_at_ms >= paused_at_ms - CLOCK_SKEW.as_millis() as i64
             && SourcePosition::from_json(&self.at).is_ok_and(|at| at == *position)
     }
 }
@@ -128,6 +137,9 @@ where
     F: Future<Output = ()> + Send,
 {
     let at = tables.main.state().position.clone();
+    let paused_at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let table = tables.main.name().to_string();
     let seen = tables.main.table().metadata_location().map(str::to_string);
     let reason = format!(
@@ -167,7 +179,7 @@ where
             return Ok(Resume::Moved);
         }
         if let Some(found) = QualityOverride::read(tables.main.table())
-            && found.applies(pipeline, &at)
+            && found.applies(pipeline, &at, paused_at_ms)
         {
             info!(%table, by = %found.by, reason = %found.reason, checks = ?found.checks, "override: reading the blocked flush again and letting it through");
             return Ok(Resume::Again(Limit {
@@ -186,5 +198,47 @@ where
                 waiver: None,
             }));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kappa_core::TopicPartition;
+
+    use super::*;
+
+    fn decision(at: &SourcePosition, made_at_ms: i64) -> QualityOverride {
+        QualityOverride {
+            pipeline: "orders".into(),
+            at: at.to_json(),
+            checks: Vec::new(),
+            reason: "known outage".into(),
+            by: "ops at 2026-12-01T12:00:00Z".into(),
+            made_at_ms,
+        }
+    }
+
+    #[test]
+    fn an_override_applies_only_to_its_pipeline_its_position_and_a_pause_before_it() {
+        let at: SourcePosition = [(TopicPartition::new("orders", 0), 100)]
+            .into_iter()
+            .collect();
+        let elsewhere: SourcePosition = [(TopicPartition::new("orders", 0), 101)]
+            .into_iter()
+            .collect();
+        let paused = 1_000_000;
+        assert!(decision(&at, paused + 5_000).applies("orders", &at, paused));
+        assert!(!decision(&at, paused + 5_000).applies("other", &at, paused));
+        assert!(!decision(&at, paused + 5_000).applies("orders", &elsewhere, paused));
+        // Made within the clock skew before the pause: taken. Long before: not.
+        assert!(decision(&at, paused - 30_000).applies("orders", &at, paused));
+        assert!(!decision(&at, paused - 3_600_000).applies("orders", &at, paused));
+        // An override of an older version (no time) is never taken by a new pause.
+        let old: QualityOverride = serde_json::from_str(&format!(
+            "{{\"pipeline\":\"orders\",\"at\":{:?},\"reason\":\"r\",\"by\":\"b\"}}",
+            at.to_json()
+        ))
+        .unwrap();
+        assert!(!old.applies("orders", &at, paused));
     }
 }

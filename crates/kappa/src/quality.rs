@@ -229,6 +229,7 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
         checks: args.checks.clone(),
         reason: args.reason.clone(),
         by,
+        made_at_ms: chrono::Utc::now().timestamp_millis(),
     };
     let value = serde_json::to_string(&decision).map_err(|e| Failure {
         message: format!("cannot write the override: {e}"),
@@ -253,7 +254,7 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
         );
     } else {
         output::line(&format!(
-            "{}: override recorded for the flush starting at {at} ({checks}); a pipeline paused there reads it again and commits it",
+            "{}: override recorded for the flush starting at {at} ({checks}); a pipeline paused there now reads it again and commits it (a block there later is not let through)",
             pipeline.main.name()
         ));
     }
