@@ -349,15 +349,20 @@ pub fn status(config: &Path) -> Value {
     serde_json::from_slice(last_line(&out.stdout)).unwrap()
 }
 
+/// Whether a `kappa status --json` output shows the table holding every partition of `topic` up
+/// to `expected.next_offsets`.
+pub fn holds_everything(status: &Value, topic: &str, expected: &Expected) -> bool {
+    expected.next_offsets.iter().enumerate().all(|(p, next)| {
+        *next == 0 || status["offsets"][format!("{topic}-{p}")].as_i64() == Some(*next)
+    })
+}
+
 /// Waits until the table holds every partition of `topic` up to `expected.next_offsets`.
 pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, timeout: Duration) {
     let started = Instant::now();
     loop {
         let status = status(config);
-        let done = expected.next_offsets.iter().enumerate().all(|(p, next)| {
-            *next == 0 || status["offsets"][format!("{topic}-{p}")].as_i64() == Some(*next)
-        });
-        if done {
+        if holds_everything(&status, topic, expected) {
             return;
         }
         assert!(

@@ -15,8 +15,8 @@ use kappa_integration_tests::endpoint::{
     assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
 };
 use kappa_integration_tests::kafka::{
-    OwnBroker, brokers, create_topic, expected_from_topic, kafka_section_at, produce, producer,
-    status, unique_topic, wait_until_committed,
+    OwnBroker, brokers, create_topic, expected_from_topic, holds_everything, kafka_section_at,
+    produce, producer, status, unique_topic, wait_until_committed,
 };
 use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
@@ -664,10 +664,7 @@ fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped(
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let status = status(&config);
-        let done = expected.next_offsets.iter().enumerate().all(|(p, next)| {
-            *next == 0 || status["offsets"][format!("{topic}-{p}")].as_i64() == Some(*next)
-        });
-        if done {
+        if holds_everything(&status, &topic, &expected) {
             break;
         }
         if paused(&addr).is_some() {

@@ -177,11 +177,7 @@ impl KafkaSource {
                     if let Some(epoch) = answer {
                         self.epoch = epoch;
                         self.next.clear();
-                        for (p, start) in &starts {
-                            if let Some(start) = start {
-                                self.next.insert(*p, *start);
-                            }
-                        }
+                        self.expect(&starts);
                         info!(?starts, "partitions sought back to the table's offsets");
                     }
                     return Ok(());
@@ -196,17 +192,23 @@ impl KafkaSource {
                         if let Some(reply) = reply {
                             let starts = self.starts(position);
                             info!(?starts, "reassigned while seeking: partitions start at the table's offsets");
-                            for (p, start) in &starts {
-                                if let Some(start) = start {
-                                    self.next.insert(*p, *start);
-                                }
-                            }
+                            self.expect(&starts);
                             let _ = reply.send(starts);
                         }
                     }
                     // Read before the seek: read again after it.
                     Some(Polled::Batches { .. } | Polled::Idle | Polled::SchemaChanged { .. }) => {}
                 },
+            }
+        }
+    }
+
+    /// Batches handed out from now on start at `starts` (a partition without a start takes
+    /// whatever comes first).
+    fn expect(&mut self, starts: &Starts) {
+        for (p, start) in starts {
+            if let Some(start) = start {
+                self.next.insert(*p, *start);
             }
         }
     }
@@ -276,11 +278,7 @@ impl Source for KafkaSource {
             return self.seek_assigned(position, starts).await;
         };
         info!(?starts, "partitions start at the table's offsets");
-        for (p, start) in &starts {
-            if let Some(start) = start {
-                self.next.insert(*p, *start);
-            }
-        }
+        self.expect(&starts);
         if reply.send(starts).is_err() {
             warn!("the consumer thread stopped before the assignment");
         }

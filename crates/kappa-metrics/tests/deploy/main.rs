@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use kappa_metrics::catalog;
 
@@ -23,14 +22,10 @@ mod rules_file;
 use labels::{check_query, quoted_selectors, template_labels};
 use rules_file::{rules, scalar};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[path = "../common/mod.rs"]
+mod common;
 
-fn read(relative: &str) -> String {
-    let path = root().join(relative);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+use common::read;
 
 fn check_rules_file(file: &str, problems: &mut Vec<String>) -> usize {
     let text = read(file);
