@@ -6,7 +6,9 @@
 #   - tansu, a Kafka-protocol broker (in-memory storage, on :19092; tests that restart a broker
 #     start their own on S3 storage in the "tansu" bucket),
 #   - promtool (Debian's prometheus package; only the tool is used, no server is started) for
-#     `promtool check metrics` in kappa-metrics' tests and the alert-rule tests.
+#     `promtool check metrics` in kappa-metrics' tests and the alert-rule tests,
+#   - the openssl command (Debian's openssl package) for the TLS tests' certificates; their TLS
+#     proxy is dev/tls-proxy.py (Python's standard library).
 # Usage: dev/services.sh install | install-promtool | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail
@@ -44,8 +46,23 @@ install_promtool() {
   return $rc
 }
 
+# The `openssl` command makes the TLS tests' throwaway CA and certificate.
+install_openssl() {
+  if command -v openssl >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    log "openssl is missing and cannot be installed here (not root or no apt-get): apt-get install -y openssl"
+    return 0
+  fi
+  log "installing the openssl command (Debian's openssl package)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+  }
+}
+
 install() {
   install_promtool
+  install_openssl
   install_python
 }
 
