@@ -98,6 +98,7 @@ pub struct Live {
     spec: PipelineSpec,
     topic: String,
     partitions: i32,
+    ends: Vec<i64>,
 }
 
 impl Live {
@@ -107,7 +108,15 @@ impl Live {
             spec,
             topic: topic.to_string(),
             partitions,
+            ends: Vec::new(),
         }
+    }
+
+    /// Notes in [`Milestones::drained`] when the source has read every partition up to `ends`
+    /// (next offset per partition).
+    pub fn reading_to(mut self, ends: &[i64]) -> Self {
+        self.ends = ends.to_vec();
+        self
     }
 
     /// Next offset per partition committed to the table (0 where none).
@@ -161,6 +170,10 @@ impl Live {
         };
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let milestones = Milestones::default();
+        let reading = Reading {
+            ends: self.ends.clone(),
+            next: vec![0; self.ends.len()],
+        };
         let watched = watch(catalog, milestones.clone());
         let shutdown = async move {
             let _ = result_tx.send(watched.await);
@@ -170,6 +183,7 @@ impl Live {
                 .await
                 .unwrap(),
             milestones,
+            reading,
         };
         let summary = run_live(
             pipeline,
@@ -191,12 +205,34 @@ pub struct Milestones {
     pub assigned: Arc<std::sync::OnceLock<Instant>>,
     /// The first batch of records.
     pub first_batch: Arc<std::sync::OnceLock<Instant>>,
+    /// When the source handed over the batch that completed [`Live::reading_to`]'s ends.
+    pub drained: Arc<std::sync::OnceLock<Instant>>,
+    drained_now: Arc<tokio::sync::Notify>,
+}
+
+impl Milestones {
+    /// Waits until the source has read up to [`Live::reading_to`]'s ends; returns when it had.
+    pub async fn until_drained(&self) -> Instant {
+        loop {
+            if let Some(at) = self.drained.get() {
+                return *at;
+            }
+            self.drained_now.notified().await;
+        }
+    }
+}
+
+/// How far the source has read (next offset per partition) and how far it is to read.
+struct Reading {
+    ends: Vec<i64>,
+    next: Vec<i64>,
 }
 
 /// A source that notes its [`Milestones`] and otherwise is `inner`.
 struct Timed<S> {
     inner: S,
     milestones: Milestones,
+    reading: Reading,
 }
 
 #[async_trait::async_trait]
@@ -217,8 +253,16 @@ impl<S: kappa_core::Source> kappa_core::Source for Timed<S> {
             kappa_core::SourceEvent::Reassigned(p) if !p.is_empty() => {
                 self.milestones.assigned.get_or_init(Instant::now);
             }
-            kappa_core::SourceEvent::Batch(_) => {
+            kappa_core::SourceEvent::Batch(batch) => {
                 self.milestones.first_batch.get_or_init(Instant::now);
+                let Reading { ends, next } = &mut self.reading;
+                if let Some(next) = next.get_mut(batch.partition.partition as usize) {
+                    *next = (*next).max(batch.range.end);
+                }
+                if !ends.is_empty() && next.iter().zip(ends.iter()).all(|(n, e)| n >= e) {
+                    self.milestones.drained.get_or_init(Instant::now);
+                    self.milestones.drained_now.notify_one();
+                }
             }
             _ => {}
         }

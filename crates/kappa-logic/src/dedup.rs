@@ -10,21 +10,35 @@
 //! Memory is bounded by the window: one queue entry per occurrence in the last `window` offsets
 //! and at most one map entry per distinct id among them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 /// foldhash, randomly seeded per window: several times faster than SipHash on short ids (dedup
 /// was ~15% of a replay's CPU with SipHash) and still not predictable from outside.
 type Hasher = foldhash::fast::RandomState;
 
+/// A remembered id: its hash (computed once), the id, and the newest offset it occurred at.
+#[derive(Debug, Clone)]
+struct Seen {
+    hash: u64,
+    id: Arc<str>,
+    offset: i64,
+}
+
 /// Ids seen in the last `window` offsets of one partition.
 #[derive(Debug, Clone)]
 pub struct DedupWindow {
     window: i64,
-    /// Newest offset at which each remembered id occurred.
-    seen: HashMap<Arc<str>, i64, Hasher>,
-    /// Every remembered occurrence, oldest first, for eviction by offset.
-    order: VecDeque<(i64, Arc<str>)>,
+    hasher: Hasher,
+    /// Each remembered id once, with the newest offset it occurred at.
+    seen: HashTable<Seen>,
+    /// Every remembered occurrence, oldest first, for eviction by offset: its offset and the
+    /// entry's hash and id (the entry's own allocation, so found again by pointer).
+    order: VecDeque<(i64, u64, Arc<str>)>,
 }
 
 impl DedupWindow {
@@ -32,7 +46,8 @@ impl DedupWindow {
     pub fn new(window: i64) -> Self {
         Self {
             window: window.max(0),
-            seen: HashMap::default(),
+            hasher: Hasher::default(),
+            seen: HashTable::new(),
             order: VecDeque::new(),
         }
     }
@@ -49,36 +64,48 @@ impl DedupWindow {
         if self.window == 0 {
             return false;
         }
-        let duplicate = match self.seen.get_mut(id) {
-            Some(previous) => {
-                let duplicate = *previous < offset;
-                *previous = offset;
-                duplicate
+        // One hash and one probe per id; the stored hashes serve any resize.
+        let hash = self.hasher.hash_one(id);
+        let (duplicate, key) = match self
+            .seen
+            .entry(hash, |seen| &*seen.id == id, |seen| seen.hash)
+        {
+            Entry::Occupied(mut entry) => {
+                let seen = entry.get_mut();
+                let duplicate = seen.offset < offset;
+                seen.offset = offset;
+                (duplicate, seen.id.clone())
             }
-            None => false,
-        };
-        let key: Arc<str> = match self.seen.get_key_value(id) {
-            Some((key, _)) => key.clone(),
-            None => {
-                let key: Arc<str> = Arc::from(id);
-                self.seen.insert(key.clone(), offset);
-                key
+            Entry::Vacant(entry) => {
+                let id: Arc<str> = Arc::from(id);
+                entry.insert(Seen {
+                    hash,
+                    id: id.clone(),
+                    offset,
+                });
+                (false, id)
             }
         };
-        self.order.push_back((offset, key));
+        self.order.push_back((offset, hash, key));
         duplicate
     }
 
     /// Forgets every occurrence below `floor`.
     fn evict_before(&mut self, floor: i64) {
-        while let Some((offset, _)) = self.order.front() {
+        while let Some((offset, _, _)) = self.order.front() {
             if *offset >= floor {
                 break;
             }
-            if let Some((offset, id)) = self.order.pop_front()
-                && self.seen.get(&id) == Some(&offset)
+            let Some((offset, hash, id)) = self.order.pop_front() else {
+                break;
+            };
+            // The entry holds this very allocation; it is forgotten unless it occurred since.
+            if let Ok(entry) = self
+                .seen
+                .find_entry(hash, |seen| Arc::ptr_eq(&seen.id, &id))
+                && entry.get().offset == offset
             {
-                self.seen.remove(&id);
+                entry.remove();
             }
         }
     }
@@ -138,5 +165,29 @@ mod tests {
         }
         assert!(w.len() <= 101, "{}", w.len());
         assert!(w.order.len() <= 101, "{}", w.order.len());
+    }
+
+    proptest::proptest! {
+        /// The window against the rule itself, stated naively: a duplicate is an id that occurred
+        /// at one of the `window` offsets before (offsets ascending, with gaps).
+        #[test]
+        fn it_follows_the_rule(
+            window in 0i64..12,
+            events in proptest::collection::vec((0u8..6, 1i64..4), 1..300),
+        ) {
+            let mut w = DedupWindow::new(window);
+            let mut history: Vec<(String, i64)> = Vec::new();
+            let mut offset = 0;
+            for (id, gap) in events {
+                offset += gap;
+                let id = format!("id-{id}");
+                let expected = history
+                    .iter()
+                    .any(|(seen, at)| *seen == id && *at >= offset - window && *at < offset);
+                proptest::prop_assert_eq!(w.check_and_insert(&id, offset), expected, "{} at {}", id, offset);
+                history.push((id, offset));
+                proptest::prop_assert!(w.len() <= window as usize + 1);
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! epoch; the source drops batches of an older epoch.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -227,11 +228,11 @@ impl KappaContext {
     }
 }
 
-/// A raw message as polled.
+/// A raw message as polled; its value is a range of the pending batch's payload buffer.
 struct Raw {
     partition: i32,
     offset: i64,
-    value: Option<Vec<u8>>,
+    value: Option<Range<usize>>,
 }
 
 /// The consumer thread's state.
@@ -246,6 +247,8 @@ pub(crate) struct Poller {
 
 /// How long one poll waits for a message.
 const POLL: Duration = Duration::from_millis(50);
+/// Commands are read between polls at least every this many messages (and whenever idle).
+const COMMAND_EVERY: usize = 256;
 /// How often an idle consumer says so.
 const IDLE_EVERY: Duration = Duration::from_millis(250);
 /// Minimum time between two warnings about the same consumer error.
@@ -262,6 +265,9 @@ impl Poller {
     pub fn run(mut self, runtime: tokio::runtime::Handle) {
         let _runtime = runtime.enter();
         let mut pending: Vec<Raw> = Vec::new();
+        // The pending messages' values, back to back: one copy per message and no allocation
+        // (a Vec per message was a tenth of this thread's time in malloc and free).
+        let mut payloads: Vec<u8> = Vec::new();
         let mut pending_since = Instant::now();
         let mut epoch = 0;
         let mut last_idle = Instant::now();
@@ -270,8 +276,17 @@ impl Poller {
         // Set once a newer schema was met: messages are no longer decoded (the pipeline commits
         // what came before and starts again with a new mapping); polling goes on for rebalances.
         let mut halted = false;
+        let mut idle = true;
         while !self.context().stop.load(Ordering::Acquire) {
-            for command in self.commands.try_iter().collect::<Vec<_>>() {
+            if pending.is_empty() {
+                payloads.clear();
+            }
+            let commands = if idle || pending.len().is_multiple_of(COMMAND_EVERY) {
+                self.commands.try_iter().collect::<Vec<_>>()
+            } else {
+                Vec::new()
+            };
+            for command in commands {
                 match command {
                     Command::CommitGroupOffsets(offsets) => {
                         self.commit(&offsets, CommitMode::Async);
@@ -291,7 +306,11 @@ impl Poller {
                 Some(Ok(m)) => Some(Raw {
                     partition: m.partition(),
                     offset: m.offset(),
-                    value: m.payload().map(<[u8]>::to_vec),
+                    value: m.payload().map(|value| {
+                        let start = payloads.len();
+                        payloads.extend_from_slice(value);
+                        start..payloads.len()
+                    }),
                 }),
                 Some(Err(e)) => {
                     if let Some(code) = e.rdkafka_error_code()
@@ -324,7 +343,7 @@ impl Poller {
                 epoch = now;
                 halted = false;
             }
-            let idle = message.is_none();
+            idle = message.is_none();
             if let Some(raw) = message.filter(|_| !halted) {
                 if pending.is_empty() {
                     pending_since = Instant::now();
@@ -339,7 +358,7 @@ impl Poller {
                 if let Some(progress) = &self.progress {
                     progress.progressed();
                 }
-                let (batches, newer) = match self.decode(std::mem::take(&mut pending)) {
+                let (batches, newer) = match self.decode(std::mem::take(&mut pending), &payloads) {
                     Ok(decoded) => decoded,
                     Err(e) => {
                         let _ = self.context().events.blocking_send(Polled::Failed(e));
@@ -442,6 +461,7 @@ impl Poller {
     fn decode(
         &mut self,
         raw: Vec<Raw>,
+        payloads: &[u8],
     ) -> Result<(Vec<SourceBatch>, Option<String>), KafkaSourceError> {
         let topic = self.context().topic.clone();
         let mut by_partition: BTreeMap<i32, Vec<Raw>> = BTreeMap::new();
@@ -454,7 +474,7 @@ impl Poller {
         let mut batches = Vec::with_capacity(by_partition.len());
         let mut newer = None;
         for (partition, messages) in by_partition {
-            let (batch, changed) = self.decode_partition(&topic, partition, &messages)?;
+            let (batch, changed) = self.decode_partition(&topic, partition, &messages, payloads)?;
             batches.push(batch);
             if let Some((offset, schema)) = changed {
                 newer.get_or_insert(format!("{topic}-{partition}@{offset}: {schema}"));
@@ -468,10 +488,11 @@ impl Poller {
         topic: &str,
         partition: i32,
         messages: &[Raw],
+        payloads: &[u8],
     ) -> Result<(SourceBatch, Option<(i64, NewerSchema)>), KafkaSourceError> {
         let records: Vec<(i64, Option<&[u8]>)> = messages
             .iter()
-            .map(|m| (m.offset, m.value.as_deref()))
+            .map(|m| (m.offset, m.value.clone().map(|range| &payloads[range])))
             .collect();
         let decoded = self
             .decoder
@@ -487,7 +508,7 @@ impl Poller {
             records: messages.len() as u64,
             bytes: messages
                 .iter()
-                .map(|m| m.value.as_ref().map_or(0, Vec::len) as u64)
+                .map(|m| m.value.as_ref().map_or(0, ExactSizeIterator::len) as u64)
                 .sum(),
         }
         .emit();
