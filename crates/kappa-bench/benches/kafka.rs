@@ -113,14 +113,21 @@ async fn bench() {
     )
     .reading_to(&ends);
     let (summary, (catalog, milestones)) = drain
-        .run(&brokers, registry.clone(), |catalog, milestones| async move {
-            milestones.until_drained().await;
-            (catalog, milestones)
-        })
+        .run(
+            &brokers,
+            registry.clone(),
+            |catalog, milestones| async move {
+                milestones.until_drained().await;
+                (catalog, milestones)
+            },
+        )
         .await;
     let stopped = Instant::now();
     let held = drain.committed(catalog.as_ref()).await;
-    assert_eq!(held, ends, "the stopped pipeline's table holds the whole topic");
+    assert_eq!(
+        held, ends,
+        "the stopped pipeline's table holds the whole topic"
+    );
     check(&summary, &expected);
     let first = *milestones.first_batch.get().unwrap();
     let drained = *milestones.drained.get().unwrap();

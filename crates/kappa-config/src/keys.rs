@@ -95,6 +95,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "name",
             "partition_by",
             "target_file_size",
+            "writers",
             "dlq_name",
             "late_name",
             "quarantine_name",

@@ -347,6 +347,8 @@ pub struct TableSection {
     pub partition_by: Vec<String>,
     /// Target data file size in bytes.
     pub target_file_size: u64,
+    /// Parquet writers a flush may use in parallel while rows arrive faster than one encodes.
+    pub writers: u64,
     /// Dead-letter table name (default `<name>_dlq`).
     pub dlq_name: Option<String>,
     /// Late-row table (with `[event_time] late_policy = "late_table"`), default `<name>_late`.

@@ -561,6 +561,7 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
         .map(|s| parse_partition(s))
         .collect::<Result<Vec<_>, _>>()?;
     positive("table", "target_file_size", raw.table.target_file_size)?;
+    positive("table", "writers", raw.table.writers)?;
     if raw.metrics.stall_after.is_zero() {
         return Err(ConfigError::invalid(
             "metrics",

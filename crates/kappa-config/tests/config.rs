@@ -107,6 +107,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.schema, SchemaSource::Dir("contracts".into()));
     assert_eq!(config.subject, "p-value", "no topic: the pipeline name");
     assert_eq!(raw.table.target_file_size, 128 << 20);
+    assert_eq!(raw.table.writers, 2);
     assert_eq!(config.dlq_table, "t_dlq");
     assert_eq!(config.commit_interval, Duration::from_secs(60));
     assert_eq!(raw.commit.rows, 1_000_000);
@@ -304,6 +305,10 @@ fn bad_values_name_the_key() {
         (
             format!("{MINIMAL}\n[replay]\nbatch_rows = 0\n"),
             "config: [replay] batch_rows:",
+        ),
+        (
+            format!("{MINIMAL}writers = 0\n"),
+            "config: [table] writers: must be greater than 0",
         ),
         (
             format!("{MINIMAL}\n[metrics]\nlisten = \"everywhere\"\n"),

@@ -26,6 +26,9 @@ pub struct WriterOptions {
     pub target_file_size: usize,
     /// ZSTD level (1–22).
     pub zstd_level: i32,
+    /// Writers a flush may use in parallel when rows arrive faster than one encodes them, each
+    /// with its own files (kappa-runtime's writer stage); 1: one file per partition value.
+    pub writers: usize,
 }
 
 impl Default for WriterOptions {
@@ -33,6 +36,7 @@ impl Default for WriterOptions {
         Self {
             target_file_size: 128 * 1024 * 1024,
             zstd_level: 3,
+            writers: 2,
         }
     }
 }

@@ -28,8 +28,8 @@ use tracing::{debug, warn};
 use crate::buffer::Buffer;
 use crate::dlq::dlq_batch;
 use crate::error::RuntimeError;
-use crate::run::Flushed;
 use crate::stats::RunSummary;
+use crate::write::Flushed;
 
 /// The committers of the main, the dead-letter and (when late rows are routed) the late table.
 pub(crate) struct Tables {

@@ -18,6 +18,7 @@ mod pause;
 mod run;
 mod spec;
 mod stats;
+mod write;
 
 pub use buffer::CommitPolicy;
 pub use dlq::dlq_schema;

@@ -14,14 +14,10 @@
 use std::pin::Pin;
 use std::time::Instant;
 
-use arrow_array::RecordBatch;
 use futures::FutureExt;
 use futures::future::Fuse;
-use iceberg::spec::DataFile;
-use iceberg::table::Table;
 use kappa_core::{Classify, Source, SourceEvent, SourcePosition, Transform};
 use kappa_iceberg::IcebergError;
-use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, instrument, warn};
 
@@ -31,6 +27,7 @@ use crate::error::RuntimeError;
 use crate::pause::{Blocked, Limit, Resume, pause};
 use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
+use crate::write::{Flushed, ToWriter, WRITER_QUEUE, write_loop};
 
 /// Runs a bounded `source` through `logic` into the pipeline's tables until the source ends.
 ///
@@ -505,72 +502,11 @@ impl<'a> Limited<'a> {
     }
 }
 
-/// Batches queued between the read loop and the writer (backpressure on reading).
-const WRITER_QUEUE: usize = 4;
-
-/// What the read loop hands the writer.
-enum ToWriter {
-    /// Rows for the main table, in its Arrow schema.
-    Rows(RecordBatch),
-    /// Everything since the last flush is in: close the files and commit them with this buffer.
-    Flush(Box<Buffer>),
-}
-
-/// A flush ready to commit: its bookkeeping and the data files holding its rows.
-pub(crate) type Flushed = (Box<Buffer>, Vec<DataFile>);
-
-/// Encodes rows into data files as they arrive; at each flush closes the files and passes them
-/// on with the flush's bookkeeping. Files are named `<run uuid>-<flush>-<n>.parquet`.
-async fn write_loop(
-    mut rx: mpsc::Receiver<ToWriter>,
-    to_commit: mpsc::Sender<Flushed>,
-    table: Table,
-    table_name: String,
-    options: WriterOptions,
-) -> Result<(), RuntimeError> {
-    let run = uuid::Uuid::new_v4().simple().to_string();
-    let fail = |source: iceberg::Error| {
-        RuntimeError::Sink(IcebergError::Write {
-            table: table_name.clone(),
-            source: Box::new(source),
-        })
-    };
-    let mut flushes = 0u64;
-    let mut writer: Option<StreamingWriter> = None;
-    while let Some(message) = rx.recv().await {
-        match message {
-            ToWriter::Rows(rows) => {
-                let open = match writer.as_mut() {
-                    Some(open) => open,
-                    None => writer.insert(
-                        StreamingWriter::new(&table, &format!("{run}-{flushes:05}"), &options)
-                            .await
-                            .map_err(fail)?,
-                    ),
-                };
-                open.write(&rows).await.map_err(fail)?;
-                kappa_core::crash_point("runtime::write");
-            }
-            ToWriter::Flush(buffer) => {
-                flushes += 1;
-                let files = match writer.take() {
-                    Some(open) => open.finish().await.map_err(fail)?,
-                    None => Vec::new(),
-                };
-                if to_commit.send((buffer, files)).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, Int64Array};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
     use arrow_schema::{DataType, Field, Schema};
     use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
 

@@ -200,6 +200,7 @@ pub fn pipeline_spec(
             .collect(),
         writer: WriterOptions {
             target_file_size: raw.table.target_file_size as usize,
+            writers: raw.table.writers as usize,
             ..WriterOptions::default()
         },
         commit: CommitPolicy {
