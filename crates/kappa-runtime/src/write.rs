@@ -234,3 +234,51 @@ fn joined(
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writers whose rooms are real and whose tasks are absent: `room` only looks at the rooms.
+    fn writers(n: usize) -> Vec<Writer> {
+        (0..n)
+            .map(|_| Writer {
+                tx: mpsc::channel(IN_HAND).0,
+                room: Arc::new(Semaphore::new(IN_HAND)),
+                handle: None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_to_the_first_writer_with_room() {
+        let writers = writers(2);
+        let (first, encoding) = room(&writers).await;
+        let (again, waiting) = room(&writers).await;
+        assert_eq!((first, again), (0, 0), "one batch encoding and one waiting");
+        let (second, _other) = room(&writers).await;
+        assert_eq!(second, 1, "the second writer only once the first is full");
+        drop(encoding);
+        let (back, _) = room(&writers).await;
+        assert_eq!(back, 0, "the first again as soon as it has room");
+        drop(waiting);
+    }
+
+    #[tokio::test]
+    async fn with_every_writer_full_the_first_to_make_room_gets_the_batch() {
+        let writers = writers(2);
+        let mut held = Vec::new();
+        for _ in 0..2 * IN_HAND {
+            held.push(room(&writers).await);
+        }
+        let waiting = room(&writers);
+        tokio::pin!(waiting);
+        assert!(
+            futures::poll!(waiting.as_mut()).is_pending(),
+            "no writer has room"
+        );
+        let freed = held.iter().position(|(index, _)| *index == 1).unwrap();
+        drop(held.remove(freed));
+        assert_eq!(waiting.await.0, 1);
+    }
+}
