@@ -1,3 +1,5 @@
+//! Kafka brokers behind security proxies: [`TlsBroker`] and [`SaslBroker`].
+//!
 //! A Kafka broker reachable only over TLS: a tansu of the test's own that advertises a
 //! TLS-terminating proxy (`dev/tls-proxy.py`, Python's standard library) in front of it, with a
 //! throwaway CA and a server certificate for `127.0.0.1` made by the `openssl` command.
@@ -85,36 +87,21 @@ impl TlsBroker {
         );
         let port = free_port();
         let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/tls-proxy.py");
-        let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
-        let proxy = Command::new(service("KAPPA_PYTHON"))
-            .arg(&script)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--upstream", &broker.address()])
-            .arg("--cert")
-            .arg(dir.path().join("server.pem"))
-            .arg("--key")
-            .arg(dir.path().join("server.key"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let tls = TlsBroker {
+        let cert = dir.path().join("server.pem").display().to_string();
+        let key = dir.path().join("server.key").display().to_string();
+        let proxy = proxy(
+            "tls-proxy.py",
+            port,
+            &broker,
+            &["--cert", &cert, "--key", &key],
+            dir.path(),
+        );
+        TlsBroker {
             broker,
             proxy,
             port,
             dir,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(tls.address()).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "the TLS proxy did not listen on {}",
-                tls.address()
-            );
-            std::thread::sleep(Duration::from_millis(100));
         }
-        tls
     }
 
     /// `host:port` clients connect to (TLS).
@@ -134,6 +121,86 @@ impl TlsBroker {
 }
 
 impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        let _ = self.proxy.kill();
+        let _ = self.proxy.wait();
+    }
+}
+
+/// Starts `dev/<script>` listening on 127.0.0.1:`port` in front of `broker`, with `args`;
+/// returns once it accepts connections. Its log goes to `dir/proxy.log`.
+fn proxy(script: &str, port: u16, broker: &OwnBroker, args: &[&str], dir: &Path) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dev")
+        .join(script);
+    let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
+    let mut proxy = Command::new(service("KAPPA_PYTHON"))
+        .arg(&script)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--upstream", &broker.address()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = proxy.kill();
+            panic!("{} did not listen on 127.0.0.1:{port}", script.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    proxy
+}
+
+/// A Kafka broker that only serves clients authenticated with SASL/PLAIN: a tansu of the test's
+/// own advertising `dev/sasl-proxy.py` in front of it, which answers the SASL handshake and
+/// authentication itself (tansu keeps no SASL users across restarts).
+///
+/// ```text
+///  client ──SASL_PLAINTEXT──► proxy 127.0.0.1:<port> ──plain──► tansu (advertises the proxy)
+/// ```
+pub struct SaslBroker {
+    broker: OwnBroker,
+    proxy: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl SaslBroker {
+    /// Starts the broker and the proxy, which accepts `user` with `password`.
+    pub fn start(name: &str, user: &str, password: &str) -> SaslBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
+        let proxy = proxy(
+            "sasl-proxy.py",
+            port,
+            &broker,
+            &["--user", user, "--password", password],
+            dir.path(),
+        );
+        SaslBroker {
+            broker,
+            proxy,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `host:port` clients connect to (SASL_PLAINTEXT).
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker behind the proxy.
+    pub fn broker(&self) -> &OwnBroker {
+        &self.broker
+    }
+}
+
+impl Drop for SaslBroker {
     fn drop(&mut self) {
         let _ = self.proxy.kill();
         let _ = self.proxy.wait();

@@ -788,3 +788,74 @@ fn kafka_over_tls_reads_every_event_once_and_its_secrets_stay_out_of_the_logs() 
     assert!(!stderr.contains(secret), "{stderr}");
     drop(tls);
 }
+
+/// SASL passes through `[source.kafka.properties]` to librdkafka: against a broker that serves
+/// only clients authenticated with SASL/PLAIN, every event lands exactly once; the password never
+/// appears in the logs or in `kappa status`; a wrong one fails with the broker's reason.
+#[test]
+fn kafka_over_sasl_reads_every_event_once_and_the_password_stays_out_of_the_logs() {
+    let secret = "kappa-sasl-secret-94c2";
+    let sasl = kappa_integration_tests::tls::SaslBroker::start("sasl", "kappa", secret);
+    let client = [
+        ("security.protocol", "sasl_plaintext"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "kappa"),
+        ("sasl.password", secret),
+    ];
+    let topic = unique_topic("sasl");
+    kappa_integration_tests::kafka::create_topic_with(&sasl.address(), &topic, 3, &client);
+    let expected = produce(
+        &kappa_integration_tests::kafka::producer_with(&sasl.address(), &client),
+        &topic,
+        history(&topic, 3_000, 3),
+        0,
+    );
+    let properties = format!(
+        "\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"kappa\"\n\"sasl.password\" = \"{secret}\"\n"
+    );
+    let (scene, config) = append(
+        live_scene_at(&sasl.address(), &topic),
+        &format!("{FAST_GROUP}{properties}"),
+    );
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(90));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_exactly_once(&scene, &expected);
+    let logs = run_logs(&config);
+    assert!(!logs.contains(secret), "the password in the log:\n{logs}");
+    let status = kappa(
+        &["status", "-c", &config.display().to_string(), "--json"],
+        &[("KAPPA_LOG", "debug")],
+    );
+    assert!(status.status.success());
+    for stream in [&status.stdout, &status.stderr] {
+        assert!(!String::from_utf8_lossy(stream).contains(secret));
+    }
+
+    // A wrong password: the broker refuses it, and the run says so instead of hanging.
+    let wrong = "kappa-wrong-password-1b7e";
+    let refused = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(secret, wrong);
+    let refused_config = config.with_file_name("refused.toml");
+    std::fs::write(&refused_config, refused).unwrap();
+    let out = kappa(
+        &[
+            "run",
+            "-c",
+            &refused_config.display().to_string(),
+            "--set",
+            "source.kafka.startup_timeout=5s",
+        ],
+        &[("KAPPA_LOG", "debug")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("SASL authentication") && stderr.contains("invalid username or password"),
+        "the failure names the SASL cause: {stderr}"
+    );
+    assert!(!stderr.contains(wrong), "{stderr}");
+    drop(sasl);
+}
