@@ -71,9 +71,14 @@ pub(crate) async fn write_loop(
             }
             ToWriter::Flush(buffer) => {
                 flushes += 1;
-                let mut files = Vec::new();
+                // Every writer closes its files at once, each on its own task.
+                let mut closing = Vec::with_capacity(writers.len());
                 for writer in &mut writers {
-                    files.extend(writer.finish().await?);
+                    closing.push(writer.finish().await?);
+                }
+                let mut files = Vec::new();
+                for (writer, closed) in writers.iter_mut().zip(closing) {
+                    files.extend(writer.finished(closed).await?);
                 }
                 if to_commit.send((buffer, files)).await.is_err() {
                     break;
@@ -193,10 +198,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes this writer's files of the current flush.
-    async fn finish(&mut self) -> Result<Vec<DataFile>, RuntimeError> {
+    /// Asks this writer to close its files of the current flush; [`Writer::finished`] waits.
+    async fn finish(&mut self) -> Result<oneshot::Receiver<Vec<DataFile>>, RuntimeError> {
         let (reply, files) = oneshot::channel();
         self.send(Job::Finish(reply)).await?;
+        Ok(files)
+    }
+
+    /// The files this writer closed for [`Writer::finish`].
+    async fn finished(
+        &mut self,
+        files: oneshot::Receiver<Vec<DataFile>>,
+    ) -> Result<Vec<DataFile>, RuntimeError> {
         match files.await {
             Ok(files) => Ok(files),
             Err(_) => Err(self.failure().await),
