@@ -9,6 +9,7 @@
 //! files carries no meaning in an Iceberg table; each flush's files are committed together.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use futures::FutureExt;
@@ -18,6 +19,7 @@ use kappa_iceberg::IcebergError;
 use kappa_iceberg::writer::{StreamingWriter, WriterOptions};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tracing::debug;
 
 use crate::buffer::Buffer;
 use crate::error::RuntimeError;
@@ -71,6 +73,7 @@ pub(crate) async fn write_loop(
             }
             ToWriter::Flush(buffer) => {
                 flushes += 1;
+                let closing_since = Instant::now();
                 // Every writer closes its files at once, each on its own task.
                 let mut closing = Vec::with_capacity(writers.len());
                 for writer in &mut writers {
@@ -80,6 +83,11 @@ pub(crate) async fn write_loop(
                 for (writer, closed) in writers.iter_mut().zip(closing) {
                     files.extend(writer.finished(closed).await?);
                 }
+                debug!(
+                    files = files.len(),
+                    ms = closing_since.elapsed().as_millis() as u64,
+                    "closed the flush's data files"
+                );
                 if to_commit.send((buffer, files)).await.is_err() {
                     break;
                 }
