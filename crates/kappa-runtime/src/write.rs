@@ -63,7 +63,7 @@ pub(crate) async fn write_loop(
     while let Some(message) = rx.recv().await {
         match message {
             ToWriter::Rows(rows) => {
-                let (index, permit) = room(&writers).await;
+                let (index, permit) = room(&writers).await?;
                 let job = Job::Rows {
                     rows,
                     flushes,
@@ -102,19 +102,21 @@ pub(crate) async fn write_loop(
 }
 
 /// The first writer with room for a batch, else the first to make room.
-async fn room(writers: &[Writer]) -> (usize, OwnedSemaphorePermit) {
+async fn room(writers: &[Writer]) -> Result<(usize, OwnedSemaphorePermit), RuntimeError> {
     for (index, writer) in writers.iter().enumerate() {
         if let Ok(permit) = writer.room.clone().try_acquire_owned() {
-            return (index, permit);
+            return Ok((index, permit));
         }
     }
     let waits = writers
         .iter()
         .map(|writer| writer.room.clone().acquire_owned().boxed());
     match futures::future::select_all(waits).await {
-        (Ok(permit), index, _) => (index, permit),
-        // The semaphores are never closed.
-        (Err(_), _, _) => unreachable!("a writer's room is never closed"),
+        (Ok(permit), index, _) => Ok((index, permit)),
+        // Nothing closes the semaphores.
+        (Err(_), index, _) => Err(RuntimeError::Invariant(format!(
+            "the room of Parquet writer {index} was closed"
+        ))),
     }
 }
 
@@ -274,13 +276,13 @@ mod tests {
     #[tokio::test]
     async fn a_batch_goes_to_the_first_writer_with_room() {
         let writers = writers(2);
-        let (first, encoding) = room(&writers).await;
-        let (again, waiting) = room(&writers).await;
+        let (first, encoding) = room(&writers).await.unwrap();
+        let (again, waiting) = room(&writers).await.unwrap();
         assert_eq!((first, again), (0, 0), "one batch encoding and one waiting");
-        let (second, _other) = room(&writers).await;
+        let (second, _other) = room(&writers).await.unwrap();
         assert_eq!(second, 1, "the second writer only once the first is full");
         drop(encoding);
-        let (back, _) = room(&writers).await;
+        let (back, _) = room(&writers).await.unwrap();
         assert_eq!(back, 0, "the first again as soon as it has room");
         drop(waiting);
     }
@@ -290,7 +292,7 @@ mod tests {
         let writers = writers(2);
         let mut held = Vec::new();
         for _ in 0..2 * IN_HAND {
-            held.push(room(&writers).await);
+            held.push(room(&writers).await.unwrap());
         }
         let waiting = room(&writers);
         tokio::pin!(waiting);
@@ -300,6 +302,6 @@ mod tests {
         );
         let freed = held.iter().position(|(index, _)| *index == 1).unwrap();
         drop(held.remove(freed));
-        assert_eq!(waiting.await.0, 1);
+        assert_eq!(waiting.await.unwrap().0, 1);
     }
 }
