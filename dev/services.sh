@@ -8,7 +8,7 @@
 #   - promtool (Debian's prometheus package; only the tool is used, no server is started) for
 #     `promtool check metrics` in kappa-metrics' tests and the alert-rule tests,
 #   - the openssl command (Debian's openssl package) for the TLS tests' certificates; their TLS
-#     proxy is dev/tls-proxy.py (Python's standard library).
+#     proxy is dev/kafka-proxy.py (Python's standard library).
 # Usage: dev/services.sh install | install-promtool | start | stop | status | env
 # Everything lives under $KAPPA_INFRA (default ~/.cache/kappa-infra), outside the clone.
 set -euo pipefail

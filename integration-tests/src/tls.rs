@@ -1,7 +1,7 @@
 //! Kafka brokers behind security proxies: [`TlsBroker`] and [`SaslBroker`].
 //!
 //! A Kafka broker reachable only over TLS: a tansu of the test's own that advertises a
-//! TLS-terminating proxy (`dev/tls-proxy.py`, Python's standard library) in front of it, with a
+//! TLS-terminating proxy (`dev/kafka-proxy.py`, Python's standard library) in front of it, with a
 //! throwaway CA and a server certificate for `127.0.0.1` made by the `openssl` command.
 //!
 //! ```text
@@ -89,13 +89,7 @@ impl TlsBroker {
         let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
         let cert = dir.path().join("server.pem").display().to_string();
         let key = dir.path().join("server.key").display().to_string();
-        let proxy = proxy(
-            "tls-proxy.py",
-            port,
-            &broker,
-            &["--cert", &cert, "--key", &key],
-            dir.path(),
-        );
+        let proxy = proxy(port, &broker, &["--cert", &cert, "--key", &key], dir.path());
         TlsBroker {
             broker,
             proxy,
@@ -127,12 +121,10 @@ impl Drop for TlsBroker {
     }
 }
 
-/// Starts `dev/<script>` listening on 127.0.0.1:`port` in front of `broker`, with `args`;
-/// returns once it accepts connections. Its log goes to `dir/proxy.log`.
-fn proxy(script: &str, port: u16, broker: &OwnBroker, args: &[&str], dir: &Path) -> Child {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../dev")
-        .join(script);
+/// Starts `dev/kafka-proxy.py` listening on 127.0.0.1:`port` in front of `broker`, with `args`
+/// (TLS, SASL); returns once it accepts connections. Its log goes to `dir/proxy.log`.
+fn proxy(port: u16, broker: &OwnBroker, args: &[&str], dir: &Path) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/kafka-proxy.py");
     let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
     let mut proxy = Command::new(service("KAPPA_PYTHON"))
         .arg(&script)
@@ -155,7 +147,7 @@ fn proxy(script: &str, port: u16, broker: &OwnBroker, args: &[&str], dir: &Path)
 }
 
 /// A Kafka broker that only serves clients authenticated with SASL/PLAIN: a tansu of the test's
-/// own advertising `dev/sasl-proxy.py` in front of it, which answers the SASL handshake and
+/// own advertising `dev/kafka-proxy.py` in front of it, which answers the SASL handshake and
 /// authentication itself (tansu keeps no SASL users across restarts).
 ///
 /// ```text
@@ -175,7 +167,6 @@ impl SaslBroker {
         let port = free_port();
         let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
         let proxy = proxy(
-            "sasl-proxy.py",
             port,
             &broker,
             &["--user", user, "--password", password],

@@ -721,30 +721,27 @@ fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped(
     );
 }
 
-#[test]
-fn kafka_over_tls_reads_every_event_once_and_its_secrets_stay_out_of_the_logs() {
-    let tls = kappa_integration_tests::tls::TlsBroker::start("tls");
-    let ca = tls.ca().display().to_string();
-    let client = [
-        ("security.protocol", "ssl"),
-        ("ssl.ca.location", ca.as_str()),
-    ];
-    let topic = unique_topic("tls");
-    kappa_integration_tests::kafka::create_topic_with(&tls.address(), &topic, 3, &client);
+/// Against a secured broker at `address` (`client`: the admin's and producer's settings), a topic
+/// of 3,000 events read by `kappa run` with `properties` in `[source.kafka.properties]` lands
+/// exactly once, and `secret` appears in neither the run log nor `kappa status` at debug level.
+/// Returns the scene (which holds the files) and the pipeline's config.
+fn a_secured_run_reads_every_event_once(
+    name: &str,
+    address: &str,
+    client: &[(&str, &str)],
+    properties: &str,
+    secret: &str,
+) -> (Scene, std::path::PathBuf) {
+    let topic = unique_topic(name);
+    kappa_integration_tests::kafka::create_topic_with(address, &topic, 3, client);
     let expected = produce(
-        &kappa_integration_tests::kafka::producer_with(&tls.address(), &client),
+        &kappa_integration_tests::kafka::producer_with(address, client),
         &topic,
         history(&topic, 3_000, 3),
         0,
     );
-    // The TLS settings pass through [source.kafka.properties]; a secret-looking value among them
-    // must never be logged (the config's Debug redacts it, librdkafka never prints it).
-    let secret = "kappa-test-secret-6f1d";
-    let properties = format!(
-        "\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{ca}\"\n\"ssl.key.password\" = \"{secret}\"\n"
-    );
     let (scene, config) = append(
-        live_scene_at(&tls.address(), &topic),
+        live_scene_at(address, &topic),
         &format!("{FAST_GROUP}{properties}"),
     );
     let child = run(&config);
@@ -762,25 +759,52 @@ fn kafka_over_tls_reads_every_event_once_and_its_secrets_stay_out_of_the_logs() 
     for stream in [&status.stdout, &status.stderr] {
         assert!(!String::from_utf8_lossy(stream).contains(secret));
     }
+    (scene, config)
+}
 
-    // Without the CA the broker's certificate is not trusted: a clear failure, not a hang.
-    let untrusted = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(&format!("\"ssl.ca.location\" = \"{ca}\"\n"), "");
-    let untrusted_config = config.with_file_name("untrusted.toml");
-    std::fs::write(&untrusted_config, untrusted).unwrap();
+/// `kappa run` on `config` changed by `edit` (saved as `name`.toml beside it) fails within its
+/// 5 s startup timeout instead of hanging; returns what it printed on stderr.
+fn a_refused_start(
+    config: &std::path::Path,
+    name: &str,
+    edit: impl FnOnce(String) -> String,
+) -> String {
+    let changed = config.with_file_name(format!("{name}.toml"));
+    std::fs::write(&changed, edit(std::fs::read_to_string(config).unwrap())).unwrap();
     let out = kappa(
         &[
             "run",
             "-c",
-            &untrusted_config.display().to_string(),
+            &changed.display().to_string(),
             "--set",
             "source.kafka.startup_timeout=5s",
         ],
         &[("KAPPA_LOG", "debug")],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{stderr}");
+    stderr
+}
+
+#[test]
+fn kafka_over_tls_reads_every_event_once_and_its_secrets_stay_out_of_the_logs() {
+    let tls = kappa_integration_tests::tls::TlsBroker::start("tls");
+    let ca = tls.ca().display().to_string();
+    let client = [
+        ("security.protocol", "ssl"),
+        ("ssl.ca.location", ca.as_str()),
+    ];
+    // The TLS settings pass through [source.kafka.properties]; a secret-looking value among them
+    // must never be logged (the config's Debug redacts it, librdkafka never prints it).
+    let secret = "kappa-test-secret-6f1d";
+    let trusted = format!("\"ssl.ca.location\" = \"{ca}\"\n");
+    let properties =
+        format!("\"security.protocol\" = \"ssl\"\n{trusted}\"ssl.key.password\" = \"{secret}\"\n");
+    let (_scene, config) =
+        a_secured_run_reads_every_event_once("tls", &tls.address(), &client, &properties, secret);
+
+    // Without the CA the broker's certificate is not trusted: a clear failure, not a hang.
+    let stderr = a_refused_start(&config, "untrusted", |c| c.replace(&trusted, ""));
     assert!(
         stderr.contains("SSL handshake failed") && stderr.contains("certificate verify failed"),
         "the failure names the TLS cause: {stderr}"
@@ -802,56 +826,16 @@ fn kafka_over_sasl_reads_every_event_once_and_the_password_stays_out_of_the_logs
         ("sasl.username", "kappa"),
         ("sasl.password", secret),
     ];
-    let topic = unique_topic("sasl");
-    kappa_integration_tests::kafka::create_topic_with(&sasl.address(), &topic, 3, &client);
-    let expected = produce(
-        &kappa_integration_tests::kafka::producer_with(&sasl.address(), &client),
-        &topic,
-        history(&topic, 3_000, 3),
-        0,
-    );
-    let properties = format!(
-        "\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"kappa\"\n\"sasl.password\" = \"{secret}\"\n"
-    );
-    let (scene, config) = append(
-        live_scene_at(&sasl.address(), &topic),
-        &format!("{FAST_GROUP}{properties}"),
-    );
-    let child = run(&config);
-    wait_until_committed(&config, &topic, &expected, Duration::from_secs(90));
-    let (code, summary) = terminate(child);
-    assert_eq!(code, Some(0), "{summary}");
-    assert_exactly_once(&scene, &expected);
-    let logs = run_logs(&config);
-    assert!(!logs.contains(secret), "the password in the log:\n{logs}");
-    let status = kappa(
-        &["status", "-c", &config.display().to_string(), "--json"],
-        &[("KAPPA_LOG", "debug")],
-    );
-    assert!(status.status.success());
-    for stream in [&status.stdout, &status.stderr] {
-        assert!(!String::from_utf8_lossy(stream).contains(secret));
-    }
+    let properties: String = client
+        .iter()
+        .map(|(key, value)| format!("\"{key}\" = \"{value}\"\n"))
+        .collect();
+    let (_scene, config) =
+        a_secured_run_reads_every_event_once("sasl", &sasl.address(), &client, &properties, secret);
 
     // A wrong password: the broker refuses it, and the run says so instead of hanging.
     let wrong = "kappa-wrong-password-1b7e";
-    let refused = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(secret, wrong);
-    let refused_config = config.with_file_name("refused.toml");
-    std::fs::write(&refused_config, refused).unwrap();
-    let out = kappa(
-        &[
-            "run",
-            "-c",
-            &refused_config.display().to_string(),
-            "--set",
-            "source.kafka.startup_timeout=5s",
-        ],
-        &[("KAPPA_LOG", "debug")],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = a_refused_start(&config, "refused", |c| c.replace(secret, wrong));
     assert!(
         stderr.contains("SASL authentication") && stderr.contains("invalid username or password"),
         "the failure names the SASL cause: {stderr}"

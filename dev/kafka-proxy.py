@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""A SASL/PLAIN-authenticating Kafka proxy for the integration tests (Python's standard library).
+"""A Kafka proxy with TLS and SASL/PLAIN for the integration tests (Python's standard library).
 
-Accepts Kafka connections on --listen and forwards them to --upstream (a plaintext broker that
-advertises the proxy's address), but only after the client has authenticated with SASL/PLAIN as
---user with --password, as a broker with `sasl.enabled.mechanisms=PLAIN` requires:
+Accepts Kafka connections on --listen and forwards them to --upstream, a plaintext broker that
+advertises the proxy's address, so that every connection a client makes (bootstrap, then the
+advertised broker) goes through it:
+
+- with --cert and --key it terminates TLS (`security.protocol` ssl or sasl_ssl);
+- with --user and --password it serves only clients authenticated with SASL/PLAIN, as a broker
+  with `sasl.enabled.mechanisms=PLAIN` does (sasl_plaintext or sasl_ssl):
 
     client ── ApiVersions ───────────────► forwarded (the broker lists SaslHandshake v0-1 and
                                             SaslAuthenticate v0-2, as Kafka does)
@@ -11,13 +15,15 @@ advertises the proxy's address), but only after the client has authenticated wit
            ── SaslAuthenticate v0/v1 ────► answered here: checked against --user/--password
            ── anything else ─────────────► forwarded once authenticated, else the connection closes
 
-tansu keeps no SASL users across restarts and refuses to create them with authentication on,
-so this is how `kappa run`'s SASL settings meet a real authentication exchange here.
+tansu's own `--cert` gave no TLS handshake, and tansu keeps no SASL users across restarts and
+refuses to create them with authentication on: this is how `kappa run`'s security settings meet
+a real TLS handshake and a real authentication exchange here.
 
 Prints "listening" once it accepts connections.
 """
 import argparse
 import asyncio
+import ssl
 import struct
 
 API_VERSIONS, SASL_HANDSHAKE, SASL_AUTHENTICATE = 18, 17, 36
@@ -43,7 +49,7 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
         pass
     finally:
         writer.close()
@@ -53,10 +59,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="host:port to accept on")
     parser.add_argument("--upstream", required=True, help="host:port of the broker")
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
+    parser.add_argument("--cert", help="TLS: the server certificate (PEM)")
+    parser.add_argument("--key", help="TLS: the server key (PEM)")
+    parser.add_argument("--user", help="SASL/PLAIN: the one user accepted")
+    parser.add_argument("--password", help="SASL/PLAIN: its password")
     args = parser.parse_args()
-    user, password = args.user.encode(), args.password.encode()
+    context = None
+    if args.cert or args.key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.cert, args.key)
+    sasl = args.user is not None or args.password is not None
+    user, password = (args.user or "").encode(), (args.password or "").encode()
     up_host, up_port = args.upstream.rsplit(":", 1)
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -64,6 +77,9 @@ async def main() -> None:
             up_reader, up_writer = await asyncio.open_connection(up_host, int(up_port))
         except OSError:
             writer.close()
+            return
+        if not sasl:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
             return
         back = asyncio.ensure_future(pipe(up_reader, writer))
         mechanism_ok = authenticated = False
@@ -104,7 +120,7 @@ async def main() -> None:
                     await up_writer.drain()
                 else:
                     break  # a request before authenticating: a SASL listener drops the connection
-        except (ConnectionError, asyncio.IncompleteReadError, struct.error):
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, struct.error):
             pass
         finally:
             up_writer.close()
@@ -112,7 +128,7 @@ async def main() -> None:
             back.cancel()
 
     host, port = args.listen.rsplit(":", 1)
-    server = await asyncio.start_server(handle, host, int(port))
+    server = await asyncio.start_server(handle, host, int(port), ssl=context)
     print("listening", flush=True)
     async with server:
         await server.serve_forever()
