@@ -475,3 +475,36 @@ async fn days_are_judged_against_the_previous_days_once_every_partition_has_pass
         "a uniform history flags no day: {compared:?}"
     );
 }
+
+#[tokio::test]
+async fn a_writer_that_cannot_write_ends_the_run_with_its_error_and_commits_nothing() {
+    let env = env(3_000).await;
+    let spec = PipelineSpec {
+        writer: WriterOptions {
+            writers: 2,
+            ..WriterOptions::default()
+        },
+        ..env.spec(1_000)
+    };
+    let pipeline = open_pipeline(spec).await.unwrap();
+    // The main table's data directory is a file: no data file can be created under it.
+    let data = env.dir.path().join("warehouse/kappa/orders/data");
+    std::fs::write(&data, b"not a directory").unwrap();
+    let options = ReplayOptions {
+        batch_rows: 400,
+        ..ReplayOptions::default()
+    };
+    let source = env.source(&PartitionFilter::All, options).await;
+    let err = run_pipeline(pipeline, source, OrdersLogic::new(100_000))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("table kappa.orders: writing data files")
+            && message.contains("Not a directory"),
+        "the error names the table, the write and its cause: {message}"
+    );
+    std::fs::remove_file(&data).unwrap();
+    let (rows, _) = env.counts().await;
+    assert_eq!(rows, 0, "nothing of the failed flush is in the main table");
+}
