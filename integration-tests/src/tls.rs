@@ -1,4 +1,4 @@
-//! Kafka brokers behind security proxies: [`TlsBroker`] and [`SaslBroker`].
+//! Kafka brokers behind security proxies: [`TlsBroker`] and [`ProxiedBroker::sasl`].
 //!
 //! A Kafka broker reachable only over TLS: a tansu of the test's own that advertises a
 //! TLS-terminating proxy (`dev/kafka-proxy.py`, Python's standard library) in front of it, with a
@@ -17,10 +17,7 @@ use crate::{free_port, service};
 
 /// The broker behind its TLS proxy; both stop when it is dropped.
 pub struct TlsBroker {
-    broker: OwnBroker,
-    proxy: Child,
-    port: u16,
-    dir: tempfile::TempDir,
+    proxied: ProxiedBroker,
 }
 
 fn openssl(args: &[&str], dir: &Path) {
@@ -85,12 +82,75 @@ impl TlsBroker {
             ],
             dir.path(),
         );
-        let port = free_port();
-        let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
         let cert = dir.path().join("server.pem").display().to_string();
         let key = dir.path().join("server.key").display().to_string();
-        let proxy = proxy(port, &broker, &["--cert", &cert, "--key", &key], dir.path());
-        TlsBroker {
+        let proxied = ProxiedBroker::start(name, &["--cert", &cert, "--key", &key], dir);
+        TlsBroker { proxied }
+    }
+
+    /// `host:port` clients connect to (TLS).
+    pub fn address(&self) -> String {
+        self.proxied.address()
+    }
+
+    /// The CA that signed the server certificate (PEM).
+    pub fn ca(&self) -> PathBuf {
+        self.proxied.dir.path().join("ca.pem")
+    }
+
+    /// The broker behind the proxy.
+    pub fn broker(&self) -> &OwnBroker {
+        self.proxied.broker()
+    }
+}
+
+/// A tansu of the test's own behind `dev/kafka-proxy.py`, which it advertises, so that every
+/// connection a client makes goes through the proxy; both stop when it is dropped.
+pub struct ProxiedBroker {
+    broker: OwnBroker,
+    proxy: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl ProxiedBroker {
+    /// A broker that only serves clients authenticated with SASL/PLAIN as `user` with
+    /// `password`: the proxy answers the SASL handshake and authentication itself (tansu keeps
+    /// no SASL users across restarts).
+    ///
+    /// ```text
+    ///  client ──SASL_PLAINTEXT──► proxy 127.0.0.1:<port> ──plain──► tansu (advertises the proxy)
+    /// ```
+    pub fn sasl(name: &str, user: &str, password: &str) -> ProxiedBroker {
+        let dir = tempfile::tempdir().unwrap();
+        ProxiedBroker::start(name, &["--user", user, "--password", password], dir)
+    }
+
+    /// Starts the broker and the proxy with `args` (TLS, SASL), the proxy's log in `dir`;
+    /// returns once the proxy accepts connections.
+    fn start(name: &str, args: &[&str], dir: tempfile::TempDir) -> ProxiedBroker {
+        let port = free_port();
+        let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/kafka-proxy.py");
+        let log = std::fs::File::create(dir.path().join("proxy.log")).unwrap();
+        let mut proxy = Command::new(service("KAPPA_PYTHON"))
+            .arg(&script)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--upstream", &broker.address()])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = proxy.kill();
+                panic!("{} did not listen on 127.0.0.1:{port}", script.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ProxiedBroker {
             broker,
             proxy,
             port,
@@ -98,89 +158,7 @@ impl TlsBroker {
         }
     }
 
-    /// `host:port` clients connect to (TLS).
-    pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The CA that signed the server certificate (PEM).
-    pub fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// The broker behind the proxy.
-    pub fn broker(&self) -> &OwnBroker {
-        &self.broker
-    }
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.proxy.kill();
-        let _ = self.proxy.wait();
-    }
-}
-
-/// Starts `dev/kafka-proxy.py` listening on 127.0.0.1:`port` in front of `broker`, with `args`
-/// (TLS, SASL); returns once it accepts connections. Its log goes to `dir/proxy.log`.
-fn proxy(port: u16, broker: &OwnBroker, args: &[&str], dir: &Path) -> Child {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/kafka-proxy.py");
-    let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
-    let mut proxy = Command::new(service("KAPPA_PYTHON"))
-        .arg(&script)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--upstream", &broker.address()])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            let _ = proxy.kill();
-            panic!("{} did not listen on 127.0.0.1:{port}", script.display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    proxy
-}
-
-/// A Kafka broker that only serves clients authenticated with SASL/PLAIN: a tansu of the test's
-/// own advertising `dev/kafka-proxy.py` in front of it, which answers the SASL handshake and
-/// authentication itself (tansu keeps no SASL users across restarts).
-///
-/// ```text
-///  client ──SASL_PLAINTEXT──► proxy 127.0.0.1:<port> ──plain──► tansu (advertises the proxy)
-/// ```
-pub struct SaslBroker {
-    broker: OwnBroker,
-    proxy: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl SaslBroker {
-    /// Starts the broker and the proxy, which accepts `user` with `password`.
-    pub fn start(name: &str, user: &str, password: &str) -> SaslBroker {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let broker = OwnBroker::start_advertising(name, Some(format!("127.0.0.1:{port}")));
-        let proxy = proxy(
-            port,
-            &broker,
-            &["--user", user, "--password", password],
-            dir.path(),
-        );
-        SaslBroker {
-            broker,
-            proxy,
-            port,
-            _dir: dir,
-        }
-    }
-
-    /// `host:port` clients connect to (SASL_PLAINTEXT).
+    /// `host:port` clients connect to (the proxy).
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -191,7 +169,7 @@ impl SaslBroker {
     }
 }
 
-impl Drop for SaslBroker {
+impl Drop for ProxiedBroker {
     fn drop(&mut self) {
         let _ = self.proxy.kill();
         let _ = self.proxy.wait();

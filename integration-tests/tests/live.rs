@@ -819,7 +819,7 @@ fn kafka_over_tls_reads_every_event_once_and_its_secrets_stay_out_of_the_logs() 
 #[test]
 fn kafka_over_sasl_reads_every_event_once_and_the_password_stays_out_of_the_logs() {
     let secret = "kappa-sasl-secret-94c2";
-    let sasl = kappa_integration_tests::tls::SaslBroker::start("sasl", "kappa", secret);
+    let sasl = kappa_integration_tests::tls::ProxiedBroker::sasl("sasl", "kappa", secret);
     let client = [
         ("security.protocol", "sasl_plaintext"),
         ("sasl.mechanism", "PLAIN"),

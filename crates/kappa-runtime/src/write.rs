@@ -229,29 +229,23 @@ impl Writer {
     /// Ends the task and returns its result.
     async fn end(mut self) -> Result<(), RuntimeError> {
         drop(self.tx);
-        match self.handle.take() {
-            Some(handle) => joined(handle.await),
-            None => Ok(()),
-        }
+        join(self.handle.take()).await
     }
 
     /// Why the task ended early (its queue closed): its error.
     async fn failure(&mut self) -> RuntimeError {
-        let result = match self.handle.take() {
-            Some(handle) => joined(handle.await),
-            None => Ok(()),
-        };
-        result.err().unwrap_or_else(|| {
+        join(self.handle.take()).await.err().unwrap_or_else(|| {
             RuntimeError::Invariant("a Parquet writer task ended before its flush".into())
         })
     }
 }
 
-/// A writer task's result; a panic in it is a bug, reported as such.
-fn joined(
-    result: Result<Result<(), RuntimeError>, tokio::task::JoinError>,
-) -> Result<(), RuntimeError> {
-    result.unwrap_or_else(|e| {
+/// A writer task's result (none if already joined); a panic in it is a bug, reported as such.
+async fn join(handle: Option<JoinHandle<Result<(), RuntimeError>>>) -> Result<(), RuntimeError> {
+    let Some(handle) = handle else {
+        return Ok(());
+    };
+    handle.await.unwrap_or_else(|e| {
         Err(RuntimeError::Invariant(format!(
             "a Parquet writer task: {e}"
         )))
