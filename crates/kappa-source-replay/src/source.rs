@@ -198,6 +198,10 @@ impl PartitionReader {
             })
             .unwrap_or(self.files.len());
         let files: Vec<ArchiveFile> = self.files.split_off(first);
+        // The next offset not yet emitted: files may overlap (Kafka Connect rewrites a range
+        // after a task restart, so `+0` can hold 0–99 and `+50` 50–149), and what an earlier
+        // file gave is never emitted again.
+        let mut next = self.from;
         let mut prefetch: Option<JoinHandle<Result<Bytes, ReplayError>>> = files
             .first()
             .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
@@ -220,7 +224,7 @@ impl PartitionReader {
                 partition: self.partition.clone(),
                 start_offset: file.start_offset,
                 next_start,
-                from: self.from,
+                from: next,
                 batch_rows: self.batch_rows,
             };
             let mapping = self.mapping.clone();
@@ -244,6 +248,9 @@ impl PartitionReader {
             })?;
             self.wire = wire_back;
             let batches = result?;
+            if let Some(last) = batches.last() {
+                next = next.max(last.range.end);
+            }
             debug!(key = %file.key, batches = batches.len(), "decoded archive file");
             // Per file: the records it gave past the start position, and the bytes fetched.
             kappa_metrics::events::source::Read {

@@ -274,3 +274,53 @@ async fn a_value_file_with_an_unreadable_writer_schema_is_dead_lettered_and_repl
         );
     }
 }
+
+/// Kafka Connect rewrites a range after a task restart: `+0` holds offsets 0–99 and `+75` holds
+/// 75–149 (the same records again from 75 on). Each offset must be emitted once.
+#[tokio::test]
+async fn overlapping_files_emit_each_offset_once() {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    for shape in [RecordShape::RawBytes, RecordShape::Value] {
+        let spec = || HistorySpec::new(3_000);
+        let options = |flush_size| ArchiveOptions {
+            flush_size,
+            shape,
+            ..ArchiveOptions::default()
+        };
+        let whole = fixture(spec(), options(100)).await;
+        let rewritten = fixture(spec(), options(75)).await;
+        let start_of = |key: &Path| -> i64 {
+            let name = key.filename().unwrap();
+            let digits = name.rsplit('+').next().unwrap().trim_end_matches(".avro");
+            digits.parse().unwrap()
+        };
+        // The first file of each partition from the 100-record layout, every later one from the
+        // 75-record layout: 0–99, then 75–149, 150–224, ...
+        let store = Arc::new(InMemory::new());
+        let mut overlapping = 0;
+        for (source, first) in [(&whole, true), (&rewritten, false)] {
+            let objects: Vec<_> = source.store.list(None).try_collect().await.unwrap();
+            for object in objects {
+                if (start_of(&object.location) == 0) != first {
+                    continue;
+                }
+                overlapping += usize::from(start_of(&object.location) == 75);
+                let bytes = source.store.get(&object.location).await.unwrap();
+                let bytes = bytes.bytes().await.unwrap();
+                store.put(&object.location, bytes.into()).await.unwrap();
+            }
+        }
+        assert!(overlapping > 0, "the archive has overlapping files");
+        let f = Fixture { store, ..whole };
+        let t = drain(f.source(PartitionFilter::All).await).await;
+        assert_eq!(t.records_in, f.expected.messages, "{shape:?}");
+        assert_eq!(
+            t.rows,
+            f.expected.messages - f.expected.undecodable,
+            "{shape:?}"
+        );
+        let next: Vec<i64> = t.next.values().copied().collect();
+        assert_eq!(next, f.expected.next_offsets, "{shape:?}");
+    }
+}
