@@ -4,7 +4,9 @@ Usage: read_table.py ENGINE CATALOG_URI WAREHOUSE NAMESPACE.TABLE [--catalog-nam
 
 ENGINE is `pyiceberg` (SqlCatalog on the same database Kappa writes) or `duckdb` (the iceberg
 extension, loaded offline from its PyPI package, scanning the table's current metadata file).
-Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N}.
+Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N, "summaries": {...}}, where
+"summaries" sums the `kappa.*` counters over the snapshots of main's history (as PyIceberg reads
+them) and "state" is the table's `kappa.state.*` properties, parsed.
 """
 
 import argparse
@@ -84,7 +86,18 @@ def main():
     names, rows = (rows_pyiceberg if args.engine == "pyiceberg" else rows_duckdb)(args)
     keys = {(r["_kafka_partition"], r["_kafka_offset"]) for r in rows} if "_kafka_offset" in names else set()
     ids = {r["event_id"] for r in rows} if "event_id" in names else set()
+    table = sql_catalog(args).load_table(args.table)
+    summaries = {}
+    for snapshot in table.history():
+        found = table.metadata.snapshot_by_id(snapshot.snapshot_id)
+        summary = found.summary if found else None
+        for key, value in (summary.additional_properties if summary else {}).items():
+            if key.startswith("kappa.") and value.isdigit():
+                summaries[key] = summaries.get(key, 0) + int(value)
+    state = {k: json.loads(v) for k, v in table.properties.items() if k.startswith("kappa.state.")}
     print(json.dumps({
+        "summaries": summaries,
+        "state": state,
         "engine": args.engine,
         "rows": len(rows),
         "distinct_coordinates": len(keys),

@@ -215,6 +215,31 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
     }
 }
 
+impl Scene {
+    /// Another engine (PyIceberg) maintaining `table`: `integration-tests/python/foreign_maintenance.py
+    /// ACTION`; returns what it printed.
+    pub fn foreign(&self, action: &str, table: &str) -> Value {
+        let mut cmd = Command::new(python());
+        cmd.arg(python_dir().join("foreign_maintenance.py"))
+            .arg(action)
+            .arg(&self.catalog_uri)
+            .arg(&self.warehouse)
+            .arg(format!("{}.{table}", self.namespace));
+        if let Ok(endpoint) = std::env::var("KAPPA_S3_ENDPOINT")
+            && self.warehouse.starts_with("s3://")
+        {
+            cmd.arg("--s3-endpoint").arg(endpoint);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "foreign_maintenance.py {action} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(last_line(&out.stdout)).unwrap()
+    }
+}
+
 pub fn last_line(bytes: &[u8]) -> &[u8] {
     let trimmed = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     match trimmed.iter().rposition(|b| *b == b'\n') {

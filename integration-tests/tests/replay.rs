@@ -612,7 +612,20 @@ fn a_crash_between_the_quarantine_and_the_main_commit_is_completed_without_a_sec
     let summary = replay(&config, &["--set", "commit.rows=3000"]);
     assert_eq!(summary["complete"], true, "{summary}");
     // Every row once in the quarantine table, none in the main table.
-    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    let main = scene.read("pyiceberg", "orders");
+    assert_eq!(main["rows"].as_u64(), Some(0));
+    // The completed main commits carry what the interrupted ones would have: the counters add
+    // up to the archive, and the per-partition event times are in the state.
+    let counted = |key: &str| main["summaries"][key].as_u64().unwrap_or(0);
+    assert_eq!(counted("kappa.records-in"), expected.messages, "{main}");
+    assert_eq!(counted("kappa.quarantined"), expected.rows, "{main}");
+    assert_eq!(counted("kappa.duplicates"), expected.duplicates, "{main}");
+    let state = &main["state"]["kappa.state.orders"];
+    assert_eq!(
+        state["event-times"]["orders"].as_object().map(|m| m.len()),
+        Some(expected.next_offsets.len()),
+        "{state}"
+    );
     for engine in ["pyiceberg", "duckdb"] {
         assert_table_matches(&scene.read(engine, "orders_quarantine"), &expected);
     }
@@ -804,4 +817,125 @@ fn a_blocked_replay_says_so_on_readyz_and_in_its_metrics_while_it_lingers() {
         Some(3),
         "a blocked replay still exits 3 after lingering"
     );
+}
+
+/// Audit cases 1 and 2, end to end with a second engine. PyIceberg rewrites the table (a
+/// snapshot without any `kappa.*` key) and expires every older snapshot: the next replay must
+/// still know the position and write nothing again. A table whose position is truly gone (its
+/// state property removed too) is refused until `kappa state recover` rebuilds it; a renamed
+/// pipeline is refused until `kappa state takeover` moves the position over.
+#[test]
+fn table_maintenance_by_another_engine_and_a_rename_never_ingest_twice() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec::new(9_000),
+        ArchiveOptions {
+            flush_size: 1_000,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene.config("");
+    let config_arg = config.display().to_string();
+    assert_eq!(replay(&config, &[])["complete"], true);
+
+    let after = scene.foreign("compact-and-expire", "orders");
+    assert_eq!(
+        after["kappa_snapshots"], 0,
+        "no snapshot carries Kappa's summary: {after}"
+    );
+    assert_eq!(after["rows"].as_u64(), Some(expected.rows));
+    let again = replay(&config, &[]);
+    assert_eq!(again["complete"], true, "{again}");
+    assert_eq!(
+        again["rows_written"], 0,
+        "nothing is written again: {again}"
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(expected.dead_lettered())
+    );
+
+    // The position truly gone: refused, naming the cause, and nothing written.
+    let gone = scene.foreign("drop-state", "orders");
+    assert_eq!(gone["state_properties"], serde_json::json!([]), "{gone}");
+    let out = kappa(&["replay", "-c", &config_arg, "--json"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no position of pipeline \"orders\"")
+            && stderr.contains("kappa state recover"),
+        "{stderr}"
+    );
+    assert_eq!(
+        scene.read("pyiceberg", "orders")["rows"].as_u64(),
+        Some(expected.rows)
+    );
+    let out = kappa(&["state", "recover", "-c", &config_arg], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kappa.orders: recorded next offsets"),
+        "{text}"
+    );
+    let recovered = replay(&config, &[]);
+    assert_eq!(recovered["complete"], true, "{recovered}");
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(expected.dead_lettered()),
+        "dead letters are not written again either"
+    );
+
+    // A rename: refused with both names, then taken over.
+    let renamed = ["--set", "pipeline.name=orders-v2"];
+    let mut args = vec!["replay", "-c", config_arg.as_str(), "--json"];
+    args.extend_from_slice(&renamed);
+    let out = kappa(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"orders\"")
+            && stderr.contains("\"orders-v2\"")
+            && stderr.contains("kappa state takeover"),
+        "{stderr}"
+    );
+    let mut args = vec![
+        "state",
+        "takeover",
+        "-c",
+        config_arg.as_str(),
+        "--from",
+        "orders",
+    ];
+    args.extend_from_slice(&renamed);
+    let out = kappa(&args, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let moved = replay(&config, &renamed);
+    assert_eq!(moved["complete"], true, "{moved}");
+    assert_eq!(moved["rows_written"], 0, "{moved}");
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(expected.dead_lettered())
+    );
+    // The old name is refused from now on.
+    let out = kappa(&["replay", "-c", &config_arg, "--json"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("handed its position over"), "{stderr}");
 }

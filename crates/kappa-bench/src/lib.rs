@@ -153,6 +153,7 @@ pub fn spec(
     let root = dir.join(name);
     PipelineSpec {
         pipeline: "bench".into(),
+        topics: vec!["orders".into()],
         catalog: CatalogConfig {
             name: "kappa".into(),
             uri: format!("sqlite:///{}/catalog.db", root.display()),

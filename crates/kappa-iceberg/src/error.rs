@@ -34,14 +34,57 @@ pub enum IcebergError {
         message: String,
     },
     /// The table's stored Kappa state cannot be read.
-    #[error("table {table}: snapshot {snapshot_id}: {message}")]
+    #[error("table {table}: {place}: {message}")]
     State {
         /// `namespace.name`.
         table: String,
-        /// The snapshot whose summary is bad.
-        snapshot_id: i64,
+        /// Where the bad state is: `table property kappa.state.<pipeline>` or `snapshot <id>`.
+        place: String,
         /// What is wrong.
         message: String,
+    },
+    /// `kappa state takeover` moved this pipeline's state to another pipeline name.
+    #[error(
+        "table {table}: pipeline {pipeline:?} handed its position over to pipeline {successor:?} \
+         (kappa state takeover); run the pipeline as {successor:?}"
+    )]
+    Released {
+        /// `namespace.name`.
+        table: String,
+        /// The pipeline that was asked to run.
+        pipeline: String,
+        /// The pipeline that holds the state now.
+        successor: String,
+    },
+    /// Another pipeline holds offsets for the same topic in this table: running this one would
+    /// ingest the topic a second time.
+    #[error(
+        "table {table}: pipeline {owner:?} already holds offsets for topic {topic:?} here; \
+         pipeline {pipeline:?} would ingest it a second time. If {pipeline:?} is the same pipeline \
+         renamed, move the position over with `kappa state takeover -c <config> --from {owner}`; \
+         otherwise give this pipeline its own table"
+    )]
+    Owned {
+        /// `namespace.name`.
+        table: String,
+        /// The topic both pipelines read.
+        topic: String,
+        /// The pipeline that holds the offsets.
+        owner: String,
+        /// The pipeline that was asked to run.
+        pipeline: String,
+    },
+    /// The table shows that this pipeline wrote it before, but its position is gone.
+    #[error("table {table}: no position of pipeline {pipeline:?}, but {evidence}; {remedy}")]
+    PositionLost {
+        /// `namespace.name`.
+        table: String,
+        /// The pipeline.
+        pipeline: String,
+        /// What shows that the pipeline wrote before.
+        evidence: String,
+        /// What to do.
+        remedy: String,
     },
     /// The input to commit does not continue the committed state (a gap or an overlap).
     #[error("table {table}: refusing to commit {partition} {range}: {message}")]
@@ -81,7 +124,10 @@ impl Classify for IcebergError {
             IcebergError::Catalog { source, .. }
             | IcebergError::Table { source, .. }
             | IcebergError::Write { source, .. } => kind_of(source),
-            IcebergError::Invalid { .. } => ErrorKind::User,
+            IcebergError::Invalid { .. }
+            | IcebergError::Released { .. }
+            | IcebergError::Owned { .. }
+            | IcebergError::PositionLost { .. } => ErrorKind::User,
             IcebergError::State { .. } | IcebergError::Continuity { .. } => ErrorKind::Internal,
             IcebergError::ConflictRetriesExhausted { .. } => ErrorKind::Conflict,
         }

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod commit;
 pub mod days;
 mod error;
+pub mod recovery;
 pub mod state;
 pub mod summary;
 pub mod table;

@@ -1,20 +1,65 @@
 //! The pipeline's state as the table records it.
 //!
-//! Walking the ancestry of `main` from the current snapshot, the newest snapshot whose summary
-//! carries `kappa.pipeline = <pipeline>` and `kappa.offsets` holds the complete state (every
-//! commit merges the state of its base). Kafka group offsets are never consulted.
+//! Every Kappa commit writes the pipeline's complete state (next offset per topic-partition,
+//! watermark, event times, the newest judged day, the commit id) twice, in the same atomic
+//! catalog commit:
+//!
+//! - in the table property `kappa.state.<pipeline>` ([`state_property`]): the **source of
+//!   truth**. Table properties survive every snapshot expiry and every foreign commit (a Spark or
+//!   PyIceberg compaction keeps them), so the position survives routine table maintenance;
+//! - in the new snapshot's summary (`kappa.offsets`, ...): the history `kappa status` and
+//!   `kappa quality report` show, and where tables written before the property existed keep their
+//!   state. For those, the newest snapshot in `main`'s ancestry with `kappa.pipeline =
+//!   <pipeline>` and `kappa.offsets` is read instead, until the next commit writes the property.
+//!
+//! ```text
+//!   property kappa.state.<pipeline> ──present──► state
+//!          │ absent
+//!          ▼
+//!   ancestry of main: newest snapshot of <pipeline> with kappa.offsets ──found──► state (legacy)
+//!          │ none
+//!          ▼
+//!   no state (a new pipeline; `open_pipeline` refuses if the table shows it had one)
+//! ```
+//!
+//! Kafka group offsets are never consulted.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use iceberg::spec::{SnapshotRef, TableMetadata};
 use kappa_core::{EventTimes, SourcePosition};
+use serde_json::{Map, Value};
 
 use crate::error::IcebergError;
 use crate::summary;
+
+/// Prefix of the table properties that hold each pipeline's state.
+pub const STATE_PROPERTY_PREFIX: &str = "kappa.state.";
+
+/// The table property that holds `pipeline`'s state: `kappa.state.<pipeline>`.
+pub fn state_property(pipeline: &str) -> String {
+    format!("{STATE_PROPERTY_PREFIX}{pipeline}")
+}
+
+/// Where a [`TableState`] was read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StateOrigin {
+    /// The table holds no state of the pipeline.
+    #[default]
+    None,
+    /// The `kappa.state.<pipeline>` table property.
+    Property,
+    /// A snapshot summary (a table last committed before the property existed).
+    Snapshot(i64),
+}
 
 /// What the table says about one pipeline.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableState {
     /// Current snapshot of `main` (the base the next commit pins).
     pub snapshot_id: Option<i64>,
+    /// Where the state below was read from.
+    pub origin: StateOrigin,
     /// Next offset per topic-partition committed by this pipeline.
     pub position: SourcePosition,
     /// Watermark stored with the newest commit of this pipeline (µs).
@@ -40,8 +85,18 @@ pub fn ancestry(metadata: &TableMetadata) -> impl Iterator<Item = &SnapshotRef> 
     })
 }
 
+const COMMIT_ID: &str = "commit-id";
+const OFFSETS: &str = "offsets";
+const WATERMARK: &str = "watermark";
+const MAX_EVENT_TIME: &str = "max-event-time";
+const EVENT_TIMES: &str = "event-times";
+const CLOSED_THROUGH: &str = "closed-through";
+const RELEASED_TO: &str = "released-to";
+
 impl TableState {
-    /// Reads the state of `pipeline` from `metadata`.
+    /// Reads the state of `pipeline` from `metadata`: the `kappa.state.<pipeline>` property, or
+    /// for a table last committed before the property existed, the newest snapshot summary of
+    /// the pipeline in `main`'s ancestry.
     pub fn read(
         table: &str,
         metadata: &TableMetadata,
@@ -51,6 +106,53 @@ impl TableState {
             snapshot_id: metadata.current_snapshot_id(),
             ..TableState::default()
         };
+        let key = state_property(pipeline);
+        if let Some(text) = metadata.properties().get(&key) {
+            let bad = |message: String| IcebergError::State {
+                table: table.to_string(),
+                place: format!("table property {key}"),
+                message,
+            };
+            let value: Map<String, Value> =
+                serde_json::from_str(text).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+            if let Some(to) = value.get(RELEASED_TO).and_then(Value::as_str) {
+                return Err(IcebergError::Released {
+                    table: table.to_string(),
+                    pipeline: pipeline.to_string(),
+                    successor: to.to_string(),
+                });
+            }
+            state.origin = StateOrigin::Property;
+            let field = |name: &str| value.get(name).map(Value::to_string);
+            state.position = SourcePosition::from_json(&field(OFFSETS).unwrap_or_default())
+                .map_err(|e| bad(format!("{OFFSETS}: {e}")))?;
+            let integer = |name: &str| -> Result<Option<i64>, IcebergError> {
+                match value.get(name) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => v
+                        .as_i64()
+                        .map(Some)
+                        .ok_or_else(|| bad(format!("{name} = {v}: not an integer"))),
+                }
+            };
+            state.watermark = integer(WATERMARK)?;
+            state.max_event_time = integer(MAX_EVENT_TIME)?;
+            state.closed_through = integer(CLOSED_THROUGH)?
+                .map(|d| {
+                    i32::try_from(d)
+                        .map_err(|_| bad(format!("{CLOSED_THROUGH} = {d}: out of range")))
+                })
+                .transpose()?;
+            if let Some(text) = field(EVENT_TIMES) {
+                state.event_times =
+                    EventTimes::from_json(&text).map_err(|e| bad(format!("{EVENT_TIMES}: {e}")))?;
+            }
+            state.last_commit_id = value
+                .get(COMMIT_ID)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            return Ok(state);
+        }
         let Some(snapshot) = ancestry(metadata).find(|s| {
             let props = &s.summary().additional_properties;
             props.get(summary::PIPELINE).map(String::as_str) == Some(pipeline)
@@ -58,10 +160,11 @@ impl TableState {
         }) else {
             return Ok(state);
         };
+        state.origin = StateOrigin::Snapshot(snapshot.snapshot_id());
         let props = &snapshot.summary().additional_properties;
         let bad = |message: String| IcebergError::State {
             table: table.to_string(),
-            snapshot_id: snapshot.snapshot_id(),
+            place: format!("snapshot {}", snapshot.snapshot_id()),
             message,
         };
         state.position = SourcePosition::from_json(&props[summary::OFFSETS])
@@ -91,6 +194,81 @@ impl TableState {
         state.last_commit_id = props.get(summary::COMMIT_ID).cloned();
         Ok(state)
     }
+
+    /// The value of the `kappa.state.<pipeline>` property that records this state.
+    pub fn to_property(&self) -> String {
+        let mut value = Map::new();
+        let json = |text: String| serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+        if let Some(id) = &self.last_commit_id {
+            value.insert(COMMIT_ID.into(), Value::from(id.as_str()));
+        }
+        value.insert(OFFSETS.into(), json(self.position.to_json()));
+        if let Some(w) = self.watermark {
+            value.insert(WATERMARK.into(), Value::from(w));
+        }
+        if let Some(m) = self.max_event_time {
+            value.insert(MAX_EVENT_TIME.into(), Value::from(m));
+        }
+        if !self.event_times.is_empty() {
+            value.insert(EVENT_TIMES.into(), json(self.event_times.to_json()));
+        }
+        if let Some(d) = self.closed_through {
+            value.insert(CLOSED_THROUGH.into(), Value::from(d));
+        }
+        Value::Object(value).to_string()
+    }
+
+    /// Whether the table holds any position of the pipeline.
+    pub fn is_empty(&self) -> bool {
+        self.origin == StateOrigin::None
+    }
+}
+
+/// The value of `kappa.state.<old>` after `kappa state takeover` moved its state to `successor`:
+/// the old name can no longer run on the table.
+pub fn released_property(successor: &str) -> String {
+    serde_json::json!({ RELEASED_TO: successor }).to_string()
+}
+
+/// The topics each pipeline holds offsets for in this table, from the state properties and,
+/// for pipelines without one (tables last committed before the property existed), from the
+/// newest snapshot summary of each pipeline in `main`'s ancestry. Released states are left out.
+pub fn claims(metadata: &TableMetadata) -> BTreeMap<String, BTreeSet<String>> {
+    let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut with_property = BTreeSet::new();
+    for (key, text) in metadata.properties() {
+        let Some(pipeline) = key.strip_prefix(STATE_PROPERTY_PREFIX) else {
+            continue;
+        };
+        with_property.insert(pipeline.to_string());
+        let Ok(value) = serde_json::from_str::<Map<String, Value>>(text) else {
+            continue;
+        };
+        if let Some(Value::Object(offsets)) = value.get(OFFSETS) {
+            claims
+                .entry(pipeline.to_string())
+                .or_default()
+                .extend(offsets.keys().cloned());
+        }
+    }
+    for snapshot in ancestry(metadata) {
+        let props = &snapshot.summary().additional_properties;
+        let (Some(pipeline), Some(offsets)) =
+            (props.get(summary::PIPELINE), props.get(summary::OFFSETS))
+        else {
+            continue;
+        };
+        if with_property.contains(pipeline) || claims.contains_key(pipeline) {
+            continue;
+        }
+        if let Ok(position) = SourcePosition::from_json(offsets) {
+            claims.insert(
+                pipeline.clone(),
+                position.iter().map(|(tp, _)| tp.topic.clone()).collect(),
+            );
+        }
+    }
+    claims
 }
 
 /// The snapshot in `main`'s ancestry that carries `commit_id`, if any.
@@ -139,7 +317,7 @@ pub async fn table_stats(table: &iceberg::table::Table) -> iceberg::Result<Table
         .await?
         .try_collect()
         .await?;
-    let mut partitions = std::collections::BTreeSet::new();
+    let mut partitions = BTreeSet::new();
     for task in &tasks {
         stats.rows += task.record_count.unwrap_or_default();
         if let Some((dir, _)) = task.data_file_path.rsplit_once('/') {

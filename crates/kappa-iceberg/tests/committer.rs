@@ -64,6 +64,68 @@ impl Env {
         self.committer_with_attempts(5).await
     }
 
+    async fn committer_of(&self, pipeline: &str) -> Committer {
+        let table = ensure_table(self.catalog.as_ref(), &self.spec)
+            .await
+            .unwrap();
+        Committer::new(
+            self.catalog.clone(),
+            table,
+            pipeline,
+            WriterOptions::default(),
+            5,
+        )
+        .unwrap()
+    }
+
+    /// Another engine's maintenance: a commit without any `kappa.*` key (written with
+    /// iceberg-rust directly, as Spark or PyIceberg would write one), then every snapshot but
+    /// the current one expired.
+    async fn foreign_commit_and_expire(&self) {
+        use iceberg::transaction::{ApplyTransactionAction, Transaction};
+        let ident = self.spec.ident().unwrap();
+        let table = self.catalog.load_table(&ident).await.unwrap();
+        let mut foreign = pending(7, 0, 3);
+        let files = kappa_iceberg::writer::write_data_files(
+            &table,
+            &foreign.batches.split_off(0),
+            "foreign",
+            &WriterOptions::default(),
+        )
+        .await
+        .unwrap();
+        let tx = Transaction::new(&table);
+        let tx = tx.fast_append().add_data_files(files).apply(tx).unwrap();
+        let table = tx.commit(self.catalog.as_ref()).await.unwrap();
+        let current = table.metadata().current_snapshot_id().unwrap();
+        let older: Vec<i64> = table
+            .metadata()
+            .snapshots()
+            .map(|s| s.snapshot_id())
+            .filter(|id| *id != current)
+            .collect();
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .expire_snapshots()
+            .expire_snapshot_ids(older)
+            .retain_last(1)
+            .apply(tx)
+            .unwrap();
+        let table = tx.commit(self.catalog.as_ref()).await.unwrap();
+        assert_eq!(
+            table.metadata().snapshots().count(),
+            1,
+            "older snapshots expired"
+        );
+        assert!(
+            table.metadata().snapshots().all(|s| !s
+                .summary()
+                .additional_properties
+                .contains_key("kappa.offsets")),
+            "no snapshot left carries Kappa's summary keys"
+        );
+    }
+
     async fn committer_with_attempts(&self, max_attempts: u32) -> Committer {
         let table = ensure_table(self.catalog.as_ref(), &self.spec)
             .await
@@ -287,4 +349,289 @@ async fn a_conflict_on_the_last_attempt_is_not_counted_as_retried() {
         0.0
     );
     assert_eq!(env.row_count().await, 10);
+}
+
+/// Audit case 1: another engine commits (a compaction) and expires older snapshots. The position
+/// must survive: committing the same input again is a no-op, and the next input continues.
+#[tokio::test]
+async fn the_position_survives_a_foreign_commit_and_snapshot_expiry() {
+    let env = env().await;
+    let mut committer = env.committer().await;
+    committer.commit(pending(0, 0, 100)).await.unwrap();
+    committer.commit(pending(1, 0, 50)).await.unwrap();
+    env.foreign_commit_and_expire().await;
+    let rows_before = env.row_count().await;
+    let mut reopened = env.committer().await;
+    assert_eq!(
+        reopened
+            .state()
+            .position
+            .next_offset(&TopicPartition::new("t", 0)),
+        Some(100)
+    );
+    assert_eq!(
+        reopened.commit(pending(0, 0, 100)).await.unwrap(),
+        CommitOutcome::AlreadyCommitted,
+        "the input the table holds must not be written again"
+    );
+    assert_eq!(env.row_count().await, rows_before);
+    let outcome = reopened.commit(pending(1, 50, 60)).await.unwrap();
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { rows: 10, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(env.row_count().await, rows_before + 10);
+}
+
+/// Audit case 2: the same table run under another `[pipeline] name` is refused (naming both
+/// pipelines), and after `take_over` the new name continues the old position.
+#[tokio::test]
+async fn a_renamed_pipeline_is_refused_until_it_takes_the_position_over() {
+    let env = env().await;
+    let mut old = env.committer_of("orders-v1").await;
+    old.commit(pending(0, 0, 100)).await.unwrap();
+    let mut renamed = env.committer_of("orders-v2").await;
+    let err = renamed.commit(pending(0, 0, 100)).await.unwrap_err();
+    assert!(matches!(err, IcebergError::Owned { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("orders-v1") && text.contains("orders-v2"),
+        "{text}"
+    );
+    assert_eq!(env.row_count().await, 100, "nothing was written twice");
+    assert!(renamed.check_owner(["t"]).is_err());
+    assert!(renamed.check_owner(["other-topic"]).is_ok());
+
+    let ident = env.spec.ident().unwrap();
+    let moved =
+        kappa_iceberg::recovery::take_over(env.catalog.as_ref(), &ident, "orders-v1", "orders-v2")
+            .await
+            .unwrap();
+    assert_eq!(
+        moved,
+        kappa_iceberg::recovery::Takeover::Moved { partitions: 1 }
+    );
+    let again =
+        kappa_iceberg::recovery::take_over(env.catalog.as_ref(), &ident, "orders-v1", "orders-v2")
+            .await
+            .unwrap();
+    assert_eq!(again, kappa_iceberg::recovery::Takeover::AlreadyDone);
+    let mut renamed = env.committer_of("orders-v2").await;
+    assert_eq!(
+        renamed.commit(pending(0, 0, 100)).await.unwrap(),
+        CommitOutcome::AlreadyCommitted
+    );
+    renamed.commit(pending(0, 100, 120)).await.unwrap();
+    assert_eq!(env.row_count().await, 120);
+    // The old name can no longer run on the table.
+    let table = ensure_table(env.catalog.as_ref(), &env.spec).await.unwrap();
+    let err = Committer::new(
+        env.catalog.clone(),
+        table,
+        "orders-v1",
+        WriterOptions::default(),
+        5,
+    )
+    .unwrap_err();
+    assert!(matches!(err, IcebergError::Released { .. }), "{err}");
+}
+
+/// `recover` rebuilds a lost position from the rows' Kafka coordinates.
+#[tokio::test]
+async fn a_lost_position_is_rebuilt_from_the_rows() {
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+    let env = env().await;
+    let mut committer = env.committer().await;
+    committer.commit(pending(0, 0, 100)).await.unwrap();
+    committer.commit(pending(1, 0, 40)).await.unwrap();
+    env.foreign_commit_and_expire().await;
+    // Lose the property too, as a table written before it existed would have.
+    let ident = env.spec.ident().unwrap();
+    let table = env.catalog.load_table(&ident).await.unwrap();
+    let tx = Transaction::new(&table);
+    let tx = tx
+        .update_table_properties()
+        .remove("kappa.state.p".into())
+        .apply(tx)
+        .unwrap();
+    tx.commit(env.catalog.as_ref()).await.unwrap();
+    assert!(env.committer().await.state().is_empty());
+
+    let columns = kappa_iceberg::recovery::Coordinates {
+        topic: "t".into(),
+        partition: "_kafka_partition".into(),
+        offset: "_kafka_offset".into(),
+        event_time: None,
+    };
+    let found =
+        kappa_iceberg::recovery::recover(env.catalog.as_ref(), &ident, "p", &columns, false)
+            .await
+            .unwrap();
+    // The foreign rows (partition 7, offsets 0..3) are rows of the table like any other.
+    assert_eq!(found.rows, 143);
+    let state = env.committer().await.state().clone();
+    assert_eq!(
+        state.position.next_offset(&TopicPartition::new("t", 0)),
+        Some(100)
+    );
+    assert_eq!(
+        state.position.next_offset(&TopicPartition::new("t", 1)),
+        Some(40)
+    );
+    let mut reopened = env.committer().await;
+    assert_eq!(
+        reopened.commit(pending(1, 0, 40)).await.unwrap(),
+        CommitOutcome::AlreadyCommitted
+    );
+}
+
+/// A catalog whose first commit request is lost in transit: the caller gets an error that does
+/// not say whether it was applied, and the request reaches the catalog only later, just before
+/// the caller's next request (a "ghost" commit, seen only after the caller reloaded).
+#[derive(Debug)]
+struct GhostCatalog {
+    inner: Arc<dyn Catalog>,
+    held: tokio::sync::Mutex<Option<iceberg::TableCommit>>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Catalog for GhostCatalog {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&iceberg::NamespaceIdent>,
+    ) -> iceberg::Result<Vec<iceberg::NamespaceIdent>> {
+        self.inner.list_namespaces(parent).await
+    }
+    async fn create_namespace(
+        &self,
+        namespace: &iceberg::NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.create_namespace(namespace, properties).await
+    }
+    async fn get_namespace(
+        &self,
+        namespace: &iceberg::NamespaceIdent,
+    ) -> iceberg::Result<iceberg::Namespace> {
+        self.inner.get_namespace(namespace).await
+    }
+    async fn namespace_exists(&self, namespace: &iceberg::NamespaceIdent) -> iceberg::Result<bool> {
+        self.inner.namespace_exists(namespace).await
+    }
+    async fn update_namespace(
+        &self,
+        namespace: &iceberg::NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> iceberg::Result<()> {
+        self.inner.update_namespace(namespace, properties).await
+    }
+    async fn drop_namespace(&self, namespace: &iceberg::NamespaceIdent) -> iceberg::Result<()> {
+        self.inner.drop_namespace(namespace).await
+    }
+    async fn list_tables(
+        &self,
+        namespace: &iceberg::NamespaceIdent,
+    ) -> iceberg::Result<Vec<iceberg::TableIdent>> {
+        self.inner.list_tables(namespace).await
+    }
+    async fn create_table(
+        &self,
+        namespace: &iceberg::NamespaceIdent,
+        creation: iceberg::TableCreation,
+    ) -> iceberg::Result<iceberg::table::Table> {
+        self.inner.create_table(namespace, creation).await
+    }
+    async fn load_table(
+        &self,
+        table: &iceberg::TableIdent,
+    ) -> iceberg::Result<iceberg::table::Table> {
+        self.inner.load_table(table).await
+    }
+    async fn drop_table(&self, table: &iceberg::TableIdent) -> iceberg::Result<()> {
+        self.inner.drop_table(table).await
+    }
+    async fn purge_table(&self, table: &iceberg::TableIdent) -> iceberg::Result<()> {
+        self.inner.purge_table(table).await
+    }
+    async fn table_exists(&self, table: &iceberg::TableIdent) -> iceberg::Result<bool> {
+        self.inner.table_exists(table).await
+    }
+    async fn rename_table(
+        &self,
+        src: &iceberg::TableIdent,
+        dest: &iceberg::TableIdent,
+    ) -> iceberg::Result<()> {
+        self.inner.rename_table(src, dest).await
+    }
+    async fn register_table(
+        &self,
+        table: &iceberg::TableIdent,
+        metadata_location: String,
+    ) -> iceberg::Result<iceberg::table::Table> {
+        self.inner.register_table(table, metadata_location).await
+    }
+    async fn update_table(
+        &self,
+        commit: iceberg::TableCommit,
+    ) -> iceberg::Result<iceberg::table::Table> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            *self.held.lock().await = Some(commit);
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::Unexpected,
+                "connection reset while reading the response",
+            ));
+        }
+        if let Some(ghost) = self.held.lock().await.take() {
+            self.inner.update_table(ghost).await?;
+        }
+        self.inner.update_table(commit).await
+    }
+}
+
+/// Audit case 15: a commit whose response was lost lands after the committer reloaded and found
+/// it absent. The retry then finds the input committed; it must report the commit as made and
+/// must not delete the data files the landed commit references.
+#[tokio::test]
+async fn a_ghost_commit_that_lands_late_keeps_its_files() {
+    use futures::TryStreamExt;
+    let env = env().await;
+    let ghost = Arc::new(GhostCatalog {
+        inner: env.catalog.clone(),
+        held: tokio::sync::Mutex::new(None),
+        armed: std::sync::atomic::AtomicBool::new(true),
+    });
+    let table = ensure_table(env.catalog.as_ref(), &env.spec).await.unwrap();
+    let mut committer =
+        Committer::new(ghost.clone(), table, "p", WriterOptions::default(), 5).unwrap();
+    let outcome = committer.commit(pending(0, 0, 100)).await.unwrap();
+    assert!(
+        ghost.held.lock().await.is_none() && !ghost.armed.load(std::sync::atomic::Ordering::SeqCst),
+        "the lost request landed later (the test exercised the ghost path)"
+    );
+    assert_eq!(env.row_count().await, 100);
+    // Every file the table references is still there: a full scan reads every row.
+    let table = env
+        .catalog
+        .load_table(&env.spec.ident().unwrap())
+        .await
+        .unwrap();
+    let batches: Vec<RecordBatch> = table
+        .scan()
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        100
+    );
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { rows: 100, .. }),
+        "the landed attempt is this commit: {outcome:?}"
+    );
 }

@@ -129,16 +129,11 @@ async fn commit_flush(
     }
     // A quarantined flush: its rows go to the quarantine table, the main table only records
     // that its input is done (offsets, counters, verdicts) and gets no rows.
-    let (files, quarantined) = match tables.quarantine.as_mut().filter(|_| quarantine) {
-        Some(table) => {
-            if let Some(message) = outcome.message() {
-                warn!(table = tables.main.name(), %message, "flush quarantined");
-            }
-            let rows = commit_quarantine(table, &buffer.input, files, &report).await?;
-            kappa_core::crash_point("runtime::after-quarantine");
-            (Vec::new(), rows)
-        }
-        None => (files, 0),
+    let quarantining = tables.quarantine.is_some() && quarantine;
+    let quarantined: u64 = if quarantining {
+        files.iter().map(DataFile::record_count).sum()
+    } else {
+        0
     };
     let counters = vec![
         (summary::RECORDS_IN, buffer.records_in),
@@ -159,20 +154,35 @@ async fn commit_flush(
         late: buffer.late,
         ..RunSummary::default()
     };
-    let pending = PendingCommit {
+    let mut pending = PendingCommit {
         input: std::mem::take(&mut buffer.input),
         watermark: buffer.max_event_time.map(|m| m - lateness_micros),
         max_event_time: buffer.max_event_time,
         event_times: std::mem::take(&mut buffer.event_times),
         closed_through,
         batches: Vec::new(),
-        files,
+        files: Vec::new(),
         counters,
         properties: if report.verdicts().is_empty() {
             Vec::new()
         } else {
             vec![(kappa_quality::SUMMARY_KEY.to_string(), report.to_json())]
         },
+    };
+    let quarantined = match tables.quarantine.as_mut().filter(|_| quarantining) {
+        Some(table) => {
+            if let Some(message) = outcome.message() {
+                warn!(table = tables.main.name(), %message, "flush quarantined");
+            }
+            let carried = main_commit::carry(&pending);
+            let rows = commit_quarantine(table, &pending.input, files, &report, carried).await?;
+            kappa_core::crash_point("runtime::after-quarantine");
+            rows
+        }
+        None => {
+            pending.files = files;
+            0
+        }
     };
     let started = std::time::Instant::now();
     let committed = match tables.main.commit(pending).await {
@@ -379,6 +389,7 @@ async fn commit_quarantine(
     input: &BTreeMap<TopicPartition, OffsetRange>,
     files: Vec<DataFile>,
     report: &QualityReport,
+    main_commit: String,
 ) -> Result<u64, RuntimeError> {
     let mut own = BTreeMap::new();
     for (tp, range) in input {
@@ -400,7 +411,10 @@ async fn commit_quarantine(
         input: own,
         files,
         counters: vec![(summary::ROWS, rows)],
-        properties: vec![(kappa_quality::SUMMARY_KEY.to_string(), report.to_json())],
+        properties: vec![
+            (kappa_quality::SUMMARY_KEY.to_string(), report.to_json()),
+            (summary::MAIN_COMMIT.to_string(), main_commit),
+        ],
         ..PendingCommit::default()
     };
     match table.commit(pending).await? {
@@ -437,13 +451,101 @@ pub(crate) async fn complete_quarantine(tables: &mut Tables) -> Result<(), Runti
         input = %kappa_iceberg::commit::protocol::input_json(&input),
         "completing a quarantined flush interrupted before the main table recorded it"
     );
-    let pending = PendingCommit {
+    let mut pending = PendingCommit {
         input,
         counters: vec![(summary::QUARANTINED, 0)],
         ..PendingCommit::default()
     };
+    // The interrupted main commit's event times, judged days, counters and verdicts, as the
+    // quarantine commit carried them.
+    let carried = quarantine
+        .state()
+        .last_commit_id
+        .as_deref()
+        .and_then(|id| kappa_iceberg::state::find_commit(quarantine.table().metadata(), id))
+        .and_then(|id| quarantine.table().metadata().snapshot_by_id(id))
+        .and_then(|s| {
+            s.summary()
+                .additional_properties
+                .get(summary::MAIN_COMMIT)
+                .cloned()
+        });
+    match carried {
+        Some(text) => main_commit::restore(&text, &mut pending).map_err(|e| {
+            RuntimeError::Invariant(format!(
+                "{}: {} of its last commit: {e}",
+                quarantine.name(),
+                summary::MAIN_COMMIT
+            ))
+        })?,
+        None => warn!(
+            table = quarantine.name(),
+            "the quarantine commit carries no main-table facts (written by an older release, or \
+             its snapshot expired): the main table records the input without its event times \
+             and counters"
+        ),
+    }
     tables.main.commit(pending).await?;
     Ok(())
+}
+
+/// What a quarantined flush's main-table commit records besides its input, carried in the
+/// quarantine commit's summary (`kappa.main-commit`), so that a crash between the two commits is
+/// completed with the same facts as the uninterrupted flush.
+mod main_commit {
+    use kappa_core::EventTimes;
+    use kappa_iceberg::PendingCommit;
+    use serde_json::{Map, Value, json};
+
+    pub(super) fn carry(pending: &PendingCommit) -> String {
+        let counters: Map<String, Value> = pending
+            .counters
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::from(*v)))
+            .collect();
+        let properties: Map<String, Value> = pending
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        json!({
+            "watermark": pending.watermark,
+            "max-event-time": pending.max_event_time,
+            "event-times": pending.event_times.to_json(),
+            "closed-through": pending.closed_through,
+            "counters": counters,
+            "properties": properties,
+        })
+        .to_string()
+    }
+
+    pub(super) fn restore(text: &str, pending: &mut PendingCommit) -> Result<(), String> {
+        let value: Map<String, Value> =
+            serde_json::from_str(text).map_err(|e| format!("not a JSON object: {e}"))?;
+        pending.watermark = value.get("watermark").and_then(Value::as_i64);
+        pending.max_event_time = value.get("max-event-time").and_then(Value::as_i64);
+        if let Some(times) = value.get("event-times").and_then(Value::as_str) {
+            pending.event_times = EventTimes::from_json(times).map_err(|e| e.to_string())?;
+        }
+        pending.closed_through = value
+            .get("closed-through")
+            .and_then(Value::as_i64)
+            .and_then(|d| i32::try_from(d).ok());
+        // Counters come back as properties: the same summary keys, with the same values.
+        pending.counters.clear();
+        for section in ["counters", "properties"] {
+            if let Some(Value::Object(map)) = value.get(section) {
+                for (key, v) in map {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    pending.properties.push((key.clone(), text));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Commits the buffer's dead letters that the DLQ table does not hold yet.

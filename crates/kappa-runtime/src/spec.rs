@@ -7,7 +7,9 @@ use std::time::Duration;
 use iceberg::Catalog;
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::WriterOptions;
-use kappa_iceberg::{CatalogConfig, Committer, IcebergError, PartitionField, TableSpec, connect};
+use kappa_iceberg::{
+    CatalogConfig, Committer, IcebergError, PartitionField, TableSpec, connect, summary,
+};
 use kappa_quality::Quality;
 use kappa_schema::TableMapping;
 
@@ -19,6 +21,9 @@ use crate::dlq::dlq_schema;
 pub struct PipelineSpec {
     /// Pipeline name (`kappa.pipeline`).
     pub pipeline: String,
+    /// The topics the pipeline's sources read: a table that holds another pipeline's offsets
+    /// for one of them is refused.
+    pub topics: Vec<String>,
     /// Catalog and warehouse.
     pub catalog: CatalogConfig,
     /// Table namespace.
@@ -132,6 +137,14 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
     let quarantine = like_main(&spec.quarantine_table).await?;
     let main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
     let dlq = open(ensure_table(catalog.as_ref(), &dlq_spec).await?)?;
+    let topics = spec.topics.iter().map(String::as_str);
+    for table in [Some(&main), Some(&dlq), late.as_ref(), quarantine.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        table.check_owner(topics.clone())?;
+    }
+    check_position_kept(&main, [Some(&dlq), late.as_ref(), quarantine.as_ref()])?;
     Ok(Pipeline {
         spec,
         catalog,
@@ -141,4 +154,75 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
         quarantine,
         health: None,
     })
+}
+
+/// Refuses to start a pipeline whose main table holds no position of it although the tables show
+/// that it wrote them before: starting from the beginning would ingest everything a second time.
+///
+/// The evidence: a snapshot of the pipeline that is no longer in `main`'s history (a rollback),
+/// a side table that holds the pipeline's position while the main table holds rows, or rows in
+/// the main table that no pipeline's position accounts for (a table last committed by a Kappa
+/// release that kept its position only in snapshot summaries, compacted by another engine and
+/// its snapshots expired).
+fn check_position_kept<'a>(
+    main: &Committer,
+    side: impl IntoIterator<Item = Option<&'a Committer>>,
+) -> Result<(), IcebergError> {
+    if !main.state().is_empty() {
+        return Ok(());
+    }
+    let metadata = main.table().metadata();
+    let lost = |evidence: String| IcebergError::PositionLost {
+        table: main.name().to_string(),
+        pipeline: main.pipeline().to_string(),
+        evidence,
+        remedy: "rebuild the position from the rows the tables hold with `kappa state recover -c \
+                 <config>` (stop every process of the pipeline first); see docs/runbooks.md"
+            .into(),
+    };
+    if let Some(snapshot) = metadata.snapshots().find(|s| {
+        s.summary()
+            .additional_properties
+            .get(summary::PIPELINE)
+            .map(String::as_str)
+            == Some(main.pipeline())
+    }) {
+        return Err(lost(format!(
+            "its snapshot {} is in the table's metadata and no longer in main's history",
+            snapshot.snapshot_id()
+        )));
+    }
+    let Some(current) = metadata.current_snapshot() else {
+        return Ok(());
+    };
+    let rows = current
+        .summary()
+        .additional_properties
+        .get("total-records")
+        .and_then(|v| v.parse::<u64>().ok());
+    if rows == Some(0) {
+        return Ok(());
+    }
+    let held = match rows {
+        Some(rows) => format!("it holds {rows} rows"),
+        None => "it holds data".to_string(),
+    };
+    if let Some(side) = side.into_iter().flatten().find(|t| !t.state().is_empty()) {
+        return Err(lost(format!(
+            "{held} (snapshot {}) and {} holds the pipeline's position",
+            current.snapshot_id(),
+            side.name()
+        )));
+    }
+    if kappa_iceberg::state::claims(metadata).is_empty() {
+        return Err(lost(format!(
+            "{held} (snapshot {}, operation {:?}) that no pipeline's position accounts for: the \
+             position was lost, e.g. another engine rewrote the table and older snapshots were \
+             expired before this Kappa release kept it in the table property {}",
+            current.snapshot_id(),
+            current.summary().operation,
+            kappa_iceberg::state::state_property(main.pipeline())
+        )));
+    }
+    Ok(())
 }

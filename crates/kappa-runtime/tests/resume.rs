@@ -71,6 +71,7 @@ impl Env {
     fn spec(&self, rows: usize) -> PipelineSpec {
         PipelineSpec {
             pipeline: "orders".into(),
+            topics: vec!["orders".into()],
             catalog: CatalogConfig {
                 name: "kappa".into(),
                 uri: format!("sqlite:///{}/catalog.db", self.dir.path().display()),

@@ -39,6 +39,42 @@ pub enum Command {
     /// Quality verdicts.
     #[command(subcommand)]
     Quality(QualityCommand),
+    /// The pipeline's position in its tables: take over a renamed pipeline's, rebuild a lost one.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `kappa state ...`. Stop every process of the pipeline before running these.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// The pipeline was renamed: move the old name's position in each of its tables to the
+    /// configured `[pipeline] name`, and mark the old name as handed over (it can no longer run).
+    Takeover(StateTakeoverArgs),
+    /// The position was lost (snapshots expired after another engine rewrote the table):
+    /// rebuild it from the Kafka partition and offset of the rows each table holds.
+    Recover(StateRecoverArgs),
+}
+
+/// `kappa state takeover`.
+#[derive(Debug, Args)]
+pub struct StateTakeoverArgs {
+    /// Configuration (its `[pipeline] name` is the new name).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The pipeline's old name.
+    #[arg(long)]
+    pub from: String,
+}
+
+/// `kappa state recover`.
+#[derive(Debug, Args)]
+pub struct StateRecoverArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print the position that would be recorded; record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `kappa quality ...`.
@@ -206,5 +242,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::quality::override_block(args).await
         }
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
+        Command::State(StateCommand::Takeover(args)) => crate::state::takeover(args).await,
+        Command::State(StateCommand::Recover(args)) => crate::state::recover(args).await,
     }
 }

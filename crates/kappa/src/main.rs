@@ -10,6 +10,7 @@ mod quality;
 mod replay;
 mod schema;
 mod shutdown;
+mod state;
 mod status;
 
 use std::process::ExitCode;

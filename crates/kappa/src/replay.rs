@@ -167,6 +167,16 @@ pub async fn open_configured(
     Ok((config, pipeline))
 }
 
+/// The catalog of a validated config.
+pub fn catalog_config(config: &PipelineConfig) -> CatalogConfig {
+    CatalogConfig {
+        name: config.raw.catalog.name.clone(),
+        uri: config.catalog_uri.clone(),
+        warehouse: config.warehouse.clone(),
+        properties: warehouse_properties(&config.raw.catalog.s3),
+    }
+}
+
 /// The runtime's view of a validated config; a usage error for what this build cannot run.
 pub fn pipeline_spec(
     config: &PipelineConfig,
@@ -179,14 +189,14 @@ pub fn pipeline_spec(
         ));
     }
     let raw = &config.raw;
+    let topics = [
+        config.source_archive.as_ref().map(|a| a.topic.clone()),
+        config.source_kafka.as_ref().map(|k| k.topic.clone()),
+    ];
     Ok(PipelineSpec {
         pipeline: config.name.clone(),
-        catalog: CatalogConfig {
-            name: raw.catalog.name.clone(),
-            uri: config.catalog_uri.clone(),
-            warehouse: config.warehouse.clone(),
-            properties: warehouse_properties(&raw.catalog.s3),
-        },
+        topics: topics.into_iter().flatten().collect(),
+        catalog: catalog_config(config),
         namespace: raw.table.namespace.clone(),
         table: config.table.clone(),
         dlq_table: config.dlq_table.clone(),

@@ -16,7 +16,7 @@ use tracing::{debug, info, instrument, warn};
 use super::pinned::{PinnedCatalog, UpdateFailure};
 use super::protocol::{self, Decision};
 use crate::error::IcebergError;
-use crate::state::{TableState, find_commit};
+use crate::state::{StateOrigin, TableState, claims, find_commit, state_property};
 use crate::summary;
 use crate::writer::{WriterOptions, write_data_files};
 
@@ -161,39 +161,39 @@ impl Committer {
         let mut files: Option<Vec<DataFile>> = None;
         let mut ahead = std::mem::take(&mut pending.files);
         let mut attempt = 0;
+        // Set once an attempt reached the catalog with an unknown outcome: that commit may still
+        // land later (a "ghost" whose response was lost), referencing these files. From then on
+        // they are never deleted, and every decision first looks for the commit id.
+        let mut maybe_referenced = false;
         loop {
             attempt += 1;
-            let offsets = match protocol::decide(&self.state.position, &pending.input) {
-                Decision::AlreadyCommitted => {
+            if maybe_referenced && let Some(snapshot_id) = self.landed(&commit_id) {
+                info!(
+                    commit_id,
+                    snapshot_id, "an earlier attempt landed after all"
+                );
+                return Ok(committed(snapshot_id, attempt, files.as_deref(), started));
+            }
+            let decided = self
+                .check_owner(pending.input.keys().map(|tp| tp.topic.as_str()))
+                .and_then(|()| self.decide_on_base(&pending.input));
+            let offsets = match decided {
+                Ok(Some(offsets)) => offsets,
+                Ok(None) => {
                     debug!(commit_id, "input already committed; nothing to do");
-                    self.discard(files.take()).await;
+                    if !maybe_referenced {
+                        self.discard(files.take()).await;
+                    }
                     self.discard(Some(std::mem::take(&mut ahead))).await;
                     return Ok(CommitOutcome::AlreadyCommitted);
                 }
-                Decision::Overlap {
-                    partition,
-                    range,
-                    committed,
-                } => {
-                    self.discard(files.take()).await;
+                Err(e) => {
+                    if !maybe_referenced {
+                        self.discard(files.take()).await;
+                    }
                     self.discard(Some(std::mem::take(&mut ahead))).await;
-                    return Err(self.continuity(&partition, range, format!(
-                        "the table already holds this partition up to offset {committed}; the input must restart from there"
-                    )));
+                    return Err(e);
                 }
-                Decision::Gap {
-                    partition,
-                    range,
-                    committed,
-                } => {
-                    self.discard(files.take()).await;
-                    self.discard(Some(std::mem::take(&mut ahead))).await;
-                    return Err(self.continuity(&partition, range, format!(
-                        "the table holds this partition only up to offset {committed}; offsets {committed}..{} would be skipped",
-                        range.start
-                    )));
-                }
-                Decision::Commit { offsets } => offsets,
             };
             if files.is_none() {
                 let prefix = format!("{commit_id}-{}", uuid::Uuid::new_v4().simple());
@@ -208,35 +208,26 @@ impl Committer {
                 files = Some(written);
             }
             let data_files = files.clone().unwrap_or_default();
+            let next = self.next_state(&commit_id, offsets, &pending);
             let mut props = HashMap::from([
                 (summary::PIPELINE.to_string(), self.pipeline.clone()),
                 (summary::COMMIT_ID.to_string(), commit_id.clone()),
-                (summary::OFFSETS.to_string(), offsets.to_json()),
+                (summary::OFFSETS.to_string(), next.position.to_json()),
                 (
                     summary::INPUT.to_string(),
                     protocol::input_json(&pending.input),
                 ),
             ]);
-            let newest = match (self.state.max_event_time, pending.max_event_time) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            let watermark = match (self.state.watermark, pending.watermark) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            if let Some(w) = watermark {
+            if let Some(w) = next.watermark {
                 props.insert(summary::WATERMARK.to_string(), w.to_string());
             }
-            if let Some(m) = newest {
+            if let Some(m) = next.max_event_time {
                 props.insert(summary::MAX_EVENT_TIME.to_string(), m.to_string());
             }
-            let mut event_times = self.state.event_times.clone();
-            event_times.merge(&pending.event_times);
-            if !event_times.is_empty() {
-                props.insert(summary::EVENT_TIMES.to_string(), event_times.to_json());
+            if !next.event_times.is_empty() {
+                props.insert(summary::EVENT_TIMES.to_string(), next.event_times.to_json());
             }
-            if let Some(day) = self.state.closed_through.max(pending.closed_through) {
+            if let Some(day) = next.closed_through {
                 props.insert(summary::CLOSED_THROUGH.to_string(), day.to_string());
             }
             for (key, value) in &pending.counters {
@@ -254,7 +245,12 @@ impl Committer {
                 .set_commit_uuid(uuid::Uuid::new_v4())
                 .set_snapshot_properties(props)
                 .add_data_files(data_files.clone());
-            let result = match action.apply(tx) {
+            // The state property goes in the same catalog commit as the snapshot: both or
+            // neither.
+            let state = tx
+                .update_table_properties()
+                .set(state_property(&self.pipeline), next.to_property());
+            let result = match action.apply(tx).and_then(|tx| state.apply(tx)) {
                 Ok(tx) => tx.commit(&pinned).await,
                 Err(e) => Err(e),
             };
@@ -297,20 +293,14 @@ impl Committer {
                 }
                 (Err(_), Some(UpdateFailure::Unknown(reason))) => {
                     warn!(commit_id, attempt, %reason, "commit outcome unknown; searching the table history");
+                    maybe_referenced = true;
                     self.reload_with_retry().await?;
-                    if let Some(snapshot_id) = find_commit(self.table.metadata(), &commit_id) {
+                    if let Some(snapshot_id) = self.landed(&commit_id) {
                         info!(
                             commit_id,
                             snapshot_id, "commit found in history: it was applied"
                         );
-                        return Ok(CommitOutcome::Committed {
-                            snapshot_id,
-                            attempts: attempt,
-                            data_files: data_files.len(),
-                            bytes: data_files.iter().map(DataFile::file_size_in_bytes).sum(),
-                            rows: data_files.iter().map(DataFile::record_count).sum(),
-                            duration: started.elapsed(),
-                        });
+                        return Ok(committed(snapshot_id, attempt, Some(&data_files), started));
                     }
                     if attempt >= self.max_attempts {
                         return Err(IcebergError::ConflictRetriesExhausted {
@@ -337,7 +327,9 @@ impl Committer {
                 }
             }
             if attempt >= self.max_attempts {
-                self.discard(files.take()).await;
+                if !maybe_referenced {
+                    self.discard(files.take()).await;
+                }
                 return Err(IcebergError::ConflictRetriesExhausted {
                     table: self.name.clone(),
                     commit_id,
@@ -377,6 +369,98 @@ impl Committer {
         }
     }
 
+    /// The snapshot that holds `commit_id`, as of the last load: in `main`'s ancestry, or recorded
+    /// as the pipeline's last commit in its state property (whose snapshot is then the current
+    /// one; the ancestry may have been expired).
+    fn landed(&self, commit_id: &str) -> Option<i64> {
+        find_commit(self.table.metadata(), commit_id).or_else(|| {
+            (self.state.last_commit_id.as_deref() == Some(commit_id))
+                .then_some(self.state.snapshot_id)
+                .flatten()
+        })
+    }
+
+    /// `decide` on the current base: the offsets to record, `None` when the table already holds
+    /// the input, or the continuity error naming the partition.
+    fn decide_on_base(
+        &self,
+        input: &BTreeMap<TopicPartition, OffsetRange>,
+    ) -> Result<Option<kappa_core::SourcePosition>, IcebergError> {
+        match protocol::decide(&self.state.position, input) {
+            Decision::Commit { offsets } => Ok(Some(offsets)),
+            Decision::AlreadyCommitted => Ok(None),
+            Decision::Overlap {
+                partition,
+                range,
+                committed,
+            } => Err(self.continuity(&partition, range, format!(
+                "the table already holds this partition up to offset {committed}; the input must restart from there"
+            ))),
+            Decision::Gap {
+                partition,
+                range,
+                committed,
+            } => Err(self.continuity(&partition, range, format!(
+                "the table holds this partition only up to offset {committed}; offsets {committed}..{} would be skipped",
+                range.start
+            ))),
+        }
+    }
+
+    /// The state after committing `pending` with `offsets` on the current base.
+    fn next_state(
+        &self,
+        commit_id: &str,
+        offsets: kappa_core::SourcePosition,
+        pending: &PendingCommit,
+    ) -> TableState {
+        let newer = |a: Option<i64>, b: Option<i64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut event_times = self.state.event_times.clone();
+        event_times.merge(&pending.event_times);
+        TableState {
+            snapshot_id: None,
+            origin: StateOrigin::Property,
+            position: offsets,
+            watermark: newer(self.state.watermark, pending.watermark),
+            max_event_time: newer(self.state.max_event_time, pending.max_event_time),
+            event_times,
+            closed_through: self.state.closed_through.max(pending.closed_through),
+            last_commit_id: Some(commit_id.to_string()),
+        }
+    }
+
+    /// Refuses when another pipeline holds offsets in this table for one of `topics`: running
+    /// this pipeline would ingest the topic a second time (a renamed pipeline, or two pipelines
+    /// configured on one table by mistake).
+    pub fn check_owner<'a>(
+        &self,
+        topics: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), IcebergError> {
+        let claims = claims(self.table.metadata());
+        for topic in topics {
+            if let Some((owner, _)) = claims
+                .iter()
+                .find(|(owner, held)| **owner != self.pipeline && held.contains(topic))
+            {
+                return Err(IcebergError::Owned {
+                    table: self.name.clone(),
+                    topic: topic.to_string(),
+                    owner: owner.clone(),
+                    pipeline: self.pipeline.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The pipeline this committer writes for.
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
     fn continuity(
         &self,
         partition: &TopicPartition,
@@ -389,6 +473,24 @@ impl Committer {
             range: range.to_string(),
             message,
         }
+    }
+}
+
+/// The outcome of a commit found in the table (`files` as sent in the attempt that landed).
+fn committed(
+    snapshot_id: i64,
+    attempts: u32,
+    files: Option<&[DataFile]>,
+    started: Instant,
+) -> CommitOutcome {
+    let files = files.unwrap_or_default();
+    CommitOutcome::Committed {
+        snapshot_id,
+        attempts,
+        data_files: files.len(),
+        bytes: files.iter().map(DataFile::file_size_in_bytes).sum(),
+        rows: files.iter().map(DataFile::record_count).sum(),
+        duration: started.elapsed(),
     }
 }
 
