@@ -1,12 +1,13 @@
 """Read a Kappa table back with a real query engine and print what it sees as JSON.
 
 Usage: read_table.py ENGINE CATALOG_URI WAREHOUSE NAMESPACE.TABLE [--catalog-name NAME] [--s3-endpoint URL]
+                     [--kappa-metadata]
 
 ENGINE is `pyiceberg` (SqlCatalog on the same database Kappa writes) or `duckdb` (the iceberg
 extension, loaded offline from its PyPI package, scanning the table's current metadata file).
-Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N, "summaries": {...}}, where
-"summaries" sums the `kappa.*` counters over the snapshots of main's history (as PyIceberg reads
-them) and "state" is the table's `kappa.state.*` properties, parsed.
+Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N}; with --kappa-metadata
+also "summaries", the `kappa.*` counters summed over the snapshots of main's history (as PyIceberg
+reads them), and "state", the table's `kappa.state.*` properties, parsed.
 """
 
 import argparse
@@ -74,6 +75,19 @@ def rows_duckdb(args):
     return names, [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def kappa_metadata(args):
+    table = sql_catalog(args).load_table(args.table)
+    summaries = {}
+    for entry in table.history():
+        found = table.metadata.snapshot_by_id(entry.snapshot_id)
+        summary = found.summary if found else None
+        for key, value in (summary.additional_properties if summary else {}).items():
+            if key.startswith("kappa.") and value.isdigit():
+                summaries[key] = summaries.get(key, 0) + int(value)
+    state = {k: json.loads(v) for k, v in table.properties.items() if k.startswith("kappa.state.")}
+    return {"summaries": summaries, "state": state}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("engine", choices=["pyiceberg", "duckdb"])
@@ -82,29 +96,22 @@ def main():
     parser.add_argument("table")
     parser.add_argument("--catalog-name", default="kappa")
     parser.add_argument("--s3-endpoint")
+    parser.add_argument("--kappa-metadata", action="store_true")
     args = parser.parse_args()
     names, rows = (rows_pyiceberg if args.engine == "pyiceberg" else rows_duckdb)(args)
     keys = {(r["_kafka_partition"], r["_kafka_offset"]) for r in rows} if "_kafka_offset" in names else set()
     ids = {r["event_id"] for r in rows} if "event_id" in names else set()
-    table = sql_catalog(args).load_table(args.table)
-    summaries = {}
-    for snapshot in table.history():
-        found = table.metadata.snapshot_by_id(snapshot.snapshot_id)
-        summary = found.summary if found else None
-        for key, value in (summary.additional_properties if summary else {}).items():
-            if key.startswith("kappa.") and value.isdigit():
-                summaries[key] = summaries.get(key, 0) + int(value)
-    state = {k: json.loads(v) for k, v in table.properties.items() if k.startswith("kappa.state.")}
-    print(json.dumps({
-        "summaries": summaries,
-        "state": state,
+    result = {
         "engine": args.engine,
         "rows": len(rows),
         "distinct_coordinates": len(keys),
         "distinct_event_ids": len(ids),
         "checksum": str(checksum(rows)) if "event_id" in names else None,
         "columns": names,
-    }))
+    }
+    if args.kappa_metadata:
+        result.update(kappa_metadata(args))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -194,12 +194,23 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
 
     /// Reads `table` with `engine` (pyiceberg | duckdb).
     pub fn read(&self, engine: &str, table: &str) -> Value {
+        self.read_with(engine, table, &[])
+    }
+
+    /// Reads `table` with PyIceberg, with Kappa's metadata: `summaries` (the `kappa.*` counters
+    /// summed over main's history) and `state` (the `kappa.state.*` properties).
+    pub fn read_kappa_metadata(&self, table: &str) -> Value {
+        self.read_with("pyiceberg", table, &["--kappa-metadata"])
+    }
+
+    fn read_with(&self, engine: &str, table: &str, flags: &[&str]) -> Value {
         let mut cmd = Command::new(python());
         cmd.arg(python_dir().join("read_table.py"))
             .arg(engine)
             .arg(&self.catalog_uri)
             .arg(&self.warehouse)
-            .arg(format!("{}.{table}", self.namespace));
+            .arg(format!("{}.{table}", self.namespace))
+            .args(flags);
         if let Ok(endpoint) = std::env::var("KAPPA_S3_ENDPOINT")
             && self.warehouse.starts_with("s3://")
         {

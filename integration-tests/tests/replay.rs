@@ -612,7 +612,7 @@ fn a_crash_between_the_quarantine_and_the_main_commit_is_completed_without_a_sec
     let summary = replay(&config, &["--set", "commit.rows=3000"]);
     assert_eq!(summary["complete"], true, "{summary}");
     // Every row once in the quarantine table, none in the main table.
-    let main = scene.read("pyiceberg", "orders");
+    let main = scene.read_kappa_metadata("orders");
     assert_eq!(main["rows"].as_u64(), Some(0));
     // The completed main commits carry what the interrupted ones would have: the counters add
     // up to the archive, and the per-partition event times are in the state.
@@ -938,4 +938,75 @@ fn table_maintenance_by_another_engine_and_a_rename_never_ingest_twice() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("handed its position over"), "{stderr}");
+}
+
+/// Audit case 3, end to end: an archive whose oldest objects a lifecycle rule removed. The first
+/// replay must not record a position in the middle of history as if everything before had been
+/// ingested: refused (exit 2, nothing written in any table) unless `--accept-missing-history`,
+/// which records the skipped offsets in the table.
+#[test]
+fn a_replay_of_an_archive_missing_its_oldest_objects_is_refused_unless_the_skip_is_asked_for() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec::new(6_000),
+        ArchiveOptions {
+            flush_size: 500,
+            ..ArchiveOptions::default()
+        },
+    );
+    // The lifecycle rule: partition 1's first object is gone.
+    let mut removed = None;
+    for entry in walk(&scene.path("archive")) {
+        let name = entry.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("orders+1+") && name.trim_end_matches(".avro").ends_with("+0000000000")
+        {
+            std::fs::remove_file(&entry).unwrap();
+            removed = Some(name);
+        }
+    }
+    assert!(
+        removed.is_some(),
+        "partition 1's first object exists in the archive"
+    );
+    let config = scene.config("");
+    let config_arg = config.display().to_string();
+    let out = kappa(&["replay", "-c", &config_arg, "--json"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("orders-1")
+            && stderr.contains("offset 500")
+            && stderr.contains("--accept-missing-history"),
+        "{stderr}"
+    );
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(0)
+    );
+
+    let summary = replay(&config, &["--accept-missing-history"]);
+    assert_eq!(summary["complete"], true, "{summary}");
+    let main = scene.read_kappa_metadata("orders");
+    let rows = main["rows"].as_u64().unwrap();
+    assert!(rows < expected.rows && rows > expected.rows / 2, "{main}");
+    assert_eq!(
+        main["state"]["kappa.state.orders"]["skipped"],
+        serde_json::json!({"orders": {"1": [0, 500]}}),
+        "{main}"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -154,6 +154,7 @@ pub fn spec(
     PipelineSpec {
         pipeline: "bench".into(),
         topics: vec!["orders".into()],
+        first_commit: kappa_iceberg::FirstCommit::AtZero,
         catalog: CatalogConfig {
             name: "kappa".into(),
             uri: format!("sqlite:///{}/catalog.db", root.display()),

@@ -74,6 +74,22 @@ pub enum IcebergError {
         /// The pipeline that was asked to run.
         pipeline: String,
     },
+    /// The first commit of a partition would start past offset 0 without being asked to.
+    #[error(
+        "table {table}: holds nothing of {partition} yet and the input starts at offset {start}: \
+         offsets 0..{start} would be recorded as ingested. They are not in the source (the \
+         archive's oldest objects are gone, or --start left them out). Replay them first, or \
+         start the table there on purpose: `kappa replay --accept-missing-history` records \
+         them as skipped (kappa.skipped)"
+    )]
+    MissingHistory {
+        /// `namespace.name`.
+        table: String,
+        /// Topic-partition.
+        partition: String,
+        /// Where the input starts.
+        start: i64,
+    },
     /// The table shows that this pipeline wrote it before, but its position is gone.
     #[error("table {table}: no position of pipeline {pipeline:?}, but {evidence}; {remedy}")]
     PositionLost {
@@ -127,7 +143,8 @@ impl Classify for IcebergError {
             IcebergError::Invalid { .. }
             | IcebergError::Released { .. }
             | IcebergError::Owned { .. }
-            | IcebergError::PositionLost { .. } => ErrorKind::User,
+            | IcebergError::PositionLost { .. }
+            | IcebergError::MissingHistory { .. } => ErrorKind::User,
             IcebergError::State { .. } | IcebergError::Continuity { .. } => ErrorKind::Internal,
             IcebergError::ConflictRetriesExhausted { .. } => ErrorKind::Conflict,
         }

@@ -22,7 +22,7 @@ pub mod table;
 pub mod writer;
 
 pub use catalog::{CatalogConfig, connect};
-pub use commit::{CommitOutcome, Committer, PendingCommit};
+pub use commit::{CommitOutcome, Committer, FirstCommit, PendingCommit};
 pub use error::IcebergError;
 pub use state::{TableState, TableStats, table_stats};
 pub use table::{PartitionField, TableSpec};

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use iceberg::spec::{SnapshotRef, TableMetadata};
-use kappa_core::{EventTimes, SourcePosition};
+use kappa_core::{EventTimes, OffsetRange, SourcePosition, TopicPartition};
 use serde_json::{Map, Value};
 
 use crate::error::IcebergError;
@@ -73,6 +73,8 @@ pub struct TableState {
     pub closed_through: Option<i32>,
     /// Commit id of the newest commit of this pipeline.
     pub last_commit_id: Option<String>,
+    /// The offsets the first commit of a partition skipped explicitly (never ingested).
+    pub skipped: BTreeMap<TopicPartition, OffsetRange>,
 }
 
 /// Snapshots of `main` from the current one back to the first, newest first.
@@ -92,6 +94,7 @@ const MAX_EVENT_TIME: &str = "max-event-time";
 const EVENT_TIMES: &str = "event-times";
 const CLOSED_THROUGH: &str = "closed-through";
 const RELEASED_TO: &str = "released-to";
+const SKIPPED: &str = "skipped";
 
 impl TableState {
     /// Reads the state of `pipeline` from `metadata`: the `kappa.state.<pipeline>` property, or
@@ -151,6 +154,10 @@ impl TableState {
                 .get(COMMIT_ID)
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            if let Some(skipped) = value.get(SKIPPED) {
+                state.skipped =
+                    ranges_from_json(skipped).map_err(|e| bad(format!("{SKIPPED}: {e}")))?;
+            }
             return Ok(state);
         }
         let Some(snapshot) = ancestry(metadata).find(|s| {
@@ -215,6 +222,12 @@ impl TableState {
         if let Some(d) = self.closed_through {
             value.insert(CLOSED_THROUGH.into(), Value::from(d));
         }
+        if !self.skipped.is_empty() {
+            value.insert(
+                SKIPPED.into(),
+                json(crate::commit::protocol::input_json(&self.skipped)),
+            );
+        }
         Value::Object(value).to_string()
     }
 
@@ -222,6 +235,35 @@ impl TableState {
     pub fn is_empty(&self) -> bool {
         self.origin == StateOrigin::None
     }
+}
+
+/// Ranges per topic-partition from `{"topic":{"0":[start,end]}}`.
+fn ranges_from_json(value: &Value) -> Result<BTreeMap<TopicPartition, OffsetRange>, String> {
+    let mut ranges = BTreeMap::new();
+    let Value::Object(topics) = value else {
+        return Err("not an object".into());
+    };
+    for (topic, partitions) in topics {
+        let Value::Object(partitions) = partitions else {
+            return Err(format!("{topic}: not an object"));
+        };
+        for (partition, range) in partitions {
+            let partition: i32 = partition
+                .parse()
+                .map_err(|_| format!("{topic}: partition {partition:?} is not a number"))?;
+            let bounds = range
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_i64).collect::<Vec<_>>());
+            let Some([start, end]) = bounds.as_deref() else {
+                return Err(format!("{topic}-{partition}: expected [start, end]"));
+            };
+            ranges.insert(
+                TopicPartition::new(topic.clone(), partition),
+                OffsetRange::new(*start, *end),
+            );
+        }
+    }
+    Ok(ranges)
 }
 
 /// The value of `kappa.state.<old>` after `kappa state takeover` moved its state to `successor`:

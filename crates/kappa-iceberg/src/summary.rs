@@ -11,12 +11,15 @@
 //! | `kappa.closed-through` | the newest day the partition gate judged (days since the epoch) |
 //! | `kappa.event-times` | the **complete** newest event time per partition, `{"topic":{"0":1700000000000000}}` (judges lateness) |
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records`, `kappa.quarantined` | counters of this commit |
+//! | `kappa.skipped` | the offsets this commit's first range of a partition skipped, as asked (`--accept-missing-history`, a live `start = "latest"`), `{"topic":{"0":[0,start]}}` |
 //! | `kappa.main-commit` | on a quarantine-table commit: the main-table commit's event times, judged days, counters and verdicts (JSON), to complete it after a crash |
 //! | `kappa.dead-lettered.undecodable`, `kappa.dead-lettered.unmappable-schema`, `kappa.dead-lettered.rejected` | `kappa.dead-lettered` by kind (`rejected` includes quality-rule violations); commits before these keys existed carry only the total |
 
 /// On a quarantine-table commit: what the main table's commit of the same flush records besides
 /// its input (event times, judged days, counters, verdicts), to complete it after a crash.
 pub const MAIN_COMMIT: &str = "kappa.main-commit";
+/// The offsets a first commit of a partition skipped explicitly, `{"topic":{"0":[0,start]}}`.
+pub const SKIPPED: &str = "kappa.skipped";
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
 /// Deterministic commit id.

@@ -635,3 +635,46 @@ async fn a_ghost_commit_that_lands_late_keeps_its_files() {
         "the landed attempt is this commit: {outcome:?}"
     );
 }
+
+/// Audit case 3: a first commit of a partition that starts past offset 0 would tell every later
+/// run that the offsets before were ingested. Refused unless asked for; then recorded as skipped.
+#[tokio::test]
+async fn a_first_commit_past_offset_zero_is_refused_unless_the_skip_is_asked_for() {
+    let env = env().await;
+    let mut committer = env.committer().await;
+    committer.set_first_commit(kappa_iceberg::FirstCommit::AtZero);
+    let err = committer.commit(pending(0, 50, 100)).await.unwrap_err();
+    assert!(
+        matches!(err, IcebergError::MissingHistory { start: 50, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("--accept-missing-history"),
+        "{err}"
+    );
+    assert_eq!(env.row_count().await, 0);
+    // From offset 0, and then continuing, is fine.
+    committer.commit(pending(1, 0, 10)).await.unwrap();
+    committer.commit(pending(1, 10, 20)).await.unwrap();
+
+    committer.set_first_commit(kappa_iceberg::FirstCommit::SkipMissingHistory);
+    committer.commit(pending(0, 50, 100)).await.unwrap();
+    let reopened = env.committer().await;
+    let state = reopened.state();
+    assert_eq!(
+        state.skipped.get(&TopicPartition::new("t", 0)),
+        Some(&OffsetRange::new(0, 50)),
+        "the skip is recorded, for every later run to see"
+    );
+    assert!(!state.skipped.contains_key(&TopicPartition::new("t", 1)));
+    let snapshot = reopened.table().metadata().current_snapshot().unwrap();
+    assert_eq!(
+        snapshot
+            .summary()
+            .additional_properties
+            .get("kappa.skipped")
+            .map(String::as_str),
+        Some(r#"{"t":{"0":[0,50]}}"#)
+    );
+    assert_eq!(env.row_count().await, 20 + 50);
+}

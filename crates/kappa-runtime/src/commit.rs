@@ -122,6 +122,8 @@ async fn commit_flush(
         });
     }
     kappa_core::crash_point("runtime::before-commit");
+    // Nothing of a flush the main table would refuse goes to the side tables either.
+    tables.main.check_first_commit(&buffer.input)?;
     commit_dead_letters(&mut tables.dlq, &buffer, pipeline, summary).await?;
     kappa_core::crash_point("runtime::between-commits");
     if let Some(late) = tables.late.as_mut() {

@@ -8,7 +8,8 @@ use iceberg::Catalog;
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{
-    CatalogConfig, Committer, IcebergError, PartitionField, TableSpec, connect, summary,
+    CatalogConfig, Committer, FirstCommit, IcebergError, PartitionField, TableSpec, connect,
+    summary,
 };
 use kappa_quality::Quality;
 use kappa_schema::TableMapping;
@@ -24,6 +25,10 @@ pub struct PipelineSpec {
     /// The topics the pipeline's sources read: a table that holds another pipeline's offsets
     /// for one of them is refused.
     pub topics: Vec<String>,
+    /// Where the main table's first commit of a partition may start: at offset 0, or past it
+    /// with the skipped offsets recorded (asked for with `--accept-missing-history`, or a live
+    /// `start = "latest"`).
+    pub first_commit: FirstCommit,
     /// Catalog and warehouse.
     pub catalog: CatalogConfig,
     /// Table namespace.
@@ -135,7 +140,8 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
     };
     let late = like_main(&spec.late_table).await?;
     let quarantine = like_main(&spec.quarantine_table).await?;
-    let main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
+    let mut main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
+    main.set_first_commit(spec.first_commit);
     let dlq = open(ensure_table(catalog.as_ref(), &dlq_spec).await?)?;
     let topics = spec.topics.iter().map(String::as_str);
     for table in [Some(&main), Some(&dlq), late.as_ref(), quarantine.as_ref()]

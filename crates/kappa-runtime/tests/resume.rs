@@ -72,6 +72,7 @@ impl Env {
         PipelineSpec {
             pipeline: "orders".into(),
             topics: vec!["orders".into()],
+            first_commit: kappa_iceberg::FirstCommit::AtZero,
             catalog: CatalogConfig {
                 name: "kappa".into(),
                 uri: format!("sqlite:///{}/catalog.db", self.dir.path().display()),

@@ -205,6 +205,12 @@ pub struct ReplayArgs {
     /// Shard `i/n` (0-based): partitions p with p % n == i, e.g. the pod index of an indexed Job.
     #[arg(long)]
     pub shard: Option<String>,
+    /// Let the first commit of a partition the table holds nothing of start past offset 0 (the
+    /// archive's oldest objects are gone, or `--start` leaves them out). The offsets before are
+    /// recorded as skipped (`kappa.skipped`), not as ingested. Without it such a replay is
+    /// refused (exit 2).
+    #[arg(long)]
+    pub accept_missing_history: bool,
 }
 
 /// `kappa demo`.

@@ -65,6 +65,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         registry,
         PartitionFilter::All,
         TimeWindow::default(),
+        kappa_iceberg::FirstCommit::AtZero,
         None,
     )
     .await?;

@@ -58,9 +58,17 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let mut total = RunSummary::default();
     loop {
         let mapping = mapping(&config, registry.as_ref()).await?;
-        let mut pipeline = open_pipeline(pipeline_spec(&config, mapping.clone())?)
-            .await
-            .map_err(fail)?;
+        // `start = "latest"` asks for the partitions the table holds nothing of to start at the
+        // end of the topic: what came before is recorded as skipped, not as ingested.
+        let first_commit = match kafka.start {
+            kappa_config::KafkaStart::Latest => kappa_iceberg::FirstCommit::SkipMissingHistory,
+            kappa_config::KafkaStart::Earliest => kappa_iceberg::FirstCommit::AtZero,
+        };
+        let spec = kappa_runtime::PipelineSpec {
+            first_commit,
+            ..pipeline_spec(&config, mapping.clone())?
+        };
+        let mut pipeline = open_pipeline(spec).await.map_err(fail)?;
         // A blocking gate pauses the pipeline; /readyz says so until it goes on.
         pipeline.health = Some(health.clone());
         endpoint.state_loaded(pipeline.main.state().max_event_time);

@@ -196,6 +196,7 @@ pub fn pipeline_spec(
     Ok(PipelineSpec {
         pipeline: config.name.clone(),
         topics: topics.into_iter().flatten().collect(),
+        first_commit: kappa_iceberg::FirstCommit::AtZero,
         catalog: catalog_config(config),
         namespace: raw.table.namespace.clone(),
         table: config.table.clone(),
@@ -257,6 +258,7 @@ pub async fn execute(
     registry: Arc<dyn SchemaRegistry>,
     filter: PartitionFilter,
     window: TimeWindow,
+    first_commit: kappa_iceberg::FirstCommit,
     endpoint: Option<&PipelineEndpoint>,
 ) -> Result<ReplayReport, Failure> {
     let logic = config
@@ -278,9 +280,11 @@ pub async fn execute(
         batch_rows: config.raw.replay.batch_rows,
     };
     let source = ArchiveSource::new(store, plan, options, mapping.clone(), registry);
-    let pipeline = open_pipeline(pipeline_spec(config, mapping)?)
-        .await
-        .map_err(fail)?;
+    let spec = PipelineSpec {
+        first_commit,
+        ..pipeline_spec(config, mapping)?
+    };
+    let pipeline = open_pipeline(spec).await.map_err(fail)?;
     if let Some(endpoint) = endpoint {
         endpoint.state_loaded(pipeline.main.state().max_event_time);
     }
@@ -372,7 +376,20 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     } else {
         None
     };
-    let result = execute(&config, registry, filter, window, endpoint.as_ref()).await;
+    let first_commit = if args.accept_missing_history {
+        kappa_iceberg::FirstCommit::SkipMissingHistory
+    } else {
+        kappa_iceberg::FirstCommit::AtZero
+    };
+    let result = execute(
+        &config,
+        registry,
+        filter,
+        window,
+        first_commit,
+        endpoint.as_ref(),
+    )
+    .await;
     let linger = config.raw.metrics.linger;
     // Listening before the summary is printed: whoever reads it may signal at once.
     let shutdown = (endpoint.is_some() && !linger.is_zero()).then(Shutdown::listen);

@@ -83,6 +83,21 @@ pub enum CommitOutcome {
     AlreadyCommitted,
 }
 
+/// Where the first commit of a partition may start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FirstCommit {
+    /// Anywhere: a side table (dead letters, late rows) starts where its first row is.
+    #[default]
+    Anywhere,
+    /// At offset 0, the start of every Kafka partition: a table whose first commit of a partition
+    /// started later would tell every later run that the offsets before were ingested.
+    AtZero,
+    /// Anywhere, explicitly: the offsets before the first input (not in the archive any more,
+    /// skipped by `--start`, or before a live `start = "latest"`) are recorded as skipped
+    /// (`kappa.skipped`), not as ingested.
+    SkipMissingHistory,
+}
+
 /// Commits pending input to one table for one pipeline.
 #[derive(Debug)]
 pub struct Committer {
@@ -93,6 +108,7 @@ pub struct Committer {
     state: TableState,
     writer: WriterOptions,
     max_attempts: u32,
+    first_commit: FirstCommit,
 }
 
 impl Committer {
@@ -114,7 +130,14 @@ impl Committer {
             state,
             writer,
             max_attempts: max_attempts.max(1),
+            first_commit: FirstCommit::default(),
         })
+    }
+
+    /// Where the first commit of a partition may start (the main table: at offset 0, or with the
+    /// skipped offsets recorded).
+    pub fn set_first_commit(&mut self, rule: FirstCommit) {
+        self.first_commit = rule;
     }
 
     /// The pipeline's state as of the last load or commit.
@@ -177,8 +200,17 @@ impl Committer {
             let decided = self
                 .check_owner(pending.input.keys().map(|tp| tp.topic.as_str()))
                 .and_then(|()| self.decide_on_base(&pending.input));
-            let offsets = match decided {
-                Ok(Some(offsets)) => offsets,
+            let (offsets, skipped) = match decided {
+                Ok(Some(offsets)) => match self.first_ranges(&pending.input) {
+                    Ok(skipped) => (offsets, skipped),
+                    Err(e) => {
+                        if !maybe_referenced {
+                            self.discard(files.take()).await;
+                        }
+                        self.discard(Some(std::mem::take(&mut ahead))).await;
+                        return Err(e);
+                    }
+                },
                 Ok(None) => {
                     debug!(commit_id, "input already committed; nothing to do");
                     if !maybe_referenced {
@@ -208,7 +240,10 @@ impl Committer {
                 files = Some(written);
             }
             let data_files = files.clone().unwrap_or_default();
-            let next = self.next_state(&commit_id, offsets, &pending);
+            let mut next = self.next_state(&commit_id, offsets, &pending);
+            for (tp, range) in &skipped {
+                next.skipped.insert(tp.clone(), *range);
+            }
             let mut props = HashMap::from([
                 (summary::PIPELINE.to_string(), self.pipeline.clone()),
                 (summary::COMMIT_ID.to_string(), commit_id.clone()),
@@ -229,6 +264,9 @@ impl Committer {
             }
             if let Some(day) = next.closed_through {
                 props.insert(summary::CLOSED_THROUGH.to_string(), day.to_string());
+            }
+            if !skipped.is_empty() {
+                props.insert(summary::SKIPPED.to_string(), protocol::input_json(&skipped));
             }
             for (key, value) in &pending.counters {
                 props.insert((*key).to_string(), value.to_string());
@@ -407,6 +445,43 @@ impl Committer {
         }
     }
 
+    /// Refuses `input` when its first range of a partition would start past offset 0 without
+    /// being asked to (see [`FirstCommit`]): checked before the side tables take anything of the
+    /// flush, and again at the commit.
+    pub fn check_first_commit(
+        &self,
+        input: &BTreeMap<TopicPartition, OffsetRange>,
+    ) -> Result<(), IcebergError> {
+        self.first_ranges(input).map(|_| ())
+    }
+
+    /// Applies the first-commit rule to the partitions the base holds nothing of: the offsets a
+    /// first range skips (`[0, start)`), to record, or the refusal.
+    fn first_ranges(
+        &self,
+        input: &BTreeMap<TopicPartition, OffsetRange>,
+    ) -> Result<BTreeMap<TopicPartition, OffsetRange>, IcebergError> {
+        let mut skipped = BTreeMap::new();
+        if self.first_commit == FirstCommit::Anywhere {
+            return Ok(skipped);
+        }
+        for (tp, range) in input {
+            if self.state.position.next_offset(tp).is_some() || range.start <= 0 {
+                continue;
+            }
+            if self.first_commit == FirstCommit::AtZero {
+                return Err(IcebergError::MissingHistory {
+                    table: self.name.clone(),
+                    partition: tp.to_string(),
+                    start: range.start,
+                });
+            }
+            warn!(table = %self.name, partition = %tp, start = range.start, "first commit of the partition skips the offsets before its input, as asked; recorded in kappa.skipped");
+            skipped.insert(tp.clone(), OffsetRange::new(0, range.start));
+        }
+        Ok(skipped)
+    }
+
     /// The state after committing `pending` with `offsets` on the current base.
     fn next_state(
         &self,
@@ -429,6 +504,7 @@ impl Committer {
             event_times,
             closed_through: self.state.closed_through.max(pending.closed_through),
             last_commit_id: Some(commit_id.to_string()),
+            skipped: self.state.skipped.clone(),
         }
     }
 

@@ -10,4 +10,4 @@ pub(crate) use committer::table_name;
 mod pinned;
 pub mod protocol;
 
-pub use committer::{CommitOutcome, Committer, PendingCommit};
+pub use committer::{CommitOutcome, Committer, FirstCommit, PendingCommit};
