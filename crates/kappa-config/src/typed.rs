@@ -94,10 +94,15 @@ pub struct ArchiveConfig {
 /// `[source.kafka] start`: where a partition the table holds nothing of starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KafkaStart {
-    /// The oldest offset the broker still has (nothing retained is skipped).
+    /// Offset 0: the partition's whole history. A partition whose log no longer starts at 0
+    /// (retention deleted its head, compaction removed it) is refused: replay the archive first.
     #[default]
     Earliest,
-    /// The end of the partition at the time it is first read.
+    /// The oldest offset the broker still has; the offsets before it are recorded in the table
+    /// as skipped (`kappa.skipped`), not as ingested.
+    EarliestAvailable,
+    /// The end of the partition at the time it is first read; the offsets before it are
+    /// recorded as skipped.
     Latest,
 }
 

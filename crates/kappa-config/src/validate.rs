@@ -243,12 +243,13 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
         .unwrap_or_else(|| format!("kappa-{pipeline}"));
     let start = match section.start.as_deref().map(str::trim) {
         None | Some("earliest") => KafkaStart::Earliest,
+        Some("earliest-available") => KafkaStart::EarliestAvailable,
         Some("latest") => KafkaStart::Latest,
         Some(other) => {
             return Err(ConfigError::invalid(
                 "source.kafka",
                 "start",
-                format!("{other:?}: expected \"earliest\" or \"latest\""),
+                format!("{other:?}: expected \"earliest\", \"earliest-available\" or \"latest\""),
             ));
         }
     };

@@ -237,6 +237,13 @@ impl TableState {
     }
 }
 
+/// Ranges per topic-partition from their summary JSON `{"topic":{"0":[start,end]}}` (`kappa.input`,
+/// `kappa.skipped`).
+pub fn parse_ranges(text: &str) -> Result<BTreeMap<TopicPartition, OffsetRange>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    ranges_from_json(&value)
+}
+
 /// Ranges per topic-partition from `{"topic":{"0":[start,end]}}`.
 fn ranges_from_json(value: &Value) -> Result<BTreeMap<TopicPartition, OffsetRange>, String> {
     let mut ranges = BTreeMap::new();

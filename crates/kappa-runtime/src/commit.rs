@@ -433,6 +433,20 @@ pub(crate) async fn complete_quarantine(tables: &mut Tables) -> Result<(), Runti
     let Some(quarantine) = tables.quarantine.as_ref() else {
         return Ok(());
     };
+    // The quarantine table's last commit: its input, and the interrupted main commit's event
+    // times, judged days, counters and verdicts that it carries.
+    let last = quarantine
+        .state()
+        .last_commit_id
+        .as_deref()
+        .and_then(|id| kappa_iceberg::state::find_commit(quarantine.table().metadata(), id))
+        .and_then(|id| quarantine.table().metadata().snapshot_by_id(id))
+        .map(|s| s.summary().additional_properties.clone())
+        .unwrap_or_default();
+    let last_input = last
+        .get(summary::INPUT)
+        .and_then(|text| kappa_iceberg::state::parse_ranges(text).ok())
+        .unwrap_or_default();
     let main = &tables.main.state().position;
     let input: BTreeMap<TopicPartition, OffsetRange> = quarantine
         .state()
@@ -441,8 +455,12 @@ pub(crate) async fn complete_quarantine(tables: &mut Tables) -> Result<(), Runti
         .filter_map(|(tp, held)| match main.next_offset(tp) {
             Some(done) if held > done => Some((tp.clone(), OffsetRange::new(done, held))),
             Some(_) => None,
-            // A partition the main table has never recorded: its position is simply set.
-            None => Some((tp.clone(), OffsetRange::new(held, held))),
+            // A partition the main table has never recorded: the interrupted flush was its
+            // first, and its range is the quarantine commit's.
+            None => {
+                let start = last_input.get(tp).map_or(held, |r| r.start);
+                Some((tp.clone(), OffsetRange::new(start, held)))
+            }
         })
         .collect();
     if input.is_empty() {
@@ -458,22 +476,8 @@ pub(crate) async fn complete_quarantine(tables: &mut Tables) -> Result<(), Runti
         counters: vec![(summary::QUARANTINED, 0)],
         ..PendingCommit::default()
     };
-    // The interrupted main commit's event times, judged days, counters and verdicts, as the
-    // quarantine commit carried them.
-    let carried = quarantine
-        .state()
-        .last_commit_id
-        .as_deref()
-        .and_then(|id| kappa_iceberg::state::find_commit(quarantine.table().metadata(), id))
-        .and_then(|id| quarantine.table().metadata().snapshot_by_id(id))
-        .and_then(|s| {
-            s.summary()
-                .additional_properties
-                .get(summary::MAIN_COMMIT)
-                .cloned()
-        });
-    match carried {
-        Some(text) => main_commit::restore(&text, &mut pending).map_err(|e| {
+    match last.get(summary::MAIN_COMMIT) {
+        Some(text) => main_commit::restore(text, &mut pending).map_err(|e| {
             RuntimeError::Invariant(format!(
                 "{}: {} of its last commit: {e}",
                 quarantine.name(),

@@ -142,7 +142,9 @@ impl ConsumerContext for KappaContext {
                     let offset = match starts.get(p).copied().flatten() {
                         Some(next) => Offset::Offset(next),
                         None => match self.start {
-                            KafkaStart::Earliest => Offset::Beginning,
+                            KafkaStart::Earliest | KafkaStart::EarliestAvailable => {
+                                Offset::Beginning
+                            }
                             KafkaStart::Latest => Offset::End,
                         },
                     };
@@ -426,7 +428,7 @@ impl Poller {
             let offset = match start {
                 Some(next) => Offset::Offset(*next),
                 None => match context.start {
-                    KafkaStart::Earliest => Offset::Beginning,
+                    KafkaStart::Earliest | KafkaStart::EarliestAvailable => Offset::Beginning,
                     KafkaStart::Latest => Offset::End,
                 },
             };

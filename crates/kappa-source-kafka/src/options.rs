@@ -83,7 +83,7 @@ impl KafkaOptions {
                 .set(
                     "auto.offset.reset",
                     match self.start {
-                        KafkaStart::Earliest => "earliest",
+                        KafkaStart::Earliest | KafkaStart::EarliestAvailable => "earliest",
                         KafkaStart::Latest => "latest",
                     },
                 );

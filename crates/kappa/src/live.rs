@@ -58,10 +58,13 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let mut total = RunSummary::default();
     loop {
         let mapping = mapping(&config, registry.as_ref()).await?;
-        // `start = "latest"` asks for the partitions the table holds nothing of to start at the
-        // end of the topic: what came before is recorded as skipped, not as ingested.
+        // `start = "latest"` or `"earliest-available"` asks for the partitions the table holds
+        // nothing of to start past offset 0: what came before is recorded as skipped, not as
+        // ingested. `"earliest"` wants the whole history.
         let first_commit = match kafka.start {
-            kappa_config::KafkaStart::Latest => kappa_iceberg::FirstCommit::SkipMissingHistory,
+            kappa_config::KafkaStart::Latest | kappa_config::KafkaStart::EarliestAvailable => {
+                kappa_iceberg::FirstCommit::SkipMissingHistory
+            }
             kappa_config::KafkaStart::Earliest => kappa_iceberg::FirstCommit::AtZero,
         };
         let spec = kappa_runtime::PipelineSpec {
