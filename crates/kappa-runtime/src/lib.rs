@@ -15,6 +15,7 @@ mod commit;
 mod dlq;
 mod error;
 mod pause;
+mod quarantine;
 mod run;
 mod spec;
 mod stats;

@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, instrument, warn};
 
 use crate::buffer::{Buffer, Lateness};
-use crate::commit::{Tables, commit_loop, complete_quarantine};
+use crate::commit::{Tables, commit_loop};
 use crate::error::RuntimeError;
 use crate::pause::{Blocked, Limit, Resume, pause};
+use crate::quarantine::complete_quarantine;
 use crate::spec::{Pipeline, PipelineSpec};
 use crate::stats::RunSummary;
 use crate::write::{Flushed, ToWriter, WRITER_QUEUE, write_loop};
