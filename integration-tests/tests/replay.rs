@@ -1084,3 +1084,143 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_value_the_table_cannot_hold_goes_to_the_dlq_and_the_replay_goes_on() {
+    use apache_avro::types::Value as Avro;
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec::new(3_000),
+        ArchiveOptions {
+            shape: RecordShape::Value,
+            flush_size: 300,
+            layout: Layout::Default,
+            ..ArchiveOptions::default()
+        },
+    );
+    // Every file of the archive, with its records.
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![scene.path("archive")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "avro") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let field = |fields: &[(String, Avro)], name: &str| {
+        fields.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    };
+    let mut seen: std::collections::HashMap<String, u32> = Default::default();
+    for file in &files {
+        for value in apache_avro::Reader::new(&std::fs::read(file).unwrap()[..]).unwrap() {
+            let Avro::Record(fields) = value.unwrap() else {
+                panic!("not a record");
+            };
+            *seen
+                .entry(format!("{:?}", field(&fields, "event_id")))
+                .or_default() += 1;
+        }
+    }
+    // In a file of partition 0 after the first, a record that must be a row (its event id
+    // appears once, its amount is not negative): rewrite its event time in nanoseconds.
+    let target = files
+        .iter()
+        .filter(|f| f.to_string_lossy().contains("orders+0+"))
+        .nth(1)
+        .unwrap()
+        .clone();
+    let bytes = std::fs::read(&target).unwrap();
+    let reader = apache_avro::Reader::new(&bytes[..]).unwrap();
+    let schema = reader.writer_schema().clone();
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new());
+    let mut chosen = None;
+    for (i, value) in reader.enumerate() {
+        let Avro::Record(mut fields) = value.unwrap() else {
+            panic!("not a record");
+        };
+        let unique = seen[&format!("{:?}", field(&fields, "event_id"))] == 1;
+        let amount_ok = matches!(field(&fields, "amount_cents"), Avro::Long(a) if a >= 0);
+        if chosen.is_none() && unique && amount_ok {
+            for (name, value) in fields.iter_mut() {
+                if let (true, Avro::TimestampMillis(ms)) = (name == "event_time", &*value) {
+                    let nanos = *ms * 1_000_000;
+                    *value = Avro::TimestampMillis(nanos);
+                    chosen = Some((i as i64, nanos));
+                }
+            }
+        }
+        writer.append_value_ref(&Avro::Record(fields)).unwrap();
+    }
+    std::fs::write(&target, writer.into_inner().unwrap()).unwrap();
+    let (index, nanos) = chosen.expect("a unique event in the file");
+    let start: i64 = target
+        .file_stem()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .rsplit('+')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let summary = replay(&scene.config(""), &[]);
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(summary["records_in"].as_u64(), Some(expected.messages));
+    assert_eq!(summary["rows_written"].as_u64(), Some(expected.rows - 1));
+    assert_eq!(summary["duplicates"].as_u64(), Some(expected.duplicates));
+    assert_eq!(
+        summary["undecodable"].as_u64(),
+        Some(expected.undecodable + 1)
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        let read = scene.read(engine, "orders");
+        assert_eq!(read["rows"].as_u64(), Some(expected.rows - 1), "{engine}");
+        assert_eq!(
+            read["distinct_coordinates"].as_u64(),
+            Some(expected.rows - 1)
+        );
+    }
+    // The dead letter, read back with PyIceberg: where it was, why, and its bytes.
+    let script = r#"
+import json, sys
+from pyiceberg.catalog.sql import SqlCatalog
+table = SqlCatalog("kappa", uri=sys.argv[1], warehouse=sys.argv[2]).load_table(sys.argv[3])
+rows = [r for r in table.scan().to_arrow().to_pylist() if r["error_kind"] == "unconvertible"]
+print(json.dumps([[r["kafka_partition"], r["kafka_offset"], r["object_key"], r["error_message"], len(r["raw"] or b"")] for r in rows]))
+"#;
+    let out = std::process::Command::new(kappa_integration_tests::python())
+        .args(["-c", script, &scene.catalog_uri, &scene.warehouse])
+        .arg(format!("{}.orders_dlq", scene.namespace))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let letters: serde_json::Value =
+        serde_json::from_slice(kappa_integration_tests::last_line(&out.stdout)).unwrap();
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = letters[0].as_array().unwrap();
+    assert_eq!(letter[0].as_i64(), Some(0));
+    assert_eq!(letter[1].as_i64(), Some(start + index));
+    assert!(
+        letter[2]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("orders+0+{start:010}.avro"))
+    );
+    let message = letter[3].as_str().unwrap();
+    assert!(
+        message.contains("event_time") && message.contains(&nanos.to_string()),
+        "{message}"
+    );
+    assert!(letter[4].as_u64().unwrap() > 0, "raw bytes kept");
+}

@@ -15,6 +15,9 @@ pub enum DeadLetterKind {
     /// A valid message whose writer schema cannot be read as the table's schema (an
     /// incompatible version): the pipeline keeps running, the records wait in the DLQ.
     UnmappableSchema,
+    /// The record decoded but a value does not fit its table column (a `timestamp-millis` that
+    /// overflows microseconds, ...): the message names the column and the value.
+    Unconvertible,
     /// The record decoded but the business logic rejected it.
     Rejected,
     /// The record failed a quality rule.
@@ -27,6 +30,7 @@ impl DeadLetterKind {
         match self {
             DeadLetterKind::Undecodable => "undecodable",
             DeadLetterKind::UnmappableSchema => "unmappable-schema",
+            DeadLetterKind::Unconvertible => "unconvertible",
             DeadLetterKind::Rejected => "rejected",
             DeadLetterKind::RuleViolation => "rule-violation",
         }

@@ -110,7 +110,10 @@ impl Buffer {
         self.duplicates += stats.duplicates_dropped;
         for letter in &batch.dead_letters {
             match letter.kind {
-                DeadLetterKind::Undecodable => self.undecodable += 1,
+                // Counted with the undecodable ones (the table's `error_kind` tells them apart).
+                DeadLetterKind::Undecodable | DeadLetterKind::Unconvertible => {
+                    self.undecodable += 1
+                }
                 DeadLetterKind::UnmappableSchema => self.unmappable += 1,
                 DeadLetterKind::Rejected | DeadLetterKind::RuleViolation => self.rejected += 1,
             }

@@ -1,7 +1,8 @@
 //! The dead-letter table: `<table>_dlq`, one row per record that did not reach the main table.
 //!
 //! Columns: `kafka_topic`, `kafka_partition`, `kafka_offset`, `object_key` (archive object, null
-//! for live Kafka), `error_kind` (`undecodable` | `unmappable-schema` | `rejected` | `rule-violation`), `error_message`,
+//! for live Kafka), `error_kind` (`undecodable` | `unmappable-schema` | `unconvertible` | `rejected` |
+//! `rule-violation`), `error_message`,
 //! `raw` (the record's bytes as read), `pipeline`.
 
 use std::collections::HashMap;

@@ -40,7 +40,7 @@ pub enum SchemaError {
         known: String,
     },
     /// Two different schemas map to the same id.
-    #[error("schema registry: schemas {first} and {second} have the same id {id}")]
+    #[error("schema registry: schemas {first} and {second} have the same id {id}: {why}")]
     IdCollision {
         /// The id.
         id: u32,
@@ -48,6 +48,8 @@ pub enum SchemaError {
         first: String,
         /// Second schema (subject/version).
         second: String,
+        /// Why they cannot share it, and what to do.
+        why: String,
     },
     /// An Avro type has no table mapping yet.
     #[error("schema mapping: field {path}: {message}")]

@@ -225,17 +225,23 @@ impl TableMapping {
     /// Converts a batch decoded by arrow-avro into the value schema: uuid bytes to strings, enum
     /// dictionaries to strings, millisecond timestamps to microseconds; optional columns the
     /// batch lacks (an older writer schema) become NULL.
-    pub fn normalize(&self, batch: RecordBatch) -> Result<RecordBatch, SchemaError> {
+    ///
+    /// A value the table cannot hold (a `timestamp-millis` that overflows microseconds: a
+    /// producer sending nanoseconds) fails its row, not the batch: every conversion is checked
+    /// row by row, and a row where it fails, turns a value into NULL or leaves NULL in a required
+    /// column is left out of [`Normalized::records`] and listed in [`Normalized::rejected`] with a
+    /// reason naming each column and value. The error is for what no row can fix (a required
+    /// column the writer schema lacks, a conversion the mapping does not support).
+    pub fn normalize(&self, batch: RecordBatch) -> Result<Normalized, SchemaError> {
+        let rows = batch.num_rows();
         let mut columns = Vec::with_capacity(self.values.fields().len());
+        let mut problems: std::collections::BTreeMap<usize, Vec<String>> = Default::default();
         for target in self.values.fields() {
             let Some(column) = batch.column_by_name(target.name()) else {
                 // A field the writer's schema does not have: optional fields read as NULL (their
                 // default), required ones are an error.
                 if target.is_nullable() {
-                    columns.push(arrow_array::new_null_array(
-                        target.data_type(),
-                        batch.num_rows(),
-                    ));
+                    columns.push(arrow_array::new_null_array(target.data_type(), rows));
                     continue;
                 }
                 return Err(SchemaError::Normalize {
@@ -245,21 +251,79 @@ impl TableMapping {
                     message: "the record has no such field and the column is required".into(),
                 });
             };
-            columns.push(convert(target, column)?);
+            let (converted, failed) = convert(target, column)?;
+            let refused: std::collections::BTreeSet<usize> =
+                failed.iter().map(|(row, _)| *row).collect();
+            for (row, message) in failed {
+                problems.entry(row).or_default().push(message);
+            }
+            // A value lost in the conversion, or a NULL the column cannot hold (looked for row
+            // by row only when the NULL counts say there is one).
+            let suspect = converted.null_count() > column.null_count()
+                || (!target.is_nullable() && converted.null_count() > 0);
+            for row in (0..rows).filter(|_| suspect) {
+                if converted.is_null(row)
+                    && (column.is_valid(row) || !target.is_nullable())
+                    && !refused.contains(&row)
+                {
+                    let message = if column.is_valid(row) {
+                        format!(
+                            "{}: value {} does not fit {} (out of range)",
+                            target.name(),
+                            show(column, row),
+                            target.data_type()
+                        )
+                    } else {
+                        format!("{}: NULL in a required column", target.name())
+                    };
+                    problems.entry(row).or_default().push(message);
+                }
+            }
+            columns.push(converted);
         }
-        let rows = batch.num_rows();
-        RecordBatch::try_new_with_options(
+        let rejected: Vec<(usize, String)> = problems
+            .into_iter()
+            .map(|(row, messages)| (row, messages.join("; ")))
+            .collect();
+        if !rejected.is_empty() {
+            let keep: arrow_array::BooleanArray = (0..rows)
+                .map(|row| Some(rejected.binary_search_by_key(&row, |(r, _)| *r).is_err()))
+                .collect();
+            columns = columns
+                .iter()
+                .map(|column| arrow_select::filter::filter(column, &keep))
+                .collect::<Result<_, _>>()
+                .map_err(|e| SchemaError::Normalize {
+                    column: "<batch>".into(),
+                    from: batch.schema().to_string(),
+                    to: self.values.to_string(),
+                    message: format!("leaving out the rows that cannot be converted: {e}"),
+                })?;
+        }
+        let kept = rows - rejected.len();
+        let records = RecordBatch::try_new_with_options(
             self.values.clone(),
             columns,
-            &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows)),
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(kept)),
         )
         .map_err(|e| SchemaError::Normalize {
             column: "<batch>".into(),
             from: batch.schema().to_string(),
             to: self.values.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        Ok(Normalized { records, rejected })
     }
+}
+
+/// A decoded batch in the table's value schema ([`TableMapping::normalize`]).
+#[derive(Debug)]
+pub struct Normalized {
+    /// The rows that could be converted, in input order.
+    pub records: RecordBatch,
+    /// Index (into the input batch, ascending) and reason of each row left out: its values do not
+    /// fit the table's columns; the reason names each column and value.
+    pub rejected: Vec<(usize, String)>,
 }
 
 fn parse_record(json: &str) -> Result<apache_avro::schema::RecordSchema, SchemaError> {
@@ -294,9 +358,16 @@ fn widen(old: &DataType, new: &DataType) -> Option<DataType> {
     }
 }
 
-fn convert(target: &Field, column: &ArrayRef) -> Result<ArrayRef, SchemaError> {
+/// Converts `column` to `target`'s type; rows whose conversion fails are NULL in the result and
+/// listed with the reason (a conversion may also turn a value into NULL without an error:
+/// [`TableMapping::normalize`] checks for that). The error is for a conversion the mapping does
+/// not support at all.
+fn convert(
+    target: &Field,
+    column: &ArrayRef,
+) -> Result<(ArrayRef, Vec<(usize, String)>), SchemaError> {
     if column.data_type() == target.data_type() {
-        return Ok(column.clone());
+        return Ok((column.clone(), Vec::new()));
     }
     let err = |message: String| SchemaError::Normalize {
         column: target.name().clone(),
@@ -316,9 +387,75 @@ fn convert(target: &Field, column: &ArrayRef) -> Result<ArrayRef, SchemaError> {
                     })
                 })
                 .collect();
-            Ok(Arc::new(strings))
+            Ok((Arc::new(strings), Vec::new()))
         }
-        _ => arrow_cast::cast(column, target.data_type()).map_err(|e| err(e.to_string())),
+        (from, to) if !arrow_cast::can_cast_types(from, to) => {
+            Err(err("the mapping has no such conversion".into()))
+        }
+        (_, to) => match arrow_cast::cast(column, to) {
+            Ok(converted) => Ok((converted, Vec::new())),
+            // Casts turn what they cannot convert into NULL; a kernel that errors instead is
+            // asked row by row, so that only the rows it refuses are lost.
+            Err(_) => {
+                let mut failed = Vec::new();
+                let mut parts = Vec::with_capacity(column.len());
+                for row in 0..column.len() {
+                    match arrow_cast::cast(&column.slice(row, 1), to) {
+                        Ok(one) => parts.push(one),
+                        Err(e) => {
+                            failed.push((
+                                row,
+                                format!(
+                                    "{}: value {} cannot be converted to {to}: {e}",
+                                    target.name(),
+                                    show(column, row)
+                                ),
+                            ));
+                            parts.push(arrow_array::new_null_array(to, 1));
+                        }
+                    }
+                }
+                let refs: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
+                let converted =
+                    arrow_select::concat::concat(&refs).map_err(|e| err(e.to_string()))?;
+                Ok((converted, failed))
+            }
+        },
+    }
+}
+
+/// One value of `column` for a message: temporal values as their raw count since the epoch (an
+/// out-of-range one has no date to show), others as Arrow displays them, at most 64 characters.
+fn show(column: &ArrayRef, row: usize) -> String {
+    let raw = match column.data_type() {
+        DataType::Timestamp(unit, _) => {
+            let unit = match unit {
+                TimeUnit::Second => "s",
+                TimeUnit::Millisecond => "ms",
+                TimeUnit::Microsecond => "µs",
+                TimeUnit::Nanosecond => "ns",
+            };
+            arrow_cast::cast(&column.slice(row, 1), &DataType::Int64)
+                .ok()
+                .and_then(|v| {
+                    v.as_primitive_opt::<arrow_array::types::Int64Type>()
+                        .filter(|v| v.is_valid(0))
+                        .map(|v| format!("{} ({unit} since the epoch)", v.value(0)))
+                })
+        }
+        _ => None,
+    };
+    let text = raw.unwrap_or_else(|| {
+        let options = arrow_cast::display::FormatOptions::default();
+        arrow_cast::display::ArrayFormatter::try_new(column.as_ref(), &options)
+            .ok()
+            .and_then(|f| f.value(row).try_to_string().ok())
+            .unwrap_or_else(|| "<not displayable>".into())
+    });
+    if text.chars().count() > 64 {
+        format!("{}...", text.chars().take(64).collect::<String>())
+    } else {
+        text
     }
 }
 
@@ -464,6 +601,70 @@ mod tests {
                 .data_type(),
             &DataType::Int64
         );
+    }
+
+    #[test]
+    fn rows_whose_values_do_not_fit_are_left_out_and_named_the_rest_kept() {
+        let json = r#"{"type":"record","name":"r","fields":[
+            {"name":"t","type":{"type":"long","logicalType":"timestamp-millis"}},
+            {"name":"o","type":["null",{"type":"long","logicalType":"timestamp-millis"}]},
+            {"name":"n","type":"long"}]}"#;
+        let mapping = TableMapping::from_avro_json(json).unwrap();
+        let millis = |values: Vec<Option<i64>>| -> ArrayRef {
+            Arc::new(
+                arrow_array::TimestampMillisecondArray::from(values).with_timezone(UTC.to_string()),
+            )
+        };
+        let nanos = 1_700_000_000_123_456_789i64;
+        let input = RecordBatch::try_from_iter([
+            (
+                "t",
+                millis(vec![Some(1), Some(nanos), Some(3), Some(4), None]),
+            ),
+            (
+                "o",
+                millis(vec![None, Some(2), Some(-nanos), Some(4), Some(5)]),
+            ),
+            (
+                "n",
+                Arc::new(arrow_array::Int64Array::from(vec![10, 11, 12, 13, 14])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let out = mapping.normalize(input).unwrap();
+        // Row 1 overflows a required column, row 2 an optional one (not turned into NULL), row 4
+        // has NULL in a required column.
+        let rows: Vec<usize> = out.rejected.iter().map(|(row, _)| *row).collect();
+        assert_eq!(rows, [1, 2, 4]);
+        assert!(
+            out.rejected[0]
+                .1
+                .starts_with("t: value 1700000000123456789 (ms since the epoch)")
+                && out.rejected[0].1.contains("out of range"),
+            "{}",
+            out.rejected[0].1
+        );
+        assert!(
+            out.rejected[1]
+                .1
+                .starts_with("o: value -1700000000123456789"),
+            "{}",
+            out.rejected[1].1
+        );
+        assert_eq!(out.rejected[2].1, "t: NULL in a required column");
+        let n = out
+            .records
+            .column_by_name("n")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Int64Type>();
+        assert_eq!(n.values().to_vec(), vec![10, 13]);
+        let t = out
+            .records
+            .column_by_name("t")
+            .unwrap()
+            .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+        assert_eq!(t.values().to_vec(), vec![1_000, 4_000]);
+        assert_eq!(out.records.schema(), *mapping.value_schema());
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //! schema is derived from its content: the CRC-64-AVRO (Rabin) fingerprint of its Parsing
 //! Canonical Form, little-endian, masked to 31 bits. Identical schemas share an id (as in
 //! Confluent's registry), ids never change when subjects or versions are added, and producers
-//! that use the same directory frame messages with the same ids. Two different schemas whose ids
-//! collide are rejected when the directory is loaded.
+//! that use the same directory frame messages with the same ids. The form drops defaults, docs
+//! and aliases, so two versions of one subject that differ only in a default (`b: int`, then
+//! `b: int` with `"default": 0`) share an id: they encode every message alike, and the id
+//! answers with the first of them (the subject's history keeps both). Two different forms whose
+//! ids collide (the id keeps 31 bits of the fingerprint) are refused when the directory is
+//! loaded, naming both.
 //!
 //! A subject's compatibility level may be set in `<dir>/<subject>/compatibility`, a text file
 //! holding one level name (`BACKWARD`, `FULL_TRANSITIVE`, ...); `kappa schema check` uses it when
@@ -186,19 +190,36 @@ impl FileRegistry {
         subject: String,
         versions: Vec<Arc<RegisteredSchema>>,
     ) -> Result<(), SchemaError> {
+        // Ids this subject adds; checked against the registry and against its own earlier
+        // versions (two versions may share an id: see `same_writer`).
+        let mut added: BTreeMap<u32, usize> = BTreeMap::new();
         for (index, version) in versions.iter().enumerate() {
-            if let Some((other_subject, other_index)) = self.ids.get(&version.id) {
-                let other = &self.subjects[other_subject][*other_index];
-                if other.schema.canonical_form() != version.schema.canonical_form() {
-                    return Err(SchemaError::IdCollision {
-                        id: version.id,
-                        first: format!("{}/{}", other.subject, other.version),
-                        second: format!("{}/{}", version.subject, version.version),
-                    });
+            let other = match (self.ids.get(&version.id), added.get(&version.id)) {
+                (Some((other_subject, other_index)), _) => self
+                    .subjects
+                    .get(other_subject)
+                    .and_then(|list| list.get(*other_index)),
+                (None, Some(other_index)) => versions.get(*other_index),
+                (None, None) => None,
+            };
+            match other {
+                Some(other) => {
+                    if let Some(why) = different_writers(&other.schema, &version.schema) {
+                        return Err(SchemaError::IdCollision {
+                            id: version.id,
+                            first: format!("{}/{}", other.subject, other.version),
+                            second: format!("{}/{}", version.subject, version.version),
+                            why,
+                        });
+                    }
                 }
-                continue;
+                None => {
+                    added.insert(version.id, index);
+                }
             }
-            self.ids.insert(version.id, (subject.clone(), index));
+        }
+        for (id, index) in added {
+            self.ids.insert(id, (subject.clone(), index));
         }
         self.subjects.insert(subject, versions);
         Ok(())
@@ -264,6 +285,19 @@ impl SchemaRegistry for FileRegistry {
     async fn versions(&self, subject: &str) -> Result<Vec<Arc<RegisteredSchema>>, SchemaError> {
         self.subject_versions(subject)
     }
+}
+
+/// Why two schemas with the same id cannot share it, or `None` when they can: the id is derived
+/// from the Parsing Canonical Form, which drops what does not change the binary encoding
+/// (defaults, docs, aliases); schemas with the same form read every message alike, whichever of
+/// them the id answers with (the first one registered). apache-avro's form keeps logical types
+/// (`{"type":"long"}` with the `logicalType` stripped is not `"long"`), so they count too.
+fn different_writers(first: &Schema, second: &Schema) -> Option<String> {
+    (first.canonical_form() != second.canonical_form()).then(|| {
+        "their Parsing Canonical Forms differ (a collision of the 31-bit fingerprint): \
+         change one of them (rename a field or the record) so that their ids differ"
+            .into()
+    })
 }
 
 fn file_name(path: &Path) -> String {
@@ -343,6 +377,64 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn record(fields: &str) -> String {
+        format!(r#"{{"type":"record","name":"r","fields":[{fields}]}}"#)
+    }
+
+    #[test]
+    fn versions_differing_only_in_a_default_share_an_id_and_load() {
+        let v1 = record(r#"{"name":"a","type":"string"},{"name":"b","type":"int"}"#);
+        let v2 = record(r#"{"name":"a","type":"string"},{"name":"b","type":"int","default":0}"#);
+        let v3 = record(r#"{"name":"a","type":"string","doc":"d"},{"name":"b","type":"long"}"#);
+        // In memory and from a directory (what `kappa schema check --dir` and a pipeline load).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        for (i, v) in [&v1, &v2, &v3].into_iter().enumerate() {
+            std::fs::write(dir.path().join(format!("s/{}.avsc", i + 1)), v).unwrap();
+        }
+        for registry in [
+            FileRegistry::from_schemas("s", [v1.as_str(), v2.as_str(), v3.as_str()]).unwrap(),
+            FileRegistry::load(dir.path()).unwrap(),
+        ] {
+            let versions = registry.subject_versions("s").unwrap();
+            assert_eq!(
+                versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+                [1, 2, 3]
+            );
+            assert_eq!(versions[0].id, versions[1].id);
+            assert_ne!(versions[0].id, versions[2].id);
+            // The shared id answers with the first version; both read messages alike.
+            assert_eq!(registry.schema(versions[1].id).unwrap().version, 1);
+            assert_eq!(registry.schema(versions[2].id).unwrap().version, 3);
+            // The default is kept where it matters: the subject's history.
+            assert!(versions[1].json.contains("default"));
+            assert_eq!(registry.ids().count(), 2);
+        }
+    }
+
+    #[test]
+    fn a_fingerprint_collision_inside_one_subject_is_refused_by_name() {
+        // Two different schemas whose 31-bit ids collide (found by search).
+        let v1 = record(r#"{"name":"f908413","type":"int"}"#);
+        let v2 = record(r#"{"name":"f19402000","type":"int"}"#);
+        let id = |json: &str| schema_id_for(&Schema::parse_str(json).unwrap());
+        assert_eq!(id(&v1), id(&v2));
+        let err = FileRegistry::from_schemas("s", [v1.as_str(), v2.as_str()]).unwrap_err();
+        assert!(matches!(err, SchemaError::IdCollision { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("s/1") && text.contains("s/2") && text.contains("Canonical Form"),
+            "{text}"
+        );
+        // Across subjects too.
+        let mut registry = FileRegistry::from_schemas("a", [v1.as_str()]).unwrap();
+        let other = FileRegistry::from_schemas("b", [v2.as_str()]).unwrap();
+        let err = registry
+            .insert_subject("b".into(), other.subject_versions("b").unwrap())
+            .unwrap_err();
+        assert!(err.to_string().contains("a/1"), "{err}");
     }
 
     fn tempfile_dir(name: &str) -> PathBuf {

@@ -37,6 +37,9 @@ pub struct WireOutcome {
     /// Indexes (a subset of `failed`) of messages whose writer schema cannot be read as the
     /// table's schema: valid messages of an incompatible version, not corrupt bytes.
     pub unmappable: Vec<usize>,
+    /// Indexes (a subset of `failed`) of messages that decoded but hold a value the table cannot
+    /// ([`TableMapping::normalize`]): a timestamp out of range, ...
+    pub unconvertible: Vec<usize>,
     /// Where decoding stopped: the index of the first message written with a newer version of
     /// the subject than the table knows ([`WireDecoder::evolving`]). Messages from there on are
     /// in none of the other fields.
@@ -348,6 +351,8 @@ impl WireDecoder {
         for (i, reason) in outcome.failed {
             let kind = if outcome.unmappable.contains(&i) {
                 DeadLetterKind::UnmappableSchema
+            } else if outcome.unconvertible.contains(&i) {
+                DeadLetterKind::Unconvertible
             } else {
                 DeadLetterKind::Undecodable
             };
@@ -401,12 +406,31 @@ impl WireDecoder {
             &mut decoded,
             &mut failed,
         )?;
-        failed.sort_by_key(|(i, _)| *i);
+        // Row `k` of the batches is message `decoded[k]`; rows whose values the table cannot
+        // hold leave `decoded` for `failed`.
         let schema = self.mapping.value_schema().clone();
         let mut normalized = Vec::with_capacity(batches.len());
+        let mut unconvertible = Vec::new();
+        let mut first_row = 0;
         for batch in batches {
-            normalized.push(self.mapping.normalize(batch)?);
+            let rows = batch.num_rows();
+            let out = self.mapping.normalize(batch)?;
+            for (row, reason) in out.rejected {
+                let Some(index) = decoded.get(first_row + row).copied() else {
+                    return Err(SchemaError::Decoder {
+                        context: "normalizing decoded batches".into(),
+                        message: format!("row {} has no message", first_row + row),
+                    });
+                };
+                unconvertible.push(index);
+                failed.push((index, reason));
+            }
+            normalized.push(out.records);
+            first_row += rows;
         }
+        unconvertible.sort_unstable();
+        decoded.retain(|i| unconvertible.binary_search(i).is_err());
+        failed.sort_by_key(|(i, _)| *i);
         let records = arrow_select::concat::concat_batches(&schema, &normalized).map_err(|e| {
             SchemaError::Decoder {
                 context: "concatenating decoded batches".into(),
@@ -418,6 +442,7 @@ impl WireDecoder {
             decoded,
             failed,
             unmappable,
+            unconvertible,
             newer,
         })
     }
@@ -737,6 +762,55 @@ mod tests {
         // The decoder is healthy afterwards.
         let again: Vec<&[u8]> = good.iter().map(Vec::as_slice).collect();
         assert_eq!(decoder.decode(&again).unwrap().records.num_rows(), 3);
+    }
+
+    #[test]
+    fn a_value_the_table_cannot_hold_dead_letters_its_record_only() {
+        // A producer sending nanoseconds in a timestamp-millis field: the value overflows the
+        // table's microseconds. Only that record is a dead letter, naming column and value.
+        let (mut decoder, good) = setup();
+        let registry = FileRegistry::from_schemas("orders-value", [V1, V2]).unwrap();
+        let v1 = registry.subject_versions("orders-value").unwrap()[0].clone();
+        let nanos = 1_700_000_000_123_456_789i64;
+        let body = order(&v1.schema, 400, false);
+        let mut value =
+            apache_avro::from_avro_datum(&v1.schema, &mut body.as_slice(), None).unwrap();
+        if let Value::Record(fields) = &mut value {
+            for (name, field) in fields.iter_mut() {
+                if name == "event_time" {
+                    *field = Value::TimestampMillis(nanos);
+                }
+            }
+        }
+        let bad = frame(
+            v1.id,
+            &apache_avro::to_avro_datum(&v1.schema, value).unwrap(),
+        );
+        let input: Vec<(i64, Option<&[u8]>)> = vec![
+            (20, Some(good[0].as_slice())),
+            (21, Some(bad.as_slice())),
+            (22, Some(good[1].as_slice())),
+            (23, Some(good[2].as_slice())),
+        ];
+        let out = decoder.decode_records(&input, None).unwrap();
+        assert_eq!(out.offsets, [20, 22, 23]);
+        assert_eq!(out.records.num_rows(), 3);
+        let amounts = out
+            .records
+            .column_by_name("amount_cents")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(amounts.values().to_vec(), vec![100, 200, 300]);
+        assert_eq!(out.dead_letters.len(), 1, "{:?}", out.dead_letters);
+        let letter = &out.dead_letters[0];
+        assert_eq!(letter.offset, 21);
+        assert_eq!(letter.kind, DeadLetterKind::Unconvertible);
+        assert_eq!(letter.raw.as_ref(), bad.as_slice());
+        assert!(
+            letter.message.contains("event_time") && letter.message.contains(&nanos.to_string()),
+            "{}",
+            letter.message
+        );
     }
 
     #[test]

@@ -324,3 +324,105 @@ async fn overlapping_files_emit_each_offset_once() {
         assert_eq!(next, f.expected.next_offsets, "{shape:?}");
     }
 }
+
+#[tokio::test]
+async fn a_value_the_table_cannot_hold_dead_letters_its_record_and_replay_goes_on() {
+    let options = ArchiveOptions {
+        flush_size: 300,
+        shape: RecordShape::Value,
+        ..ArchiveOptions::default()
+    };
+    let f = fixture(HistorySpec::new(3_000), options).await;
+    // Rewrite the second file of partition 0 with one record's event time in nanoseconds: it
+    // overflows the table's microseconds.
+    let mut keys: Vec<Path> = {
+        use futures::TryStreamExt;
+        f.store
+            .list(Some(&Path::from("archive/orders/partition=0")))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    keys.sort();
+    let rewritten = keys[1].clone();
+    let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &rewritten)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let reader = apache_avro::Reader::new(&original[..]).unwrap();
+    let schema = reader.writer_schema().clone();
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new());
+    let mut nanos = None;
+    let mut order_id = None;
+    for (i, value) in reader.enumerate() {
+        let apache_avro::types::Value::Record(mut fields) = value.unwrap() else {
+            panic!("not a record");
+        };
+        if i == 5 {
+            for (name, field) in fields.iter_mut() {
+                match (name.as_str(), &*field) {
+                    ("event_time", apache_avro::types::Value::TimestampMillis(ms)) => {
+                        nanos = Some(ms * 1_000_000);
+                        *field = apache_avro::types::Value::TimestampMillis(ms * 1_000_000);
+                    }
+                    ("order_id", apache_avro::types::Value::String(id)) => {
+                        order_id = Some(id.clone())
+                    }
+                    _ => {}
+                }
+            }
+        }
+        writer
+            .append_value_ref(&apache_avro::types::Value::Record(fields))
+            .unwrap();
+    }
+    let (nanos, order_id) = (nanos.unwrap(), order_id.unwrap());
+    object_store::ObjectStoreExt::put(
+        f.store.as_ref(),
+        &rewritten,
+        writer.into_inner().unwrap().into(),
+    )
+    .await
+    .unwrap();
+
+    let t = drain(f.source(PartitionFilter::All).await).await;
+    assert_eq!(t.records_in, f.expected.messages);
+    assert_eq!(t.rows + t.dead, t.records_in);
+    let next: Vec<i64> = t.next.values().copied().collect();
+    assert_eq!(next, f.expected.next_offsets, "later files were read");
+    let start: i64 = rewritten
+        .filename()
+        .unwrap()
+        .trim_end_matches(".avro")
+        .rsplit('+')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let letters: Vec<&kappa_core::DeadLetter> = t
+        .letters
+        .iter()
+        .filter(|d| d.kind == DeadLetterKind::Unconvertible)
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = letters[0];
+    assert_eq!(letter.offset, start + 5);
+    assert_eq!(letter.object_key.as_deref(), Some(rewritten.as_ref()));
+    assert!(
+        letter.message.contains("event_time") && letter.message.contains(&nanos.to_string()),
+        "{}",
+        letter.message
+    );
+    // The raw bytes are the record as written, readable with the file's schema.
+    let value = apache_avro::from_avro_datum(&schema, &mut &letter.raw[..], None).unwrap();
+    let apache_avro::types::Value::Record(fields) = value else {
+        panic!("not a record: {value:?}");
+    };
+    assert!(fields.contains(&(
+        "order_id".to_string(),
+        apache_avro::types::Value::String(order_id)
+    )));
+}

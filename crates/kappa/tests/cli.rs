@@ -174,6 +174,45 @@ fn schema_check_exits_4_and_lists_each_breaking_change() {
 }
 
 #[test]
+fn schema_check_all_takes_versions_that_share_an_id_and_names_a_collision() {
+    let record = |fields: &str| format!(r#"{{"type":"record","name":"r","fields":[{fields}]}}"#);
+    let check = |versions: &[String]| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("s")).unwrap();
+        for (i, v) in versions.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("s/{}.avsc", i + 1)), v).unwrap();
+        }
+        kappa_out(&[
+            "schema",
+            "check",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--all",
+        ])
+    };
+    // Version 2 only adds a default: the same id (the Parsing Canonical Form drops defaults).
+    let (code, out, err) = check(&[
+        record(r#"{"name":"b","type":"int"}"#),
+        record(r#"{"name":"b","type":"int","default":0}"#),
+    ]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("ok    s: s/2.avsc is BACKWARD compatible"),
+        "{out}"
+    );
+    // Two different schemas whose 31-bit ids collide: a usage error naming both, no panic.
+    let (code, out, err) = check(&[
+        record(r#"{"name":"f908413","type":"int"}"#),
+        record(r#"{"name":"f19402000","type":"int"}"#),
+    ]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("s/1") && err.contains("s/2") && err.contains("same id"),
+        "{err}"
+    );
+}
+
+#[test]
 fn schema_check_all_checks_every_version_against_its_history() {
     let (code, out, err) = kappa_out(&["schema", "check", "--dir", "contracts", "--all"]);
     assert_eq!(code, Some(0), "{out}{err}");

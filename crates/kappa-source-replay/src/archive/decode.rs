@@ -205,27 +205,47 @@ fn decode_values(
             continue;
         }
         let records = decode_block(file.key, bytes, &header, index, block, next)?;
-        let records = mapping
+        let count = records.num_rows();
+        let normalized = mapping
             .normalize(records)
             .map_err(|source| ReplayError::Schema {
                 key: file.key.to_string(),
                 source,
             })?;
-        let rows = records.num_rows();
+        // Records with a value the table cannot hold are dead letters; the others rows.
+        let letters = unconvertible(file, bytes, &header, block, next, normalized.rejected)?;
+        let records = normalized.records;
+        let kept: Vec<i64> = (next..next + count as i64)
+            .filter(|o| letters.binary_search_by_key(o, |d| d.offset).is_err())
+            .collect();
         let step = file.batch_rows.max(1);
-        for start in (0..rows).step_by(step) {
-            let records = records.slice(start, step.min(rows - start));
-            let n = records.num_rows() as i64;
+        let mut row = 0;
+        for start in (0..count).step_by(step) {
+            let range = OffsetRange::new(
+                next + start as i64,
+                next + (start + step.min(count - start)) as i64,
+            );
+            let offsets: Vec<i64> = kept[row..]
+                .iter()
+                .take_while(|o| **o < range.end)
+                .copied()
+                .collect();
+            let n = offsets.len();
             batches.push(SourceBatch {
                 partition: file.partition.clone(),
-                range: OffsetRange::new(next, next + n),
-                offsets: (next..next + n).collect(),
-                records,
-                dead_letters: Vec::new(),
-                records_in: n as u64,
+                records: records.slice(row, n),
+                offsets,
+                dead_letters: letters
+                    .iter()
+                    .filter(|d| range.contains(d.offset))
+                    .cloned()
+                    .collect(),
+                records_in: (range.end - range.start) as u64,
+                range,
             });
-            next += n;
+            row += n;
         }
+        next += count as i64;
     }
     let last = (next > file.start_offset).then_some(next - 1);
     Ok(close_ranges(file, batches, last, mapping.value_schema()))
@@ -271,6 +291,52 @@ fn decode_block(
         Some(Err(e)) => Err(at(e.to_string())),
         None => Err(at(format!("no records decoded, the block says {count}"))),
     }
+}
+
+/// The `rejected` records of a block (index in the block, reason) as `unconvertible` dead letters;
+/// `raw` is the record's Avro binary encoding under the file's writer schema, as for
+/// `unmappable-schema` letters.
+fn unconvertible(
+    file: &FileToDecode<'_>,
+    bytes: &[u8],
+    header: &header::Header<'_>,
+    block: &header::Block,
+    first_offset: i64,
+    rejected: Vec<(usize, String)>,
+) -> Result<Vec<DeadLetter>, ReplayError> {
+    if rejected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (Some(head), Some(body)) = (bytes.get(..header.len), bytes.get(block.range.clone())) else {
+        return Err(corrupt(file.key, "a block is outside the file"));
+    };
+    let single = [head, body].concat();
+    let reader = apache_avro::Reader::new(single.as_slice())
+        .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
+    let writer = reader.writer_schema().clone();
+    let key: Arc<str> = Arc::from(file.key);
+    let mut reasons = rejected.into_iter().peekable();
+    let mut letters = Vec::new();
+    for (index, value) in reader.enumerate() {
+        let Some((_, reason)) = reasons.next_if(|(i, _)| *i == index) else {
+            continue;
+        };
+        let offset = first_offset + index as i64;
+        let raw = value
+            .and_then(|value| apache_avro::to_avro_datum(&writer, value))
+            .map_err(|e| corrupt(file.key, format!("record at offset {offset}: {e}")))?;
+        letters.push(DeadLetter {
+            offset,
+            raw: Bytes::from(raw),
+            object_key: Some(key.clone()),
+            kind: DeadLetterKind::Unconvertible,
+            message: reason,
+        });
+        if reasons.peek().is_none() {
+            break;
+        }
+    }
+    Ok(letters)
 }
 
 /// Every record of a value-record file as an `unmappable-schema` dead letter with `reason`; `raw`
