@@ -128,6 +128,12 @@ pub struct ArchiveSection {
     pub topic: Option<String>,
     /// Record shape of the archive files: `auto` (default), `value`, `bytes` or `envelope`.
     pub format: Option<String>,
+    /// Largest archive object, in bytes as stored (default 128 MiB).
+    pub max_object_bytes: Option<u64>,
+    /// Most bytes one OCF block may inflate to (default 16 MiB).
+    pub max_block_bytes: Option<u64>,
+    /// Most bytes one object's blocks may inflate to together (default 512 MiB).
+    pub max_inflated_bytes: Option<u64>,
     /// S3 settings.
     pub s3: S3Section,
 }
@@ -140,6 +146,9 @@ struct ArchiveKeys {
     url: Option<String>,
     topic: Option<String>,
     format: Option<String>,
+    max_object_bytes: Option<u64>,
+    max_block_bytes: Option<u64>,
+    max_inflated_bytes: Option<u64>,
     endpoint: Option<String>,
     region: Option<String>,
     access_key_id: Option<String>,
@@ -155,6 +164,9 @@ impl From<ArchiveKeys> for ArchiveSection {
             url: k.url,
             topic: k.topic,
             format: k.format,
+            max_object_bytes: k.max_object_bytes,
+            max_block_bytes: k.max_block_bytes,
+            max_inflated_bytes: k.max_inflated_bytes,
             s3: S3Section {
                 endpoint: k.endpoint,
                 region: k.region,
@@ -275,6 +287,8 @@ pub struct SchemaSection {
     pub timeout: Option<Duration>,
     /// Attempts per request before the registry counts as unreachable (default 5).
     pub max_attempts: Option<u32>,
+    /// Largest registry answer read, in bytes (default 8 MiB).
+    pub max_response_bytes: Option<u64>,
     /// Basic-auth user (with `password`; instead of the URL's user info).
     pub username: Option<String>,
     /// Basic-auth password (redacted in `Debug`).

@@ -32,6 +32,8 @@ pub struct RegistryConfig {
     pub timeout: Duration,
     /// Attempts per request (retries = attempts − 1).
     pub max_attempts: u32,
+    /// Largest answer read, in bytes.
+    pub max_response_bytes: u64,
 }
 
 impl fmt::Debug for RegistryConfig {
@@ -51,6 +53,7 @@ impl fmt::Debug for RegistryConfig {
             .field("ca_file", &self.ca_file)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -87,8 +90,34 @@ pub struct ArchiveConfig {
     pub topic: String,
     /// Record shape.
     pub format: ArchiveFormat,
+    /// What one archive object may cost in memory.
+    pub limits: ArchiveLimitsConfig,
     /// S3 settings (unset ones come from `AWS_*` env at run time).
     pub s3: S3Section,
+}
+
+/// `[source.archive]` `max_object_bytes`, `max_block_bytes`, `max_inflated_bytes`: how large an
+/// archive object, one of its OCF blocks inflated, and all its blocks inflated may be. An object
+/// over a limit fails the replay naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimitsConfig {
+    /// Bytes of one object as stored.
+    pub max_object_bytes: u64,
+    /// Bytes one block may inflate to.
+    pub max_block_bytes: u64,
+    /// Bytes all blocks of one object may inflate to together.
+    pub max_inflated_bytes: u64,
+}
+
+impl Default for ArchiveLimitsConfig {
+    /// 128 MiB, 16 MiB, 512 MiB (docs/configuration.md).
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 128 << 20,
+            max_block_bytes: 16 << 20,
+            max_inflated_bytes: 512 << 20,
+        }
+    }
 }
 
 /// `[source.kafka] start`: where a partition the table holds nothing of starts reading.

@@ -10,8 +10,8 @@ use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
 use crate::raw::{KafkaProperties, RawConfig, S3Section, SchemaSection};
 use crate::typed::{
-    ArchiveConfig, ArchiveFormat, CatalogKind, KafkaConfig, KafkaStart, LatePolicy, RegistryConfig,
-    SchemaSource,
+    ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaConfig, KafkaStart,
+    LatePolicy, RegistryConfig, SchemaSource,
 };
 
 /// A validated pipeline configuration: every value checked, defaults resolved.
@@ -179,10 +179,42 @@ fn archive(raw: &RawConfig) -> Result<Option<ArchiveConfig>, ConfigError> {
         }
     };
     check_s3("source.archive", &section.s3)?;
+    let defaults = ArchiveLimitsConfig::default();
+    let limits = ArchiveLimitsConfig {
+        max_object_bytes: section
+            .max_object_bytes
+            .unwrap_or(defaults.max_object_bytes),
+        max_block_bytes: section.max_block_bytes.unwrap_or(defaults.max_block_bytes),
+        max_inflated_bytes: section
+            .max_inflated_bytes
+            .unwrap_or(defaults.max_inflated_bytes),
+    };
+    positive(
+        "source.archive",
+        "max_object_bytes",
+        limits.max_object_bytes,
+    )?;
+    positive("source.archive", "max_block_bytes", limits.max_block_bytes)?;
+    positive(
+        "source.archive",
+        "max_inflated_bytes",
+        limits.max_inflated_bytes,
+    )?;
+    if limits.max_block_bytes > limits.max_inflated_bytes {
+        return Err(ConfigError::invalid(
+            "source.archive",
+            "max_block_bytes",
+            format!(
+                "{} is more than max_inflated_bytes ({}), which bounds all of an object's blocks together",
+                limits.max_block_bytes, limits.max_inflated_bytes
+            ),
+        ));
+    }
     Ok(Some(ArchiveConfig {
         url,
         topic,
         format,
+        limits,
         s3: section.s3.clone(),
     }))
 }
@@ -289,6 +321,8 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
 const REGISTRY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `[schema] max_attempts` when unset.
 const REGISTRY_MAX_ATTEMPTS: u32 = 5;
+/// Largest registry answer read (`[schema] max_response_bytes`): a schema is a few KiB.
+const REGISTRY_MAX_RESPONSE_BYTES: u64 = 8 << 20;
 
 fn schema(raw: &RawConfig) -> Result<SchemaSource, ConfigError> {
     let section = &raw.schema;
@@ -304,6 +338,7 @@ fn schema(raw: &RawConfig) -> Result<SchemaSource, ConfigError> {
                 ("ca_file", section.ca_file.is_some()),
                 ("timeout", section.timeout.is_some()),
                 ("max_attempts", section.max_attempts.is_some()),
+                ("max_response_bytes", section.max_response_bytes.is_some()),
                 ("username", section.username.is_some()),
                 ("password", section.password.is_some()),
             ];
@@ -407,6 +442,10 @@ fn registry(section: &SchemaSection, url: &str) -> Result<RegistryConfig, Config
     }
     let max_attempts = section.max_attempts.unwrap_or(REGISTRY_MAX_ATTEMPTS);
     positive("schema", "max_attempts", u64::from(max_attempts))?;
+    let max_response_bytes = section
+        .max_response_bytes
+        .unwrap_or(REGISTRY_MAX_RESPONSE_BYTES);
+    positive("schema", "max_response_bytes", max_response_bytes)?;
     Ok(RegistryConfig {
         url: parsed.to_string(),
         username,
@@ -414,6 +453,7 @@ fn registry(section: &SchemaSection, url: &str) -> Result<RegistryConfig, Config
         ca_file,
         timeout,
         max_attempts,
+        max_response_bytes,
     })
 }
 

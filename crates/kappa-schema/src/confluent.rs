@@ -45,6 +45,8 @@ pub struct RegistryOptions {
     pub max_attempts: u32,
     /// First backoff; doubles per retry, capped at 5 s.
     pub backoff: Duration,
+    /// Largest answer read, in bytes: a longer one is an error, not an allocation.
+    pub max_response_bytes: u64,
 }
 
 impl std::fmt::Debug for RegistryOptions {
@@ -56,12 +58,13 @@ impl std::fmt::Debug for RegistryOptions {
             .field("ca_file", &self.ca_file)
             .field("timeout", &self.timeout)
             .field("max_attempts", &self.max_attempts)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
 
 impl RegistryOptions {
-    /// Defaults for `url`: 10 s timeout, 5 attempts, 200 ms first backoff.
+    /// Defaults for `url`: 10 s timeout, 5 attempts, 200 ms first backoff, 8 MiB answers.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -71,6 +74,7 @@ impl RegistryOptions {
             timeout: Duration::from_secs(10),
             max_attempts: 5,
             backoff: Duration::from_millis(200),
+            max_response_bytes: 8 << 20,
         }
     }
 }
@@ -240,7 +244,7 @@ impl ConfluentRegistry {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let text = response.text().await.unwrap_or_default();
+                    let text = self.read_body(path, status, response).await?;
                     if status.is_success() {
                         let value = serde_json::from_str(&text).map_err(|e| {
                             self.error(path, Some(status), None, format!("answer is not JSON: {e}"))
@@ -286,6 +290,41 @@ impl ConfluentRegistry {
             attempts,
             message: last,
         })
+    }
+
+    /// The answer's body as text, read chunk by chunk and refused past `max_response_bytes`
+    /// (announced or read), so a hostile or broken registry cannot make Kappa allocate without
+    /// bound. A body cut off mid-answer reads as what arrived, as before (then not JSON).
+    async fn read_body(
+        &self,
+        path: &str,
+        status: StatusCode,
+        mut response: reqwest::Response,
+    ) -> Result<String, SchemaError> {
+        let limit = self.options.max_response_bytes;
+        let too_big = |size: String| {
+            self.error(
+                path,
+                Some(status),
+                None,
+                format!(
+                    "the answer is {size} bytes, more than the limit of {limit} ([schema] max_response_bytes)"
+                ),
+            )
+        };
+        if let Some(announced) = response.content_length()
+            && announced > limit
+        {
+            return Err(too_big(announced.to_string()));
+        }
+        let mut body = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_big(format!("more than {limit}")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     fn error(

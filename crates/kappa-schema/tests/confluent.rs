@@ -433,6 +433,66 @@ async fn unreachable_and_silent_registries_fail_clearly() {
     assert!(text.contains("timed out"), "{text}");
 }
 
+/// A server that answers every request with `head` and then `body_bytes` bytes of `{` (a JSON
+/// document that never ends), written in 64 KiB pieces until the client stops reading.
+async fn endless_server(head: &'static str, body_bytes: u64) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = vec![b'{'; 64 << 10];
+                let mut sent = 0u64;
+                while sent < body_bytes {
+                    if socket.write_all(&piece).await.is_err() {
+                        return;
+                    }
+                    sent += piece.len() as u64;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_max_response_bytes_is_an_error_naming_the_limit_not_an_allocation() {
+    // Announced: a 10 GiB Content-Length is refused before a byte of the body is read.
+    let announced = endless_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 10737418240\r\n\r\n",
+        1 << 20,
+    )
+    .await;
+    // Not announced: a body without a length is cut off at the limit as it arrives.
+    let streamed = endless_server(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n",
+        64 << 20,
+    )
+    .await;
+    for url in [announced, streamed] {
+        let client = ConfluentRegistry::new(RegistryOptions {
+            max_response_bytes: 1 << 20,
+            ..options(&url)
+        })
+        .unwrap();
+        let err = client.by_id(7).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, SchemaError::Registry { .. }), "{text}");
+        assert!(
+            text.contains(&url)
+                && text.contains("more than the limit of 1048576")
+                && text.contains("max_response_bytes"),
+            "{text}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_from_the_url_and_no_credentials_in_messages() {
     let stub = Stub::start().await;

@@ -41,6 +41,14 @@ pub enum ReplayError {
         /// What is wrong.
         message: String,
     },
+    /// An object is larger, or inflates to more, than `[source.archive]` allows.
+    #[error("archive: {key}: {message}")]
+    OverLimit {
+        /// Object key.
+        key: String,
+        /// What is over which limit, and the setting that raises it.
+        message: String,
+    },
     /// The file's records could not be mapped to the table schema.
     #[error("archive: {key}: {source}")]
     Schema {
@@ -67,7 +75,7 @@ impl Classify for ReplayError {
                 object_store::Error::NotFound { .. } => ErrorKind::User,
                 _ => ErrorKind::Transient,
             },
-            ReplayError::Corrupt { .. } => ErrorKind::BadData,
+            ReplayError::Corrupt { .. } | ReplayError::OverLimit { .. } => ErrorKind::BadData,
             ReplayError::Schema { source, .. } => source.kind(),
             ReplayError::Task { .. } => ErrorKind::Internal,
         }

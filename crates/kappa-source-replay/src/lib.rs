@@ -10,9 +10,12 @@
 //! Each decoded file is reported as a `kappa_metrics::events::source::Read` (its records past
 //! the start position, and its bytes as fetched), the replay's progress per partition.
 //!
-//! Memory is bounded by `parallelism × (2 × file size + decoded file + 2 batches)`: each partition
-//! task holds the file it decodes, the next file it prefetches, and the decoded batches of one
-//! file, and the channel holds at most two batches per task.
+//! Memory is bounded by `parallelism × (2 × file size + one inflated block + decoded file + 2
+//! batches)`: each partition task holds the file it decodes, the next file it prefetches, the
+//! block it inflates and the decoded batches of one file, and the channel holds at most two
+//! batches per task. [`ArchiveLimits`] caps each term whatever an object's bytes say: the file
+//! size (`max_object_bytes`), the block (`max_block_bytes`) and everything a file inflates to
+//! (`max_inflated_bytes`); an object over a limit fails the replay naming it.
 //!
 //! The offset rule lives in [`archive::decode`]: a record's offset is its file's start offset plus
 //! its index (or the envelope's own offset), and the last batch of a file ends at the next file's
@@ -23,6 +26,7 @@ mod error;
 mod source;
 pub mod store;
 
+pub use archive::decode::ArchiveLimits;
 pub use archive::listing::{ArchiveFile, ArchivePlan, PartitionFilter, TimeWindow};
 pub use error::ReplayError;
 pub use source::{ArchiveSource, ReplayOptions};

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::archive::decode::{FileToDecode, decode_file};
+use crate::archive::decode::{ArchiveLimits, FileToDecode, decode_file};
 use crate::archive::listing::{ArchiveFile, ArchivePlan};
 use crate::error::ReplayError;
 
@@ -26,6 +26,8 @@ pub struct ReplayOptions {
     pub parallelism: usize,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// What one archive object may cost in memory.
+    pub limits: ArchiveLimits,
 }
 
 impl Default for ReplayOptions {
@@ -34,6 +36,7 @@ impl Default for ReplayOptions {
             topic: "orders".into(),
             parallelism: 4,
             batch_rows: 65_536,
+            limits: ArchiveLimits::default(),
         }
     }
 }
@@ -96,6 +99,7 @@ impl ArchiveSource {
                 files: files.clone(),
                 from: self.from.get(partition).copied().unwrap_or(i64::MIN),
                 batch_rows: self.options.batch_rows,
+                limits: self.options.limits,
                 mapping: self.mapping.clone(),
                 wire: WireDecoder::new(self.mapping.clone(), self.registry.clone()),
             };
@@ -162,24 +166,35 @@ struct PartitionReader {
     files: Vec<ArchiveFile>,
     from: i64,
     batch_rows: usize,
+    limits: ArchiveLimits,
     mapping: Arc<TableMapping>,
     wire: WireDecoder,
 }
 
 impl PartitionReader {
-    async fn fetch(store: Arc<dyn ObjectStore>, key: Path) -> Result<Bytes, ReplayError> {
+    /// The object's bytes, refused before its body is read when the store says it is larger
+    /// than `max_bytes` (the listing's size may be stale).
+    async fn fetch(
+        store: Arc<dyn ObjectStore>,
+        key: Path,
+        max_bytes: u64,
+    ) -> Result<Bytes, ReplayError> {
         let err = |source| ReplayError::Store {
             operation: "reading",
             key: key.to_string(),
             source,
         };
-        store
-            .get(&key)
-            .await
-            .map_err(err)?
-            .bytes()
-            .await
-            .map_err(err)
+        let object = store.get(&key).await.map_err(err)?;
+        if object.meta.size > max_bytes {
+            return Err(ReplayError::OverLimit {
+                key: key.to_string(),
+                message: format!(
+                    "the object is {} bytes, more than the limit of {max_bytes} ([source.archive] max_object_bytes)",
+                    object.meta.size
+                ),
+            });
+        }
+        object.bytes().await.map_err(err)
     }
 
     async fn run(
@@ -202,21 +217,22 @@ impl PartitionReader {
         // after a task restart, so `+0` can hold 0–99 and `+50` 50–149), and what an earlier
         // file gave is never emitted again.
         let mut next = self.from;
+        let max_bytes = self.limits.max_object_bytes;
         let mut prefetch: Option<JoinHandle<Result<Bytes, ReplayError>>> = files
             .first()
-            .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
+            .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone(), max_bytes)));
         for (i, file) in files.iter().enumerate() {
             let bytes = match prefetch.take() {
                 Some(handle) => handle.await.map_err(|e| ReplayError::Task {
                     partition: self.partition.partition,
                     message: e.to_string(),
                 })??,
-                None => Self::fetch(self.store.clone(), file.key.clone()).await?,
+                None => Self::fetch(self.store.clone(), file.key.clone(), max_bytes).await?,
             };
             let next_start = files.get(i + 1).map(|f| f.start_offset);
             prefetch = files
                 .get(i + 1)
-                .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone())));
+                .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone(), max_bytes)));
             let key = file.key.to_string();
             let fetched = bytes.len() as u64;
             let job = FileJob {
@@ -226,6 +242,7 @@ impl PartitionReader {
                 next_start,
                 from: next,
                 batch_rows: self.batch_rows,
+                limits: self.limits,
             };
             let mapping = self.mapping.clone();
             let mut wire = self.wire;
@@ -237,6 +254,7 @@ impl PartitionReader {
                     next_start: job.next_start,
                     from: job.from,
                     batch_rows: job.batch_rows,
+                    limits: job.limits,
                 };
                 let result = decode_file(&file, &bytes, &mapping, &mut wire);
                 (wire, result)
@@ -277,4 +295,5 @@ struct FileJob {
     next_start: Option<i64>,
     from: i64,
     batch_rows: usize,
+    limits: ArchiveLimits,
 }

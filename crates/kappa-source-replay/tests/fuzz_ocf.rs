@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use kappa_core::TopicPartition;
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping, WireDecoder};
+use kappa_source_replay::ArchiveLimits;
 use kappa_source_replay::archive::decode::{FileToDecode, decode_file};
 use kappa_synth::{
     ArchiveOptions, Codec, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2, RecordShape,
@@ -221,6 +222,7 @@ proptest! {
             next_start: None,
             from: i64::MIN,
             batch_rows,
+            limits: ArchiveLimits::default(),
         };
         let mut wire = WireDecoder::new(mapping.clone(), registry.clone());
         match decode_file(&file, &bytes, mapping, &mut wire) {
@@ -262,6 +264,7 @@ fn the_samples_cover_every_shape_and_decode_cleanly() {
             next_start: None,
             from: i64::MIN,
             batch_rows: 16,
+            limits: ArchiveLimits::default(),
         };
         let mut wire = WireDecoder::new(mapping.clone(), registry.clone());
         let batches = decode_file(

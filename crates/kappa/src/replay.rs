@@ -17,7 +17,8 @@ use kappa_schema::{
     TableMapping,
 };
 use kappa_source_replay::{
-    ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, S3Options, TimeWindow, open_store,
+    ArchiveLimits, ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, S3Options,
+    TimeWindow, open_store,
 };
 
 use crate::cli::ReplayArgs;
@@ -62,6 +63,7 @@ pub fn registry(
                 ca_file: client.ca_file.clone(),
                 timeout: client.timeout,
                 max_attempts: client.max_attempts,
+                max_response_bytes: client.max_response_bytes,
                 ..RegistryOptions::new(client.url.clone())
             };
             ConfluentRegistry::new(options)
@@ -274,10 +276,20 @@ pub async fn execute(
         .await
         .map_err(fail)?;
     let (files, bytes, partitions) = (plan.files(), plan.bytes(), plan.partitions.len());
+    let limits = config
+        .source_archive
+        .as_ref()
+        .map(|archive| archive.limits)
+        .unwrap_or_default();
     let options = ReplayOptions {
         topic,
         parallelism: config.raw.replay.parallelism,
         batch_rows: config.raw.replay.batch_rows,
+        limits: ArchiveLimits {
+            max_object_bytes: limits.max_object_bytes,
+            max_block_bytes: usize::try_from(limits.max_block_bytes).unwrap_or(usize::MAX),
+            max_inflated_bytes: usize::try_from(limits.max_inflated_bytes).unwrap_or(usize::MAX),
+        },
     };
     let source = ArchiveSource::new(store, plan, options, mapping.clone(), registry);
     let spec = PipelineSpec {
@@ -429,5 +441,23 @@ mod tests {
         assert!(parse_shard("4/4").is_err());
         assert!(parse_shard("x").is_err());
         assert_eq!(parse_shard("0/0").unwrap_err().code, exit::USAGE);
+    }
+
+    #[test]
+    fn the_archive_limit_defaults_of_the_config_and_the_source_agree() {
+        let config = kappa_config::ArchiveLimitsConfig::default();
+        let source = ArchiveLimits::default();
+        assert_eq!(
+            (
+                config.max_object_bytes,
+                config.max_block_bytes,
+                config.max_inflated_bytes
+            ),
+            (
+                source.max_object_bytes,
+                source.max_block_bytes as u64,
+                source.max_inflated_bytes as u64
+            )
+        );
     }
 }

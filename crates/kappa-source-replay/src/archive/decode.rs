@@ -23,28 +23,66 @@
 //! neither re-read nor skip records. Records below the requested start position (`from`) are
 //! skipped, which also handles files that overlap their predecessor.
 //!
-//! **Damaged files** (see `tests/fuzz_ocf.rs`) are errors naming the object key, never panics or
-//! hangs: the framing is read first ([`super::header`]: magic, metadata, every block's sync
-//! marker) and the header's schema names are checked before apache-avro parses them; value-record
-//! blocks are decoded one at a time by arrow-avro (see `decode_block` for the hang this avoids).
+//! **Damaged files** (see `tests/fuzz_ocf.rs` and `tests/crafted_ocf.rs`) are errors naming the
+//! object key, never panics, hangs or allocations by a declared size. Before any Avro crate sees
+//! a byte, for every shape: the framing is read ([`super::header`]: magic, metadata, every
+//! block's size and sync marker) and the header's schema names are checked; each block is
+//! inflated by [`super::codec`] through a bounded reader ([`ArchiveLimits`]); and the writer
+//! schema is walked over the inflated bytes ([`super::records`]) to find every record's end.
+//! A damaged object fails the replay naming it: nothing of it is skipped silently.
+//!
+//! **Per-record isolation.** A record whose framing is sound but whose value cannot be
+//! converted (a `uuid` string that is not a UUID, a string that is not UTF-8, an enum index past
+//! the symbols, or anything arrow-avro or the mapping refuses) is an `undecodable` dead letter
+//! naming the field, with the record's Avro bytes (under the file's writer schema, which the
+//! object key locates) and its offset: in a value-record file as in the wire format, one bad
+//! record never costs its neighbours. Value records are decoded in groups of `batch_rows`; a group
+//! that fails is split in halves down to the bad records, as [`WireDecoder`] does.
 
-use std::io::Cursor;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use apache_avro::Schema;
-use apache_avro::types::Value;
 use arrow_array::RecordBatch;
-use arrow_avro::reader::ReaderBuilder;
+use arrow_avro::reader::{Decoder, ReaderBuilder};
+use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
 use bytes::Bytes;
 use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPartition};
+use kappa_schema::mapping::Normalized;
 use kappa_schema::{TableMapping, WireDecoder};
 
+use super::codec::{Codec, InflateError, inflate};
 use super::header;
+use super::records::{Record, Walker};
 use crate::error::ReplayError;
 
-/// Records one block of a value-record file may say it holds (a damaged count must not size a
-/// decode buffer); Kafka Connect writes blocks of far fewer.
+/// Records one block may say it holds (a damaged count must not size a decode buffer); Kafka
+/// Connect writes blocks of far fewer.
 const MAX_BLOCK_RECORDS: u64 = 1 << 20;
+
+/// How large an archive object, and what it inflates to, may be: what one object can cost in
+/// memory, whatever its bytes say (`[source.archive]` `max_object_bytes`, `max_block_bytes`,
+/// `max_inflated_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Bytes of one object as stored (compressed); a larger one is refused before it is fetched.
+    pub max_object_bytes: u64,
+    /// Bytes one block may inflate to.
+    pub max_block_bytes: usize,
+    /// Bytes all blocks of one object may inflate to together.
+    pub max_inflated_bytes: usize,
+}
+
+impl Default for ArchiveLimits {
+    /// 128 MiB objects, 16 MiB blocks, 512 MiB inflated per object.
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 128 << 20,
+            max_block_bytes: 16 << 20,
+            max_inflated_bytes: 512 << 20,
+        }
+    }
+}
 
 /// How a file's records are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +110,8 @@ pub struct FileToDecode<'a> {
     pub from: i64,
     /// Rows per batch.
     pub batch_rows: usize,
+    /// What the object may cost.
+    pub limits: ArchiveLimits,
 }
 
 fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
@@ -81,46 +121,125 @@ fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
     }
 }
 
-/// An apache-avro reader over `bytes`, once the header's writer schema has passed
-/// [`kappa_schema::names::check_names`] (apache-avro panics on an invalid name).
-fn open_reader<'s, 'b>(
-    key: &str,
+/// A container file whose framing has been checked: header, writer schema, codec and blocks.
+struct Container<'b> {
     bytes: &'b [u8],
-) -> Result<apache_avro::Reader<'s, &'b [u8]>, ReplayError> {
-    let header = header::header(bytes).map_err(|m| corrupt(key, m))?;
-    if let Some(json) = header.schema {
+    schema: Schema,
+    json: &'b str,
+    codec: Codec,
+    shape: Shape,
+    blocks: Vec<header::Block>,
+}
+
+impl<'b> Container<'b> {
+    fn open(key: &str, bytes: &'b [u8], limits: &ArchiveLimits) -> Result<Self, ReplayError> {
+        if bytes.len() as u64 > limits.max_object_bytes {
+            return Err(ReplayError::OverLimit {
+                key: key.to_string(),
+                message: format!(
+                    "the object is {} bytes, more than the limit of {} ([source.archive] max_object_bytes)",
+                    bytes.len(),
+                    limits.max_object_bytes
+                ),
+            });
+        }
+        let header = header::header(bytes).map_err(|m| corrupt(key, m))?;
+        let json = header
+            .schema
+            .ok_or_else(|| corrupt(key, "the header has no avro.schema"))?;
         let json = std::str::from_utf8(json)
             .map_err(|_| corrupt(key, "the header's writer schema is not UTF-8"))?;
         kappa_schema::names::check_names(json)
             .map_err(|m| corrupt(key, format!("the header's writer schema: {m}")))?;
-    }
-    apache_avro::Reader::new(bytes)
-        .map_err(|e| corrupt(key, format!("not an Avro object container file ({e})")))
-}
-
-/// The shape of a file from its header.
-pub fn shape_of(key: &str, bytes: &[u8]) -> Result<Shape, ReplayError> {
-    let reader = open_reader(key, bytes)?;
-    Ok(match reader.writer_schema() {
-        Schema::Bytes => Shape::RawBytes,
-        Schema::Record(record) => {
-            let has = |name: &str| record.fields.iter().any(|f| f.name == name);
-            if has("partition") && has("offset") && has("value") {
-                Shape::Envelope
-            } else {
-                Shape::Value
-            }
-        }
-        other => {
-            return Err(corrupt(
+        let schema = Schema::parse_str(json).map_err(|e| {
+            corrupt(
                 key,
-                format!(
-                    "unsupported writer schema {:?}; expected a record or \"bytes\"",
-                    other.canonical_form()
-                ),
-            ));
-        }
-    })
+                format!("the header's writer schema is not a valid Avro schema ({e})"),
+            )
+        })?;
+        let codec = Codec::from_header(header.codec).map_err(|m| corrupt(key, m))?;
+        let shape = match &schema {
+            Schema::Bytes => Shape::RawBytes,
+            Schema::Record(record) => {
+                let has = |name: &str| record.fields.iter().any(|f| f.name == name);
+                if has("partition") && has("offset") && has("value") {
+                    Shape::Envelope
+                } else {
+                    Shape::Value
+                }
+            }
+            other => {
+                return Err(corrupt(
+                    key,
+                    format!(
+                        "unsupported writer schema {:?}; expected a record or \"bytes\"",
+                        other.canonical_form()
+                    ),
+                ));
+            }
+        };
+        let blocks =
+            header::blocks(bytes, &header, MAX_BLOCK_RECORDS).map_err(|m| corrupt(key, m))?;
+        Ok(Self {
+            bytes,
+            schema,
+            json,
+            codec,
+            shape,
+            blocks,
+        })
+    }
+
+    /// Block `index` inflated, within the block limit and what is left of the object's
+    /// (`budget`, reduced by the block's inflated size).
+    fn inflate(
+        &self,
+        key: &str,
+        index: usize,
+        limits: &ArchiveLimits,
+        budget: &mut usize,
+    ) -> Result<Cow<'b, [u8]>, ReplayError> {
+        let block = &self.blocks[index];
+        let (limit, setting) = if limits.max_block_bytes <= *budget {
+            (limits.max_block_bytes, "[source.archive] max_block_bytes")
+        } else {
+            (
+                *budget,
+                "what is left of [source.archive] max_inflated_bytes for the whole object",
+            )
+        };
+        let at = |m: InflateError| {
+            let message = format!("block {index} at byte {}: {m}", block.range.start);
+            match m {
+                InflateError::Damaged(_) => corrupt(key, message),
+                InflateError::TooLarge(_) => ReplayError::OverLimit {
+                    key: key.to_string(),
+                    message,
+                },
+            }
+        };
+        let data =
+            inflate(self.codec, &self.bytes[block.data.clone()], limit, setting).map_err(at)?;
+        *budget -= data.len();
+        Ok(data)
+    }
+
+    /// The records of an inflated block.
+    fn records(
+        &self,
+        key: &str,
+        walker: &Walker<'_>,
+        index: usize,
+        data: &[u8],
+    ) -> Result<Vec<Record>, ReplayError> {
+        let block = &self.blocks[index];
+        walker.records(data, block.count).map_err(|m| {
+            corrupt(
+                key,
+                format!("block {index} at byte {}: {m}", block.range.start),
+            )
+        })
+    }
 }
 
 /// Decodes a whole file into batches (records below `file.from` skipped).
@@ -130,9 +249,10 @@ pub fn decode_file(
     mapping: &Arc<TableMapping>,
     wire: &mut WireDecoder,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let batches = match shape_of(file.key, bytes)? {
-        Shape::Value => decode_values(file, bytes, mapping)?,
-        Shape::RawBytes | Shape::Envelope => decode_framed(file, bytes, wire)?,
+    let container = Container::open(file.key, bytes, &file.limits)?;
+    let batches = match container.shape {
+        Shape::Value => decode_values(file, &container, mapping)?,
+        Shape::RawBytes | Shape::Envelope => decode_framed(file, &container, wire)?,
     };
     Ok(batches
         .into_iter()
@@ -183,237 +303,285 @@ fn close_ranges(
 
 fn decode_values(
     file: &FileToDecode<'_>,
-    bytes: &Bytes,
+    container: &Container<'_>,
     mapping: &Arc<TableMapping>,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let header = open_reader(file.key, bytes)?;
-    if let Some(problems) = mapping.unreadable_writer(header.writer_schema()) {
-        let reason = format!(
-            "{}: the file's writer schema cannot be read as the table's schema: {problems}",
-            file.key
-        );
-        return dead_letter_values(file, header, &reason, mapping);
-    }
-    let header = header::header(bytes).map_err(|m| corrupt(file.key, m))?;
-    let blocks =
-        header::blocks(bytes, &header, MAX_BLOCK_RECORDS).map_err(|m| corrupt(file.key, m))?;
+    let walker = Walker::new(&container.schema).map_err(|m| corrupt(file.key, m))?;
+    // A writer schema the table cannot read: every record is an `unmappable-schema` dead letter
+    // with this reason, and the replay goes on with the next file.
+    let unreadable = mapping
+        .unreadable_writer(&container.schema)
+        .map(|problems| {
+            format!(
+                "{}: the file's writer schema cannot be read as the table's schema: {problems}",
+                file.key
+            )
+        });
+    let mut decoder = ValueDecoder {
+        json: container.json,
+        decoder: None,
+    };
+    let key: Arc<str> = Arc::from(file.key);
+    let mut budget = file.limits.max_inflated_bytes;
     let mut batches = Vec::new();
     let mut next = file.start_offset;
-    for (index, block) in blocks.iter().enumerate() {
-        if block.count == 0 {
+    for index in 0..container.blocks.len() {
+        if container.blocks[index].count == 0 {
             // An empty block (the framing check rejects one with data).
             continue;
         }
-        let records = decode_block(file.key, bytes, &header, index, block, next)?;
-        let count = records.num_rows();
-        let normalized = mapping
-            .normalize(records)
-            .map_err(|source| ReplayError::Schema {
-                key: file.key.to_string(),
-                source,
-            })?;
-        // Records with a value the table cannot hold are dead letters; the others rows.
-        let letters = unconvertible(file, bytes, &header, block, next, normalized.rejected)?;
-        let records = normalized.records;
-        let kept: Vec<i64> = (next..next + count as i64)
-            .filter(|o| letters.binary_search_by_key(o, |d| d.offset).is_err())
-            .collect();
-        let step = file.batch_rows.max(1);
-        let mut row = 0;
-        for start in (0..count).step_by(step) {
-            let range = OffsetRange::new(
-                next + start as i64,
-                next + (start + step.min(count - start)) as i64,
-            );
-            let offsets: Vec<i64> = kept[row..]
-                .iter()
-                .take_while(|o| **o < range.end)
-                .copied()
-                .collect();
-            let n = offsets.len();
+        let data = container.inflate(file.key, index, &file.limits, &mut budget)?;
+        let records = container.records(file.key, &walker, index, &data)?;
+        for chunk in records.chunks(file.batch_rows.max(1)) {
+            let n = chunk.len() as i64;
+            let letter = |i: usize, kind, message: String| DeadLetter {
+                offset: next + i as i64,
+                raw: Bytes::copy_from_slice(&data[chunk[i].range.clone()]),
+                object_key: Some(key.clone()),
+                kind,
+                message,
+            };
+            let (records, offsets, dead_letters) = match &unreadable {
+                Some(reason) => (
+                    RecordBatch::new_empty(mapping.value_schema().clone()),
+                    Vec::new(),
+                    (0..chunk.len())
+                        .map(|i| letter(i, DeadLetterKind::UnmappableSchema, reason.clone()))
+                        .collect(),
+                ),
+                None => {
+                    let decoded = decoder
+                        .decode(&data, chunk, mapping)
+                        .map_err(|m| corrupt(file.key, m))?;
+                    (
+                        decoded.records,
+                        decoded.rows.iter().map(|i| next + *i as i64).collect(),
+                        decoded
+                            .failed
+                            .into_iter()
+                            .map(|(i, kind, reason)| letter(i, kind, reason))
+                            .collect(),
+                    )
+                }
+            };
             batches.push(SourceBatch {
                 partition: file.partition.clone(),
-                records: records.slice(row, n),
+                range: OffsetRange::new(next, next + n),
+                records,
                 offsets,
-                dead_letters: letters
-                    .iter()
-                    .filter(|d| range.contains(d.offset))
-                    .cloned()
-                    .collect(),
-                records_in: (range.end - range.start) as u64,
-                range,
+                dead_letters,
+                records_in: n as u64,
             });
-            row += n;
+            next += n;
         }
-        next += count as i64;
     }
     let last = (next > file.start_offset).then_some(next - 1);
     Ok(close_ranges(file, batches, last, mapping.value_schema()))
 }
 
-/// Decodes one non-empty block of a value-record file with arrow-avro, alone and in one batch of
-/// exactly its record count. arrow-avro 58's OCF reader loops forever on a block whose data outlasts its
-/// record count (a damaged count: the decoder is asked for 0 more records and makes no
-/// progress); a batch that fills at the count returns before that can happen.
-fn decode_block(
-    key: &str,
-    bytes: &[u8],
-    header: &header::Header<'_>,
-    index: usize,
-    block: &header::Block,
-    first_offset: i64,
-) -> Result<RecordBatch, ReplayError> {
-    let count = usize::try_from(block.count)
-        .map_err(|_| corrupt(key, format!("block {index}: record count {}", block.count)))?;
-    let (Some(head), Some(body)) = (bytes.get(..header.len), bytes.get(block.range.clone())) else {
-        return Err(corrupt(key, format!("block {index} is outside the file")));
-    };
-    let at = |message: String| {
-        corrupt(
-            key,
-            format!("block {index} (records from offset {first_offset}): {message}"),
-        )
-    };
-    let mut single = Vec::with_capacity(head.len() + body.len());
-    single.extend_from_slice(head);
-    single.extend_from_slice(body);
-    let mut reader = ReaderBuilder::new()
-        .with_batch_size(count)
-        .with_utf8_view(false)
-        .build(Cursor::new(single.as_slice()))
-        .map_err(|e| at(format!("cannot read the Avro container: {e}")))?;
-    match reader.next() {
-        Some(Ok(batch)) if batch.num_rows() == count => Ok(batch),
-        Some(Ok(batch)) => Err(at(format!(
-            "{} records decoded, the block says {count}",
-            batch.num_rows()
-        ))),
-        Some(Err(e)) => Err(at(e.to_string())),
-        None => Err(at(format!("no records decoded, the block says {count}"))),
-    }
+/// The Confluent prefix each value record is fed to arrow-avro's [`Decoder`] with: magic 0 and
+/// schema id 0, the file's writer schema.
+const PREFIX: [u8; 5] = [0; 5];
+
+/// Decodes value records with arrow-avro against the file's writer schema, isolating bad ones.
+struct ValueDecoder<'j> {
+    json: &'j str,
+    decoder: Option<Decoder>,
 }
 
-/// The `rejected` records of a block (index in the block, reason) as `unconvertible` dead letters;
-/// `raw` is the record's Avro binary encoding under the file's writer schema, as for
-/// `unmappable-schema` letters.
-fn unconvertible(
-    file: &FileToDecode<'_>,
-    bytes: &[u8],
-    header: &header::Header<'_>,
-    block: &header::Block,
-    first_offset: i64,
-    rejected: Vec<(usize, String)>,
-) -> Result<Vec<DeadLetter>, ReplayError> {
-    if rejected.is_empty() {
-        return Ok(Vec::new());
-    }
-    let (Some(head), Some(body)) = (bytes.get(..header.len), bytes.get(block.range.clone())) else {
-        return Err(corrupt(file.key, "a block is outside the file"));
-    };
-    let single = [head, body].concat();
-    let reader = apache_avro::Reader::new(single.as_slice())
-        .map_err(|e| corrupt(file.key, format!("not an Avro object container file ({e})")))?;
-    let writer = reader.writer_schema().clone();
-    let key: Arc<str> = Arc::from(file.key);
-    let mut reasons = rejected.into_iter().peekable();
-    let mut letters = Vec::new();
-    for (index, value) in reader.enumerate() {
-        let Some((_, reason)) = reasons.next_if(|(i, _)| *i == index) else {
-            continue;
-        };
-        let offset = first_offset + index as i64;
-        let raw = value
-            .and_then(|value| apache_avro::to_avro_datum(&writer, value))
-            .map_err(|e| corrupt(file.key, format!("record at offset {offset}: {e}")))?;
-        letters.push(DeadLetter {
-            offset,
-            raw: Bytes::from(raw),
-            object_key: Some(key.clone()),
-            kind: DeadLetterKind::Unconvertible,
-            message: reason,
-        });
-        if reasons.peek().is_none() {
-            break;
+/// Rows of a group of records, and the records that are dead letters.
+struct DecodedValues {
+    /// The rows, normalized to the table's value schema.
+    records: RecordBatch,
+    /// Index (into the group) of each row.
+    rows: Vec<usize>,
+    /// Index, kind and reason of each record that is not a row: `undecodable` (its bytes do not
+    /// decode) or `unconvertible` (a value the table cannot hold).
+    failed: Vec<(usize, DeadLetterKind, String)>,
+}
+
+impl ValueDecoder<'_> {
+    /// Decodes `records` (ranges of `data`); the error is the decoder's, not a record's.
+    fn decode(
+        &mut self,
+        data: &[u8],
+        records: &[Record],
+        mapping: &TableMapping,
+    ) -> Result<DecodedValues, String> {
+        let mut failed = Vec::new();
+        let mut candidates = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            match &record.bad {
+                Some(reason) => failed.push((i, DeadLetterKind::Undecodable, reason.clone())),
+                None => candidates.push(i),
+            }
         }
-    }
-    Ok(letters)
-}
-
-/// Every record of a value-record file as an `unmappable-schema` dead letter with `reason`; `raw`
-/// is the record's Avro binary encoding under the file's writer schema (which the reason's object
-/// key locates), so the records can be replayed once the table can read them.
-fn dead_letter_values(
-    file: &FileToDecode<'_>,
-    reader: apache_avro::Reader<'_, &[u8]>,
-    reason: &str,
-    mapping: &Arc<TableMapping>,
-) -> Result<Vec<SourceBatch>, ReplayError> {
-    let writer = reader.writer_schema().clone();
-    let key: Arc<str> = Arc::from(file.key);
-    let mut letters = Vec::new();
-    for (index, value) in (0i64..).zip(reader) {
-        let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
-        let raw = apache_avro::to_avro_datum(&writer, value)
-            .map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
-        letters.push(DeadLetter {
-            offset: file.start_offset + index,
-            raw: Bytes::from(raw),
-            object_key: Some(key.clone()),
-            kind: DeadLetterKind::UnmappableSchema,
-            message: reason.to_string(),
-        });
-    }
-    let last = letters.last().map(|d| d.offset);
-    let empty = mapping.value_schema();
-    let batches = letters
-        .chunks(file.batch_rows.max(1))
-        .filter_map(|chunk| {
-            let (first, last) = (chunk.first()?.offset, chunk.last()?.offset);
-            Some(SourceBatch {
-                partition: file.partition.clone(),
-                range: OffsetRange::new(first, last + 1),
-                records: RecordBatch::new_empty(empty.clone()),
-                offsets: Vec::new(),
-                dead_letters: chunk.to_vec(),
-                records_in: chunk.len() as u64,
-            })
+        let mut batches = Vec::new();
+        let mut rows = Vec::with_capacity(candidates.len());
+        self.isolate(
+            data,
+            records,
+            &candidates,
+            mapping,
+            &mut batches,
+            &mut rows,
+            &mut failed,
+        )?;
+        failed.sort_by_key(|(i, _, _)| *i);
+        // Rows in record order: the halves of a split group come back in order.
+        let records = arrow_select::concat::concat_batches(mapping.value_schema(), &batches)
+            .map_err(|e| format!("concatenating decoded records: {e}"))?;
+        Ok(DecodedValues {
+            records,
+            rows,
+            failed,
         })
-        .collect();
-    Ok(close_ranges(file, batches, last, empty))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn isolate(
+        &mut self,
+        data: &[u8],
+        records: &[Record],
+        which: &[usize],
+        mapping: &TableMapping,
+        batches: &mut Vec<RecordBatch>,
+        rows: &mut Vec<usize>,
+        failed: &mut Vec<(usize, DeadLetterKind, String)>,
+    ) -> Result<(), String> {
+        if which.is_empty() {
+            return Ok(());
+        }
+        match self.group(data, records, which, mapping)? {
+            Ok(normalized) => {
+                // Rows whose values the table cannot hold are left out by name.
+                let mut rejected = normalized.rejected.into_iter().peekable();
+                for (j, &i) in which.iter().enumerate() {
+                    match rejected.next_if(|(row, _)| *row == j) {
+                        Some((_, reason)) => {
+                            failed.push((i, DeadLetterKind::Unconvertible, reason));
+                        }
+                        None => rows.push(i),
+                    }
+                }
+                batches.push(normalized.records);
+            }
+            Err(reason) => {
+                // The decoder's partial state cannot be trusted after a failure.
+                self.decoder = None;
+                if let [single] = which {
+                    failed.push((*single, DeadLetterKind::Undecodable, reason));
+                } else {
+                    let (left, right) = which.split_at(which.len() / 2);
+                    self.isolate(data, records, left, mapping, batches, rows, failed)?;
+                    self.isolate(data, records, right, mapping, batches, rows, failed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One group decoded and normalized, or why a record of it does not convert (inner error).
+    fn group(
+        &mut self,
+        data: &[u8],
+        records: &[Record],
+        which: &[usize],
+        mapping: &TableMapping,
+    ) -> Result<Result<Normalized, String>, String> {
+        let rebuild = self
+            .decoder
+            .as_ref()
+            .is_none_or(|d| d.batch_size() < which.len() || !d.batch_is_empty());
+        if rebuild {
+            self.decoder = Some(self.build(which.len())?);
+        }
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Err("value decoder missing after build".into());
+        };
+        for &i in which {
+            let body = &data[records[i].range.clone()];
+            let fed = decoder.decode(&PREFIX).and_then(|_| decoder.decode(body));
+            match fed {
+                Ok(n) if n == body.len() && !body.is_empty() => {}
+                Ok(n) => {
+                    return Ok(Err(format!(
+                        "the record's {} bytes do not decode as one record ({n} taken)",
+                        body.len()
+                    )));
+                }
+                Err(e) => return Ok(Err(format!("the record does not decode: {e}"))),
+            }
+        }
+        let batch = match decoder.flush() {
+            Ok(Some(batch)) if batch.num_rows() == which.len() => batch,
+            Ok(batch) => {
+                return Ok(Err(format!(
+                    "{} records decoded, {} fed",
+                    batch.map_or(0, |b| b.num_rows()),
+                    which.len()
+                )));
+            }
+            Err(e) => return Ok(Err(format!("the record does not decode: {e}"))),
+        };
+        Ok(mapping.normalize(batch).map_err(|e| e.to_string()))
+    }
+
+    fn build(&self, capacity: usize) -> Result<Decoder, String> {
+        let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+        store
+            .set(Fingerprint::Id(0), AvroSchema::new(self.json.to_string()))
+            .map_err(|e| format!("arrow-avro cannot use the header's writer schema: {e}"))?;
+        ReaderBuilder::new()
+            .with_batch_size(capacity.max(1))
+            .with_utf8_view(false)
+            .with_writer_schema_store(store)
+            .build_decoder()
+            .map_err(|e| format!("arrow-avro cannot decode the header's writer schema: {e}"))
+    }
 }
 
 fn decode_framed(
     file: &FileToDecode<'_>,
-    bytes: &Bytes,
+    container: &Container<'_>,
     wire: &mut WireDecoder,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let reader = open_reader(file.key, bytes)?;
+    let walker = Walker::new(&container.schema).map_err(|m| corrupt(file.key, m))?;
+    let mut budget = file.limits.max_inflated_bytes;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
-    for (index, value) in (0i64..).zip(reader) {
-        let value = value.map_err(|e| corrupt(file.key, format!("record {index}: {e}")))?;
-        let record = match value {
-            Value::Bytes(raw) => (file.start_offset + index, Some(raw)),
-            Value::Record(fields) => envelope(file.key, index, fields)?,
-            other => {
+    let mut index = 0i64;
+    for block in 0..container.blocks.len() {
+        if container.blocks[block].count == 0 {
+            continue;
+        }
+        let data = container.inflate(file.key, block, &file.limits, &mut budget)?;
+        for found in container.records(file.key, &walker, block, &data)? {
+            let value = found.value.map(|range| data[range].to_vec());
+            let record = match container.shape {
+                Shape::RawBytes => (file.start_offset + index, value),
+                _ => {
+                    // The envelope's other fields are not used: what is wrong there is ignored.
+                    let offset = found.offset.ok_or_else(|| {
+                        corrupt(file.key, format!("envelope record {index} has no offset"))
+                    })?;
+                    (offset, value)
+                }
+            };
+            if let Some((previous, _)) = records.last()
+                && record.0 <= *previous
+            {
                 return Err(corrupt(
                     file.key,
-                    format!("record {index}: unexpected value {other:?}"),
+                    format!(
+                        "record {index}: offset {} is not after {previous}",
+                        record.0
+                    ),
                 ));
             }
-        };
-        if let Some((previous, _)) = records.last()
-            && record.0 <= *previous
-        {
-            return Err(corrupt(
-                file.key,
-                format!(
-                    "record {index}: offset {} is not after {previous}",
-                    record.0
-                ),
-            ));
+            records.push(record);
+            index += 1;
         }
-        records.push(record);
     }
     let key: Arc<str> = Arc::from(file.key);
     let mut batches = Vec::new();
@@ -440,28 +608,4 @@ fn decode_framed(
     }
     let last = records.last().map(|(o, _)| *o);
     Ok(close_ranges(file, batches, last, wire.value_schema()))
-}
-
-fn envelope(
-    key: &str,
-    index: i64,
-    fields: Vec<(String, Value)>,
-) -> Result<(i64, Option<Vec<u8>>), ReplayError> {
-    let mut offset = None;
-    let mut value = None;
-    for (name, field) in fields {
-        let field = match field {
-            Value::Union(_, inner) => *inner,
-            other => other,
-        };
-        match (name.as_str(), field) {
-            ("offset", Value::Long(o)) => offset = Some(o),
-            ("offset", Value::Int(o)) => offset = Some(i64::from(o)),
-            ("value", Value::Bytes(b)) => value = Some(b),
-            _ => {}
-        }
-    }
-    let offset =
-        offset.ok_or_else(|| corrupt(key, format!("envelope record {index} has no offset")))?;
-    Ok((offset, value))
 }

@@ -13,6 +13,8 @@
 pub(crate) struct Header<'a> {
     /// The raw `avro.schema` metadata entry, if any.
     pub schema: Option<&'a [u8]>,
+    /// The raw `avro.codec` metadata entry, if any (absent: `null`).
+    pub codec: Option<&'a [u8]>,
     /// Bytes of the header, sync marker included.
     pub len: usize,
     /// The sync marker every block ends with.
@@ -26,6 +28,8 @@ pub(crate) struct Block {
     pub count: u64,
     /// Byte range of the whole block (count, size, data, sync) in the file.
     pub range: std::ops::Range<usize>,
+    /// Byte range of the block's data (compressed by the header's codec) in the file.
+    pub data: std::ops::Range<usize>,
 }
 
 /// Reads the header; an error says what is wrong with it.
@@ -35,6 +39,7 @@ pub(crate) fn header(bytes: &[u8]) -> Result<Header<'_>, String> {
     }
     let mut cursor = Cursor { bytes, at: 4 };
     let mut schema = None;
+    let mut codec = None;
     loop {
         let count = cursor.long("metadata block count")?;
         if count == 0 {
@@ -48,6 +53,7 @@ pub(crate) fn header(bytes: &[u8]) -> Result<Header<'_>, String> {
             let value = cursor.bytes("metadata value")?;
             match key {
                 b"avro.schema" => schema = Some(value),
+                b"avro.codec" => codec = Some(value),
                 // apache-avro 0.21 indexes its first byte without a check.
                 b"avro.codec.compression_level" if value.is_empty() => {
                     return Err("the header's avro.codec.compression_level is empty".into());
@@ -59,6 +65,7 @@ pub(crate) fn header(bytes: &[u8]) -> Result<Header<'_>, String> {
     let sync = cursor.take(16, "header sync marker")?;
     Ok(Header {
         schema,
+        codec,
         len: cursor.at,
         sync,
     })
@@ -96,7 +103,9 @@ pub(crate) fn blocks(
                 "block {index} at byte {start}: a record count of {count}, more than the {max_count} a block may hold"
             ));
         }
+        let data_start = cursor.at;
         cursor.take(size, "block data")?;
+        let data = data_start..cursor.at;
         let sync = cursor.take(16, "block sync marker")?;
         if sync != header.sync {
             return Err(format!(
@@ -106,6 +115,7 @@ pub(crate) fn blocks(
         blocks.push(Block {
             count,
             range: start..cursor.at,
+            data,
         });
     }
     Ok(blocks)

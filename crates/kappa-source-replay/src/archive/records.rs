@@ -1,0 +1,544 @@
+//! The records of one inflated block, found by walking the writer schema over the bytes: where
+//! each record starts and ends, before any Avro crate decodes it.
+//!
+//! Two kinds of damage are told apart, because they end differently:
+//! - **framing** — a length past the block's end, a varint of more than 10 bytes, a union branch
+//!   the schema does not have, a block of array items larger than what is left, bytes left after
+//!   the block's last record: the next record's start is unknown, so the object is refused
+//!   (an error naming it);
+//! - **a value** — a string that is not UTF-8, a `uuid` string that is not a UUID, an enum index
+//!   past the symbols: the record's end is still known, so that record alone becomes a dead
+//!   letter whose message names the field, and its neighbours decode.
+//!
+//! Every length is checked against what is left of the block before it is used, so nothing here
+//! or after it allocates by a declared size; nesting deeper than [`MAX_DEPTH`] (a recursive
+//! schema) is framing damage rather than a stack overflow.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use apache_avro::Schema;
+use apache_avro::schema::{Name, Namespace, ResolvedSchema};
+
+/// Nesting of records, arrays, maps and unions a record may have.
+const MAX_DEPTH: usize = 64;
+
+/// One record of a block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Its bytes in the inflated block (the Avro binary encoding under the writer schema).
+    pub range: Range<usize>,
+    /// Why its value cannot be converted (naming the field), if it cannot.
+    pub bad: Option<String>,
+    /// A root record's `offset` field (`long` or `int`, or a union of one with `null`).
+    pub offset: Option<i64>,
+    /// The message value: a `"bytes"` root's content, or a root record's `value` field (`bytes`,
+    /// or a union of it with `null`; `None` for a null).
+    pub value: Option<Range<usize>>,
+}
+
+/// Walks records of one writer schema.
+pub(crate) struct Walker<'s> {
+    root: &'s Schema,
+    names: HashMap<Name, &'s Schema>,
+}
+
+impl<'s> Walker<'s> {
+    /// A walker for `root` (its named types resolved).
+    pub(crate) fn new(root: &'s Schema) -> Result<Self, String> {
+        let resolved = ResolvedSchema::try_from(root)
+            .map_err(|e| format!("the header's writer schema: {e}"))?;
+        let names = resolved
+            .get_names()
+            .iter()
+            .map(|(name, schema)| (name.clone(), *schema))
+            .collect();
+        Ok(Self { root, names })
+    }
+
+    /// The `count` records of `data`, which they must fill exactly.
+    pub(crate) fn records(&self, data: &[u8], count: u64) -> Result<Vec<Record>, String> {
+        // Every record takes at least one byte unless its schema takes none: do not trust a
+        // count the data cannot hold to size the vector.
+        let mut records =
+            Vec::with_capacity(usize::try_from(count.min(data.len() as u64 + 1)).unwrap_or(0));
+        let mut at = 0usize;
+        for index in 0..count {
+            let start = at;
+            let mut walk = Walk {
+                walker: self,
+                data,
+                at,
+                bad: None,
+                path: Vec::new(),
+            };
+            let mut record = Record {
+                range: 0..0,
+                bad: None,
+                offset: None,
+                value: None,
+            };
+            walk.root(self.root, &mut record)
+                .map_err(|e| format!("record {index} of the block (byte {start}): {e}"))?;
+            at = walk.at;
+            record.range = start..at;
+            record.bad = walk.bad;
+            records.push(record);
+            if at == data.len() && index + 1 < count && self.takes_bytes() {
+                return Err(format!(
+                    "the block says {count} records but its data ends after {}",
+                    index + 1
+                ));
+            }
+        }
+        if at != data.len() {
+            return Err(format!(
+                "{} bytes left after the block's {count} records",
+                data.len() - at
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Whether every record of the root schema takes at least one byte.
+    fn takes_bytes(&self) -> bool {
+        !matches!(self.root, Schema::Null)
+            && !matches!(self.root, Schema::Record(r) if r.fields.is_empty())
+    }
+}
+
+struct Walk<'w, 's, 'd> {
+    walker: &'w Walker<'s>,
+    data: &'d [u8],
+    at: usize,
+    /// The first value problem of the record.
+    bad: Option<String>,
+    /// Field names from the root to where the walk is.
+    path: Vec<&'s str>,
+}
+
+impl<'s> Walk<'_, 's, '_> {
+    fn root(&mut self, schema: &'s Schema, record: &mut Record) -> Result<(), String> {
+        match schema {
+            Schema::Bytes => {
+                let len = self.length("bytes")?;
+                record.value = Some(self.take(len, "bytes")?);
+            }
+            Schema::Record(root) => {
+                let namespace = root.name.namespace.clone();
+                for field in &root.fields {
+                    let start = self.at;
+                    self.path.push(&field.name);
+                    self.value(&field.schema, &namespace, 1)?;
+                    self.path.pop();
+                    match field.name.as_str() {
+                        "offset" => {
+                            record.offset = captured_long(&field.schema, &self.data[start..self.at])
+                        }
+                        "value" => {
+                            record.value =
+                                captured_bytes(&field.schema, &self.data[start..self.at])
+                                    .map(|r| start + r.start..start + r.end);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            other => self.value(other, &None, 0)?,
+        }
+        Ok(())
+    }
+
+    fn value(&mut self, schema: &'s Schema, ns: &Namespace, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "nested deeper than {MAX_DEPTH} levels at {}",
+                self.field()
+            ));
+        }
+        match schema {
+            Schema::Null => {}
+            Schema::Boolean => {
+                self.take(1, "boolean")?;
+            }
+            Schema::Int
+            | Schema::Long
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => {
+                self.long("long")?;
+            }
+            Schema::Float => {
+                self.take(4, "float")?;
+            }
+            Schema::Double => {
+                self.take(8, "double")?;
+            }
+            Schema::Bytes | Schema::BigDecimal => {
+                let len = self.length("bytes")?;
+                self.take(len, "bytes")?;
+            }
+            Schema::String => {
+                let len = self.length("string")?;
+                let range = self.take(len, "string")?;
+                if std::str::from_utf8(&self.data[range]).is_err() {
+                    self.flag("is not valid UTF-8".into());
+                }
+            }
+            // apache-avro parses both a uuid string and a 16-byte fixed as `Uuid`; Kafka Connect
+            // writes strings. Like apache-avro, 16 bytes are a binary UUID, anything else a string.
+            Schema::Uuid => {
+                let len = self.length("uuid")?;
+                let range = self.take(len, "uuid")?;
+                let raw = &self.data[range];
+                if raw.len() != 16 {
+                    match std::str::from_utf8(raw) {
+                        Ok(s) if uuid::Uuid::try_parse(s).is_ok() => {}
+                        Ok(s) => self.flag(format!("{:?} is not a UUID", preview(s))),
+                        Err(_) => self.flag("is a uuid that is not valid UTF-8".into()),
+                    }
+                }
+            }
+            Schema::Fixed(fixed) => {
+                self.take(fixed.size, "fixed")?;
+            }
+            Schema::Duration => {
+                self.take(12, "duration")?;
+            }
+            Schema::Decimal(decimal) => self.value(&decimal.inner, ns, depth + 1)?,
+            Schema::Enum(e) => {
+                let index = self.long("enum index")?;
+                if usize::try_from(index).map_or(true, |i| i >= e.symbols.len()) {
+                    self.flag(format!(
+                        "enum index {index} is not one of the {} symbols of {}",
+                        e.symbols.len(),
+                        e.name.fullname(None)
+                    ));
+                }
+            }
+            Schema::Union(union) => {
+                let index = self.long("union branch")?;
+                let variants = union.variants();
+                let branch = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| variants.get(i))
+                    .ok_or_else(|| {
+                        format!(
+                            "union branch {index} at {}, the union has {}",
+                            self.field(),
+                            variants.len()
+                        )
+                    })?;
+                self.value(branch, ns, depth + 1)?;
+            }
+            Schema::Record(record) => {
+                let inner = record.name.namespace.clone().or_else(|| ns.clone());
+                for field in &record.fields {
+                    self.path.push(&field.name);
+                    self.value(&field.schema, &inner, depth + 1)?;
+                    self.path.pop();
+                }
+            }
+            Schema::Array(array) => {
+                while let Some(items) = self.items("array")? {
+                    for _ in 0..items {
+                        self.value(&array.items, ns, depth + 1)?;
+                    }
+                }
+            }
+            Schema::Map(map) => {
+                while let Some(items) = self.items("map")? {
+                    for _ in 0..items {
+                        let len = self.length("map key")?;
+                        let key = self.take(len, "map key")?;
+                        if std::str::from_utf8(&self.data[key]).is_err() {
+                            self.flag("has a map key that is not valid UTF-8".into());
+                        }
+                        self.value(&map.types, ns, depth + 1)?;
+                    }
+                }
+            }
+            Schema::Ref { name } => {
+                let full = name.fully_qualified_name(ns);
+                let target = self
+                    .walker
+                    .names
+                    .get(&full)
+                    .or_else(|| self.walker.names.get(name))
+                    .copied()
+                    .ok_or_else(|| format!("unknown named type {}", full.fullname(None)))?;
+                let inner = full.namespace.clone();
+                self.value(target, &inner, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The item count of the next block of an array or map, `None` at its end. A count larger
+    /// than the bytes left is damage (each item takes at least one byte, except items of a
+    /// schema that takes none, which no archive writes).
+    fn items(&mut self, what: &str) -> Result<Option<u64>, String> {
+        let count = self.long(what)?;
+        if count == 0 {
+            return Ok(None);
+        }
+        if count < 0 {
+            // A negative count is followed by the block's size in bytes.
+            self.long(what)?;
+        }
+        let count = count.unsigned_abs();
+        let left = (self.data.len() - self.at) as u64;
+        if count > left {
+            return Err(format!(
+                "{what} at {} says {count} items, more than the {left} bytes left",
+                self.field()
+            ));
+        }
+        Ok(Some(count))
+    }
+
+    fn flag(&mut self, problem: String) {
+        if self.bad.is_none() {
+            self.bad = Some(format!("field {}: {problem}", self.field()));
+        }
+    }
+
+    fn field(&self) -> String {
+        if self.path.is_empty() {
+            "<root>".into()
+        } else {
+            self.path.join(".")
+        }
+    }
+
+    fn length(&mut self, what: &str) -> Result<usize, String> {
+        let len = self.long(what)?;
+        usize::try_from(len).map_err(|_| format!("{what} at {} has length {len}", self.field()))
+    }
+
+    fn take(&mut self, len: usize, what: &str) -> Result<Range<usize>, String> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|end| *end <= self.data.len())
+            .ok_or_else(|| {
+                format!(
+                    "{what} at {} needs {len} bytes, {} are left",
+                    self.field(),
+                    self.data.len() - self.at
+                )
+            })?;
+        let range = self.at..end;
+        self.at = end;
+        Ok(range)
+    }
+
+    fn long(&mut self, what: &str) -> Result<i64, String> {
+        let (value, used) = read_long(&self.data[self.at..])
+            .ok_or_else(|| format!("{what} at {} is truncated or not a varint", self.field()))?;
+        self.at += used;
+        Ok(value)
+    }
+}
+
+/// A zigzag varint and the bytes it took; `None` if truncated or longer than 10 bytes.
+fn read_long(bytes: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().take(10).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64 ^ -((value & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+/// The `long`/`int` in `bytes`, the encoding of one value of `schema` (or of a union branch).
+fn captured_long(schema: &Schema, bytes: &[u8]) -> Option<i64> {
+    match schema {
+        Schema::Long | Schema::Int => read_long(bytes).map(|(v, _)| v),
+        Schema::Union(union) => {
+            let (branch, used) = read_long(bytes)?;
+            let branch = union.variants().get(usize::try_from(branch).ok()?)?;
+            captured_long(branch, &bytes[used..])
+        }
+        _ => None,
+    }
+}
+
+/// Where the content of the `bytes` value encoded in `bytes` is (relative to its start).
+fn captured_bytes(schema: &Schema, bytes: &[u8]) -> Option<Range<usize>> {
+    match schema {
+        Schema::Bytes => {
+            let (_, used) = read_long(bytes)?;
+            Some(used..bytes.len())
+        }
+        Schema::Union(union) => {
+            let (branch, used) = read_long(bytes)?;
+            let branch = union.variants().get(usize::try_from(branch).ok()?)?;
+            captured_bytes(branch, &bytes[used..]).map(|r| r.start + used..r.end + used)
+        }
+        _ => None,
+    }
+}
+
+/// At most 40 characters of `s`, for messages.
+fn preview(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &s[..at]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use apache_avro::types::Value;
+
+    use super::*;
+
+    const SCHEMA: &str = r#"{"type":"record","name":"r","namespace":"n","fields":[
+        {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+        {"name":"kind","type":{"type":"enum","name":"k","symbols":["A","B"]}},
+        {"name":"tags","type":{"type":"array","items":"string"}},
+        {"name":"next","type":["null","k"]}]}"#;
+
+    fn encode(id: &str, tags: &[&str]) -> Vec<u8> {
+        let value = Value::Record(vec![
+            ("id".into(), Value::String(id.into())),
+            ("kind".into(), Value::Enum(0, "A".into())),
+            (
+                "tags".into(),
+                Value::Array(tags.iter().map(|t| Value::String((*t).into())).collect()),
+            ),
+            (
+                "next".into(),
+                Value::Union(1, Box::new(Value::Enum(1, "B".into()))),
+            ),
+        ]);
+        // Written against a schema without the uuid and enum checks, so bad values can be made.
+        let loose = Schema::parse_str(&SCHEMA.replace(r#","logicalType":"uuid""#, "")).unwrap();
+        apache_avro::to_avro_datum(&loose, value).unwrap()
+    }
+
+    #[test]
+    fn finds_each_record_and_names_a_bad_field() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let good = encode("550e8400-e29b-41d4-a716-446655440000", &["x", "y"]);
+        let bad = encode("not-a-uuid", &[]);
+        let mut data = good.clone();
+        data.extend_from_slice(&bad);
+        data.extend_from_slice(&good);
+        let records = walker.records(&data, 3).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].range, 0..good.len());
+        assert_eq!(records[1].range, good.len()..good.len() + bad.len());
+        assert_eq!(records[0].bad, None);
+        assert_eq!(records[2].bad, None);
+        let reason = records[1].bad.as_deref().unwrap();
+        assert!(
+            reason.contains("field id") && reason.contains("not-a-uuid"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn framing_damage_is_an_error() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let good = encode("550e8400-e29b-41d4-a716-446655440000", &["x"]);
+        // Fewer records than the count, bytes after the last one, a cut record.
+        assert!(
+            walker
+                .records(&good, 2)
+                .unwrap_err()
+                .contains("says 2 records")
+        );
+        assert!(
+            walker
+                .records(&[good.clone(), vec![0]].concat(), 1)
+                .unwrap_err()
+                .contains("1 bytes left")
+        );
+        assert!(walker.records(&good[..good.len() - 1], 1).is_err());
+        // An array block claiming more items than bytes are left.
+        let mut huge = good[..38].to_vec();
+        huge.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(walker.records(&huge, 1).unwrap_err().contains("items"));
+        // A string length far past the end.
+        assert!(
+            walker
+                .records(&[0xfe, 0xff, 0xff, 0xff, 0x0f], 1)
+                .unwrap_err()
+                .contains("needs")
+        );
+        // A union branch the union does not have: the last byte of the record is the enum
+        // index, the one before it the union branch.
+        let mut branch = good.clone();
+        let at = branch.len() - 2;
+        branch[at] = 6;
+        assert!(
+            walker
+                .records(&branch, 1)
+                .unwrap_err()
+                .contains("union branch 3")
+        );
+    }
+
+    #[test]
+    fn a_recursive_schema_cannot_overflow_the_stack() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"node","fields":[{"name":"next","type":["null","node"]}]}"#,
+        )
+        .unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let deep = vec![2u8; 100_000];
+        assert!(
+            walker
+                .records(&deep, 1)
+                .unwrap_err()
+                .contains("deeper than")
+        );
+    }
+
+    #[test]
+    fn captures_envelope_coordinates_and_raw_values() {
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"e","fields":[{"name":"partition","type":"int"},
+            {"name":"offset","type":"long"},{"name":"value","type":["null","bytes"]}]}"#,
+        )
+        .unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let value = Value::Record(vec![
+            ("partition".into(), Value::Int(3)),
+            ("offset".into(), Value::Long(1234)),
+            (
+                "value".into(),
+                Value::Union(1, Box::new(Value::Bytes(vec![7, 8, 9]))),
+            ),
+        ]);
+        let tombstone = Value::Record(vec![
+            ("partition".into(), Value::Int(3)),
+            ("offset".into(), Value::Long(1235)),
+            ("value".into(), Value::Union(0, Box::new(Value::Null))),
+        ]);
+        let mut data = apache_avro::to_avro_datum(&schema, value).unwrap();
+        data.extend(apache_avro::to_avro_datum(&schema, tombstone).unwrap());
+        let records = walker.records(&data, 2).unwrap();
+        assert_eq!(records[0].offset, Some(1234));
+        assert_eq!(&data[records[0].value.clone().unwrap()], &[7, 8, 9]);
+        assert_eq!(
+            (records[1].offset, records[1].value.clone()),
+            (Some(1235), None)
+        );
+        let raw = Schema::parse_str(r#""bytes""#).unwrap();
+        let records = Walker::new(&raw).unwrap().records(&[4, 1, 2], 1).unwrap();
+        assert_eq!(records[0].value, Some(1..3));
+    }
+}
