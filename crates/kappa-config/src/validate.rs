@@ -93,6 +93,35 @@ impl PipelineConfig {
     }
 }
 
+/// Longest table or namespace level name (bytes): a warehouse path segment, well under every
+/// file system's limit of 255.
+const MAX_IDENTIFIER: usize = 128;
+
+/// A table or namespace name: `[A-Za-z_][A-Za-z0-9_-]*`, at most [`MAX_IDENTIFIER`] bytes. No
+/// dots, slashes, `..`, spaces or other characters that a catalog, a warehouse path or a query
+/// engine would read differently. `Err` says what is wrong.
+fn identifier(what: &str, value: &str) -> Result<(), String> {
+    let expected = "expected letters, digits, '_' or '-', starting with a letter or '_'";
+    let mut chars = value.chars();
+    match chars.next() {
+        None => return Err(format!("empty {what}; {expected}")),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err(format!("{what} starts with {c:?}; {expected}"));
+        }
+        Some(_) => {}
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("{what} contains {c:?}; {expected}"));
+    }
+    if value.len() > MAX_IDENTIFIER {
+        return Err(format!(
+            "{what} is {} bytes long; at most {MAX_IDENTIFIER}",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A non-empty string at `section.key`, or an error saying it is missing.
 fn required(
     value: Option<&String>,
@@ -503,6 +532,18 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must not be empty",
         ));
     }
+    for level in raw.table.namespace.split('.') {
+        identifier("namespace", level).map_err(|why| {
+            ConfigError::invalid(
+                "table",
+                "namespace",
+                format!(
+                    "{:?}: {why} (levels are separated by dots)",
+                    raw.table.namespace
+                ),
+            )
+        })?;
+    }
     let table = required(raw.table.name.as_ref(), "table", "name", "e.g. \"orders\"")?;
     let dlq_table = raw
         .table
@@ -542,6 +583,28 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "quarantine_name",
             "must differ from [table] name, dlq_name and late_name",
         ));
+    }
+    // Table names become catalog rows and warehouse paths (`<warehouse>/<namespace>/<name>`):
+    // each, given or derived from `name`, must be a plain identifier.
+    for (key, value, given) in [
+        ("name", &table, true),
+        ("dlq_name", &dlq_table, raw.table.dlq_name.is_some()),
+        ("late_name", &late_table, raw.table.late_name.is_some()),
+        (
+            "quarantine_name",
+            &quarantine_table,
+            raw.table.quarantine_name.is_some(),
+        ),
+    ] {
+        identifier(key, value).map_err(|why| {
+            let key_named = if given { key } else { "name" };
+            let derived = if given {
+                String::new()
+            } else {
+                format!(" (the derived {key})")
+            };
+            ConfigError::invalid("table", key_named, format!("{value:?}{derived}: {why}"))
+        })?;
     }
     let late_policy = match raw.event_time.late_policy.trim() {
         "append" => LatePolicy::Append,

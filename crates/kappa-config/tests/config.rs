@@ -856,3 +856,93 @@ fn a_key_counts_as_set_only_when_a_layer_above_the_defaults_sets_it() {
     assert!(by_flag.raw.is_set("metrics.listen"));
     assert!(!by_flag.raw.is_set("metrics.stall_after"));
 }
+
+/// `[table] namespace`, `name` and the side-table names end up in warehouse paths: anything but a
+/// plain identifier is refused at validation, naming the key (`kappa` exits 2).
+#[test]
+fn table_names_are_identifiers_not_paths() {
+    let named = |table: &str| MINIMAL.replace("name = \"t\"", table);
+    let cases = [
+        (
+            named("name = \"../../x\""),
+            "config: [table] name: \"../../x\": name starts with '.'",
+        ),
+        (
+            named("name = \"a/b\""),
+            "config: [table] name: \"a/b\": name contains '/'",
+        ),
+        (
+            named("name = \"a\\\\b\""),
+            "config: [table] name: \"a\\\\b\": name contains '\\\\'",
+        ),
+        (
+            named("name = \"a.b\""),
+            "config: [table] name: \"a.b\": name contains '.'",
+        ),
+        (
+            named("name = \"a b\""),
+            "config: [table] name: \"a b\": name contains ' '",
+        ),
+        (
+            named("name = \"a\\u0000b\""),
+            "config: [table] name: \"a\\0b\": name contains '\\0'",
+        ),
+        (
+            named("name = \"9lives\""),
+            "config: [table] name: \"9lives\": name starts with '9'",
+        ),
+        (
+            named(&format!("name = \"{}\"", "t".repeat(129))),
+            "name is 129 bytes long; at most 128",
+        ),
+        (
+            named(&format!("name = \"{}\"", "t".repeat(125))),
+            "(the derived dlq_name): dlq_name is 129 bytes long",
+        ),
+        (
+            named("name = \"t\"\ndlq_name = \"../d\""),
+            "config: [table] dlq_name: \"../d\"",
+        ),
+        (
+            named("name = \"t\"\nlate_name = \"/abs\""),
+            "config: [table] late_name: \"/abs\"",
+        ),
+        (
+            named("name = \"t\"\nquarantine_name = \"q/../..\""),
+            "config: [table] quarantine_name: \"q/../..\"",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"../..\""),
+            "config: [table] namespace: \"../..\"",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"a..b\""),
+            "config: [table] namespace: \"a..b\": empty namespace",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"a/b\""),
+            "config: [table] namespace: \"a/b\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = load(&text).unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "{text}\n{err}\nexpected: {expected}"
+        );
+        let key = err.key().unwrap();
+        assert!(key.starts_with("table."), "{key}");
+        assert_eq!(
+            kappa_core::Classify::kind(&err),
+            kappa_core::ErrorKind::User
+        );
+    }
+    // Plain identifiers, nested namespaces and the defaults pass.
+    let ok = load(&named(
+        "name = \"orders_v2-eu\"\nnamespace = \"lake.raw_events\"\ndlq_name = \"_dead\"",
+    ))
+    .unwrap();
+    assert_eq!(ok.table, "orders_v2-eu");
+    assert_eq!(ok.late_table, "orders_v2-eu_late");
+    load(&named(&format!("name = \"{}\"", "t".repeat(117)))).unwrap();
+}
