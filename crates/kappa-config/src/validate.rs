@@ -632,6 +632,18 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must be greater than 0, e.g. \"5m\"",
         ));
     }
+    positive(
+        "metrics",
+        "max_connections",
+        raw.metrics.max_connections as u64,
+    )?;
+    if raw.metrics.request_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "metrics",
+            "request_timeout",
+            "must be greater than 0, e.g. \"10s\"",
+        ));
+    }
     if raw.commit.interval.is_zero() {
         return Err(ConfigError::invalid(
             "commit",

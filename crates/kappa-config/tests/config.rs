@@ -315,6 +315,14 @@ fn bad_values_name_the_key() {
             "config: [metrics] listen:",
         ),
         (
+            format!("{MINIMAL}\n[metrics]\nmax_connections = 0\n"),
+            "config: [metrics] max_connections: must be greater than 0",
+        ),
+        (
+            format!("{MINIMAL}\n[metrics]\nrequest_timeout = \"0s\"\n"),
+            "config: [metrics] request_timeout: must be greater than 0",
+        ),
+        (
             format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\ntimeout = \"soon\"\n"),
             "config: [schema] timeout:",
         ),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kappa_core::ErrorKind;
 use kappa_metrics::catalog::{self, MetricKind};
 use kappa_metrics::events::{commit, pipeline, quality, source, table};
-use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
+use kappa_metrics::{Condition, Endpoint, Health, Limits, StallWatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -522,4 +522,80 @@ async fn a_taken_address_is_a_user_error_naming_it() {
             && err.to_string().contains("[metrics] listen"),
         "{err}"
     );
+}
+
+/// How long after `start` the server closed `stream` (end of stream or reset), if within `wait`.
+async fn closed_after(mut stream: TcpStream, start: Instant, wait: Duration) -> Option<Duration> {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::from_std(start + wait);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Clients that connect and send nothing, or only part of a request head, cannot hold the
+/// endpoint: past `max_connections` they are closed at once, the others after
+/// `request_timeout`, and a scrape afterwards is answered.
+#[tokio::test]
+async fn half_open_connections_are_capped_and_timed_out_and_the_endpoint_still_answers() {
+    let limits = Limits {
+        max_connections: 8,
+        request_timeout: Duration::from_millis(600),
+    };
+    let endpoint = Endpoint::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        Health::default(),
+        limits,
+    )
+    .await
+    .expect("endpoint");
+    let addr = endpoint.local_addr();
+    let start = Instant::now();
+    let mut watchers = Vec::new();
+    for i in 0..60 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        if i % 2 == 1 {
+            // A slow client: the request line, then nothing more of the head.
+            stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .expect("write");
+        }
+        watchers.push(tokio::spawn(closed_after(
+            stream,
+            start,
+            Duration::from_secs(5),
+        )));
+    }
+    let mut closed = Vec::new();
+    for watcher in watchers {
+        closed.push(watcher.await.expect("watcher"));
+    }
+    let open: Vec<usize> = (0..closed.len()).filter(|i| closed[*i].is_none()).collect();
+    assert!(
+        open.is_empty(),
+        "connections still open after 5 s: {open:?}"
+    );
+    let closed: Vec<Duration> = closed.into_iter().flatten().collect();
+    let early = closed
+        .iter()
+        .filter(|d| **d < limits.request_timeout)
+        .count();
+    assert!(
+        early >= 60 - limits.max_connections,
+        "past the cap, connections are closed at once: {early} of 60 before the timeout ({closed:?})"
+    );
+    let late = closed.len() - early;
+    assert!(
+        late <= limits.max_connections,
+        "at most max_connections were served until the timeout: {late}"
+    );
+    // The slots are free again: a scrape is answered.
+    assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
+    assert_eq!(request(addr, "GET", "/metrics").await.0, 200);
+    endpoint.stop().await;
 }
