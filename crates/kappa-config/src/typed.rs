@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kappa_core::redact::Redacted;
 use url::Url;
 
 use crate::raw::{KafkaProperties, S3Section, Secret};
@@ -36,16 +37,8 @@ pub struct RegistryConfig {
 
 impl fmt::Debug for RegistryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = match Url::parse(&self.url) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "<invalid url>".into(),
-        };
         f.debug_struct("RegistryConfig")
-            .field("url", &url)
+            .field("url", &kappa_core::redact::redact(&self.url))
             .field("username", &self.username)
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
@@ -78,8 +71,8 @@ pub enum ArchiveFormat {
     Envelope,
 }
 
-/// A validated `[source.archive]`.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated `[source.archive]` (credentials in the URL are redacted in `Debug`).
+#[derive(Clone, PartialEq)]
 pub struct ArchiveConfig {
     /// `file://`, `s3://` or `memory://` URL of the archive root.
     pub url: Url,
@@ -89,6 +82,17 @@ pub struct ArchiveConfig {
     pub format: ArchiveFormat,
     /// S3 settings (unset ones come from `AWS_*` env at run time).
     pub s3: S3Section,
+}
+
+impl fmt::Debug for ArchiveConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArchiveConfig")
+            .field("url", &kappa_core::redact::redact(self.url.as_str()))
+            .field("topic", &self.topic)
+            .field("format", &self.format)
+            .field("s3", &Redacted(&self.s3))
+            .finish()
+    }
 }
 
 /// `[source.kafka] start`: where a partition the table holds nothing of starts reading.

@@ -1,8 +1,10 @@
 //! Raw configuration → validated, typed [`PipelineConfig`]. Pure: no I/O, no env.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kappa_core::redact::{Redacted, redact};
 use kappa_quality::QualityConfig;
 use url::Url;
 
@@ -17,8 +19,9 @@ use crate::typed::{
 /// A validated pipeline configuration: every value checked, defaults resolved.
 ///
 /// The typed fields are the contract; `raw` keeps the sections as written (after layering) for
-/// values that need no interpretation.
-#[derive(Debug, Clone)]
+/// values that need no interpretation. `Debug` prints every value through
+/// [`kappa_core::redact`]: no credential of a URI or a secret-named parameter shows.
+#[derive(Clone)]
 pub struct PipelineConfig {
     /// The raw values after layering.
     pub raw: RawConfig,
@@ -59,6 +62,32 @@ pub struct PipelineConfig {
     pub metrics_listen: SocketAddr,
     /// `[quality]`: record rules and gates, the contract's defaults filled in.
     pub quality: QualityConfig,
+}
+
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("name", &self.name)
+            .field("logic", &self.logic)
+            .field("source_archive", &self.source_archive)
+            .field("source_kafka", &Redacted(&self.source_kafka))
+            .field("schema", &Redacted(&self.schema))
+            .field("subject", &self.subject)
+            .field("catalog_kind", &self.catalog_kind)
+            .field("catalog_uri", &redact(&self.catalog_uri))
+            .field("warehouse", &redact(&self.warehouse))
+            .field("table", &self.table)
+            .field("dlq_table", &self.dlq_table)
+            .field("late_policy", &self.late_policy)
+            .field("late_table", &self.late_table)
+            .field("quarantine_table", &self.quarantine_table)
+            .field("partition_by", &self.partition_by)
+            .field("commit_interval", &self.commit_interval)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("quality", &self.quality)
+            .field("raw", &Redacted(&self.raw))
+            .finish()
+    }
 }
 
 impl PipelineConfig {
@@ -145,7 +174,10 @@ fn parse_url(section: &str, key: &str, value: &str, schemes: &[&str]) -> Result<
         ConfigError::invalid(
             section,
             key,
-            format!("{value:?} is not a URL ({e}); expected {expected}"),
+            format!(
+                "{:?} is not a URL ({e}); expected {expected}",
+                redact(value)
+            ),
         )
     })?;
     if !schemes.contains(&url.scheme()) {

@@ -954,3 +954,47 @@ fn table_names_are_identifiers_not_paths() {
     assert_eq!(ok.late_table, "orders_v2-eu_late");
     load(&named(&format!("name = \"{}\"", "t".repeat(117)))).unwrap();
 }
+
+/// Every URL-ish value, with a credential in each form (user info, secret-named query
+/// parameters of any case): the config's `Debug` and a validation error show none of them.
+#[test]
+fn no_credential_form_shows_in_debug_or_errors() {
+    let text = r#"
+[pipeline]
+name = "p"
+[source.archive]
+url = "s3://bucket/prefix?X-Amz-Signature=s3cr3t-1&X-Amz-Credential=s3cr3t-2"
+topic = "orders"
+endpoint = "https://minio:s3cr3t-3@s3.local:9000"
+secret_access_key = "s3cr3t-4"
+[schema]
+url = "https://reg:s3cr3t-5@registry:8081/?API_KEY=s3cr3t-6"
+[catalog]
+uri = "postgres://kappa@db:5432/lake?sslmode=disable&Password=s3cr3t-7"
+warehouse = "s3://lake/w?sig=s3cr3t-8&token=s3cr3t-9"
+secret_access_key = "s3cr3t-10"
+[table]
+name = "t"
+[source.kafka]
+bootstrap_servers = "broker:9092"
+topic = "orders"
+[source.kafka.properties]
+"sasl.password" = "s3cr3t-11"
+"#;
+    let config = load(text).unwrap();
+    assert!(
+        config.catalog_uri.contains("s3cr3t-7"),
+        "the value itself is kept"
+    );
+    for shown in [format!("{config:?}"), format!("{config:#?}")] {
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("Password=***"), "{shown}");
+    }
+    let bad = text.replace(
+        "url = \"s3://bucket/prefix?X-Amz-Signature=s3cr3t-1&X-Amz-Credential=s3cr3t-2\"",
+        "url = \"s3://k:s3cr3t-1@[bad?token=s3cr3t-2\"",
+    );
+    let err = load(&bad).unwrap_err().to_string();
+    assert!(err.starts_with("config: [source.archive] url:"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
+}

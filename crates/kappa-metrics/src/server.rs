@@ -1,5 +1,6 @@
 //! The HTTP endpoint on `[metrics] listen`: `/metrics` (Prometheus text format 0.0.4),
-//! `/healthz` (liveness) and `/readyz` (readiness, with the reasons when not ready).
+//! `/healthz` (liveness) and `/readyz` (readiness, naming the conditions not ready; the reasons
+//! are in the log, never in a body).
 //! HTTP/1.1 on hyper; GET and HEAD only.
 //!
 //! The endpoint may face an open network (`0.0.0.0` in a pod), so what a client can hold is
@@ -206,19 +207,19 @@ fn respond(
                 .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
             response
         }
+        // No failure text on these unauthenticated probes (it may quote a URI, a value, a
+        // path): a status word, and for readiness the names of the conditions that are not
+        // ready. Health logs the reasons (redacted) when they are set.
         "/healthz" => match health.liveness() {
             Ok(()) => text(StatusCode::OK, "ok\n".into()),
-            Err(reason) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("failed: {reason}\n"),
-            ),
+            Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "failed\n".into()),
         },
         "/readyz" => match health.readiness() {
             Readiness::Ready => text(StatusCode::OK, "ready\n".into()),
             Readiness::NotReady(reasons) => {
                 let mut body = String::from("not ready\n");
-                for (condition, reason) in reasons {
-                    let _ = writeln!(body, "{condition}: {reason}");
+                for (condition, _) in reasons {
+                    let _ = writeln!(body, "{condition}");
                 }
                 text(StatusCode::SERVICE_UNAVAILABLE, body)
             }

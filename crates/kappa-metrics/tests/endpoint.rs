@@ -245,24 +245,18 @@ async fn metrics_health_and_readiness_over_http() {
         .expect("endpoint");
     let addr = endpoint.local_addr();
 
-    // Not ready until the table state is loaded and the source connected, and it says why.
-    let (status, body) = get(addr, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body.contains("table_state: loading the table state"),
-        "{body}"
+    // Not ready until the table state is loaded and the source connected, and it says which.
+    assert_eq!(
+        get(addr, "/readyz").await,
+        (503, "not ready\ntable_state\nsource\n".to_owned())
     );
-    assert!(body.contains("source: connecting to the source"), "{body}");
     assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
     health.set_ready(Condition::TableState);
     health.set_ready(Condition::Source);
     assert_eq!(get(addr, "/readyz").await, (200, "ready\n".to_owned()));
     health.set_not_ready(Condition::Source, "no records from orders for 5m");
     let (status, body) = get(addr, "/readyz").await;
-    assert_eq!(
-        (status, body.as_str()),
-        (503, "not ready\nsource: no records from orders for 5m\n")
-    );
+    assert_eq!((status, body.as_str()), (503, "not ready\nsource\n"));
     assert_eq!(get(addr, "/nope").await.0, 404);
     assert_eq!(request(addr, "POST", "/metrics").await.0, 405);
 
@@ -492,11 +486,7 @@ async fn metrics_health_and_readiness_over_http() {
     assert!(watch.check_at(stalled_since + Duration::from_secs(360)));
     assert_eq!(
         get(addr, "/readyz").await,
-        (
-            503,
-            "not ready\nsource: stalled: no records from kafka topic orders for 360s and not caught up\n"
-                .to_owned()
-        )
+        (503, "not ready\nsource\n".to_owned())
     );
 
     endpoint.stop().await;
@@ -597,5 +587,26 @@ async fn half_open_connections_are_capped_and_timed_out_and_the_endpoint_still_a
     // The slots are free again: a scrape is answered.
     assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
     assert_eq!(request(addr, "GET", "/metrics").await.0, 200);
+    endpoint.stop().await;
+}
+
+/// The probes are unauthenticated and may face an open network: whatever a reason says (here a
+/// driver error quoting the catalog URI with its password), `/healthz` and `/readyz` answer a
+/// status word and the conditions' names only.
+#[tokio::test]
+async fn probes_carry_no_failure_text() {
+    let health = Health::new([(Condition::TableState, "loading")]);
+    let endpoint = Endpoint::start("127.0.0.1:0".parse().expect("addr"), health.clone())
+        .await
+        .expect("endpoint");
+    let addr = endpoint.local_addr();
+    let failure = "catalog postgres://kappa@db/lake?password=s3cr3t: connecting: refused";
+    health.set_not_ready(Condition::Commit, failure);
+    health.set_failed(failure);
+    assert_eq!(
+        get(addr, "/readyz").await,
+        (503, "not ready\ntable_state\ncommit\n".to_owned())
+    );
+    assert_eq!(get(addr, "/healthz").await, (503, "failed\n".to_owned()));
     endpoint.stop().await;
 }
