@@ -357,10 +357,22 @@ pub fn holds_everything(status: &Value, topic: &str, expected: &Expected) -> boo
     })
 }
 
-/// Waits until the table holds every partition of `topic` up to `expected.next_offsets`.
+/// Waits until the table holds every partition of `topic` up to `expected.next_offsets`. Until
+/// the pipeline has created its table, `kappa status` (which only reads) says it does not exist.
 pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, timeout: Duration) {
     let started = Instant::now();
     loop {
+        let arg = config.display().to_string();
+        let out = kappa(&["status", "-c", &arg, "--json"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() == Some(2) && stderr.contains("does not exist") {
+            assert!(
+                started.elapsed() < timeout,
+                "the table was not created within {timeout:?}: {stderr}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
         let status = status(config);
         if holds_everything(&status, topic, expected) {
             return;
