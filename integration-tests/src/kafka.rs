@@ -365,15 +365,15 @@ pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, tim
         let arg = config.display().to_string();
         let out = kappa(&["status", "-c", &arg, "--json"], &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.code() == Some(2) && stderr.contains("does not exist") {
+        if !out.status.success() {
             assert!(
-                started.elapsed() < timeout,
-                "the table was not created within {timeout:?}: {stderr}"
+                stderr.contains("does not exist") && started.elapsed() < timeout,
+                "kappa status failed, or the table was not created within {timeout:?}: {stderr}"
             );
             std::thread::sleep(Duration::from_millis(500));
             continue;
         }
-        let status = status(config);
+        let status: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap();
         if holds_everything(&status, topic, expected) {
             return;
         }
