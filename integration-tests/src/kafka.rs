@@ -357,11 +357,23 @@ pub fn holds_everything(status: &Value, topic: &str, expected: &Expected) -> boo
     })
 }
 
-/// Waits until the table holds every partition of `topic` up to `expected.next_offsets`.
+/// Waits until the table holds every partition of `topic` up to `expected.next_offsets`. Until
+/// the pipeline has created its table, `kappa status` (which only reads) says it does not exist.
 pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, timeout: Duration) {
     let started = Instant::now();
     loop {
-        let status = status(config);
+        let arg = config.display().to_string();
+        let out = kappa(&["status", "-c", &arg, "--json"], &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            assert!(
+                stderr.contains("does not exist") && started.elapsed() < timeout,
+                "kappa status failed, or the table was not created within {timeout:?}: {stderr}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let status: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap();
         if holds_everything(&status, topic, expected) {
             return;
         }

@@ -160,7 +160,16 @@ pub(crate) const SECTIONS: &[Section] = &[
         ]),
     ),
     ("dlq", Some(&[])),
-    ("metrics", Some(&["listen", "stall_after", "linger"])),
+    (
+        "metrics",
+        Some(&[
+            "listen",
+            "stall_after",
+            "linger",
+            "max_connections",
+            "request_timeout",
+        ]),
+    ),
     ("replay", Some(&["parallelism", "batch_rows"])),
 ];
 

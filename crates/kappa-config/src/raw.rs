@@ -603,6 +603,12 @@ pub struct MetricsSection {
     /// its final values before the process, and its pod, goes); SIGTERM or SIGINT ends it early.
     #[serde(with = "humantime_serde")]
     pub linger: Duration,
+    /// Connections the endpoint serves at once; further ones are closed when accepted.
+    pub max_connections: usize,
+    /// A connection must send its request headers within this and is closed this long after it
+    /// was accepted.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
 }
 
 /// `[replay]`

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kappa_core::redact::Redacted;
 use url::Url;
 
 use crate::raw::{KafkaProperties, S3Section, Secret};
@@ -38,16 +39,8 @@ pub struct RegistryConfig {
 
 impl fmt::Debug for RegistryConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let url = match Url::parse(&self.url) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            Ok(url) => url.to_string(),
-            Err(_) => "<invalid url>".into(),
-        };
         f.debug_struct("RegistryConfig")
-            .field("url", &url)
+            .field("url", &kappa_core::redact::redact(&self.url))
             .field("username", &self.username)
             .field("password", &self.password)
             .field("ca_file", &self.ca_file)
@@ -81,8 +74,8 @@ pub enum ArchiveFormat {
     Envelope,
 }
 
-/// A validated `[source.archive]`.
-#[derive(Debug, Clone, PartialEq)]
+/// A validated `[source.archive]` (credentials in the URL are redacted in `Debug`).
+#[derive(Clone, PartialEq)]
 pub struct ArchiveConfig {
     /// `file://`, `s3://` or `memory://` URL of the archive root.
     pub url: Url,
@@ -117,6 +110,18 @@ impl Default for ArchiveLimitsConfig {
             max_block_bytes: 16 << 20,
             max_inflated_bytes: 512 << 20,
         }
+    }
+}
+
+impl fmt::Debug for ArchiveConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArchiveConfig")
+            .field("url", &kappa_core::redact::redact(self.url.as_str()))
+            .field("topic", &self.topic)
+            .field("format", &self.format)
+            .field("limits", &self.limits)
+            .field("s3", &Redacted(&self.s3))
+            .finish()
     }
 }
 

@@ -1,8 +1,10 @@
 //! Raw configuration → validated, typed [`PipelineConfig`]. Pure: no I/O, no env.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kappa_core::redact::{Redacted, redact};
 use kappa_quality::QualityConfig;
 use url::Url;
 
@@ -17,8 +19,9 @@ use crate::typed::{
 /// A validated pipeline configuration: every value checked, defaults resolved.
 ///
 /// The typed fields are the contract; `raw` keeps the sections as written (after layering) for
-/// values that need no interpretation.
-#[derive(Debug, Clone)]
+/// values that need no interpretation. `Debug` prints every value through
+/// [`kappa_core::redact`]: no credential of a URI or a secret-named parameter shows.
+#[derive(Clone)]
 pub struct PipelineConfig {
     /// The raw values after layering.
     pub raw: RawConfig,
@@ -61,6 +64,32 @@ pub struct PipelineConfig {
     pub quality: QualityConfig,
 }
 
+impl fmt::Debug for PipelineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineConfig")
+            .field("name", &self.name)
+            .field("logic", &self.logic)
+            .field("source_archive", &self.source_archive)
+            .field("source_kafka", &Redacted(&self.source_kafka))
+            .field("schema", &Redacted(&self.schema))
+            .field("subject", &self.subject)
+            .field("catalog_kind", &self.catalog_kind)
+            .field("catalog_uri", &redact(&self.catalog_uri))
+            .field("warehouse", &redact(&self.warehouse))
+            .field("table", &self.table)
+            .field("dlq_table", &self.dlq_table)
+            .field("late_policy", &self.late_policy)
+            .field("late_table", &self.late_table)
+            .field("quarantine_table", &self.quarantine_table)
+            .field("partition_by", &self.partition_by)
+            .field("commit_interval", &self.commit_interval)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("quality", &self.quality)
+            .field("raw", &Redacted(&self.raw))
+            .finish()
+    }
+}
+
 impl PipelineConfig {
     /// The archive URL, topic and S3 settings, or an error naming the missing key (for commands
     /// that need the archive).
@@ -93,6 +122,35 @@ impl PipelineConfig {
     }
 }
 
+/// Longest table or namespace level name (bytes): a warehouse path segment, well under every
+/// file system's limit of 255.
+const MAX_IDENTIFIER: usize = 128;
+
+/// A table or namespace name: `[A-Za-z_][A-Za-z0-9_-]*`, at most [`MAX_IDENTIFIER`] bytes. No
+/// dots, slashes, `..`, spaces or other characters that a catalog, a warehouse path or a query
+/// engine would read differently. `Err` says what is wrong.
+fn identifier(what: &str, value: &str) -> Result<(), String> {
+    let expected = "expected letters, digits, '_' or '-', starting with a letter or '_'";
+    let mut chars = value.chars();
+    match chars.next() {
+        None => return Err(format!("empty {what}; {expected}")),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err(format!("{what} starts with {c:?}; {expected}"));
+        }
+        Some(_) => {}
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        return Err(format!("{what} contains {c:?}; {expected}"));
+    }
+    if value.len() > MAX_IDENTIFIER {
+        return Err(format!(
+            "{what} is {} bytes long; at most {MAX_IDENTIFIER}",
+            value.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A non-empty string at `section.key`, or an error saying it is missing.
 fn required(
     value: Option<&String>,
@@ -116,7 +174,10 @@ fn parse_url(section: &str, key: &str, value: &str, schemes: &[&str]) -> Result<
         ConfigError::invalid(
             section,
             key,
-            format!("{value:?} is not a URL ({e}); expected {expected}"),
+            format!(
+                "{:?} is not a URL ({e}); expected {expected}",
+                redact(value)
+            ),
         )
     })?;
     if !schemes.contains(&url.scheme()) {
@@ -544,6 +605,18 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must not be empty",
         ));
     }
+    for level in raw.table.namespace.split('.') {
+        identifier("namespace", level).map_err(|why| {
+            ConfigError::invalid(
+                "table",
+                "namespace",
+                format!(
+                    "{:?}: {why} (levels are separated by dots)",
+                    raw.table.namespace
+                ),
+            )
+        })?;
+    }
     let table = required(raw.table.name.as_ref(), "table", "name", "e.g. \"orders\"")?;
     let dlq_table = raw
         .table
@@ -584,6 +657,28 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "must differ from [table] name, dlq_name and late_name",
         ));
     }
+    // Table names become catalog rows and warehouse paths (`<warehouse>/<namespace>/<name>`):
+    // each, given or derived from `name`, must be a plain identifier.
+    for (key, value, given) in [
+        ("name", &table, true),
+        ("dlq_name", &dlq_table, raw.table.dlq_name.is_some()),
+        ("late_name", &late_table, raw.table.late_name.is_some()),
+        (
+            "quarantine_name",
+            &quarantine_table,
+            raw.table.quarantine_name.is_some(),
+        ),
+    ] {
+        identifier(key, value).map_err(|why| {
+            let key_named = if given { key } else { "name" };
+            let derived = if given {
+                String::new()
+            } else {
+                format!(" (the derived {key})")
+            };
+            ConfigError::invalid("table", key_named, format!("{value:?}{derived}: {why}"))
+        })?;
+    }
     let late_policy = match raw.event_time.late_policy.trim() {
         "append" => LatePolicy::Append,
         "late_table" => LatePolicy::LateTable,
@@ -608,6 +703,18 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
             "metrics",
             "stall_after",
             "must be greater than 0, e.g. \"5m\"",
+        ));
+    }
+    positive(
+        "metrics",
+        "max_connections",
+        raw.metrics.max_connections as u64,
+    )?;
+    if raw.metrics.request_timeout.is_zero() {
+        return Err(ConfigError::invalid(
+            "metrics",
+            "request_timeout",
+            "must be greater than 0, e.g. \"10s\"",
         ));
     }
     if raw.commit.interval.is_zero() {

@@ -315,6 +315,14 @@ fn bad_values_name_the_key() {
             "config: [metrics] listen:",
         ),
         (
+            format!("{MINIMAL}\n[metrics]\nmax_connections = 0\n"),
+            "config: [metrics] max_connections: must be greater than 0",
+        ),
+        (
+            format!("{MINIMAL}\n[metrics]\nrequest_timeout = \"0s\"\n"),
+            "config: [metrics] request_timeout: must be greater than 0",
+        ),
+        (
             format!("{MINIMAL}\n[schema]\nurl = \"https://r:8081\"\ntimeout = \"soon\"\n"),
             "config: [schema] timeout:",
         ),
@@ -855,4 +863,138 @@ fn a_key_counts_as_set_only_when_a_layer_above_the_defaults_sets_it() {
     .unwrap();
     assert!(by_flag.raw.is_set("metrics.listen"));
     assert!(!by_flag.raw.is_set("metrics.stall_after"));
+}
+
+/// `[table] namespace`, `name` and the side-table names end up in warehouse paths: anything but a
+/// plain identifier is refused at validation, naming the key (`kappa` exits 2).
+#[test]
+fn table_names_are_identifiers_not_paths() {
+    let named = |table: &str| MINIMAL.replace("name = \"t\"", table);
+    let cases = [
+        (
+            named("name = \"../../x\""),
+            "config: [table] name: \"../../x\": name starts with '.'",
+        ),
+        (
+            named("name = \"a/b\""),
+            "config: [table] name: \"a/b\": name contains '/'",
+        ),
+        (
+            named("name = \"a\\\\b\""),
+            "config: [table] name: \"a\\\\b\": name contains '\\\\'",
+        ),
+        (
+            named("name = \"a.b\""),
+            "config: [table] name: \"a.b\": name contains '.'",
+        ),
+        (
+            named("name = \"a b\""),
+            "config: [table] name: \"a b\": name contains ' '",
+        ),
+        (
+            named("name = \"a\\u0000b\""),
+            "config: [table] name: \"a\\0b\": name contains '\\0'",
+        ),
+        (
+            named("name = \"9lives\""),
+            "config: [table] name: \"9lives\": name starts with '9'",
+        ),
+        (
+            named(&format!("name = \"{}\"", "t".repeat(129))),
+            "name is 129 bytes long; at most 128",
+        ),
+        (
+            named(&format!("name = \"{}\"", "t".repeat(125))),
+            "(the derived dlq_name): dlq_name is 129 bytes long",
+        ),
+        (
+            named("name = \"t\"\ndlq_name = \"../d\""),
+            "config: [table] dlq_name: \"../d\"",
+        ),
+        (
+            named("name = \"t\"\nlate_name = \"/abs\""),
+            "config: [table] late_name: \"/abs\"",
+        ),
+        (
+            named("name = \"t\"\nquarantine_name = \"q/../..\""),
+            "config: [table] quarantine_name: \"q/../..\"",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"../..\""),
+            "config: [table] namespace: \"../..\"",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"a..b\""),
+            "config: [table] namespace: \"a..b\": empty namespace",
+        ),
+        (
+            named("name = \"t\"\nnamespace = \"a/b\""),
+            "config: [table] namespace: \"a/b\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = load(&text).unwrap_err();
+        assert!(
+            err.to_string().contains(expected),
+            "{text}\n{err}\nexpected: {expected}"
+        );
+        let key = err.key().unwrap();
+        assert!(key.starts_with("table."), "{key}");
+        assert_eq!(
+            kappa_core::Classify::kind(&err),
+            kappa_core::ErrorKind::User
+        );
+    }
+    // Plain identifiers, nested namespaces and the defaults pass.
+    let ok = load(&named(
+        "name = \"orders_v2-eu\"\nnamespace = \"lake.raw_events\"\ndlq_name = \"_dead\"",
+    ))
+    .unwrap();
+    assert_eq!(ok.table, "orders_v2-eu");
+    assert_eq!(ok.late_table, "orders_v2-eu_late");
+    load(&named(&format!("name = \"{}\"", "t".repeat(117)))).unwrap();
+}
+
+/// Every URL-ish value, with a credential in each form (user info, secret-named query
+/// parameters of any case): the config's `Debug` and a validation error show none of them.
+#[test]
+fn no_credential_form_shows_in_debug_or_errors() {
+    let text = r#"
+[pipeline]
+name = "p"
+[source.archive]
+url = "s3://bucket/prefix?X-Amz-Signature=s3cr3t-1&X-Amz-Credential=s3cr3t-2"
+topic = "orders"
+endpoint = "https://minio:s3cr3t-3@s3.local:9000"
+secret_access_key = "s3cr3t-4"
+[schema]
+url = "https://reg:s3cr3t-5@registry:8081/?API_KEY=s3cr3t-6"
+[catalog]
+uri = "postgres://kappa@db:5432/lake?sslmode=disable&Password=s3cr3t-7"
+warehouse = "s3://lake/w?sig=s3cr3t-8&token=s3cr3t-9"
+secret_access_key = "s3cr3t-10"
+[table]
+name = "t"
+[source.kafka]
+bootstrap_servers = "broker:9092"
+topic = "orders"
+[source.kafka.properties]
+"sasl.password" = "s3cr3t-11"
+"#;
+    let config = load(text).unwrap();
+    assert!(
+        config.catalog_uri.contains("s3cr3t-7"),
+        "the value itself is kept"
+    );
+    for shown in [format!("{config:?}"), format!("{config:#?}")] {
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("Password=***"), "{shown}");
+    }
+    let bad = text.replace(
+        "url = \"s3://bucket/prefix?X-Amz-Signature=s3cr3t-1&X-Amz-Credential=s3cr3t-2\"",
+        "url = \"s3://k:s3cr3t-1@[bad?token=s3cr3t-2\"",
+    );
+    let err = load(&bad).unwrap_err().to_string();
+    assert!(err.starts_with("config: [source.archive] url:"), "{err}");
+    assert!(!err.contains("s3cr3t"), "{err}");
 }

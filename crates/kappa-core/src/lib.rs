@@ -9,13 +9,15 @@
 //! - [`SourcePosition`] / [`OffsetRange`]: per topic-partition progress, as stored in every commit;
 //! - [`EventTimes`]: the newest event time per topic-partition, and which rows are late;
 //! - the [`Source`] and [`Transform`] traits;
-//! - [`ErrorKind`]: the classification retries and the DLQ decide by.
+//! - [`ErrorKind`]: the classification retries and the DLQ decide by;
+//! - [`redact`]: credentials out of any text that prints a URI or a config value.
 
 mod batch;
 mod crash;
 mod error;
 mod event_time;
 mod position;
+pub mod redact;
 mod traits;
 
 pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};

@@ -46,22 +46,31 @@ impl std::fmt::Debug for CatalogConfig {
 }
 
 fn is_secret(key: &str) -> bool {
-    key.contains("secret") || key.contains("password") || key.contains("token")
+    kappa_core::redact::is_secret_name(key)
 }
 
-/// The URI with any password replaced by `***`, for logs and errors.
+/// The URI with every credential (user-info password, secret query parameters) replaced by
+/// `***`, for logs and errors ([`kappa_core::redact`]).
 pub fn redact_uri(uri: &str) -> String {
-    match url::Url::parse(uri) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => uri.to_string(),
-    }
+    kappa_core::redact::redact(uri)
 }
 
 /// Connects to the SQL catalog, creating a SQLite file (and its directory) if needed.
 pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
+    connect_as(config, false).await
+}
+
+/// Connects to an existing SQL catalog for reading (`kappa status`, `kappa quality report`):
+/// creates no SQLite file, directory or warehouse directory, and opens SQLite read-only
+/// (`mode=ro`), so a misspelt path is an error instead of a new, empty catalog.
+pub async fn connect_read_only(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
+    connect_as(config, true).await
+}
+
+async fn connect_as(
+    config: &CatalogConfig,
+    read_only: bool,
+) -> Result<Arc<dyn Catalog>, IcebergError> {
     let err = |operation: &str, source: iceberg::Error| IcebergError::Catalog {
         uri: redact_uri(&config.uri),
         operation: operation.to_string(),
@@ -69,7 +78,19 @@ pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceberg
     };
     let (uri, bind_style) = if let Some(path) = config.uri.strip_prefix("sqlite://") {
         let file = path.split('?').next().unwrap_or(path);
-        if let Some(parent) = std::path::Path::new(file).parent()
+        if read_only {
+            if !std::path::Path::new(file).is_file() {
+                return Err(err(
+                    "opening for reading",
+                    iceberg::Error::new(
+                        iceberg::ErrorKind::DataInvalid,
+                        format!(
+                            "the SQLite catalog {file} does not exist; check [catalog] uri (this command never creates one)"
+                        ),
+                    ),
+                ));
+            }
+        } else if let Some(parent) = std::path::Path::new(file).parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -79,7 +100,23 @@ pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceberg
                 )
             })?;
         }
-        let uri = if config.uri.contains("mode=") {
+        let uri = if read_only {
+            let without_mode = config
+                .uri
+                .split_once('?')
+                .map(|(base, query)| {
+                    let kept: Vec<&str> = query
+                        .split('&')
+                        .filter(|p| !p.starts_with("mode="))
+                        .collect();
+                    (base, kept.join("&"))
+                })
+                .unwrap_or((config.uri.as_str(), String::new()));
+            match without_mode {
+                (base, query) if query.is_empty() => format!("{base}?mode=ro"),
+                (base, query) => format!("{base}?{query}&mode=ro"),
+            }
+        } else if config.uri.contains("mode=") {
             config.uri.clone()
         } else if config.uri.contains('?') {
             format!("{}&mode=rwc", config.uri)
@@ -98,7 +135,7 @@ pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceberg
             ),
         ));
     };
-    if let Some(path) = config.warehouse.strip_prefix("file://") {
+    if !read_only && let Some(path) = config.warehouse.strip_prefix("file://") {
         std::fs::create_dir_all(path).map_err(|e| {
             err(
                 "creating the warehouse directory",
@@ -122,4 +159,54 @@ pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceberg
         .await
         .map_err(|e| err("connecting", e))?;
     Ok(Arc::new(catalog))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+
+    use super::*;
+
+    fn config(uri: &str) -> CatalogConfig {
+        CatalogConfig {
+            name: "kappa".into(),
+            uri: uri.into(),
+            warehouse: "memory://w".into(),
+            properties: HashMap::from([
+                ("s3.secret-access-key".to_string(), "s3cr3t".to_string()),
+                ("s3.access-key-id".to_string(), "AKIA".to_string()),
+            ]),
+        }
+    }
+
+    /// A catalog that cannot be reached, with the password in the user info or in the query:
+    /// neither the error (the driver's included) nor the config's `Debug` shows it. (The
+    /// PostgreSQL case waits for sqlx's 30 s acquire timeout.)
+    #[tokio::test]
+    async fn connection_errors_and_debug_never_show_a_credential() {
+        for (uri, read_only) in [
+            (
+                "postgres://kappa@127.0.0.1:1/lake?sslmode=disable&PassWord=s3cr3t",
+                false,
+            ),
+            ("mysql://kappa:s3cr3t@db/lake?token=s3cr3t", false),
+            ("sqlite:///nonexistent/catalog.db?password=s3cr3t", true),
+        ] {
+            let config = config(uri);
+            let connected = if read_only {
+                connect_read_only(&config).await
+            } else {
+                connect(&config).await
+            };
+            let err = match connected {
+                Ok(_) => panic!("{uri}: connected to nothing"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.starts_with("catalog "), "{err}");
+            assert!(!err.contains("s3cr3t"), "{uri}: {err}");
+            let debug = format!("{config:?}");
+            assert!(!debug.contains("s3cr3t"), "{debug}");
+            assert!(debug.contains("\"kappa\""), "{debug}");
+        }
+    }
 }

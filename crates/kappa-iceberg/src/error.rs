@@ -5,8 +5,9 @@ use kappa_core::{Classify, ErrorKind};
 /// A sink operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IcebergError {
-    /// The catalog could not be reached or configured.
-    #[error("catalog {uri}: {operation}: {source}")]
+    /// The catalog could not be reached or configured. The cause's text is redacted too: a
+    /// driver error may quote the URI.
+    #[error("catalog {uri}: {operation}: {}", kappa_core::redact::redact(&source.to_string()))]
     Catalog {
         /// Catalog URI (credentials removed).
         uri: String,

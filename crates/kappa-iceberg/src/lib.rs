@@ -21,7 +21,7 @@ pub mod summary;
 pub mod table;
 pub mod writer;
 
-pub use catalog::{CatalogConfig, connect};
+pub use catalog::{CatalogConfig, connect, connect_read_only};
 pub use commit::{CommitOutcome, Committer, FirstCommit, PendingCommit};
 pub use error::IcebergError;
 pub use state::{TableState, TableStats, table_stats};

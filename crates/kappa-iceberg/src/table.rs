@@ -155,6 +155,52 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
     }
 }
 
+/// Loads the table if it exists, for a command that only reads: never creates the namespace or
+/// the table and never changes the schema, whatever the spec says. `None` when the namespace
+/// or the table does not exist.
+pub async fn load_existing(
+    catalog: &dyn Catalog,
+    spec: &TableSpec,
+) -> Result<Option<Table>, IcebergError> {
+    let ident = spec.ident()?;
+    let namespace = spec.namespace_ident()?;
+    let table_err = |operation: &'static str| {
+        let table = spec.full_name();
+        move |source| IcebergError::Table {
+            table,
+            operation: operation.to_string(),
+            source: Box::new(source),
+        }
+    };
+    if !catalog
+        .namespace_exists(&namespace)
+        .await
+        .map_err(table_err("checking the namespace"))?
+        || !catalog
+            .table_exists(&ident)
+            .await
+            .map_err(table_err("checking whether it exists"))?
+    {
+        return Ok(None);
+    }
+    let table = catalog
+        .load_table(&ident)
+        .await
+        .map_err(table_err("loading"))?;
+    Ok(Some(table))
+}
+
+/// The error for a table a reading command needs and the catalog does not have.
+pub fn missing_table(spec: &TableSpec) -> IcebergError {
+    IcebergError::Invalid {
+        table: spec.full_name(),
+        message: format!(
+            "table {} does not exist; check [table] namespace and name (this command only reads and creates nothing)",
+            spec.full_name()
+        ),
+    }
+}
+
 /// Brings an existing table up to the spec's schema: columns the table lacks are added as
 /// optional columns (a schema-only commit, before any row that needs them is written; old rows
 /// read NULL). A column with another type in the table, or a missing required one, is an error.

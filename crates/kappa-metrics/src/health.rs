@@ -99,7 +99,8 @@ impl Health {
         }
     }
 
-    /// `condition` is not ready because of `reason` (logs at warn when the reason changes).
+    /// `condition` is not ready because of `reason` (logs at warn when the reason changes; the
+    /// endpoint serves only the condition's name).
     pub fn set_not_ready(&self, condition: Condition, reason: impl Into<String>) {
         let reason = reason.into();
         let previous = self.lock().not_ready.insert(condition, reason.clone());
@@ -129,7 +130,8 @@ impl Health {
         self.lock().not_ready.is_empty()
     }
 
-    /// The process cannot go on and should be restarted: `/healthz` answers 503 from now on.
+    /// The process cannot go on and should be restarted: `/healthz` answers 503 from now on
+    /// (without the reason, which is logged at error).
     pub fn set_failed(&self, reason: impl Into<String>) {
         let reason = reason.into();
         tracing::error!(%reason, "unhealthy");

@@ -24,4 +24,4 @@ pub use error::MetricsError;
 pub use health::{Condition, Health, Readiness, StallWatch};
 pub use logging::{LogFormat, init_tracing};
 pub use recorder::Metrics;
-pub use server::{Endpoint, PROMETHEUS_TEXT};
+pub use server::{Endpoint, Limits, PROMETHEUS_TEXT};

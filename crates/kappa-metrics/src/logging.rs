@@ -4,11 +4,17 @@
 //! (`committed`, `commit conflicted; reloading to retry`), with every fact as a key-value field
 //! (`table`, `topic`, `partition`, `records`, `duration_ms`, `error`), never interpolated into
 //! the message.
+//!
+//! Every line passes through [`kappa_core::redact`] before it is written: a credential in a
+//! field, a message or an error of any crate (a driver error quoting the catalog URI) is
+//! written as `***`.
 
 use std::fmt;
+use std::io;
 use std::str::FromStr;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,9 +52,9 @@ impl fmt::Display for LogFormat {
 /// (`info`, `warn,kappa_runtime=debug`); an invalid one falls back to `warn` and says so. A
 /// second call (a subscriber is already set) changes nothing.
 pub fn init_tracing(format: LogFormat, filter: &str) {
-    use std::io::IsTerminal as _;
-    let ansi = std::io::stderr().is_terminal();
-    let (subscriber, invalid) = subscriber(format, filter, ansi, std::io::stderr);
+    use io::IsTerminal as _;
+    let ansi = io::stderr().is_terminal();
+    let (subscriber, invalid) = subscriber(format, filter, ansi, io::stderr);
     if tracing::subscriber::set_global_default(subscriber).is_ok()
         && let Some(e) = invalid
     {
@@ -57,6 +63,64 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
 }
 
 type Subscriber = Box<dyn tracing::Subscriber + Send + Sync>;
+
+/// Makes writers that redact each event's text before writing it.
+struct Redacting<M>(M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactingWriter<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingWriter {
+            inner: self.0.make_writer(),
+            line: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        RedactingWriter {
+            inner: self.0.make_writer_for(meta),
+            line: Vec::new(),
+        }
+    }
+}
+
+/// Collects one event's text (the formatter writes an event to a writer of its own, then drops
+/// it) and writes it redacted on flush or drop.
+struct RedactingWriter<W: io::Write> {
+    inner: W,
+    line: Vec<u8>,
+}
+
+impl<W: io::Write> RedactingWriter<W> {
+    fn write_redacted(&mut self) -> io::Result<()> {
+        if self.line.is_empty() {
+            return Ok(());
+        }
+        let text = kappa_core::redact::redact(&String::from_utf8_lossy(&self.line));
+        self.line.clear();
+        self.inner.write_all(text.as_bytes())?;
+        self.inner.flush()
+    }
+}
+
+impl<W: io::Write> io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.line.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_redacted()
+    }
+}
+
+impl<W: io::Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        // Nowhere to report a failed log write to.
+        let _ = self.write_redacted();
+    }
+}
 
 /// The subscriber [`init_tracing`] installs, writing to `writer` (text colored when `ansi`), and
 /// the filter's parse error if it fell back to `warn`.
@@ -67,7 +131,7 @@ fn subscriber<W>(
     writer: W,
 ) -> (Subscriber, Option<tracing_subscriber::filter::ParseError>)
 where
-    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let (env_filter, invalid) = match EnvFilter::try_new(filter) {
         Ok(f) => (f, None),
@@ -76,7 +140,7 @@ where
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
         .with_ansi(ansi)
-        .with_writer(writer);
+        .with_writer(Redacting(writer));
     let subscriber: Subscriber = match format {
         LogFormat::Text => Box::new(builder.finish()),
         LogFormat::Json => Box::new(
@@ -159,6 +223,41 @@ mod tests {
         // An invalid filter falls back to warn.
         assert!(EnvFilter::try_new("info,=bad=[[").is_err());
         assert_eq!(logged(LogFormat::Text, "info,=bad=[["), "");
+    }
+
+    /// A credential anywhere in an event (an error field quoting a URI, the message) is written
+    /// as `***`, in both formats, at every level.
+    #[test]
+    fn logs_never_carry_a_credential() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let buffer = Buffer::default();
+            let out = buffer.clone();
+            let (subscriber, _) = subscriber(format, "debug", false, move || out.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::error!(
+                    error = "catalog postgres://kappa@db/lake?password=s3cr3t: connecting: refused",
+                    "unhealthy"
+                );
+                tracing::warn!(uri = %"https://u:s3cr3t@r:8081", "registry unreachable");
+                tracing::info!("fetched s3://b/k?X-Amz-Signature=s3cr3t&x=1");
+                // As sqlx logs a connection parameter it does not know.
+                tracing::warn!(
+                    key = "Token",
+                    value = "s3cr3t",
+                    "ignoring unrecognized connect parameter"
+                );
+                tracing::debug!(password = "s3cr3t", "a field named as a secret");
+            });
+            let logged = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+            assert_eq!(logged.lines().count(), 5, "{logged}");
+            assert!(!logged.contains("s3cr3t"), "{format}: {logged}");
+            assert!(logged.contains("password=***"), "{logged}");
+            if format == LogFormat::Json {
+                for line in logged.lines() {
+                    serde_json::from_str::<serde_json::Value>(line).unwrap();
+                }
+            }
+        }
     }
 
     #[test]

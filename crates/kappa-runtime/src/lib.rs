@@ -26,5 +26,7 @@ pub use dlq::dlq_schema;
 pub use error::RuntimeError;
 pub use pause::{OVERRIDE_PROPERTY, QualityOverride};
 pub use run::{run_live, run_pipeline};
-pub use spec::{Pipeline, PipelineSpec, open_pipeline};
+pub use spec::{
+    Pipeline, PipelineSpec, open_existing_pipeline, open_pipeline, open_pipeline_read_only,
+};
 pub use stats::RunSummary;

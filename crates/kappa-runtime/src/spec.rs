@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iceberg::Catalog;
-use kappa_iceberg::table::ensure_table;
+use kappa_iceberg::table::{ensure_table, load_existing, missing_table};
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{
     CatalogConfig, Committer, FirstCommit, IcebergError, PartitionField, TableSpec, connect,
-    summary,
+    connect_read_only, summary,
 };
 use kappa_quality::Quality;
 use kappa_schema::TableMapping;
@@ -96,31 +96,7 @@ fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
 /// pipeline's state from both.
 pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
     let catalog = connect(&spec.catalog).await?;
-    let main_spec = TableSpec {
-        namespace: spec.namespace.clone(),
-        name: spec.table.clone(),
-        schema: spec
-            .mapping
-            .iceberg_schema()
-            .map_err(|e| IcebergError::Invalid {
-                table: format!("{}.{}", spec.namespace, spec.table),
-                message: e.to_string(),
-            })?,
-        partition_by: spec.partition_by.clone(),
-        properties: table_properties(&spec.writer),
-    };
-    let dlq_spec = TableSpec {
-        namespace: spec.namespace.clone(),
-        name: spec.dlq_table.clone(),
-        schema: iceberg::arrow::arrow_schema_to_schema(&dlq_schema()).map_err(|e| {
-            IcebergError::Invalid {
-                table: format!("{}.{}", spec.namespace, spec.dlq_table),
-                message: format!("dead-letter schema: {e}"),
-            }
-        })?,
-        partition_by: Vec::new(),
-        properties: table_properties(&spec.writer),
-    };
+    let (main_spec, dlq_spec) = table_specs(&spec)?;
     let open = |table| {
         Committer::new(
             catalog.clone(),
@@ -231,4 +207,98 @@ fn check_position_kept<'a>(
         )));
     }
     Ok(())
+}
+
+/// Opens an existing pipeline's tables for a command that only reads (`kappa status`, `kappa
+/// quality report`): connects read-only ([`connect_read_only`]) and loads the tables as they
+/// are. Nothing is created (catalog, namespace, table) and no schema is evolved: a main or
+/// dead-letter table that does not exist is an error naming it (a user error: check `[table]
+/// namespace` and `name`); a late or quarantine table that does not exist yet is `None`.
+pub async fn open_pipeline_read_only(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
+    let catalog = connect_read_only(&spec.catalog).await?;
+    open_existing(spec, catalog).await
+}
+
+/// [`open_pipeline_read_only`] on a writable connection, for a command that changes an existing
+/// table's properties only (`kappa quality override`): it creates nothing and evolves nothing
+/// either.
+pub async fn open_existing_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
+    let catalog = connect(&spec.catalog).await?;
+    open_existing(spec, catalog).await
+}
+
+async fn open_existing(
+    spec: PipelineSpec,
+    catalog: Arc<dyn Catalog>,
+) -> Result<Pipeline, IcebergError> {
+    let (main_spec, dlq_spec) = table_specs(&spec)?;
+    let open = |table| {
+        Committer::new(
+            catalog.clone(),
+            table,
+            &spec.pipeline,
+            spec.writer.clone(),
+            spec.commit.max_attempts,
+        )
+    };
+    let required = async |table_spec: &TableSpec| -> Result<Committer, IcebergError> {
+        match load_existing(catalog.as_ref(), table_spec).await? {
+            Some(table) => open(table),
+            None => Err(missing_table(table_spec)),
+        }
+    };
+    let main = required(&main_spec).await?;
+    let dlq = required(&dlq_spec).await?;
+    let like_main = async |name: &Option<String>| -> Result<Option<Committer>, IcebergError> {
+        let Some(name) = name else { return Ok(None) };
+        let spec = TableSpec {
+            name: name.clone(),
+            ..main_spec.clone()
+        };
+        load_existing(catalog.as_ref(), &spec)
+            .await?
+            .map(open)
+            .transpose()
+    };
+    let late = like_main(&spec.late_table).await?;
+    let quarantine = like_main(&spec.quarantine_table).await?;
+    Ok(Pipeline {
+        spec,
+        catalog,
+        main,
+        dlq,
+        late,
+        quarantine,
+        health: None,
+    })
+}
+
+/// The main and dead-letter tables' specs.
+fn table_specs(spec: &PipelineSpec) -> Result<(TableSpec, TableSpec), IcebergError> {
+    let main_spec = TableSpec {
+        namespace: spec.namespace.clone(),
+        name: spec.table.clone(),
+        schema: spec
+            .mapping
+            .iceberg_schema()
+            .map_err(|e| IcebergError::Invalid {
+                table: format!("{}.{}", spec.namespace, spec.table),
+                message: e.to_string(),
+            })?,
+        partition_by: spec.partition_by.clone(),
+        properties: table_properties(&spec.writer),
+    };
+    let dlq_spec = TableSpec {
+        namespace: spec.namespace.clone(),
+        name: spec.dlq_table.clone(),
+        schema: iceberg::arrow::arrow_schema_to_schema(&dlq_schema()).map_err(|e| {
+            IcebergError::Invalid {
+                table: format!("{}.{}", spec.namespace, spec.dlq_table),
+                message: format!("dead-letter schema: {e}"),
+            }
+        })?,
+        partition_by: Vec::new(),
+        properties: table_properties(&spec.writer),
+    };
+    Ok((main_spec, dlq_spec))
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
 use kappa_metrics::events::table;
-use kappa_metrics::{Condition, Endpoint, Health, StallWatch};
+use kappa_metrics::{Condition, Endpoint, Health, Limits, StallWatch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
@@ -41,7 +41,11 @@ impl PipelineEndpoint {
         health: Health,
         stall: Option<StallWatch>,
     ) -> Result<PipelineEndpoint, Failure> {
-        let endpoint = Endpoint::start(config.metrics_listen, health.clone())
+        let limits = Limits {
+            max_connections: config.raw.metrics.max_connections,
+            request_timeout: config.raw.metrics.request_timeout,
+        };
+        let endpoint = Endpoint::start_with(config.metrics_listen, health.clone(), limits)
             .await
             .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
         let table = format!("{}.{}", config.raw.table.namespace, config.table);

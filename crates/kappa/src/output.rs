@@ -1,17 +1,21 @@
-//! Everything the CLI prints goes through here (stdout for results, stderr for errors).
+//! Everything the CLI prints goes through here (stdout for results, stderr for errors), and
+//! through [`kappa_core::redact`]: no credential of a URI or a secret-named parameter is printed,
+//! whichever crate's error or value carries it.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
 
+use kappa_core::redact::redact;
+
 /// Prints a line of results. A closed stdout (`kappa ... | head`) is not an error worth a panic:
 /// the rest of the output is dropped.
 pub fn line(text: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    let _ = writeln!(std::io::stdout().lock(), "{}", redact(text));
 }
 
 /// Prints an error.
 pub fn error(text: &str) {
-    eprintln!("kappa: error: {text}");
+    eprintln!("kappa: error: {}", redact(text));
 }
 
 /// Formats a count with thousands separators.

@@ -54,7 +54,8 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let (config, pipeline) = crate::replay::open_configured(&args.config).await?;
+    let (config, pipeline) =
+        crate::replay::open_configured(&args.config, crate::replay::Access::Read).await?;
     let mut commits = judged(
         pipeline.main.name(),
         pipeline.main.table().metadata(),
@@ -216,7 +217,8 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         });
     }
-    let (config, pipeline) = crate::replay::open_configured(&args.config).await?;
+    let (config, pipeline) =
+        crate::replay::open_configured(&args.config, crate::replay::Access::SetProperty).await?;
     let at = pipeline.main.state().position.to_json();
     let by = format!(
         "{} at {}",

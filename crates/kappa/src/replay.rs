@@ -154,18 +154,32 @@ fn transform(t: PartitionTransform) -> iceberg::spec::Transform {
     }
 }
 
-/// Loads the configuration of a command that reads the tables (`kappa status`, `kappa quality
-/// ...`) and opens its pipeline: the schema history, the mapping and the tables (created if
-/// missing, as a run would).
+/// What a command that opens existing tables may do to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read only (`kappa status`, `kappa quality report`): a read-only catalog connection.
+    Read,
+    /// Set a property of the existing main table (`kappa quality override`).
+    SetProperty,
+}
+
+/// Loads the configuration of a command that works on existing tables (`kappa status`, `kappa
+/// quality ...`) and opens its pipeline: the schema history, the mapping and the tables as they
+/// are. Never creates a catalog, namespace or table and never evolves a schema: a misspelt
+/// `[table]` name is an error (exit 2) naming the table.
 pub async fn open_configured(
     args: &crate::cli::ConfigArgs,
+    access: Access,
 ) -> Result<(PipelineConfig, kappa_runtime::Pipeline), Failure> {
     let config = args.load()?;
     let registry = registry(&config, Some(&args.config))?;
     let mapping = mapping(&config, registry.as_ref()).await?;
-    let pipeline = open_pipeline(pipeline_spec(&config, mapping)?)
-        .await
-        .map_err(fail)?;
+    let spec = pipeline_spec(&config, mapping)?;
+    let pipeline = match access {
+        Access::Read => kappa_runtime::open_pipeline_read_only(spec).await,
+        Access::SetProperty => kappa_runtime::open_existing_pipeline(spec).await,
+    }
+    .map_err(fail)?;
     Ok((config, pipeline))
 }
 
