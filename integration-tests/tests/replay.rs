@@ -1072,6 +1072,27 @@ fn a_replay_of_an_archive_missing_its_oldest_objects_is_refused_unless_the_skip_
         serde_json::json!({"orders": {"1": [0, 500]}}),
         "{main}"
     );
+    // `kappa status` shows the skip and where the position is kept.
+    let out = kappa(&["status", "-c", &config_arg, "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(kappa_integration_tests::last_line(&out.stdout)).unwrap();
+    assert_eq!(
+        status["skipped"],
+        serde_json::json!({"orders-1": [0, 500]}),
+        "{status}"
+    );
+    assert!(
+        status["position_stored_in"]
+            .as_str()
+            .unwrap_or("")
+            .contains("kappa.state"),
+        "{status}"
+    );
 }
 
 /// Every file under `dir`, recursively.

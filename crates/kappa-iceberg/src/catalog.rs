@@ -153,12 +153,45 @@ async fn connect_as(
         SQL_CATALOG_PROP_BIND_STYLE.to_string(),
         bind_style.to_string(),
     );
+    // A read-only connection cannot let the catalog library create its tables: a SQLite file
+    // that has none yet (a pipeline is starting, or the path is wrong) is said so, not reported
+    // as a failed write.
+    if read_only
+        && bind_style == SqlBindStyle::QMark
+        && let Some(uri) = props.get(SQL_CATALOG_PROP_URI)
+        && !sqlite_has_catalog_tables(uri).await.unwrap_or(true)
+    {
+        return Err(err(
+            "opening for reading",
+            iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                "the SQLite file holds no Iceberg catalog yet (its iceberg_tables table does not \
+                 exist): nothing has been committed to it; check [catalog] uri",
+            ),
+        ));
+    }
     let catalog = SqlCatalogBuilder::default()
         .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
         .load(&config.name, props)
         .await
         .map_err(|e| err("connecting", e))?;
     Ok(Arc::new(catalog))
+}
+
+/// Whether the SQLite database at `uri` has the catalog's `iceberg_tables` table (read-only).
+async fn sqlite_has_catalog_tables(uri: &str) -> Result<bool, sqlx::Error> {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::from_str(uri)?
+        .read_only(true)
+        .connect()
+        .await?;
+    let found: Option<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'iceberg_tables'",
+    )
+    .fetch_optional(&mut connection)
+    .await?;
+    Ok(found.is_some())
 }
 
 #[cfg(test)]
@@ -208,5 +241,24 @@ mod tests {
             assert!(!debug.contains("s3cr3t"), "{debug}");
             assert!(debug.contains("\"kappa\""), "{debug}");
         }
+    }
+
+    /// A SQLite file without the catalog's tables (a pipeline is starting and has not created
+    /// them yet): a read-only open says so and leaves the file as it was.
+    #[tokio::test]
+    async fn a_read_only_open_of_a_file_without_a_catalog_says_so_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = dir.path().join("catalog.db");
+        std::fs::write(&file, b"").unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("sqlite://{}", file.display());
+        let Err(error) = connect_read_only(&config(&uri)).await else {
+            panic!("a file without a catalog opened");
+        };
+        let text = error.to_string();
+        assert!(text.contains("holds no Iceberg catalog yet"), "{text}");
+        let len = std::fs::metadata(&file)
+            .map(|m| m.len())
+            .unwrap_or(u64::MAX);
+        assert_eq!(len, 0, "the file was written");
     }
 }

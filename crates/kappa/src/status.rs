@@ -3,6 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
+use kappa_iceberg::state::StateOrigin;
 use kappa_iceberg::state::ancestry;
 use kappa_iceberg::{TableState, summary};
 use serde_json::json;
@@ -53,6 +54,8 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             &json!({
                 "table": format!("{}.{}", config.raw.table.namespace, config.table),
                 "snapshot_id": state.snapshot_id,
+                "position_stored_in": stored_in(state),
+                "skipped": state.skipped.iter().map(|(tp, r)| (tp.to_string(), [r.start, r.end])).collect::<std::collections::BTreeMap<_, _>>(),
                 "offsets": state.position.iter().map(|(tp, n)| (tp.to_string(), n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "watermark": time(state.watermark),
                 "max_event_time": time(state.max_event_time),
@@ -85,8 +88,14 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         "table {}.{} (pipeline {})",
         config.raw.table.namespace, config.table, config.name
     ));
+    output::line(&format!("  position in      {}", stored_in(state)));
     for (tp, next) in state.position.iter() {
         output::line(&format!("  {tp:<24} next offset {next}"));
+    }
+    for (tp, range) in &state.skipped {
+        output::line(&format!(
+            "  {tp:<24} offsets {range} skipped on purpose (never ingested)"
+        ));
     }
     output::line(&format!("  watermark        {}", time(state.watermark)));
     output::line(&format!(
@@ -130,6 +139,17 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         output::line(&format!("    {c}"));
     }
     Ok(())
+}
+
+/// Where the table keeps the pipeline's position.
+fn stored_in(state: &TableState) -> String {
+    match state.origin {
+        StateOrigin::Property => "table property kappa.state.<pipeline>".into(),
+        StateOrigin::Snapshot(id) => format!(
+            "snapshot {id}'s summary (written before the table property; the next commit moves it there)"
+        ),
+        StateOrigin::None => "none (nothing committed yet)".into(),
+    }
 }
 
 /// A pipeline's dead letters by kind, summed over the snapshot summaries of its commits to the
