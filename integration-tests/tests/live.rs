@@ -848,3 +848,29 @@ fn kafka_over_sasl_reads_every_event_once_and_the_password_stays_out_of_the_logs
     assert!(!stderr.contains(wrong), "{stderr}");
     drop(sasl);
 }
+
+/// Audit case 5, the part `kappa status` shows: a table filled from the archive of a topic that
+/// was then recreated empty. Its offsets are past the topic's end; status names each partition
+/// as out of range instead of showing a lag of 0.
+#[test]
+fn kappa_status_names_a_table_offset_past_the_end_of_a_recreated_topic() {
+    let (topic, messages) = v1_to_v2_topic("recreated");
+    let (scene, config) = live_scene(&topic);
+    archive(&scene, &config, &topic, 3, messages);
+    let summary = kappa_integration_tests::replay(&config, &[]);
+    assert!(summary["rows_written"].as_u64().unwrap() > 0, "{summary}");
+    // The topic exists and is empty: as after a delete and recreate.
+    let status = status(&config);
+    let partitions = status["kafka"]["partitions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(partitions.len(), 3, "{status}");
+    for p in partitions {
+        let committed = p["committed"].as_i64().unwrap_or(0);
+        assert!(committed > 0, "{p}");
+        assert_eq!(p["high_watermark"].as_i64(), Some(0), "{p}");
+        let problem = p["out_of_range"].as_str().unwrap_or("");
+        assert!(problem.contains("past the topic's end 0"), "{p}");
+    }
+}

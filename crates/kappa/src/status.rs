@@ -74,8 +74,10 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
                     Ok(partitions) => json!({ "partitions": partitions.iter().map(|p| json!({
                         "partition": p.partition,
                         "committed": p.committed,
+                        "low_watermark": p.low,
                         "high_watermark": p.high,
                         "lag": p.lag,
+                        "out_of_range": p.out_of_range,
                     })).collect::<Vec<_>>(), "total_lag": partitions.iter().map(|p| p.lag).sum::<i64>() }),
                     Err(e) => json!({ "error": e }),
                 }),
@@ -129,6 +131,9 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
                     p.high,
                     p.lag
                 ));
+                if let Some(problem) = &p.out_of_range {
+                    output::line(&format!("      OUT OF RANGE: {problem}"));
+                }
             }
         }
         Some(Err(e)) => output::line(&format!("  consumer lag     unknown: {e}")),
@@ -225,8 +230,33 @@ fn dead_letter_counts<'a>(
 struct PartitionLag {
     partition: i32,
     committed: Option<i64>,
+    low: i64,
     high: i64,
     lag: i64,
+    /// The table's offset is outside what the topic holds: nothing the pipeline reads next can be
+    /// trusted to continue the table (the topic was recreated or truncated, or retention passed
+    /// the table's position).
+    out_of_range: Option<String>,
+}
+
+/// Why a table offset is outside the topic's `[low, high]`, if it is.
+fn out_of_range(committed: Option<i64>, low: i64, high: i64) -> Option<String> {
+    let committed = committed?;
+    if committed > high {
+        Some(format!(
+            "the table is at offset {committed}, past the topic's end {high}: the topic was \
+             recreated or its log truncated; records the topic holds now would be taken for \
+             already committed"
+        ))
+    } else if committed < low {
+        Some(format!(
+            "the table is at offset {committed}, but the topic starts at {low}: retention \
+             deleted offsets {committed}..{low} before they were ingested; replay them from the \
+             archive"
+        ))
+    } else {
+        None
+    }
 }
 
 /// Lag per partition of `[source.kafka] topic`, from the brokers' high watermarks and the
@@ -253,8 +283,10 @@ async fn consumer_lag(
             PartitionLag {
                 partition: p.partition,
                 committed,
+                low: p.low,
                 high: p.high,
                 lag: (p.high - committed.unwrap_or(p.low)).max(0),
+                out_of_range: out_of_range(committed, p.low, p.high),
             }
         })
         .collect())
@@ -273,6 +305,17 @@ mod tests {
             .collect();
         properties.insert(summary::PIPELINE.into(), pipeline.into());
         properties
+    }
+
+    #[test]
+    fn a_table_offset_outside_the_topic_is_named() {
+        assert_eq!(out_of_range(Some(10), 0, 10), None, "at the end");
+        assert_eq!(out_of_range(Some(5), 5, 10), None, "at the start");
+        assert_eq!(out_of_range(None, 5, 10), None, "nothing committed");
+        let past = out_of_range(Some(11), 0, 10).unwrap_or_default();
+        assert!(past.contains("past the topic's end 10"), "{past}");
+        let before = out_of_range(Some(3), 5, 10).unwrap_or_default();
+        assert!(before.contains("offsets 3..5"), "{before}");
     }
 
     #[test]
