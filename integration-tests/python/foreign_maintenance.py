@@ -18,17 +18,13 @@ import sys
 import pathlib
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from read_table import sql_catalog  # noqa: E402
+from read_table import add_catalog_arguments, sql_catalog  # noqa: E402
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("action", choices=["compact-and-expire", "drop-state"])
-    parser.add_argument("catalog_uri")
-    parser.add_argument("warehouse")
-    parser.add_argument("table")
-    parser.add_argument("--catalog-name", default="kappa")
-    parser.add_argument("--s3-endpoint")
+    add_catalog_arguments(parser)
     args = parser.parse_args()
     catalog = sql_catalog(args)
     table = catalog.load_table(args.table)

@@ -88,14 +88,19 @@ def kappa_metadata(args):
     return {"summaries": summaries, "state": state}
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("engine", choices=["pyiceberg", "duckdb"])
+def add_catalog_arguments(parser):
+    """CATALOG_URI WAREHOUSE NAMESPACE.TABLE [--catalog-name NAME] [--s3-endpoint URL]."""
     parser.add_argument("catalog_uri")
     parser.add_argument("warehouse")
     parser.add_argument("table")
     parser.add_argument("--catalog-name", default="kappa")
     parser.add_argument("--s3-endpoint")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("engine", choices=["pyiceberg", "duckdb"])
+    add_catalog_arguments(parser)
     parser.add_argument("--kappa-metadata", action="store_true")
     args = parser.parse_args()
     names, rows = (rows_pyiceberg if args.engine == "pyiceberg" else rows_duckdb)(args)

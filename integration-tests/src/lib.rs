@@ -194,19 +194,22 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
 
     /// Reads `table` with `engine` (pyiceberg | duckdb).
     pub fn read(&self, engine: &str, table: &str) -> Value {
-        self.read_with(engine, table, &[])
+        self.python_tool("read_table.py", engine, table, &[])
     }
 
     /// Reads `table` with PyIceberg, with Kappa's metadata: `summaries` (the `kappa.*` counters
     /// summed over main's history) and `state` (the `kappa.state.*` properties).
     pub fn read_kappa_metadata(&self, table: &str) -> Value {
-        self.read_with("pyiceberg", table, &["--kappa-metadata"])
+        self.python_tool("read_table.py", "pyiceberg", table, &["--kappa-metadata"])
     }
 
-    fn read_with(&self, engine: &str, table: &str, flags: &[&str]) -> Value {
+    /// Runs `integration-tests/python/<script> FIRST CATALOG_URI WAREHOUSE NS.TABLE FLAGS...`
+    /// against this scene's catalog (with the S3 endpoint when the warehouse is on S3); returns
+    /// the JSON it printed last.
+    fn python_tool(&self, script: &str, first: &str, table: &str, flags: &[&str]) -> Value {
         let mut cmd = Command::new(python());
-        cmd.arg(python_dir().join("read_table.py"))
-            .arg(engine)
+        cmd.arg(python_dir().join(script))
+            .arg(first)
             .arg(&self.catalog_uri)
             .arg(&self.warehouse)
             .arg(format!("{}.{table}", self.namespace))
@@ -219,35 +222,16 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
-            "{engine} failed: {}",
+            "{script} {first} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(last_line(&out.stdout)).unwrap()
     }
-}
 
-impl Scene {
     /// Another engine (PyIceberg) maintaining `table`: `integration-tests/python/foreign_maintenance.py
     /// ACTION`; returns what it printed.
     pub fn foreign(&self, action: &str, table: &str) -> Value {
-        let mut cmd = Command::new(python());
-        cmd.arg(python_dir().join("foreign_maintenance.py"))
-            .arg(action)
-            .arg(&self.catalog_uri)
-            .arg(&self.warehouse)
-            .arg(format!("{}.{table}", self.namespace));
-        if let Ok(endpoint) = std::env::var("KAPPA_S3_ENDPOINT")
-            && self.warehouse.starts_with("s3://")
-        {
-            cmd.arg("--s3-endpoint").arg(endpoint);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "foreign_maintenance.py {action} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(last_line(&out.stdout)).unwrap()
+        self.python_tool("foreign_maintenance.py", action, table, &[])
     }
 }
 

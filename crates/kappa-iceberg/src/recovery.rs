@@ -100,11 +100,11 @@ pub struct Coordinates {
 /// What [`recover`] found (and, unless it was a dry run, recorded) for one table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovered {
-    /// The rebuilt position: the next offset per partition.
+    /// The rebuilt position: the next offset per partition (the held one when `already_held`).
     pub position: SourcePosition,
     /// The newest event time per partition.
     pub event_times: EventTimes,
-    /// Rows read.
+    /// Rows read (none when the table already held the position).
     pub rows: u64,
     /// Whether the table already held the pipeline's position (nothing was recorded).
     pub already_held: bool,
@@ -133,11 +133,16 @@ pub async fn recover(
             ),
         });
     }
-    let mut found = scan(&table, &name, columns).await?;
     if !current.is_empty() {
-        found.already_held = true;
-        return Ok(found);
+        // Nothing to rebuild: the rows are not read.
+        return Ok(Recovered {
+            position: current.position,
+            event_times: current.event_times,
+            rows: 0,
+            already_held: true,
+        });
     }
+    let found = scan(&table, &name, columns).await?;
     if dry_run || found.rows == 0 {
         return Ok(found);
     }

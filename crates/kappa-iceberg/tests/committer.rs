@@ -65,17 +65,7 @@ impl Env {
     }
 
     async fn committer_of(&self, pipeline: &str) -> Committer {
-        let table = ensure_table(self.catalog.as_ref(), &self.spec)
-            .await
-            .unwrap();
-        Committer::new(
-            self.catalog.clone(),
-            table,
-            pipeline,
-            WriterOptions::default(),
-            5,
-        )
-        .unwrap()
+        self.open_committer(pipeline, 5).await
     }
 
     /// Another engine's maintenance: a commit without any `kappa.*` key (written with
@@ -127,13 +117,17 @@ impl Env {
     }
 
     async fn committer_with_attempts(&self, max_attempts: u32) -> Committer {
+        self.open_committer("p", max_attempts).await
+    }
+
+    async fn open_committer(&self, pipeline: &str, max_attempts: u32) -> Committer {
         let table = ensure_table(self.catalog.as_ref(), &self.spec)
             .await
             .unwrap();
         Committer::new(
             self.catalog.clone(),
             table,
-            "p",
+            pipeline,
             WriterOptions::default(),
             max_attempts,
         )

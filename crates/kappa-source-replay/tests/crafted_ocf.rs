@@ -19,18 +19,11 @@ use kappa_core::{DeadLetterKind, SourceBatch, TopicPartition};
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping, WireDecoder};
 use kappa_source_replay::archive::decode::{FileToDecode, decode_file};
 use kappa_source_replay::{ArchiveLimits, ReplayError};
-use kappa_synth::ORDERS_V1;
+use kappa_synth::{ENVELOPE_SCHEMA, ORDERS_V1};
 
 const KEY: &str = "archive/orders/partition=0/orders+0+0000000100.avro";
 const START: i64 = 100;
 const SYNC: [u8; 16] = *b"kappa-crafted-ok";
-const ENVELOPE: &str = r#"{"type":"record","name":"KafkaRecord","namespace":"kappa.archive","fields":[
-  {"name":"topic","type":"string"},
-  {"name":"partition","type":"int"},
-  {"name":"offset","type":"long"},
-  {"name":"timestamp","type":{"type":"long","logicalType":"timestamp-millis"}},
-  {"name":"key","type":["null","bytes"],"default":null},
-  {"name":"value","type":["null","bytes"],"default":null}]}"#;
 /// What a bomb block inflates to: far more than the test's block limit, and than the memory
 /// the test allows the whole process.
 const BOMB_BYTES: usize = 768 << 20;
@@ -174,7 +167,7 @@ fn schema_json(shape: Shape) -> &'static str {
     match shape {
         Shape::Value => ORDERS_V1,
         Shape::RawBytes => r#""bytes""#,
-        Shape::Envelope => ENVELOPE,
+        Shape::Envelope => ENVELOPE_SCHEMA,
     }
 }
 
@@ -236,7 +229,7 @@ fn record(shape: Shape, index: i64, event_id: &str) -> Vec<u8> {
             out
         }
         Shape::Envelope => {
-            let schema = Schema::parse_str(ENVELOPE).unwrap();
+            let schema = Schema::parse_str(ENVELOPE_SCHEMA).unwrap();
             let value = Value::Record(vec![
                 ("topic".into(), Value::String("orders".into())),
                 ("partition".into(), Value::Int(0)),
@@ -463,7 +456,7 @@ fn pad(shape: Shape, index: i64, size: usize) -> Vec<u8> {
     match shape {
         Shape::RawBytes => avro_bytes(&wire, &mut data),
         _ => {
-            let schema = Schema::parse_str(ENVELOPE).unwrap();
+            let schema = Schema::parse_str(ENVELOPE_SCHEMA).unwrap();
             let value = Value::Record(vec![
                 ("topic".into(), Value::String("orders".into())),
                 ("partition".into(), Value::Int(0)),

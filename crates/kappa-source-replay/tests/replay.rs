@@ -42,6 +42,21 @@ async fn fixture(spec: HistorySpec, options: ArchiveOptions) -> Fixture {
 }
 
 impl Fixture {
+    /// The object keys of `partition`'s files, in offset order.
+    async fn partition_keys(&self, partition: i32) -> Vec<Path> {
+        use futures::TryStreamExt;
+        let prefix = Path::from(format!("archive/orders/partition={partition}"));
+        let mut keys: Vec<Path> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
     async fn source(&self, filter: PartitionFilter) -> ArchiveSource {
         let plan = ArchivePlan::list(
             self.store.as_ref(),
@@ -211,16 +226,7 @@ async fn a_value_file_with_an_unreadable_writer_schema_is_dead_lettered_and_repl
     let f = fixture(HistorySpec::new(3_000), options).await;
     // Replace the second file of partition 0 by an orders-v3-breaking file with as many records,
     // so every offset stays where it was and files follow it.
-    let mut keys: Vec<Path> = {
-        use futures::TryStreamExt;
-        f.store
-            .list(Some(&Path::from("archive/orders/partition=0")))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    keys.sort();
+    let keys = f.partition_keys(0).await;
     assert!(keys.len() >= 3, "{keys:?}");
     let replaced = keys[1].clone();
     let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &replaced)
@@ -335,16 +341,7 @@ async fn a_value_the_table_cannot_hold_dead_letters_its_record_and_replay_goes_o
     let f = fixture(HistorySpec::new(3_000), options).await;
     // Rewrite the second file of partition 0 with one record's event time in nanoseconds: it
     // overflows the table's microseconds.
-    let mut keys: Vec<Path> = {
-        use futures::TryStreamExt;
-        f.store
-            .list(Some(&Path::from("archive/orders/partition=0")))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .unwrap()
-    };
-    keys.sort();
+    let keys = f.partition_keys(0).await;
     let rewritten = keys[1].clone();
     let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &rewritten)
         .await

@@ -94,7 +94,9 @@ pub struct ArchiveSummary {
     pub expected: Expected,
 }
 
-const ENVELOPE: &str = r#"{"type":"record","name":"KafkaRecord","namespace":"kappa.archive","fields":[
+/// The writer schema of full-record envelope archives (topic, partition, offset, timestamp, key,
+/// value), as the archives this crate writes use it.
+pub const ENVELOPE_SCHEMA: &str = r#"{"type":"record","name":"KafkaRecord","namespace":"kappa.archive","fields":[
   {"name":"topic","type":"string"},
   {"name":"partition","type":"int"},
   {"name":"offset","type":"long"},
@@ -167,7 +169,8 @@ pub async fn write_messages(
     let v1 = Schema::parse_str(crate::ORDERS_V1).map_err(|e| SynthError::Schema(e.to_string()))?;
     let v2 = Schema::parse_str(crate::ORDERS_V2).map_err(|e| SynthError::Schema(e.to_string()))?;
     let bytes_schema = Schema::Bytes;
-    let envelope = Schema::parse_str(ENVELOPE).map_err(|e| SynthError::Schema(e.to_string()))?;
+    let envelope =
+        Schema::parse_str(ENVELOPE_SCHEMA).map_err(|e| SynthError::Schema(e.to_string()))?;
     let mut open: BTreeMap<i32, OpenFile> = BTreeMap::new();
     let mut summary = ArchiveSummary::default();
     let mut tally = Tally::default();

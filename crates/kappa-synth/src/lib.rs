@@ -12,8 +12,8 @@ mod checksum;
 mod history;
 
 pub use archive::{
-    ArchiveOptions, ArchiveSummary, Codec, Layout, RecordShape, object_key, write_archive,
-    write_messages,
+    ArchiveOptions, ArchiveSummary, Codec, ENVELOPE_SCHEMA, Layout, RecordShape, object_key,
+    write_archive, write_messages,
 };
 pub use checksum::{RowChecksum, canonical_row};
 pub use history::{
