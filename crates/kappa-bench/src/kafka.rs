@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iceberg::TableIdent;
-use kappa_config::{KafkaProperties, KafkaStart};
+use kappa_config::{KafkaAssignment, KafkaProperties, KafkaStart};
 use kappa_core::{SourcePosition, TopicPartition};
 use kappa_iceberg::TableState;
 pub use kappa_integration_tests::kafka::brokers;
@@ -161,12 +161,14 @@ impl Live {
             topic: self.topic.clone(),
             group_id: format!("{}-kappa", self.topic),
             start: KafkaStart::Earliest,
+            assignment: KafkaAssignment::default(),
             startup_timeout: Duration::from_secs(30),
             properties: KafkaProperties::default(),
             max_batch: 50_000,
             linger: Duration::from_millis(100),
             evolve_subject: None,
             progress: None,
+            health: None,
         };
         let (result_tx, result_rx) = tokio::sync::oneshot::channel();
         let milestones = Milestones::default();

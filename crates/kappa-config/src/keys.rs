@@ -65,6 +65,8 @@ pub(crate) const SECTIONS: &[Section] = &[
             "topic",
             "group_id",
             "start",
+            "assignment",
+            "shard",
             "startup_timeout",
             "properties",
         ]),

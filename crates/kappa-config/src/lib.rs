@@ -34,8 +34,8 @@ pub use raw::{
     UniquenessSection,
 };
 pub use typed::{
-    ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaConfig, KafkaStart,
-    LatePolicy, RegistryConfig, SchemaSource,
+    ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaAssignment, KafkaConfig,
+    KafkaStart, LatePolicy, RegistryConfig, SchemaSource,
 };
 pub use validate::{PipelineConfig, validate};
 

@@ -191,6 +191,10 @@ pub struct KafkaSection {
     pub group_id: Option<String>,
     /// Where a partition the table holds nothing of starts: `earliest` (default) or `latest`.
     pub start: Option<String>,
+    /// How partitions are assigned: `shard` (default, no consumer group) or `group`.
+    pub assignment: Option<String>,
+    /// With `assignment = "shard"`: this replica's shard, `i/n` (default `0/1`: every partition).
+    pub shard: Option<String>,
     /// How long `kappa run` waits at start for the brokers and the topic before it fails
     /// (default 30s), saying what it waits for.
     #[serde(default, with = "humantime_serde")]

@@ -140,6 +140,42 @@ pub enum KafkaStart {
     Latest,
 }
 
+/// `[source.kafka] assignment`: how this replica gets its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAssignment {
+    /// Shard `index` of `count`: the partitions `p` with `p % count == index`, assigned directly
+    /// with no consumer group membership. A restart reads again at once: nothing waits for a
+    /// dead member's session to time out. Replicas need distinct shards (the Helm chart gives
+    /// each StatefulSet pod its ordinal).
+    Shard {
+        /// This shard (0-based).
+        index: u32,
+        /// Number of shards.
+        count: u32,
+    },
+    /// The consumer group assigns partitions and rebalances them as members come and go. A
+    /// crashed member's partitions wait for `session.timeout.ms` before another reads them.
+    Group,
+}
+
+impl Default for KafkaAssignment {
+    fn default() -> Self {
+        KafkaAssignment::Shard { index: 0, count: 1 }
+    }
+}
+
+impl KafkaAssignment {
+    /// Whether this replica reads `partition`.
+    pub fn reads(&self, partition: i32) -> bool {
+        match self {
+            KafkaAssignment::Shard { index, count } => {
+                *count > 0 && partition.rem_euclid(*count as i32) == *index as i32
+            }
+            KafkaAssignment::Group => true,
+        }
+    }
+}
+
 /// `[event_time] late_policy`: what happens to a row that arrives behind its partition's newest
 /// event time by more than the allowed lateness. Never dropped either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -162,6 +198,8 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Where partitions the table holds nothing of start.
     pub start: KafkaStart,
+    /// How this replica gets its partitions.
+    pub assignment: KafkaAssignment,
     /// How long to wait at start for the brokers and the topic.
     pub startup_timeout: Duration,
     /// Extra librdkafka settings (secret values redacted in `Debug`).

@@ -12,8 +12,8 @@ use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
 use crate::raw::{KafkaProperties, RawConfig, S3Section, SchemaSection};
 use crate::typed::{
-    ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaConfig, KafkaStart,
-    LatePolicy, RegistryConfig, SchemaSource,
+    ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaAssignment, KafkaConfig,
+    KafkaStart, LatePolicy, RegistryConfig, SchemaSource,
 };
 
 /// A validated pipeline configuration: every value checked, defaults resolved.
@@ -346,6 +346,7 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
             ));
         }
     };
+    let assignment = kafka_assignment(section)?;
     // Kappa owns these librdkafka settings: the table, never the consumer group, holds the
     // position (see docs/exactly-once.md).
     for (name, reason) in RESERVED_KAFKA_PROPERTIES {
@@ -373,9 +374,51 @@ fn kafka(raw: &RawConfig, pipeline: &str) -> Result<Option<KafkaConfig>, ConfigE
         topic,
         group_id,
         start,
+        assignment,
         startup_timeout: section.startup_timeout.unwrap_or(Duration::from_secs(30)),
         properties: KafkaProperties(section.properties.0.clone()),
     }))
+}
+
+/// `[source.kafka] assignment` and `shard`.
+fn kafka_assignment(section: &crate::raw::KafkaSection) -> Result<KafkaAssignment, ConfigError> {
+    let shard = section.shard.as_deref().map(str::trim);
+    match section.assignment.as_deref().map(str::trim) {
+        None | Some("shard") => {
+            let Some(text) = shard else {
+                return Ok(KafkaAssignment::default());
+            };
+            let bad = || {
+                ConfigError::invalid(
+                    "source.kafka",
+                    "shard",
+                    format!("{text:?}: expected i/n with 0 <= i < n, e.g. \"1/4\""),
+                )
+            };
+            let (i, n) = text.split_once('/').ok_or_else(bad)?;
+            let (index, count): (u32, u32) = (
+                i.trim().parse().map_err(|_| bad())?,
+                n.trim().parse().map_err(|_| bad())?,
+            );
+            if count == 0 || index >= count {
+                return Err(bad());
+            }
+            Ok(KafkaAssignment::Shard { index, count })
+        }
+        Some("group") => match shard {
+            Some(_) => Err(ConfigError::invalid(
+                "source.kafka",
+                "shard",
+                "only applies to assignment = \"shard\"; the consumer group assigns partitions with assignment = \"group\"",
+            )),
+            None => Ok(KafkaAssignment::Group),
+        },
+        Some(other) => Err(ConfigError::invalid(
+            "source.kafka",
+            "assignment",
+            format!("{other:?}: expected \"shard\" or \"group\""),
+        )),
+    }
 }
 
 /// `[schema] timeout` when unset.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kappa_config::{
-    ArchiveFormat, CatalogKind, ConfigError, PartitionTransform, SchemaSource, load_str,
-    load_with_env,
+    ArchiveFormat, CatalogKind, ConfigError, KafkaAssignment, PartitionTransform, SchemaSource,
+    load_str, load_with_env,
 };
 use kappa_quality::{Policy, QualityConfig, RuleCheck};
 
@@ -997,4 +997,39 @@ topic = "orders"
     let err = load(&bad).unwrap_err().to_string();
     assert!(err.starts_with("config: [source.archive] url:"), "{err}");
     assert!(!err.contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn kafka_assignment_defaults_to_every_partition_without_a_group_and_takes_a_shard() {
+    let kafka = "[source.kafka]\nbootstrap_servers = \"b:9092\"\ntopic = \"orders\"\n";
+    let config = load(&format!("{MINIMAL}\n{kafka}")).unwrap();
+    let assignment = config.kafka().unwrap().assignment;
+    assert_eq!(assignment, KafkaAssignment::Shard { index: 0, count: 1 });
+    assert!((0..8).all(|p| assignment.reads(p)));
+
+    let env = env(&[("KAPPA__SOURCE__KAFKA__SHARD", "1/3")]);
+    let config = load_str(&format!("{MINIMAL}\n{kafka}"), "p.toml", env, &[]).unwrap();
+    let assignment = config.kafka().unwrap().assignment;
+    assert_eq!(assignment, KafkaAssignment::Shard { index: 1, count: 3 });
+    assert_eq!(
+        (0..7).filter(|p| assignment.reads(*p)).collect::<Vec<_>>(),
+        vec![1, 4]
+    );
+
+    let group = load(&format!("{MINIMAL}\n{kafka}assignment = \"group\"\n")).unwrap();
+    assert_eq!(group.kafka().unwrap().assignment, KafkaAssignment::Group);
+
+    for (extra, key) in [
+        ("shard = \"3/3\"\n", "source.kafka.shard"),
+        ("shard = \"1\"\n", "source.kafka.shard"),
+        ("shard = \"0/0\"\n", "source.kafka.shard"),
+        (
+            "assignment = \"group\"\nshard = \"0/2\"\n",
+            "source.kafka.shard",
+        ),
+        ("assignment = \"static\"\n", "source.kafka.assignment"),
+    ] {
+        let err = load(&format!("{MINIMAL}\n{kafka}{extra}")).unwrap_err();
+        assert_eq!(err.key().as_deref(), Some(key), "{extra}: {err}");
+    }
 }

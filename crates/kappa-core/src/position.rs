@@ -143,6 +143,12 @@ impl SourcePosition {
         }
     }
 
+    /// Moves `tp` to `next`, backwards too: only for an operator's explicit decision (a topic
+    /// recreated under the table); everything else uses [`SourcePosition::advance`].
+    pub fn set(&mut self, tp: &TopicPartition, next: i64) {
+        self.next.insert(tp.clone(), next);
+    }
+
     /// Folds `other` in, keeping the larger next offset per partition.
     pub fn merge(&mut self, other: &SourcePosition) {
         for (tp, next) in &other.next {

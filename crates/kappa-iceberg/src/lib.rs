@@ -24,5 +24,5 @@ pub mod writer;
 pub use catalog::{CatalogConfig, connect, connect_read_only};
 pub use commit::{CommitOutcome, Committer, FirstCommit, PendingCommit};
 pub use error::IcebergError;
-pub use state::{TableState, TableStats, table_stats};
+pub use state::{PositionMove, TableState, TableStats, table_stats};
 pub use table::{PartitionField, TableSpec};

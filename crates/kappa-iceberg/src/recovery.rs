@@ -11,9 +11,18 @@
 //!   again; the ones that left no row (duplicates, dead letters, late rows) are dropped or
 //!   skipped again exactly as the first time, since each side table keeps its own position.
 //!
-//! Both change table properties only (no snapshot) and assume no process of the pipeline runs.
+//! - **Move** (`kappa state skip`): a live partition is stopped because the topic no longer
+//!   holds the table's position (retention passed it, the topic was recreated). [`move_position`]
+//!   moves the partition's position where the operator says, and records the decision in the
+//!   state (`moves`), so that the gap stays visible.
+//!
+//! Takeover and recover assume no process of the pipeline runs. A move may run while the pipeline
+//! reads its other partitions: it commits against a pinned base (see [`crate::commit`]), so a
+//! pipeline commit in between makes it reload and decide again instead of overwriting the newer
+//! state; the running pipeline's next commit keeps the move (it reloads on the conflict).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
@@ -24,9 +33,12 @@ use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, TableIdent};
 use kappa_core::{EventTimes, SourcePosition, TopicPartition};
 
+use crate::commit::pinned::{PinnedCatalog, UpdateFailure};
 use crate::commit::table_name;
 use crate::error::IcebergError;
-use crate::state::{StateOrigin, TableState, claims, released_property, state_property};
+use crate::state::{
+    PositionMove, StateOrigin, TableState, claims, released_property, state_property,
+};
 
 /// What [`take_over`] did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +262,89 @@ async fn scan(table: &Table, name: &str, columns: &Coordinates) -> Result<Recove
         );
     }
     Ok(found)
+}
+
+/// What [`move_position`] found, or did, in one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// The position moved from `from` (or would, in a dry run).
+    Moved {
+        /// The position before.
+        from: i64,
+    },
+    /// The table holds the partition at `at` already, or past the target without `rewind`.
+    Unchanged {
+        /// The table's position.
+        at: i64,
+    },
+    /// The table holds no position of the partition.
+    NotHeld,
+}
+
+/// Moves `pipeline`'s position of `partition` in `ident` to `to` and records the move: forward
+/// when the table is behind `to` (the offsets in between are skipped, never ingested), backward
+/// only with `rewind` (a topic recreated under the table: its offsets are read again). Commits
+/// only the state property, against a pinned base (retried on a concurrent commit).
+pub async fn move_position(
+    catalog: &Arc<dyn Catalog>,
+    ident: &TableIdent,
+    pipeline: &str,
+    partition: &TopicPartition,
+    to: i64,
+    rewind: bool,
+    dry_run: bool,
+) -> Result<Moved, IcebergError> {
+    const ATTEMPTS: u32 = 5;
+    let name = table_name(ident);
+    for attempt in 1..=ATTEMPTS {
+        let table = load(catalog.as_ref(), ident).await?;
+        let mut state = TableState::read(&name, table.metadata(), pipeline)?;
+        let Some(from) = state.position.next_offset(partition) else {
+            return Ok(Moved::NotHeld);
+        };
+        if from == to || (to < from && !rewind) {
+            return Ok(Moved::Unchanged { at: from });
+        }
+        if dry_run {
+            return Ok(Moved::Moved { from });
+        }
+        state.position.set(partition, to);
+        state.moves.push(PositionMove {
+            partition: partition.clone(),
+            from,
+            to,
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+        });
+        let pinned = PinnedCatalog::new(catalog.clone(), table.clone());
+        let tx = Transaction::new(&table);
+        let action = tx
+            .update_table_properties()
+            .set(state_property(pipeline), state.to_property());
+        let result = match action.apply(tx) {
+            Ok(tx) => tx.commit(&pinned).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match (result, pinned.failure()) {
+            (Ok(()), _) => return Ok(Moved::Moved { from }),
+            (Err(_), Some(UpdateFailure::Conflict(reason))) if attempt < ATTEMPTS => {
+                tracing::info!(table = %name, %reason, "the table moved meanwhile; deciding again");
+            }
+            (Err(source), _) => {
+                return Err(IcebergError::Table {
+                    table: name,
+                    operation: format!("moving the position of {partition} to {to}"),
+                    source: Box::new(source),
+                });
+            }
+        }
+    }
+    Err(IcebergError::ConflictRetriesExhausted {
+        table: name,
+        commit_id: format!("move of {partition} to {to}"),
+        attempts: ATTEMPTS,
+    })
 }
 
 async fn load(catalog: &dyn Catalog, ident: &TableIdent) -> Result<Table, IcebergError> {

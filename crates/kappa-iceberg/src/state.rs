@@ -75,6 +75,23 @@ pub struct TableState {
     pub last_commit_id: Option<String>,
     /// The offsets the first commit of a partition skipped explicitly (never ingested).
     pub skipped: BTreeMap<TopicPartition, OffsetRange>,
+    /// The positions an operator moved (`kappa state skip`), oldest first.
+    pub moves: Vec<PositionMove>,
+}
+
+/// An operator's decision recorded in the state: a partition's position moved from `from` to
+/// `to` (forward: offsets `from..to` skipped, never ingested; backward: a topic recreated under
+/// the table, its offsets read again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PositionMove {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// The position before.
+    pub from: i64,
+    /// The position after.
+    pub to: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
 }
 
 /// Snapshots of `main` from the current one back to the first, newest first.
@@ -95,6 +112,7 @@ const EVENT_TIMES: &str = "event-times";
 const CLOSED_THROUGH: &str = "closed-through";
 const RELEASED_TO: &str = "released-to";
 const SKIPPED: &str = "skipped";
+const MOVES: &str = "moves";
 
 impl TableState {
     /// Reads the state of `pipeline` from `metadata`: the `kappa.state.<pipeline>` property, or
@@ -157,6 +175,9 @@ impl TableState {
             if let Some(skipped) = value.get(SKIPPED) {
                 state.skipped =
                     ranges_from_json(skipped).map_err(|e| bad(format!("{SKIPPED}: {e}")))?;
+            }
+            if let Some(moves) = value.get(MOVES) {
+                state.moves = moves_from_json(moves).map_err(|e| bad(format!("{MOVES}: {e}")))?;
             }
             return Ok(state);
         }
@@ -228,6 +249,22 @@ impl TableState {
                 json(crate::commit::protocol::input_json(&self.skipped)),
             );
         }
+        if !self.moves.is_empty() {
+            let moves = self
+                .moves
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "topic": m.partition.topic,
+                        "partition": m.partition.partition,
+                        "from": m.from,
+                        "to": m.to,
+                        "at-ms": m.at_ms,
+                    })
+                })
+                .collect();
+            value.insert(MOVES.into(), Value::Array(moves));
+        }
         Value::Object(value).to_string()
     }
 
@@ -271,6 +308,35 @@ fn ranges_from_json(value: &Value) -> Result<BTreeMap<TopicPartition, OffsetRang
         }
     }
     Ok(ranges)
+}
+
+/// Position moves from `[{"topic":..,"partition":..,"from":..,"to":..,"at-ms":..}]`.
+fn moves_from_json(value: &Value) -> Result<Vec<PositionMove>, String> {
+    let Value::Array(items) = value else {
+        return Err("not an array".into());
+    };
+    items
+        .iter()
+        .map(|item| {
+            let int = |key: &str| {
+                item.get(key)
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| format!("{item}: {key} is not an integer"))
+            };
+            let topic = item
+                .get("topic")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("{item}: topic is not a string"))?;
+            let partition = i32::try_from(int("partition")?)
+                .map_err(|_| format!("{item}: partition out of range"))?;
+            Ok(PositionMove {
+                partition: TopicPartition::new(topic, partition),
+                from: int("from")?,
+                to: int("to")?,
+                at_ms: int("at-ms")?,
+            })
+        })
+        .collect()
 }
 
 /// The value of `kappa.state.<old>` after `kappa state takeover` moved its state to `successor`:

@@ -90,6 +90,22 @@ pub const SOURCE_CONSUMER_LAG: MetricDef = def(
     "Records between the broker's high watermark and the next offset this consumer reads; 0 once the partition is revoked from this replica.",
     "source::ConsumerLag, source::PartitionRevoked",
 );
+/// Partitions stopped because the topic no longer holds the table's position.
+pub const SOURCE_PARTITION_STOPPED: MetricDef = def(
+    "kappa_source_partition_stopped",
+    MetricKind::Gauge,
+    TP,
+    "1 while this replica holds the partition stopped because the table's next offset is outside the topic (retention passed it, the topic was recreated or its log truncated); nothing is read from it until an operator decides (kappa state skip, or a replay of the archive). 0 otherwise.",
+    "source::PartitionStopped, source::PartitionResumed",
+);
+/// Offsets the broker delivered no record for (transaction markers, aborted or compacted records).
+pub const SOURCE_OFFSETS_ABSENT: MetricDef = def(
+    "kappa_source_offsets_absent_total",
+    MetricKind::Counter,
+    TP,
+    "Offsets within the topic's range that carried no record for the consumer (transaction markers, aborted transactions, compacted records); the table's range covers them.",
+    "source::OffsetsAbsent",
+);
 /// Records into the pipeline, per table.
 pub const PIPELINE_RECORDS_READ: MetricDef = def(
     "kappa_pipeline_records_read_total",
@@ -269,6 +285,8 @@ pub const METRICS: &[MetricDef] = &[
     SOURCE_RECORDS_READ,
     SOURCE_BYTES_READ,
     SOURCE_CONSUMER_LAG,
+    SOURCE_PARTITION_STOPPED,
+    SOURCE_OFFSETS_ABSENT,
     PIPELINE_RECORDS_READ,
     PIPELINE_RECORDS_WRITTEN,
     PIPELINE_RECORDS_DEDUPLICATED,

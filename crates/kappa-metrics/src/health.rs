@@ -21,6 +21,8 @@ pub enum Condition {
     TableState,
     /// The source is connected and delivering (not stalled).
     Source,
+    /// No partition is stopped for an offset the topic no longer holds.
+    Partitions,
     /// No quality gate is blocking commits.
     Gate,
     /// Commits succeed.
@@ -33,6 +35,7 @@ impl Condition {
         match self {
             Condition::TableState => "table_state",
             Condition::Source => "source",
+            Condition::Partitions => "source_partitions",
             Condition::Gate => "quality_gate",
             Condition::Commit => "commit",
         }

@@ -234,6 +234,30 @@ fn emit_a_pipeline_run(now: SystemTime) {
         partition: 1,
     }
     .emit();
+    source::PartitionStopped {
+        topic: "orders",
+        partition: 0,
+        reason: "the table is at offset 9, past the topic's end 3",
+    }
+    .emit();
+    source::PartitionStopped {
+        topic: "orders",
+        partition: 1,
+        reason: "the table is at offset 9, past the topic's end 3",
+    }
+    .emit();
+    source::PartitionResumed {
+        topic: "orders",
+        partition: 1,
+    }
+    .emit();
+    source::OffsetsAbsent {
+        topic: "orders",
+        partition: 0,
+        from: 10,
+        to: 12,
+    }
+    .emit();
     table::Tick { now }.emit();
 }
 
@@ -276,6 +300,9 @@ async fn metrics_health_and_readiness_over_http() {
     assert_eq!(v("kappa_source_records_read_total", &tp1), 500.0);
     assert_eq!(v("kappa_source_bytes_read_total", &tp0), 64_000.0);
     assert_eq!(v("kappa_source_consumer_lag_records", &tp0), 250.0);
+    assert_eq!(v("kappa_source_partition_stopped", &tp0), 1.0);
+    assert_eq!(v("kappa_source_partition_stopped", &tp1), 0.0);
+    assert_eq!(v("kappa_source_offsets_absent_total", &tp0), 2.0);
     assert_eq!(
         v("kappa_source_consumer_lag_records", &tp1),
         0.0,

@@ -235,6 +235,9 @@ where
         .iter()
         .map(|(tp, next)| (tp.clone(), (next - spec.dedup_window).max(0)))
         .collect();
+    // The source learns what the table holds before it seeks: a live source checks that the
+    // topic still holds the resume position (the warm-up start may be before the topic's start).
+    source.committed(&resume);
     source
         .seek(&warm_from)
         .await

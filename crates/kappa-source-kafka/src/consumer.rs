@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
 use kappa_schema::{NewerSchema, WireDecoder};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use crate::error::{KafkaSourceError, is_fatal};
-use kappa_config::KafkaStart;
+use kappa_config::{KafkaAssignment, KafkaStart};
 
 /// Where each newly assigned partition starts: `Some(offset)` or `None` for the start policy.
 pub(crate) type Starts = BTreeMap<i32, Option<i64>>;
@@ -85,7 +85,17 @@ pub(crate) struct KappaContext {
     pub epoch: AtomicU64,
     pub events: mpsc::Sender<Polled>,
     pub stop: Arc<AtomicBool>,
+    /// The partitions being read (stopped ones excluded).
     pub assignment: Mutex<Vec<i32>>,
+    /// Partitions held but not read, with why: the table's next offset is outside the topic.
+    pub stopped: Mutex<BTreeMap<i32, String>>,
+    /// Where the partitions of the newest assignment or seek start (`None`: the start policy).
+    pub starts: Mutex<Starts>,
+    /// Readiness: not ready while a partition is stopped.
+    pub health: Option<kappa_metrics::Health>,
+    /// The table's next offset per partition (what it holds everything before), as the
+    /// pipeline last said ([`kappa_core::Source::committed`]).
+    pub table: Arc<Mutex<Vec<(i32, i64)>>>,
 }
 
 impl ClientContext for KappaContext {
@@ -127,40 +137,7 @@ impl ConsumerContext for KappaContext {
         }
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-                info!(
-                    ?partitions,
-                    "partitions assigned; asking the table where they start"
-                );
-                let Some(starts) = self.ask_starts(epoch, &partitions) else {
-                    // The pipeline is going away: assign nothing rather than guess offsets.
-                    let _ = consumer.unassign();
-                    return;
-                };
-                let mut assignment = TopicPartitionList::new();
-                for p in &partitions {
-                    let offset = match starts.get(p).copied().flatten() {
-                        Some(next) => Offset::Offset(next),
-                        None => match self.start {
-                            KafkaStart::Earliest | KafkaStart::EarliestAvailable => {
-                                Offset::Beginning
-                            }
-                            KafkaStart::Latest => Offset::End,
-                        },
-                    };
-                    if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
-                        error!(partition = p, error = %e, "cannot build the assignment");
-                    }
-                }
-                match consumer.assign(&assignment) {
-                    Ok(()) => {
-                        debug!(?starts, "assigned at the table's offsets");
-                        if let Ok(mut a) = self.assignment.lock() {
-                            *a = partitions;
-                        }
-                    }
-                    Err(e) => error!(error = %e, "assigning partitions failed"),
-                }
+                self.assign_at_table_offsets(consumer, partitions);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
@@ -178,6 +155,8 @@ impl ConsumerContext for KappaContext {
                 if let Ok(mut a) = self.assignment.lock() {
                     a.clear();
                 }
+                // Another replica may get them: its to report.
+                self.set_stopped(BTreeMap::new());
                 let _ = self.events.blocking_send(Polled::Reassigned {
                     epoch,
                     partitions: Vec::new(),
@@ -204,7 +183,194 @@ impl ConsumerContext for KappaContext {
     }
 }
 
+/// Where a partition starts: the table's next offset, or by the start policy.
+fn start_offset(next: Option<i64>, start: KafkaStart) -> Offset {
+    match next {
+        Some(next) => Offset::Offset(next),
+        None => match start {
+            KafkaStart::Earliest | KafkaStart::EarliestAvailable => Offset::Beginning,
+            KafkaStart::Latest => Offset::End,
+        },
+    }
+}
+
+/// How long a check of a partition's offsets waits for the broker.
+const WATERMARKS_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl KappaContext {
+    /// Asks the pipeline where `partitions` start (the table's offsets), stops those whose
+    /// offset is outside the topic, and assigns the others at exactly those offsets, in a new
+    /// epoch. Serves a group's assignment and a shard's.
+    pub(crate) fn assign_at_table_offsets(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partitions: Vec<i32>,
+    ) {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        info!(
+            ?partitions,
+            "partitions assigned; asking the table where they start"
+        );
+        let Some(starts) = self.ask_starts(epoch, &partitions) else {
+            // The pipeline is going away: assign nothing rather than guess offsets.
+            let _ = consumer.unassign();
+            return;
+        };
+        let stopped = self.out_of_range(consumer, &starts);
+        let mut assignment = TopicPartitionList::new();
+        let reading: Vec<i32> = partitions
+            .iter()
+            .copied()
+            .filter(|p| !stopped.contains_key(p))
+            .collect();
+        for p in &reading {
+            let offset = start_offset(starts.get(p).copied().flatten(), self.start);
+            if let Err(e) = assignment.add_partition_offset(&self.topic, *p, offset) {
+                error!(partition = p, error = %e, "cannot build the assignment");
+            }
+        }
+        match consumer.assign(&assignment) {
+            Ok(()) => {
+                debug!(?starts, "assigned at the table's offsets");
+                if let Ok(mut a) = self.assignment.lock() {
+                    *a = reading;
+                }
+                if let Ok(mut s) = self.starts.lock() {
+                    *s = starts;
+                }
+            }
+            Err(e) => error!(error = %e, "assigning partitions failed"),
+        }
+        self.set_stopped(stopped);
+    }
+
+    /// The table's next offset of `partition`, if the pipeline said.
+    fn table_next(&self, partition: i32) -> Option<i64> {
+        self.table
+            .lock()
+            .ok()?
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, next)| *next)
+    }
+
+    /// Why `next` is outside `partition`'s offsets, asked again twice a second apart before it
+    /// is believed: a new partition leader may answer with a high watermark behind the old one
+    /// for a moment.
+    fn confirmed_out_of_range(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        partition: i32,
+        next: i64,
+    ) -> KafkaResult<Option<String>> {
+        let mut reason = None;
+        for attempt in 0..3 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            let (low, high) =
+                consumer.fetch_watermarks(&self.topic, partition, WATERMARKS_TIMEOUT)?;
+            reason = crate::metadata::out_of_range(next, low, high);
+            if reason.is_none() {
+                break;
+            }
+        }
+        Ok(reason)
+    }
+
+    /// The partitions of `starts` whose table offset (or, for a partition the table holds
+    /// nothing of, whose start) is outside what the topic holds, with why. A start before the
+    /// table's offset only warms the dedup window up; the table's offset is what must be in the
+    /// topic. A partition whose offsets cannot be read is not stopped here: its fetch refuses an
+    /// offset outside the topic (`auto.offset.reset = error`), which stops it then.
+    pub(crate) fn out_of_range(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        starts: &Starts,
+    ) -> BTreeMap<i32, String> {
+        let mut stopped = BTreeMap::new();
+        for (partition, start) in starts {
+            let Some(next) = self.table_next(*partition).or(*start) else {
+                continue;
+            };
+            match self.confirmed_out_of_range(consumer, *partition, next) {
+                Ok(Some(reason)) => {
+                    stopped.insert(*partition, reason);
+                }
+                Ok(None) => {}
+                Err(e) => warn!(
+                    partition,
+                    error = %e,
+                    "cannot read the partition's offsets to check the table's position against them; reading on (a fetch outside the topic is refused)"
+                ),
+            }
+        }
+        stopped
+    }
+
+    /// Stops reading `more` partitions (paused, out of the assignment), on top of those stopped.
+    pub(crate) fn stop(&self, consumer: &BaseConsumer<Self>, more: BTreeMap<i32, String>) {
+        if more.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in more.keys() {
+            let _ = tpl.add_partition(&self.topic, *p);
+        }
+        if let Err(e) = consumer.pause(&tpl) {
+            warn!(error = %e, "pausing stopped partitions failed");
+        }
+        if let Ok(mut a) = self.assignment.lock() {
+            a.retain(|p| !more.contains_key(p));
+        }
+        let mut all = self.stopped.lock().map(|s| s.clone()).unwrap_or_default();
+        all.extend(more);
+        self.set_stopped(all);
+    }
+
+    /// Replaces the stopped partitions with `stopped`: says so for each change, in the metric,
+    /// the log and readiness.
+    fn set_stopped(&self, stopped: BTreeMap<i32, String>) {
+        let Ok(mut current) = self.stopped.lock() else {
+            return;
+        };
+        for partition in current.keys().filter(|p| !stopped.contains_key(p)) {
+            kappa_metrics::events::source::PartitionResumed {
+                topic: &self.topic,
+                partition: *partition,
+            }
+            .emit();
+        }
+        for (partition, reason) in &stopped {
+            if current.get(partition) != Some(reason) {
+                kappa_metrics::events::source::PartitionStopped {
+                    topic: &self.topic,
+                    partition: *partition,
+                    reason,
+                }
+                .emit();
+            }
+        }
+        *current = stopped;
+        if let Some(health) = &self.health {
+            if current.is_empty() {
+                health.set_ready(kappa_metrics::Condition::Partitions);
+            } else {
+                let names: Vec<String> = current
+                    .keys()
+                    .map(|p| format!("{}-{p}", self.topic))
+                    .collect();
+                health.set_not_ready(
+                    kappa_metrics::Condition::Partitions,
+                    format!(
+                        "stopped: {} (the table's offset is outside the topic)",
+                        names.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
     /// Hands the new assignment to the pipeline and waits for its start offsets (the pipeline
     /// first drops what it buffered and reloads the table). `None` if the pipeline is gone.
     fn ask_starts(&self, epoch: u64, partitions: &[i32]) -> Option<Starts> {
@@ -245,6 +411,9 @@ pub(crate) struct Poller {
     pub max_batch: usize,
     pub linger: Duration,
     pub progress: Option<kappa_metrics::StallWatch>,
+    /// How partitions are assigned: by the group (its rebalance callback), or this replica's
+    /// shard, assigned here.
+    pub assignment: KafkaAssignment,
 }
 
 /// How long one poll waits for a message.
@@ -257,6 +426,8 @@ const LINGER_EVERY: usize = 64;
 const IDLE_EVERY: Duration = Duration::from_millis(250);
 /// Minimum time between two warnings about the same consumer error.
 const WARN_EVERY: Duration = Duration::from_secs(5);
+/// How often a shard looks for partitions added to the topic.
+const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
 /// How often the consumer lag (broker high watermark − the table's position) is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
@@ -265,9 +436,66 @@ impl Poller {
         self.consumer.context()
     }
 
+    /// The topic's partitions this shard reads, from the brokers' metadata; `None` when the
+    /// metadata cannot be read (librdkafka says why in its log).
+    fn shard_partitions(&self) -> Option<Vec<i32>> {
+        let topic = &self.context().topic;
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(topic), WATERMARKS_TIMEOUT)
+            .map_err(|e| warn!(topic, error = %e, "cannot read the topic's partitions"))
+            .ok()?;
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())?;
+        let mut partitions: Vec<i32> = found
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .filter(|p| self.assignment.reads(*p))
+            .collect();
+        partitions.sort_unstable();
+        Some(partitions)
+    }
+
+    /// A shard: assigns its partitions when they differ from those held (at start, and when
+    /// partitions were added to the topic).
+    fn assign_shard(&self) {
+        let Some(partitions) = self.shard_partitions() else {
+            return;
+        };
+        let context = self.context();
+        let mut held = context
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        held.extend(
+            context
+                .stopped
+                .lock()
+                .map(|s| s.keys().copied().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        );
+        held.sort_unstable();
+        if held == partitions && context.epoch.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        if partitions.is_empty() {
+            warn!(topic = %context.topic, assignment = ?self.assignment, "this shard reads none of the topic's partitions");
+        }
+        context.assign_at_table_offsets(&self.consumer, partitions);
+    }
+
     /// Runs until the source stops it (or drops the receiving end).
     pub fn run(mut self, runtime: tokio::runtime::Handle) {
         let _runtime = runtime.enter();
+        let shard = matches!(self.assignment, KafkaAssignment::Shard { .. });
+        let mut partitions_checked = Instant::now();
+        if shard {
+            self.assign_shard();
+        }
         let mut pending: Vec<Raw> = Vec::new();
         // The pending messages' values, back to back: one copy per message and no allocation
         // (a Vec per message was a tenth of this thread's time in malloc and free).
@@ -281,9 +509,17 @@ impl Poller {
         // what came before and starts again with a new mapping); polling goes on for rebalances.
         let mut halted = false;
         let mut idle = true;
+        // Next offset per partition after the messages polled in this epoch (for a refused
+        // offset: where each partition is).
+        let mut expected: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut last_refused: Option<Instant> = None;
         while !self.context().stop.load(Ordering::Acquire) {
             if pending.is_empty() {
                 payloads.clear();
+            }
+            if shard && idle && partitions_checked.elapsed() >= PARTITIONS_EVERY {
+                partitions_checked = Instant::now();
+                self.assign_shard();
             }
             let commands = if idle || pending.len().is_multiple_of(COMMAND_EVERY) {
                 self.commands.try_iter().collect::<Vec<_>>()
@@ -315,17 +551,29 @@ impl Poller {
                 polled = self.consumer.poll(POLL);
             }
             let message = match polled {
-                Some(Ok(m)) => Some(Raw {
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    value: m.payload().map(|value| {
-                        let start = payloads.len();
-                        payloads.extend_from_slice(value);
-                        start..payloads.len()
-                    }),
-                }),
+                Some(Ok(m)) => {
+                    expected.insert(m.partition(), m.offset() + 1);
+                    Some(Raw {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        value: m.payload().map(|value| {
+                            let start = payloads.len();
+                            payloads.extend_from_slice(value);
+                            start..payloads.len()
+                        }),
+                    })
+                }
                 Some(Err(e)) => {
-                    if let Some(code) = e.rdkafka_error_code()
+                    let code = e.rdkafka_error_code();
+                    if matches!(
+                        code,
+                        Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::LogTruncation)
+                    ) && last_refused.is_none_or(|t| t.elapsed() >= WARN_EVERY)
+                    {
+                        last_refused = Some(Instant::now());
+                        self.offset_refused(&expected, &e);
+                    }
+                    if let Some(code) = code
                         && is_fatal(code)
                     {
                         let failure = KafkaSourceError::Client {
@@ -352,6 +600,7 @@ impl Poller {
             if now != epoch {
                 // Messages of the previous assignment: the pipeline drops them anyway.
                 pending.clear();
+                expected.clear();
                 epoch = now;
                 halted = false;
             }
@@ -412,7 +661,9 @@ impl Poller {
         }
     }
 
-    /// Moves the assigned partitions of `starts` back (or on) to its offsets, in a new epoch.
+    /// Moves the assigned partitions of `starts` back (or on) to its offsets, in a new epoch; a
+    /// partition whose offset the topic no longer holds (retention passed it while the pipeline
+    /// was paused) is stopped instead.
     fn seek(&self, starts: &Starts) -> u64 {
         let context = self.context();
         let epoch = context.epoch.fetch_add(1, Ordering::AcqRel) + 1;
@@ -421,17 +672,15 @@ impl Poller {
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default();
-        for (partition, start) in starts {
-            if !assigned.contains(partition) {
-                continue;
-            }
-            let offset = match start {
-                Some(next) => Offset::Offset(*next),
-                None => match context.start {
-                    KafkaStart::Earliest | KafkaStart::EarliestAvailable => Offset::Beginning,
-                    KafkaStart::Latest => Offset::End,
-                },
-            };
+        let starts: Starts = starts
+            .iter()
+            .filter(|(p, _)| assigned.contains(p))
+            .map(|(p, s)| (*p, *s))
+            .collect();
+        let stopped = context.out_of_range(&self.consumer, &starts);
+        context.stop(&self.consumer, stopped.clone());
+        for (partition, start) in starts.iter().filter(|(p, _)| !stopped.contains_key(p)) {
+            let offset = start_offset(*start, context.start);
             if let Err(e) =
                 self.consumer
                     .seek(&context.topic, *partition, offset, Duration::from_secs(10))
@@ -439,11 +688,66 @@ impl Poller {
                 warn!(partition, error = %e, "seeking failed");
             }
         }
+        if let Ok(mut s) = context.starts.lock() {
+            s.clone_from(&starts);
+        }
         debug!(
             ?starts,
             epoch, "partitions sought back to the table's offsets"
         );
         epoch
+    }
+
+    /// librdkafka refused to read a partition on because its fetch offset is outside the topic
+    /// (`auto.offset.reset = error`: Kafka never picks another offset). The error does not say
+    /// which partition, so each one read is checked: those outside the topic are stopped. When
+    /// none is (the broker's offsets moved back in between), every partition read is sought to
+    /// where it is, which restarts the one librdkafka stopped.
+    fn offset_refused(&self, expected: &BTreeMap<i32, i64>, error: &KafkaError) {
+        let context = self.context();
+        let assigned = context
+            .assignment
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        let starts = context.starts.lock().map(|s| s.clone()).unwrap_or_default();
+        let positions: Starts = assigned
+            .iter()
+            .map(|p| {
+                let next = expected
+                    .get(p)
+                    .copied()
+                    .or_else(|| starts.get(p).copied().flatten());
+                (*p, next)
+            })
+            .collect();
+        let stopped = context.out_of_range(&self.consumer, &positions);
+        context.stop(&self.consumer, stopped.clone());
+        // The others: read on from where they are. A fetch position before the topic's start
+        // is in the dedup warm-up (the table's offset is inside the topic): warm up from the
+        // oldest record the topic still has.
+        for (partition, next) in positions {
+            let Some(next) = next.filter(|_| !stopped.contains_key(&partition)) else {
+                continue;
+            };
+            let low = self
+                .consumer
+                .fetch_watermarks(&context.topic, partition, WATERMARKS_TIMEOUT)
+                .map_or(next, |(low, _)| low);
+            if next < low {
+                warn!(topic = %context.topic, partition, from = next, to = low, "retention deleted part of the dedup warm-up before the table's position; warming up from the topic's oldest record");
+            } else if stopped.is_empty() {
+                debug!(topic = %context.topic, partition, error = %error, "reading on after a refused offset");
+            }
+            if let Err(e) = self.consumer.seek(
+                &context.topic,
+                partition,
+                Offset::Offset(next.max(low)),
+                Duration::from_secs(10),
+            ) {
+                warn!(partition, error = %e, "seeking failed");
+            }
+        }
     }
 
     /// Commits group offsets of the partitions this consumer holds.
@@ -565,11 +869,15 @@ pub(crate) fn measure_lag(
         }
         last = Instant::now();
         let context = consumer.context();
-        let assigned = context
+        let mut assigned = context
             .assignment
             .lock()
             .map(|a| a.clone())
             .unwrap_or_default();
+        // A stopped partition's lag grows while it waits for an operator: it shows.
+        if let Ok(stopped) = context.stopped.lock() {
+            assigned.extend(stopped.keys());
+        }
         let committed = committed.lock().map(|c| c.clone()).unwrap_or_default();
         let topic = &context.topic;
         // Caught up: every assigned partition measured at lag 0 (an idle topic is not stalled).

@@ -20,6 +20,6 @@ mod options;
 mod source;
 
 pub use error::KafkaSourceError;
-pub use metadata::{PartitionOffsets, topic_offsets};
+pub use metadata::{PartitionOffsets, out_of_range, topic_offsets};
 pub use options::KafkaOptions;
 pub use source::KafkaSource;

@@ -167,3 +167,38 @@ pub fn topic_offsets(
     out.sort_by_key(|p| p.partition);
     Ok(out)
 }
+
+/// Why the table's next offset `next` of a partition is outside the topic's `[low, high]`, if it
+/// is: the partition cannot be read on from there without losing or misattributing records.
+pub fn out_of_range(next: i64, low: i64, high: i64) -> Option<String> {
+    if next > high {
+        Some(format!(
+            "the table is at offset {next}, past the topic's end {high}: the topic was recreated \
+             or its log truncated; records the topic holds now would be taken for already \
+             committed"
+        ))
+    } else if next < low {
+        Some(format!(
+            "the table is at offset {next}, but the topic starts at {low}: retention deleted \
+             offsets {next}..{low} before they were ingested; replay them from the archive, or \
+             skip them with kappa state skip"
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_offset_outside_the_topic_is_named() {
+        assert_eq!(out_of_range(10, 0, 10), None, "at the end");
+        assert_eq!(out_of_range(5, 5, 10), None, "at the start");
+        let past = out_of_range(11, 0, 10).unwrap_or_default();
+        assert!(past.contains("past the topic's end 10"), "{past}");
+        let before = out_of_range(3, 5, 10).unwrap_or_default();
+        assert!(before.contains("offsets 3..5"), "{before}");
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kappa_config::{KafkaConfig, KafkaProperties, KafkaStart};
+use kappa_config::{KafkaAssignment, KafkaConfig, KafkaProperties, KafkaStart};
 use rdkafka::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 
@@ -17,6 +17,8 @@ pub struct KafkaOptions {
     pub group_id: String,
     /// Start of partitions without table state.
     pub start: KafkaStart,
+    /// How partitions are assigned: this replica's shard, or by the consumer group.
+    pub assignment: KafkaAssignment,
     /// How long to wait at start for the brokers and the topic.
     pub startup_timeout: Duration,
     /// Extra librdkafka settings, passed through unchanged.
@@ -32,6 +34,9 @@ pub struct KafkaOptions {
     /// Told of progress (records arrived, or every assigned partition caught up) so that a
     /// stalled source shows in `/readyz`.
     pub progress: Option<kappa_metrics::StallWatch>,
+    /// Readiness, not ready while a partition is stopped (its table offset is outside the
+    /// topic).
+    pub health: Option<kappa_metrics::Health>,
 }
 
 /// librdkafka defaults Kappa changes; `[source.kafka.properties]` overrides each.
@@ -50,12 +55,14 @@ impl KafkaOptions {
             topic: kafka.topic.clone(),
             group_id: kafka.group_id.clone(),
             start: kafka.start,
+            assignment: kafka.assignment,
             startup_timeout: kafka.startup_timeout,
             properties: kafka.properties.clone(),
             max_batch: 50_000,
             linger: Duration::from_millis(100),
             evolve_subject: None,
             progress: None,
+            health: None,
         }
     }
 
@@ -80,13 +87,10 @@ impl KafkaOptions {
                 .set("group.id", &self.group_id)
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
-                .set(
-                    "auto.offset.reset",
-                    match self.start {
-                        KafkaStart::Earliest | KafkaStart::EarliestAvailable => "earliest",
-                        KafkaStart::Latest => "latest",
-                    },
-                );
+                // Every partition is assigned at an explicit offset (the table's, or the start
+                // policy's beginning or end). An offset the topic no longer holds is an error
+                // that stops the partition, never a silent jump elsewhere.
+                .set("auto.offset.reset", "error");
         }
         config
     }
@@ -102,6 +106,7 @@ mod tests {
             topic: "orders".into(),
             group_id: "kappa-orders".into(),
             start: KafkaStart::Earliest,
+            assignment: KafkaAssignment::default(),
             startup_timeout: Duration::from_secs(1),
             properties: KafkaProperties::default(),
         };
@@ -127,5 +132,6 @@ mod tests {
         let config = options(&[("enable.auto.commit", "true")]).client_config(true);
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert_eq!(config.get("group.id"), Some("kappa-orders"));
+        assert_eq!(config.get("auto.offset.reset"), Some("error"));
     }
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
+use kappa_config::KafkaAssignment;
 use kappa_core::{Source, SourceBatch, SourceEvent, SourcePosition, TopicPartition};
 use kappa_schema::{SchemaRegistry, TableMapping, WireDecoder};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -76,6 +77,7 @@ impl KafkaSource {
         info!(topic = %options.topic, partitions, brokers = %options.bootstrap_servers, group = %options.group_id, "joining the consumer group");
         let (tx, rx) = mpsc::channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
+        let table_offsets: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
         let context = KappaContext {
             topic: options.topic.clone(),
             start: options.start,
@@ -84,25 +86,32 @@ impl KafkaSource {
             events: tx,
             stop: stop.clone(),
             assignment: Mutex::new(Vec::new()),
+            stopped: Mutex::default(),
+            starts: Mutex::default(),
+            health: options.health.clone(),
+            table: table_offsets.clone(),
         };
         let consumer: BaseConsumer<KappaContext> = options
             .client_config(true)
             .create_with_context(context)
             .map_err(|e| KafkaSourceError::Config(e.to_string()))?;
-        consumer
-            .subscribe(&[&options.topic])
-            .map_err(|source| KafkaSourceError::Client {
-                topic: options.topic.clone(),
-                operation: "subscribing".into(),
-                source: Box::new(source),
-            })?;
+        // A shard assigns its partitions on the consumer thread; a group member subscribes and
+        // is assigned partitions in the rebalance callback.
+        if options.assignment == KafkaAssignment::Group {
+            consumer
+                .subscribe(&[&options.topic])
+                .map_err(|source| KafkaSourceError::Client {
+                    topic: options.topic.clone(),
+                    operation: "subscribing".into(),
+                    source: Box::new(source),
+                })?;
+        }
         let (commands, command_rx) = std::sync::mpsc::channel();
         let decoder = match &options.evolve_subject {
             Some(subject) => WireDecoder::new(mapping, registry).evolving(subject.clone()),
             None => WireDecoder::new(mapping, registry),
         };
         let consumer = Arc::new(consumer);
-        let table_offsets: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
         let lag_thread = {
             let (consumer, offsets, stop) = (consumer.clone(), table_offsets.clone(), stop.clone());
             let progress = options.progress.clone();
@@ -121,6 +130,7 @@ impl KafkaSource {
             max_batch: options.max_batch.max(1),
             linger: options.linger,
             progress: options.progress.clone(),
+            assignment: options.assignment,
         };
         let runtime = tokio::runtime::Handle::current();
         let thread = std::thread::Builder::new()
@@ -233,12 +243,16 @@ impl KafkaSource {
             Some(next) if batch.range.end <= next => return None,
             Some(next) if batch.range.start < next => batch.skip_before(next),
             Some(next) if batch.range.start > next => {
-                debug!(
+                // The broker skips only offsets without a record for the consumer (transaction
+                // markers, aborted or compacted records): an offset it no longer holds is
+                // refused (`auto.offset.reset = error`), never skipped.
+                kappa_metrics::events::source::OffsetsAbsent {
+                    topic: &self.topic,
                     partition,
-                    from = next,
-                    to = batch.range.start,
-                    "offsets absent from the topic (transaction markers or compaction)"
-                );
+                    from: next,
+                    to: batch.range.start,
+                }
+                .emit();
                 let mut batch = batch;
                 batch.range.start = next;
                 batch

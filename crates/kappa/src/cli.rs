@@ -53,6 +53,33 @@ pub enum StateCommand {
     /// The position was lost (snapshots expired after another engine rewrote the table):
     /// rebuild it from the Kafka partition and offset of the rows each table holds.
     Recover(StateRecoverArgs),
+    /// A live partition is stopped because the topic no longer holds the table's position
+    /// (retention passed it, the topic was recreated): move the partition's position where you
+    /// decide, recorded in the state. Forward skips the offsets in between (never ingested);
+    /// backward needs --rewind. Restart the pipeline afterwards.
+    Skip(StateSkipArgs),
+}
+
+/// `kappa state skip`.
+#[derive(Debug, Args)]
+pub struct StateSkipArgs {
+    /// Configuration (its `[source.kafka]` names the topic).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The Kafka partition.
+    #[arg(long)]
+    pub partition: i32,
+    /// Where the partition goes on: an offset, `earliest` (the oldest the topic holds) or
+    /// `latest` (its end), checked against the topic's offsets.
+    #[arg(long)]
+    pub to: String,
+    /// Allow moving the position backwards (a topic recreated under the table: its offsets
+    /// are read again and repeat in `_kafka_offset`).
+    #[arg(long)]
+    pub rewind: bool,
+    /// Print what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `kappa state takeover`.
@@ -250,5 +277,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
         Command::State(StateCommand::Takeover(args)) => crate::state::takeover(args).await,
         Command::State(StateCommand::Recover(args)) => crate::state::recover(args).await,
+        Command::State(StateCommand::Skip(args)) => crate::state::skip(args).await,
     }
 }

@@ -78,6 +78,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         let mut options = KafkaOptions::from_config(kafka);
         options.evolve_subject = Some(config.subject.clone());
         options.progress = Some(stall.clone());
+        options.health = Some(health.clone());
         let source = KafkaSource::connect(options, mapping, registry.clone())
             .await
             .map_err(fail)?;

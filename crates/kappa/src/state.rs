@@ -1,15 +1,16 @@
-//! `kappa state takeover` and `kappa state recover`: the operator's way out when a pipeline
-//! refuses to start because of its position (a renamed pipeline, a position lost to table
-//! maintenance). Both change only the tables' `kappa.state.<pipeline>` properties; stop every
-//! process of the pipeline first.
+//! `kappa state takeover`, `recover` and `skip`: the operator's way out when a pipeline refuses
+//! to start, or stops a partition, because of its position (a renamed pipeline, a position lost
+//! to table maintenance, a topic that no longer holds the position). Each changes only the
+//! tables' `kappa.state.<pipeline>` properties. Stop every process of the pipeline before a
+//! takeover or a recovery; a skip may run while it reads its other partitions.
 
 use iceberg::TableIdent;
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
-use kappa_iceberg::recovery::{self, Coordinates, Takeover};
+use kappa_iceberg::recovery::{self, Coordinates, Moved, Takeover};
 use serde_json::json;
 
-use crate::cli::{StateRecoverArgs, StateTakeoverArgs};
+use crate::cli::{StateRecoverArgs, StateSkipArgs, StateTakeoverArgs};
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
@@ -187,6 +188,127 @@ pub async fn recover(args: StateRecoverArgs) -> Result<(), Failure> {
             format!("{verb} next offsets {offsets} (from {} rows)", found.rows)
         };
         output::line(&format!("{table}: {what}"));
+    }
+    Ok(())
+}
+
+/// `kappa state skip -c P --partition N --to OFFSET|earliest|latest [--rewind] [--dry-run]`.
+///
+/// Checks the target against the topic's offsets (it must be one the topic holds), then moves
+/// the partition's position in every table of the pipeline that holds it: forward where the
+/// table is behind the target, backward (only with `--rewind`) where it is past it.
+pub async fn skip(args: StateSkipArgs) -> Result<(), Failure> {
+    let config = args.config.load()?;
+    let usage = |message: String| Failure {
+        message,
+        code: exit::USAGE,
+    };
+    let kafka = config.source_kafka.as_ref().ok_or_else(|| {
+        usage(
+            "kappa state skip moves a live partition's position: [source.kafka] is not configured"
+                .into(),
+        )
+    })?;
+    let mut options = kappa_source_kafka::KafkaOptions::from_config(kafka);
+    options.startup_timeout = std::time::Duration::from_secs(10);
+    let offsets = tokio::task::spawn_blocking(move || {
+        kappa_source_kafka::topic_offsets(&options, std::time::Duration::from_secs(10))
+    })
+    .await
+    .map_err(|e| Failure {
+        message: e.to_string(),
+        code: exit::FAILURE,
+    })?
+    .map_err(fail)?;
+    let Some(held) = offsets.iter().find(|p| p.partition == args.partition) else {
+        return Err(usage(format!(
+            "--partition {}: topic {} has partitions 0..{}",
+            args.partition,
+            kafka.topic,
+            offsets.len()
+        )));
+    };
+    let to = match args.to.trim() {
+        "earliest" => held.low,
+        "latest" => held.high,
+        text => text.parse::<i64>().map_err(|_| {
+            usage(format!(
+                "--to {text:?}: expected an offset, \"earliest\" or \"latest\""
+            ))
+        })?,
+    };
+    if to < held.low || to > held.high {
+        return Err(usage(format!(
+            "--to {to}: topic {} partition {} holds offsets {}..{}; choose one of those",
+            kafka.topic, args.partition, held.low, held.high
+        )));
+    }
+    let partition = kappa_core::TopicPartition::new(kafka.topic.clone(), args.partition);
+    let catalog = kappa_iceberg::connect(&crate::replay::catalog_config(&config))
+        .await
+        .map_err(fail)?;
+    let mut rows = Vec::new();
+    for (ident, _) in tables(&config) {
+        if !exists(catalog.as_ref(), &ident).await? {
+            continue;
+        }
+        let moved = recovery::move_position(
+            &catalog,
+            &ident,
+            &config.name,
+            &partition,
+            to,
+            args.rewind,
+            args.dry_run,
+        )
+        .await
+        .map_err(fail)?;
+        // The main table comes first: refuse before any side table moves.
+        if rows.is_empty()
+            && let Moved::Unchanged { at } = moved
+            && at > to
+            && !args.rewind
+        {
+            return Err(usage(format!(
+                "{ident}: the table is at offset {at} of {partition}, past --to {to}; moving \
+                 back reads offsets {to}..{at} again (a topic recreated under the table): pass \
+                 --rewind to do so"
+            )));
+        }
+        rows.push((ident.to_string(), moved));
+    }
+    let verb = if args.dry_run { "would move" } else { "moved" };
+    for (table, moved) in rows {
+        let text = match moved {
+            Moved::Moved { from } if from < to => format!(
+                "{verb} {partition} from {from} to {to}: offsets {from}..{to} skipped, never ingested"
+            ),
+            Moved::Moved { from } => format!(
+                "{verb} {partition} back from {from} to {to}: offsets {to}..{from} are read again"
+            ),
+            Moved::Unchanged { at } => format!("{partition} at {at}: left as it is"),
+            Moved::NotHeld => format!("holds no position of {partition}"),
+        };
+        if args.config.json {
+            let (from, moved_to) = match moved {
+                Moved::Moved { from } => (Some(from), Some(to)),
+                Moved::Unchanged { at } => (Some(at), None),
+                Moved::NotHeld => (None, None),
+            };
+            output::line(
+                &json!({
+                    "table": table,
+                    "partition": partition.to_string(),
+                    "from": from,
+                    "to": moved_to,
+                    "dry_run": args.dry_run,
+                    "result": text,
+                })
+                .to_string(),
+            );
+        } else {
+            output::line(&format!("{table}: {text}"));
+        }
     }
     Ok(())
 }

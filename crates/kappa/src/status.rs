@@ -56,6 +56,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
                 "snapshot_id": state.snapshot_id,
                 "position_stored_in": stored_in(state),
                 "skipped": state.skipped.iter().map(|(tp, r)| (tp.to_string(), [r.start, r.end])).collect::<std::collections::BTreeMap<_, _>>(),
+                "moves": state.moves.iter().map(|m| json!({"partition": m.partition.to_string(), "from": m.from, "to": m.to, "at": time(Some(m.at_ms * 1000))})).collect::<Vec<_>>(),
                 "offsets": state.position.iter().map(|(tp, n)| (tp.to_string(), n)).collect::<std::collections::BTreeMap<_, _>>(),
                 "watermark": time(state.watermark),
                 "max_event_time": time(state.max_event_time),
@@ -97,6 +98,21 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     for (tp, range) in &state.skipped {
         output::line(&format!(
             "  {tp:<24} offsets {range} skipped on purpose (never ingested)"
+        ));
+    }
+    for m in &state.moves {
+        let what = if m.to > m.from {
+            format!(
+                "offsets {}..{} skipped by an operator (never ingested)",
+                m.from, m.to
+            )
+        } else {
+            format!("rewound by an operator from {} to {}", m.from, m.to)
+        };
+        output::line(&format!(
+            "  {:<24} {what}, {}",
+            m.partition.to_string(),
+            time(Some(m.at_ms * 1000))
         ));
     }
     output::line(&format!("  watermark        {}", time(state.watermark)));
@@ -239,26 +255,6 @@ struct PartitionLag {
     out_of_range: Option<String>,
 }
 
-/// Why a table offset is outside the topic's `[low, high]`, if it is.
-fn out_of_range(committed: Option<i64>, low: i64, high: i64) -> Option<String> {
-    let committed = committed?;
-    if committed > high {
-        Some(format!(
-            "the table is at offset {committed}, past the topic's end {high}: the topic was \
-             recreated or its log truncated; records the topic holds now would be taken for \
-             already committed"
-        ))
-    } else if committed < low {
-        Some(format!(
-            "the table is at offset {committed}, but the topic starts at {low}: retention \
-             deleted offsets {committed}..{low} before they were ingested; replay them from the \
-             archive"
-        ))
-    } else {
-        None
-    }
-}
-
 /// Lag per partition of `[source.kafka] topic`, from the brokers' high watermarks and the
 /// table's offsets (never the group's). An unreachable broker is reported, not fatal: status
 /// works from the table alone.
@@ -286,7 +282,8 @@ async fn consumer_lag(
                 low: p.low,
                 high: p.high,
                 lag: (p.high - committed.unwrap_or(p.low)).max(0),
-                out_of_range: out_of_range(committed, p.low, p.high),
+                out_of_range: committed
+                    .and_then(|next| kappa_source_kafka::out_of_range(next, p.low, p.high)),
             }
         })
         .collect())
@@ -305,17 +302,6 @@ mod tests {
             .collect();
         properties.insert(summary::PIPELINE.into(), pipeline.into());
         properties
-    }
-
-    #[test]
-    fn a_table_offset_outside_the_topic_is_named() {
-        assert_eq!(out_of_range(Some(10), 0, 10), None, "at the end");
-        assert_eq!(out_of_range(Some(5), 5, 10), None, "at the start");
-        assert_eq!(out_of_range(None, 5, 10), None, "nothing committed");
-        let past = out_of_range(Some(11), 0, 10).unwrap_or_default();
-        assert!(past.contains("past the topic's end 10"), "{past}");
-        let before = out_of_range(Some(3), 5, 10).unwrap_or_default();
-        assert!(before.contains("offsets 3..5"), "{before}");
     }
 
     #[test]

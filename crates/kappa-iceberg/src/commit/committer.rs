@@ -505,6 +505,7 @@ impl Committer {
             closed_through: self.state.closed_through.max(pending.closed_through),
             last_commit_id: Some(commit_id.to_string()),
             skipped: self.state.skipped.clone(),
+            moves: self.state.moves.clone(),
         }
     }
 

@@ -7,7 +7,7 @@
 
 mod committer;
 pub(crate) use committer::table_name;
-mod pinned;
+pub(crate) mod pinned;
 pub mod protocol;
 
 pub use committer::{CommitOutcome, Committer, FirstCommit, PendingCommit};

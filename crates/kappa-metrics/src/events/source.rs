@@ -88,3 +88,91 @@ impl PartitionRevoked<'_> {
         );
     }
 }
+
+/// A partition this replica stopped reading: the table's next offset is outside what the topic
+/// holds. Nothing more is read from it until an operator decides.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionStopped<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// Why, naming the offsets.
+    pub reason: &'a str,
+}
+
+impl PartitionStopped<'_> {
+    /// Sets the stopped gauge to 1 and logs it (error).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        gauge_set(
+            &catalog::SOURCE_PARTITION_STOPPED,
+            &[self.topic, partition.as_str()],
+            1.0,
+        );
+        tracing::error!(
+            topic = self.topic,
+            partition = self.partition,
+            reason = self.reason,
+            "partition stopped: nothing is read from it until an operator decides (docs/runbooks.md, \"A partition is stopped\")"
+        );
+    }
+}
+
+/// A stopped partition is read again (a new assignment found its offset inside the topic).
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionResumed<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl PartitionResumed<'_> {
+    /// Sets the stopped gauge to 0 and logs it (info).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        gauge_set(
+            &catalog::SOURCE_PARTITION_STOPPED,
+            &[self.topic, partition.as_str()],
+            0.0,
+        );
+        tracing::info!(
+            topic = self.topic,
+            partition = self.partition,
+            "partition no longer stopped"
+        );
+    }
+}
+
+/// Offsets of a partition the broker delivered no record for, between two records read.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetsAbsent<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// First absent offset.
+    pub from: i64,
+    /// The offset of the next record delivered.
+    pub to: i64,
+}
+
+impl OffsetsAbsent<'_> {
+    /// Counts the absent offsets and logs them (debug: every transaction leaves one marker).
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        counter_add(
+            &catalog::SOURCE_OFFSETS_ABSENT,
+            &[self.topic, partition.as_str()],
+            (self.to - self.from).max(0) as u64,
+        );
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            from = self.from,
+            to = self.to,
+            "offsets without a record (transaction markers, aborted or compacted records)"
+        );
+    }
+}
