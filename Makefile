@@ -47,11 +47,11 @@ unit: ## Unit and property tests only (no services)
 it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
-bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end), live Kafka (vs consume-only, latency), `kappa demo` memory
+bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
 	$(CARGO) bench -p kappa-bench --bench replay
+	$(CARGO) build --release -p kappa
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) bench -p kappa-bench --bench kafka; \
 	  rc=$$?; dev/services.sh stop; exit $$rc
-	$(CARGO) build --release -p kappa
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
 	  $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d/demo --json > $$d/summary.json && \
 	  python3 dev/demo-figures.py $$d/summary.json

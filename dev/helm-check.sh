@@ -46,6 +46,7 @@ trap 'rm -rf "$OUT"' EXIT
   --set 'replay.set[0]=commit.rows=500000' \
   --set serviceAccount.create=false --set serviceAccount.name=lake-writer \
   --set metrics.serviceMonitor.enabled=true > "$OUT/variant.yaml"
+"$HELM" template kappa "$CHART" --set live.assignment=group --set live.replicas=3 > "$OUT/group.yaml"
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
@@ -58,9 +59,13 @@ done
   --set metrics.serviceMonitor.interval=15s --set metrics.serviceMonitor.labels.release=prometheus \
   --set metrics.port=9500 > "$OUT/monitor.out"
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
-  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out"
+  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi
 grep -q "replay.shards must be at least 1" "$OUT/err"
+if "$HELM" template bad "$CHART" --set live.assignment=static >/dev/null 2>"$OUT/err"; then
+  log "live.assignment=static rendered; it must fail"; exit 1
+fi
+grep -q "live.assignment must be shard or group" "$OUT/err"
 log "ok"

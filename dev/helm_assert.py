@@ -19,9 +19,12 @@ default, variant = load(sys.argv[1]), load(sys.argv[2])
 
 # Default: the live pipeline only.
 assert not any(kind == "Job" for kind, _ in default), "replay is off by default"
-(d,) = [d for (kind, _), d in default.items() if kind == "Deployment"]
+# Live pods are a StatefulSet by default: pod N reads shard N/replicas, without a group.
+assert not any(kind == "Deployment" for kind, _ in default), list(default)
+(d,) = [d for (kind, _), d in default.items() if kind == "StatefulSet"]
 spec = d["spec"]
 assert spec["replicas"] == 2, spec
+assert spec["podManagementPolicy"] == "Parallel", spec
 pod = spec["template"]["spec"]
 assert pod["terminationGracePeriodSeconds"] == 60
 (c,) = pod["containers"]
@@ -33,6 +36,11 @@ assert "/etc/kappa/contracts" not in mounts, "the image's contracts are used by 
 assert c["securityContext"]["readOnlyRootFilesystem"] is True
 env = {e["name"]: e for e in c["env"]}
 assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
+assert env["KAPPA_POD_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']", env
+assert env["KAPPA__SOURCE__KAFKA__ASSIGNMENT"]["value"] == "shard", env
+assert env["KAPPA__SOURCE__KAFKA__SHARD"]["value"] == "$(KAPPA_POD_INDEX)/2", env
+names = [e["name"] for e in c["env"]]
+assert names.index("KAPPA_POD_INDEX") < names.index("KAPPA__SOURCE__KAFKA__SHARD"), "$(VAR) needs VAR first"
 assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]
 assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}, c["readinessProbe"]
 assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, c["livenessProbe"]
@@ -54,7 +62,7 @@ assert ("ServiceAccount", "kappa-kappa") in default
 
 # Variant: a backfill Job only; no live pods, so no metrics Service and no ServiceMonitor even
 # with metrics.serviceMonitor.enabled.
-assert not any(kind == "Deployment" for kind, _ in variant)
+assert not any(kind in ("Deployment", "StatefulSet") for kind, _ in variant)
 assert not any(kind in ("Service", "ServiceMonitor") for kind, _ in variant), list(variant)
 j = job(variant)
 spec = j["spec"]
@@ -93,7 +101,7 @@ assert rule["metadata"]["labels"]["release"] == "prometheus", rule["metadata"]["
 with open(plain_rules) as f:
     assert rule["spec"] == yaml.safe_load(f), "the chart's rules differ from deploy/alerts/kappa-rules.yml"
 alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-assert len(alerts) == 5 and "KappaFreshnessSLOBreached" in alerts, alerts
+assert len(alerts) == 6 and "KappaPartitionStopped" in alerts, alerts
 
 # ServiceMonitor: off by default; when on, it scrapes /metrics on the metrics Service's port,
 # at the configured interval, in the release's namespace, with the extra labels.
@@ -108,10 +116,18 @@ assert all(svc["metadata"]["labels"].get(k) == v for k, v in selected.items()), 
 assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["lake"]}, monitor["spec"]
 assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}], monitor["spec"]
 assert svc["spec"]["ports"][0]["port"] == 9500, svc["spec"]["ports"]
-(d,) = [d for (kind, _), d in monitor_doc.items() if kind == "Deployment"]
+(d,) = [d for (kind, _), d in monitor_doc.items() if kind == "StatefulSet"]
 (c,) = d["spec"]["template"]["spec"]["containers"]
 assert c["ports"] == [{"name": "metrics", "containerPort": 9500, "protocol": "TCP"}], c["ports"]
 assert {e["name"]: e["value"] for e in c["env"] if "value" in e}["KAPPA__METRICS__LISTEN"] == "0.0.0.0:9500"
 pod_labels = d["spec"]["template"]["metadata"]["labels"]
 assert all(pod_labels.get(k) == v for k, v in svc["spec"]["selector"].items()), (svc["spec"]["selector"], pod_labels)
+# live.assignment=group: a Deployment sharing the partitions through the consumer group.
+group = load(sys.argv[6])
+assert not any(kind == "StatefulSet" for kind, _ in group), list(group)
+(d,) = [d for (kind, _), d in group.items() if kind == "Deployment"]
+(c,) = d["spec"]["template"]["spec"]["containers"]
+env = {e["name"]: e for e in c["env"]}
+assert env["KAPPA__SOURCE__KAFKA__ASSIGNMENT"]["value"] == "group", env
+assert "KAPPA__SOURCE__KAFKA__SHARD" not in env, env
 print("helm_assert: ok")

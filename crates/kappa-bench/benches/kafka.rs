@@ -3,8 +3,8 @@
 //! 1. Throughput: one topic of 1M orders events (`KAPPA_BENCH_EVENTS`) on 6 partitions, read once
 //!    by a plain rdkafka consume-only loop, then twice by `kappa run`'s pipeline (Kafka source,
 //!    orders logic, quality checks, both committers, committing every second), in events/s from
-//!    the pipeline's first batch (the consumer group join before it is printed apart: the
-//!    consume-only loop assigns its partitions without a group):
+//!    the pipeline's first batch (the start before it, assignment and warm-up, is printed apart;
+//!    both assign their partitions without a consumer group):
 //!    - read to the end and stopped, like consume-only: stopped (SIGTERM's path, which commits
 //!      what is buffered) once the source has handed over the last message, until it returns
 //!      with the table holding the whole topic. Target: ≥ 50% of consume-only.
@@ -14,6 +14,14 @@
 //!    `KAPPA_BENCH_LATENCY_SECONDS`) while the pipeline runs with the default commit policy
 //!    (60 s interval), started once the pipeline holds its partitions; each message's produce →
 //!    visible-in-the-table time, from polling the table's committed position every 100 ms.
+//!
+//! 3. Restart: `kappa run` (the release binary) SIGKILLed and started again, `KAPPA_BENCH_RESTARTS`
+//!    times (default 5), on a 3-partition topic with 30 new events produced while it is down:
+//!    from the start of the process until its partitions are assigned at the table's offsets,
+//!    and until the table holds the new events (commit interval 1 s). With `[source.kafka]
+//!    assignment = "shard"` (the default); `KAPPA_BENCH_RESTART_GROUP=1` also times
+//!    `assignment = "group"`, whose restarts wait for the dead member's session to time out;
+//!    `KAPPA_BENCH_RESTART_ONLY=1` runs this part alone.
 //!
 //! One run each (a million-event topic is not repeated criterion-style); figures are printed and
 //! belong in `docs/performance.md`.
@@ -63,6 +71,11 @@ fn main() {
 
 async fn bench() {
     let brokers = brokers();
+    // `KAPPA_BENCH_RESTART_ONLY=1`: part 3 alone.
+    if std::env::var("KAPPA_BENCH_RESTART_ONLY").is_ok_and(|v| v == "1") {
+        restart_bench(&brokers).await;
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let mapping = Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap());
     let registry: Arc<dyn SchemaRegistry> =
@@ -169,11 +182,11 @@ async fn bench() {
             }
         })
         .await;
-    // The pipeline's time runs from its first batch: joining the group is the broker's.
+    // The pipeline's time runs from its first batch; the start before it is printed apart.
     let first = *milestones.first_batch.get().unwrap();
     let kappa_time = done.duration_since(first);
     println!(
-        "kappa run joined the consumer group in {:.1} s (not counted)",
+        "kappa run started (assignment, first batch) in {:.1} s (not counted)",
         first.duration_since(started).as_secs_f64()
     );
     check(&summary, &expected);
@@ -252,8 +265,7 @@ async fn bench() {
         })
         .await;
     assert!(summary.is_complete(), "completeness: {summary:?}");
-    let sent = sent.lock().unwrap();
-    let latency = latencies(&sent, &seen);
+    let latency = latencies(&sent.lock().unwrap(), &seen);
     assert_eq!(latency.len() as u64, expected.messages);
     let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     println!(
@@ -265,6 +277,34 @@ async fn bench() {
         s(quantile(&latency, 0.99)),
         s(quantile(&latency, 1.0)),
     );
+
+    // 3. Restarts.
+    restart_bench(&brokers).await;
+}
+
+/// Part 3: restarts after SIGKILL, per assignment.
+async fn restart_bench(brokers: &str) {
+    let count = env_u64("KAPPA_BENCH_RESTARTS", 5) as usize;
+    let mut assignments = vec!["shard"];
+    if std::env::var("KAPPA_BENCH_RESTART_GROUP").is_ok_and(|v| v == "1") {
+        assignments.push("group");
+    }
+    for assignment in assignments {
+        let brokers = brokers.to_string();
+        let times = tokio::task::spawn_blocking(move || {
+            kappa_bench::kafka::restarts(&brokers, assignment, count)
+        })
+        .await
+        .unwrap();
+        let s = |d: Duration| format!("{:.1} s", d.as_secs_f64());
+        let assigned: Vec<String> = times.iter().map(|t| s(t.assigned)).collect();
+        let visible: Vec<String> = times.iter().map(|t| s(t.visible)).collect();
+        println!(
+            "restart after SIGKILL, assignment = \"{assignment}\", {count} times: partitions assigned after {}; new events in the table after {}",
+            assigned.join(", "),
+            visible.join(", ")
+        );
+    }
 }
 
 /// The run accounted for every message of the topic, exactly once.

@@ -12,7 +12,7 @@ use kappa_config::{KafkaAssignment, KafkaProperties, KafkaStart};
 use kappa_core::{SourcePosition, TopicPartition};
 use kappa_iceberg::TableState;
 pub use kappa_integration_tests::kafka::brokers;
-use kappa_integration_tests::kafka::{produce_with, producer};
+use kappa_integration_tests::kafka::{produce_with, producer, producer_with};
 use kappa_runtime::{PipelineSpec, RunSummary, open_pipeline, run_live};
 use kappa_schema::{SchemaRegistry, TableMapping};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
@@ -54,8 +54,11 @@ pub fn produce(
     per_second: u64,
     on_send: impl FnMut(i32, i64),
 ) -> Expected {
+    // Batched: one request per record would take minutes for a million records. (tansu's
+    // ListOffsets then answers a shorter end than the topic's, which only the restart below,
+    // whose topic is produced record by record, would trip over.)
     produce_with(
-        &producer(brokers),
+        &producer_with(brokers, &[("batch.num.messages", "10000")]),
         topic,
         history(topic, events, partitions),
         per_second,
@@ -199,8 +202,8 @@ impl Live {
     }
 }
 
-/// When the source got its partitions and delivered its first batch: the consumer group join
-/// (seconds on tansu) is not part of the pipeline's throughput.
+/// When the source got its partitions and delivered its first batch: the start (a consumer group
+/// join took seconds on tansu) is not part of the pipeline's throughput.
 #[derive(Debug, Clone, Default)]
 pub struct Milestones {
     /// The first assignment.
@@ -318,4 +321,125 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i]
+}
+
+/// How long one restart of `kappa run` took, from spawning the process.
+#[derive(Debug, Clone, Copy)]
+pub struct Restart {
+    /// Until its partitions were assigned at the table's offsets (its log says so).
+    pub assigned: Duration,
+    /// Until the table held the events produced while it was down (reading, processing and the
+    /// next commit, every second).
+    pub visible: Duration,
+}
+
+/// Restarts `kappa run` (the binary next to the benchmark, or `KAPPA_BIN`) after a SIGKILL,
+/// `restarts` times, on a 3-partition topic of its own, with `[source.kafka] assignment =
+/// assignment` and a commit every second. Before each restart 30 events are produced; each
+/// restart is timed until its partitions are assigned and until the table holds those events.
+/// Blocking.
+pub fn restarts(brokers: &str, assignment: &str, restarts: usize) -> Vec<Restart> {
+    use kappa_integration_tests::kafka::{kafka_section_at, unique_topic};
+    use std::io::Read as _;
+    let topic = unique_topic("bench-restart");
+    kappa_integration_tests::kafka::create_topic(brokers, &topic, 3);
+    let scene = kappa_integration_tests::Scene::local();
+    let config = scene.config(&format!(
+        "{}assignment = \"{assignment}\"\n",
+        kafka_section_at(brokers, &topic, &format!("{topic}-group"))
+    ));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[commit]\nrows = 5000",
+        "[commit]\nrows = 5000\ninterval = \"1s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let messages: Vec<kappa_synth::Message> =
+        history(&topic, 30 * (restarts as u64 + 1), 3).collect();
+    let mut chunks = messages.chunks(30);
+    // Record by record: the table's offsets are then inside what tansu's ListOffsets answers.
+    let producer = producer(brokers);
+    let spawn = |n: usize| {
+        let log = config.with_file_name(format!("run-{n}.log"));
+        let child = std::process::Command::new(kappa_integration_tests::kappa_bin())
+            .args(["run", "-c", &config.display().to_string()])
+            .env("KAPPA_LOG", "warn,kappa_source_kafka=info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (child, log)
+    };
+    let catalog_state = |ends: &[i64]| {
+        let out = kappa_integration_tests::kappa(
+            &["status", "-c", &config.display().to_string(), "--json"],
+            &[],
+        );
+        out.status.success()
+            && serde_json::from_slice::<serde_json::Value>(kappa_integration_tests::last_line(
+                &out.stdout,
+            ))
+            .map(|s| {
+                ends.iter().enumerate().all(|(p, end)| {
+                    *end == 0 || s["offsets"][format!("{topic}-{p}")].as_i64() >= Some(*end)
+                })
+            })
+            .unwrap_or(false)
+    };
+    let first = produce_with(
+        &producer,
+        &topic,
+        chunks.next().unwrap().to_vec(),
+        0,
+        |_, _| {},
+    );
+    let mut ends = first.next_offsets.clone();
+    let (mut child, _) = spawn(0);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !catalog_state(&ends) {
+        assert!(Instant::now() < deadline, "the first run did not commit");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut out = Vec::new();
+    for n in 1..=restarts {
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let more = produce_with(
+            &producer,
+            &topic,
+            chunks.next().unwrap().to_vec(),
+            0,
+            |_, _| {},
+        );
+        ends.resize(ends.len().max(more.next_offsets.len()), 0);
+        for (end, next) in ends.iter_mut().zip(&more.next_offsets) {
+            *end = (*end).max(*next);
+        }
+        let started = Instant::now();
+        let (next, log) = spawn(n);
+        child = next;
+        let mut assigned = None;
+        let deadline = started + Duration::from_secs(300);
+        loop {
+            if assigned.is_none() {
+                let mut text = String::new();
+                let _ = std::fs::File::open(&log).and_then(|mut f| f.read_to_string(&mut text));
+                if text.contains("partitions start at the table's offsets") {
+                    assigned = Some(started.elapsed());
+                }
+            }
+            if assigned.is_some() && catalog_state(&ends) {
+                out.push(Restart {
+                    assigned: assigned.unwrap_or_default(),
+                    visible: started.elapsed(),
+                });
+                break;
+            }
+            assert!(Instant::now() < deadline, "restart {n} did not catch up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(scene);
+    out
 }

@@ -17,11 +17,12 @@
 //!   state (`moves`), so that the gap stays visible.
 //!
 //! Takeover and recover assume no process of the pipeline runs. A move may run while the pipeline
-//! reads its other partitions: it commits against a pinned base (see [`crate::commit`]), so a
-//! pipeline commit in between makes it reload and decide again instead of overwriting the newer
-//! state; the running pipeline's next commit keeps the move (it reloads on the conflict).
+//! reads its other partitions: it is an empty snapshot on a pinned base (see [`crate::commit`])
+//! with the state property in the same commit, so a pipeline commit in between makes it reload
+//! and decide again instead of overwriting the newer state, and the running pipeline's next
+//! commit conflicts, reloads and keeps the move.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::Array;
@@ -39,6 +40,7 @@ use crate::error::IcebergError;
 use crate::state::{
     PositionMove, StateOrigin, TableState, claims, released_property, state_property,
 };
+use crate::summary;
 
 /// What [`take_over`] did to one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,8 +285,9 @@ pub enum Moved {
 
 /// Moves `pipeline`'s position of `partition` in `ident` to `to` and records the move: forward
 /// when the table is behind `to` (the offsets in between are skipped, never ingested), backward
-/// only with `rewind` (a topic recreated under the table: its offsets are read again). Commits
-/// only the state property, against a pinned base (retried on a concurrent commit).
+/// only with `rewind` (a topic recreated under the table: its offsets are read again). Commits an
+/// empty snapshot that records the move (`kappa.position-move`) with the state property, on a
+/// pinned base (decided again on a concurrent commit).
 pub async fn move_position(
     catalog: &Arc<dyn Catalog>,
     ident: &TableIdent,
@@ -317,12 +320,38 @@ pub async fn move_position(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64),
         });
+        // An empty snapshot carries the move: its `assert-ref-snapshot-id` makes a pipeline
+        // commit in between a conflict (decided again here), and makes the running pipeline's
+        // next commit conflict and reload, so that it keeps the move instead of writing its older
+        // state over it. A property-only commit would do neither.
+        let props = HashMap::from([
+            (summary::PIPELINE.to_string(), pipeline.to_string()),
+            (
+                summary::COMMIT_ID.to_string(),
+                format!("move-{}", uuid::Uuid::new_v4().simple()),
+            ),
+            (summary::OFFSETS.to_string(), state.position.to_json()),
+            (
+                summary::POSITION_MOVE.to_string(),
+                serde_json::json!({
+                    "topic": partition.topic,
+                    "partition": partition.partition,
+                    "from": from,
+                    "to": to,
+                })
+                .to_string(),
+            ),
+        ]);
         let pinned = PinnedCatalog::new(catalog.clone(), table.clone());
         let tx = Transaction::new(&table);
-        let action = tx
+        let snapshot = tx
+            .fast_append()
+            .set_commit_uuid(uuid::Uuid::new_v4())
+            .set_snapshot_properties(props);
+        let property = tx
             .update_table_properties()
             .set(state_property(pipeline), state.to_property());
-        let result = match action.apply(tx) {
+        let result = match snapshot.apply(tx).and_then(|tx| property.apply(tx)) {
             Ok(tx) => tx.commit(&pinned).await.map(|_| ()),
             Err(e) => Err(e),
         };

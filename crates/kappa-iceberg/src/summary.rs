@@ -22,6 +22,9 @@ pub const MAIN_COMMIT: &str = "kappa.main-commit";
 pub const SKIPPED: &str = "kappa.skipped";
 /// Pipeline name.
 pub const PIPELINE: &str = "kappa.pipeline";
+/// An operator's move of a partition's position (`kappa state skip`), on the empty snapshot that
+/// records it: `{"topic":..,"partition":..,"from":..,"to":..}`.
+pub const POSITION_MOVE: &str = "kappa.position-move";
 /// Deterministic commit id.
 pub const COMMIT_ID: &str = "kappa.commit-id";
 /// Complete next-offset state.

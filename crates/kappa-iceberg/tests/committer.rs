@@ -672,3 +672,73 @@ async fn a_first_commit_past_offset_zero_is_refused_unless_the_skip_is_asked_for
     );
     assert_eq!(env.row_count().await, 20 + 50);
 }
+
+/// `kappa state skip` while the pipeline runs: the running committer's state predates the move,
+/// yet its next commit keeps the move (the move's empty snapshot makes that commit conflict and
+/// reload), and a move decided on a base that a pipeline commit moved meanwhile never writes the
+/// older position back.
+#[tokio::test]
+async fn a_position_move_survives_the_running_pipeline_and_never_rolls_it_back() {
+    use kappa_iceberg::recovery::{Moved, move_position};
+    let env = env().await;
+    let ident = env.spec.ident().unwrap();
+    let mut running = env.committer().await;
+    running.commit(pending(0, 0, 10)).await.unwrap();
+    running.commit(pending(1, 0, 10)).await.unwrap();
+    let p1 = TopicPartition::new("t", 1);
+
+    // Forward: partition 1 skips 10..50 while `running` holds the state from before.
+    let moved = move_position(&env.catalog, &ident, "p", &p1, 50, false, false)
+        .await
+        .unwrap();
+    assert_eq!(moved, Moved::Moved { from: 10 });
+    running.commit(pending(0, 10, 20)).await.unwrap();
+    let state = &running.state();
+    assert_eq!(
+        state.position.next_offset(&p1),
+        Some(50),
+        "the move is kept"
+    );
+    assert_eq!(
+        state.position.next_offset(&TopicPartition::new("t", 0)),
+        Some(20)
+    );
+    assert_eq!(state.moves.len(), 1);
+    assert_eq!((state.moves[0].from, state.moves[0].to), (10, 50));
+
+    // Backward needs rewind; without it the table is left as it is.
+    let kept = move_position(&env.catalog, &ident, "p", &p1, 0, false, false)
+        .await
+        .unwrap();
+    assert_eq!(kept, Moved::Unchanged { at: 50 });
+    let rewound = move_position(&env.catalog, &ident, "p", &p1, 0, true, false)
+        .await
+        .unwrap();
+    assert_eq!(rewound, Moved::Moved { from: 50 });
+
+    // A dry run changes nothing; a partition the table holds nothing of is not held.
+    let dry = move_position(&env.catalog, &ident, "p", &p1, 5, false, true)
+        .await
+        .unwrap();
+    assert_eq!(dry, Moved::Moved { from: 0 });
+    let other = TopicPartition::new("t", 9);
+    assert_eq!(
+        move_position(&env.catalog, &ident, "p", &other, 5, false, false)
+            .await
+            .unwrap(),
+        Moved::NotHeld
+    );
+    let mut fresh = env.committer().await;
+    fresh.reload().await.unwrap();
+    assert_eq!(fresh.state().position.next_offset(&p1), Some(0));
+    assert_eq!(fresh.state().moves.len(), 2);
+    // Partition 0 was never rolled back by any of the moves.
+    assert_eq!(
+        fresh
+            .state()
+            .position
+            .next_offset(&TopicPartition::new("t", 0)),
+        Some(20)
+    );
+    assert_eq!(env.row_count().await, 30);
+}

@@ -1,4 +1,5 @@
-//! The live source: a consumer group member whose partitions start at the table's offsets.
+//! The live source: a consumer (a shard, or a group member) whose partitions start at the
+//! table's offsets.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use crate::options::KafkaOptions;
 /// Batches queued between the consumer thread and the pipeline.
 const QUEUE: usize = 4;
 
-/// Reads a topic as a member of a consumer group (see the crate docs).
+/// Reads a topic's shard, or its share as a consumer group member (see the crate docs).
 pub struct KafkaSource {
     topic: String,
     rx: mpsc::Receiver<Polled>,
@@ -58,8 +59,9 @@ impl std::fmt::Debug for KafkaSource {
 
 impl KafkaSource {
     /// Waits (up to `startup_timeout`, saying so) until the brokers answer and the topic exists,
-    /// then joins the consumer group. Partitions are assigned on the first poll; each starts
-    /// where the pipeline says when it answers the [`SourceEvent::Reassigned`] with a `seek`.
+    /// then starts the consumer thread: a shard assigns its partitions at once, a group member
+    /// joins the group and is assigned partitions on a poll. Each starts where the pipeline says
+    /// when it answers the [`SourceEvent::Reassigned`] with a `seek`.
     pub async fn connect(
         options: KafkaOptions,
         mapping: Arc<TableMapping>,
@@ -74,7 +76,14 @@ impl KafkaSource {
                     message: e.to_string(),
                 })??
         };
-        info!(topic = %options.topic, partitions, brokers = %options.bootstrap_servers, group = %options.group_id, "joining the consumer group");
+        match options.assignment {
+            KafkaAssignment::Group => {
+                info!(topic = %options.topic, partitions, brokers = %options.bootstrap_servers, group = %options.group_id, "joining the consumer group")
+            }
+            KafkaAssignment::Shard { index, count } => {
+                info!(topic = %options.topic, partitions, brokers = %options.bootstrap_servers, shard = %format!("{index}/{count}"), "reading the shard's partitions, without a consumer group")
+            }
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let table_offsets: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
