@@ -88,7 +88,12 @@ fn panels(list: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 fn the_alert_rules_query_only_catalog_metrics_by_labels_they_have() {
     let mut problems = Vec::new();
     let alerts = check_rules_file("deploy/alerts/kappa-rules.yml", &mut problems);
-    assert_eq!(alerts, 5, "the rules docs/metrics.md lists");
+    // Every alert is in docs/metrics.md's table (`| \`KappaX\` | ...`), and only those.
+    let documented = read("docs/metrics.md")
+        .lines()
+        .filter(|l| l.starts_with("| `Kappa"))
+        .count();
+    assert_eq!(alerts, documented, "the rules docs/metrics.md lists");
     check_rules_file("helm/kappa/files/kappa-rules.yml", &mut problems);
     assert!(problems.is_empty(), "\n{}", problems.join("\n"));
 }
