@@ -6,7 +6,9 @@
 //!   partitioning and ZSTD Parquet;
 //! - [`writer`]: Arrow batches → partitioned Parquet data files;
 //! - [`state`]: the pipeline's state (offsets, watermark) read back from the snapshot ancestry;
-//! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O).
+//! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O);
+//! - [`producer`]: Kappa's own snapshot producer (partition replacement, branches,
+//!   fast-forward), for what iceberg-rust's `Transaction` cannot commit yet.
 //!
 //! The table is the only source of truth for progress: offsets live in snapshot summaries, so a
 //! data commit and the offsets it covers are one atomic step.
@@ -15,6 +17,7 @@ pub mod catalog;
 pub mod commit;
 pub mod days;
 mod error;
+pub mod producer;
 pub mod recovery;
 pub mod state;
 pub mod summary;

@@ -96,7 +96,22 @@ pub struct PositionMove {
 
 /// Snapshots of `main` from the current one back to the first, newest first.
 pub fn ancestry(metadata: &TableMetadata) -> impl Iterator<Item = &SnapshotRef> {
-    let mut next = metadata.current_snapshot_id();
+    ancestry_from(metadata, metadata.current_snapshot_id())
+}
+
+/// Snapshot `snapshot_id` and its ancestors, newest first.
+pub fn ancestry_of(
+    metadata: &TableMetadata,
+    snapshot_id: i64,
+) -> impl Iterator<Item = &SnapshotRef> {
+    ancestry_from(metadata, Some(snapshot_id))
+}
+
+fn ancestry_from(
+    metadata: &TableMetadata,
+    first: Option<i64>,
+) -> impl Iterator<Item = &SnapshotRef> {
+    let mut next = first;
     std::iter::from_fn(move || {
         let snapshot = metadata.snapshot_by_id(next?)?;
         next = snapshot.parent_snapshot_id();

@@ -2,20 +2,18 @@
 //! between two committers on one table, and what they record in `kappa_commits_total`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::pending;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow_schema::{DataType, Field, Schema};
+use arrow_array::RecordBatch;
 use iceberg::Catalog;
-use iceberg::spec::{NestedField, PrimitiveType, Transform, Type};
 use kappa_core::{OffsetRange, TopicPartition};
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::WriterOptions;
-use kappa_iceberg::{
-    CatalogConfig, CommitOutcome, Committer, IcebergError, PartitionField, PendingCommit,
-    TableSpec, connect,
-};
+use kappa_iceberg::{CommitOutcome, Committer, IcebergError, TableSpec};
 use kappa_metrics::Metrics;
 
 struct Env {
@@ -25,37 +23,11 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CatalogConfig {
-        name: "kappa".into(),
-        uri: format!("sqlite://{}/catalog.db", dir.path().display()),
-        warehouse: format!("file://{}/warehouse", dir.path().display()),
-        properties: HashMap::new(),
-    };
-    let catalog = connect(&config).await.unwrap();
-    let schema = iceberg::spec::Schema::builder()
-        .with_fields(vec![
-            NestedField::required(1, "v", Type::Primitive(PrimitiveType::String)).into(),
-            NestedField::required(2, "_kafka_partition", Type::Primitive(PrimitiveType::Int))
-                .into(),
-            NestedField::required(3, "_kafka_offset", Type::Primitive(PrimitiveType::Long)).into(),
-        ])
-        .build()
-        .unwrap();
-    let spec = TableSpec {
-        namespace: "test".into(),
-        name: "events".into(),
-        schema,
-        partition_by: vec![PartitionField {
-            column: "_kafka_partition".into(),
-            transform: Transform::Identity,
-        }],
-        properties: HashMap::new(),
-    };
+    let (dir, _, catalog) = common::sqlite_catalog().await;
     Env {
         _dir: dir,
         catalog,
-        spec,
+        spec: common::events_spec(),
     }
 }
 
@@ -146,30 +118,6 @@ impl Env {
         snapshot.summary().additional_properties["total-records"]
             .parse()
             .unwrap()
-    }
-}
-
-fn pending(partition: i32, start: i64, end: i64) -> PendingCommit {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("v", DataType::Utf8, false),
-        Field::new("_kafka_partition", DataType::Int32, false),
-        Field::new("_kafka_offset", DataType::Int64, false),
-    ]));
-    let offsets: Vec<i64> = (start..end).collect();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            offsets.iter().map(|o| format!("row-{o}")),
-        )),
-        Arc::new(Int32Array::from(vec![partition; offsets.len()])),
-        Arc::new(Int64Array::from(offsets)),
-    ];
-    PendingCommit {
-        input: BTreeMap::from([(
-            TopicPartition::new("t", partition),
-            OffsetRange::new(start, end),
-        )]),
-        batches: vec![RecordBatch::try_new(schema, columns).unwrap()],
-        ..PendingCommit::default()
     }
 }
 

@@ -1,0 +1,294 @@
+//! Kappa's own snapshot producer: the snapshots iceberg-rust 0.10 cannot make yet.
+//!
+//! iceberg-rust 0.10 commits only fast appends through its `Transaction`, and the types that
+//! would let a caller add other changes (`TableCommit`'s builder, `TransactionAction`) are
+//! crate-private. Backfills must replace day partitions atomically, on a branch first and on
+//! `main` at publish ([ADR 0008](../../../../docs/adr/0008-own-snapshot-producer.md)). This
+//! module builds those snapshots from iceberg-rust's public spec types and commits them through
+//! the catalog's own atomic primitive:
+//!
+//! ```text
+//!  stage(table, NewSnapshot)                 stage_fast_forward(table, branch)
+//!    manifests: untouched ones by reference,    main := the branch's head, which must
+//!    rewritten ones with replaced entries          descend from main's head
+//!    DELETED, one of ADDED files
+//!    manifest list, snapshot + summary totals
+//!    new metadata file (nothing visible yet) ─────────┐
+//!                                                     ▼
+//!  CatalogCommitter::swap(staged): compare-and-swap of the table's metadata location
+//!    (SQL catalog: the iceberg_tables row) ──► Committed | Conflict | Unknown
+//! ```
+//!
+//! A conflict means another commit moved the table since the base was loaded: reload, stage
+//! again. An unknown outcome (the connection failed around the swap) is settled by reloading and
+//! comparing the table's metadata location with the staged one. Files of a staging that is not
+//! committed are deleted with [`discard`].
+//!
+//! Only what Kappa writes is supported: format v2 tables, data files only (no delete files), one
+//! partition spec. It is small on purpose, to be deleted when iceberg-rust grows these actions.
+
+mod manifests;
+mod sql;
+mod summary;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use iceberg::MetadataLocation;
+use iceberg::spec::{
+    DataFile, FormatVersion, MAIN_BRANCH, Operation, Snapshot, SnapshotReference,
+    SnapshotRetention, Struct, Summary, TableMetadata,
+};
+use iceberg::table::Table;
+
+use crate::commit::table_name;
+use crate::error::IcebergError;
+
+pub use sql::{CatalogCommitter, Swap};
+
+/// What a snapshot does to its branch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Adds the files (operation `append`).
+    Append,
+    /// Deletes every live data file whose partition value is one of these (of the table's
+    /// default partition spec) and adds the files (operation `overwrite`, summary
+    /// `replace-partitions = true`, as Spark's and Java's `ReplacePartitions` write it).
+    ReplacePartitions(Vec<Struct>),
+}
+
+/// One snapshot to stage.
+#[derive(Debug, Clone)]
+pub struct NewSnapshot {
+    /// The branch it goes on; a branch that does not exist yet starts at `main`'s head.
+    pub branch: String,
+    /// What it does.
+    pub change: Change,
+    /// Data files it adds (already written, of the table's default partition spec).
+    pub files: Vec<DataFile>,
+    /// Extra summary properties (`kappa.*`).
+    pub summary: HashMap<String, String>,
+    /// Table properties set in the same commit.
+    pub properties: HashMap<String, String>,
+}
+
+/// A commit staged: its files are written, nothing is visible until
+/// [`CatalogCommitter::swap`] swaps `location` in for `base_location`.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The metadata file the commit must replace (the compare of the compare-and-swap).
+    pub base_location: String,
+    /// The new metadata file.
+    pub location: String,
+    /// The new metadata.
+    pub metadata: TableMetadata,
+    /// The snapshot it adds (none for a fast-forward).
+    pub snapshot_id: Option<i64>,
+    /// Files the staging wrote (manifests, manifest list, metadata), deleted by [`discard`].
+    pub written: Vec<String>,
+}
+
+fn invalid(table: &Table, message: impl Into<String>) -> IcebergError {
+    IcebergError::Invalid {
+        table: table_name(table.identifier()),
+        message: message.into(),
+    }
+}
+
+fn failed(table: &Table, operation: &str, source: iceberg::Error) -> IcebergError {
+    IcebergError::Table {
+        table: table_name(table.identifier()),
+        operation: operation.to_string(),
+        source: Box::new(source),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A snapshot id not used in `metadata` (random and positive, as iceberg-rust draws them).
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    loop {
+        let (a, b) = uuid::Uuid::new_v4().as_u64_pair();
+        let id = ((a ^ b) & (i64::MAX as u64)) as i64;
+        if id != 0 && metadata.snapshot_by_id(id).is_none() {
+            return id;
+        }
+    }
+}
+
+/// Stages `new` on `table` (as loaded: its metadata is the base).
+pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergError> {
+    let metadata = table.metadata();
+    if metadata.format_version() != FormatVersion::V2 {
+        return Err(invalid(
+            table,
+            format!(
+                "the snapshot producer writes format v2 tables only; this one is {}",
+                metadata.format_version()
+            ),
+        ));
+    }
+    let base_location = table
+        .metadata_location_result()
+        .map_err(|e| failed(table, "staging a snapshot", e))?
+        .to_string();
+    let parent = metadata
+        .snapshot_for_ref(&new.branch)
+        .or_else(|| metadata.snapshot_for_ref(MAIN_BRANCH))
+        .cloned();
+    let snapshot_id = new_snapshot_id(metadata);
+    let sequence_number = metadata.next_sequence_number();
+    let commit = uuid::Uuid::now_v7();
+    let replaced = match &new.change {
+        Change::Append => None,
+        Change::ReplacePartitions(values) => Some(values.iter().cloned().collect()),
+    };
+    let written = manifests::write(
+        table,
+        parent.as_ref(),
+        manifests::Plan {
+            snapshot_id,
+            sequence_number,
+            commit,
+            replaced: replaced.as_ref(),
+            files: &new.files,
+        },
+    )
+    .await?;
+    let mut properties = new.summary;
+    properties.extend(written.summary);
+    if replaced.is_some() {
+        properties.insert("replace-partitions".into(), "true".into());
+    }
+    summary::update_totals(&mut properties, parent.as_ref().map(|s| s.summary()));
+    let operation = match new.change {
+        Change::Append => Operation::Append,
+        Change::ReplacePartitions(_) => Operation::Overwrite,
+    };
+    let snapshot = Snapshot::builder()
+        .with_snapshot_id(snapshot_id)
+        .with_parent_snapshot_id(parent.as_ref().map(|s| s.snapshot_id()))
+        .with_sequence_number(sequence_number)
+        .with_timestamp_ms(now_ms().max(metadata.last_updated_ms()))
+        .with_manifest_list(written.manifest_list.clone())
+        .with_summary(Summary {
+            operation,
+            additional_properties: properties,
+        })
+        .with_schema_id(metadata.current_schema_id())
+        .build();
+    let mut builder = metadata
+        .clone()
+        .into_builder(Some(base_location.clone()))
+        .set_branch_snapshot(snapshot, &new.branch)
+        .map_err(|e| failed(table, "staging a snapshot", e))?;
+    if !new.properties.is_empty() {
+        builder = builder
+            .set_properties(new.properties)
+            .map_err(|e| failed(table, "staging a snapshot", e))?;
+    }
+    let mut files = written.files;
+    let staged = write_metadata(table, base_location, builder, &mut files).await?;
+    Ok(Staged {
+        snapshot_id: Some(snapshot_id),
+        written: files,
+        ..staged
+    })
+}
+
+/// Stages moving `main` to `branch`'s head: a fast-forward, refused unless that head descends
+/// from `main`'s head (the branch was made from `main` and nothing else was committed to `main`
+/// since). `properties` are set in the same commit.
+pub async fn stage_fast_forward(
+    table: &Table,
+    branch: &str,
+    properties: HashMap<String, String>,
+) -> Result<Staged, IcebergError> {
+    let metadata = table.metadata();
+    let base_location = table
+        .metadata_location_result()
+        .map_err(|e| failed(table, "staging a fast-forward", e))?
+        .to_string();
+    let Some(head) = metadata.snapshot_for_ref(branch).map(|s| s.snapshot_id()) else {
+        return Err(invalid(table, format!("branch {branch:?} does not exist")));
+    };
+    if let Some(main) = metadata.current_snapshot_id() {
+        let descends = crate::state::ancestry_of(metadata, head).any(|s| s.snapshot_id() == main);
+        if !descends {
+            return Err(invalid(
+                table,
+                format!(
+                    "main (snapshot {main}) is not an ancestor of branch {branch:?} (snapshot \
+                     {head}): main moved since the branch was made, so it cannot be \
+                     fast-forwarded"
+                ),
+            ));
+        }
+    }
+    let mut builder = metadata
+        .clone()
+        .into_builder(Some(base_location.clone()))
+        .set_ref(
+            MAIN_BRANCH,
+            SnapshotReference::new(head, SnapshotRetention::branch(None, None, None)),
+        )
+        .map_err(|e| failed(table, "staging a fast-forward", e))?;
+    if !properties.is_empty() {
+        builder = builder
+            .set_properties(properties)
+            .map_err(|e| failed(table, "staging a fast-forward", e))?;
+    }
+    let mut files = Vec::new();
+    let staged = write_metadata(table, base_location, builder, &mut files).await?;
+    Ok(Staged {
+        written: files,
+        ..staged
+    })
+}
+
+/// Builds the new metadata and writes its file next to the base's (the next version).
+async fn write_metadata(
+    table: &Table,
+    base_location: String,
+    builder: iceberg::spec::TableMetadataBuilder,
+    files: &mut Vec<String>,
+) -> Result<Staged, IcebergError> {
+    let metadata = builder
+        .build()
+        .map_err(|e| failed(table, "building the new metadata", e))?
+        .metadata;
+    let location = MetadataLocation::from_str(&base_location)
+        .map_err(|e| failed(table, "naming the new metadata file", e))?
+        .with_next_version()
+        .with_new_metadata(&metadata);
+    if let Err(e) = metadata.write_to(table.file_io(), &location).await {
+        discard_files(table, files).await;
+        return Err(failed(table, "writing the new metadata file", e));
+    }
+    files.push(location.to_string());
+    Ok(Staged {
+        base_location,
+        location: location.to_string(),
+        metadata,
+        snapshot_id: None,
+        written: Vec::new(),
+    })
+}
+
+/// Deletes the files of a staging that was not committed (best effort: an orphan is harmless,
+/// no snapshot references it).
+pub async fn discard(table: &Table, staged: &Staged) {
+    discard_files(table, &staged.written).await;
+}
+
+async fn discard_files(table: &Table, files: &[String]) {
+    for path in files {
+        if let Err(e) = table.file_io().delete(path).await {
+            tracing::debug!(path, error = %e, "could not delete a staged file");
+        }
+    }
+}

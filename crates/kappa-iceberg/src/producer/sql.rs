@@ -1,0 +1,155 @@
+//! The SQL catalog's atomic primitive: compare-and-swap of the table's row in `iceberg_tables`.
+//!
+//! The same statement iceberg-catalog-sql's `update_table` runs, but on the base Kappa staged
+//! against (that library applies a commit to the table as it loads it itself, so only the
+//! requirements it is given guard the base).
+
+use iceberg::TableIdent;
+use sqlx::Executor as _;
+
+use super::Staged;
+use crate::catalog::{CatalogConfig, redact_uri};
+use crate::error::IcebergError;
+
+/// How a swap ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The table now points at the staged metadata.
+    Committed,
+    /// The table no longer points at the staged base: another commit came first. Nothing
+    /// changed.
+    Conflict,
+    /// The statement failed in a way that does not say whether it was applied: reload the table
+    /// and compare its metadata location with the staged one.
+    Unknown(String),
+}
+
+enum Pool {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// Commits staged metadata to a SQL catalog (SQLite or PostgreSQL).
+pub struct CatalogCommitter {
+    pool: Pool,
+    catalog: String,
+}
+
+impl std::fmt::Debug for CatalogCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogCommitter")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+const SWAP: &str = "UPDATE iceberg_tables \
+     SET metadata_location = ?, previous_metadata_location = ? \
+     WHERE catalog_name = ? AND table_name = ? AND table_namespace = ? \
+       AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL) \
+       AND metadata_location = ?";
+
+/// `?` placeholders numbered `$1..$n` (PostgreSQL).
+fn numbered(statement: &str) -> String {
+    let mut n = 0;
+    statement
+        .chars()
+        .map(|c| {
+            if c == '?' {
+                n += 1;
+                format!("${n}")
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+impl CatalogCommitter {
+    /// Connects to the catalog database of `config` (the catalog must exist: tables were
+    /// created through [`crate::connect`]).
+    pub async fn connect(config: &CatalogConfig) -> Result<Self, IcebergError> {
+        let failed = |e: sqlx::Error| IcebergError::Catalog {
+            uri: redact_uri(&config.uri),
+            operation: "connecting for a snapshot commit".into(),
+            source: Box::new(iceberg::Error::new(
+                iceberg::ErrorKind::Unexpected,
+                kappa_core::redact::redact(&e.to_string()),
+            )),
+        };
+        let pool = if config.uri.starts_with("sqlite://") {
+            let options =
+                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&config.uri)
+                    .map_err(failed)?
+                    .busy_timeout(std::time::Duration::from_secs(30));
+            Pool::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options)
+                    .await
+                    .map_err(failed)?,
+            )
+        } else {
+            Pool::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(&config.uri)
+                    .await
+                    .map_err(failed)?,
+            )
+        };
+        Ok(Self {
+            pool,
+            catalog: config.name.clone(),
+        })
+    }
+
+    /// Swaps `staged` in for its base, if the table still points at the base.
+    pub async fn swap(&self, ident: &TableIdent, staged: &Staged) -> Swap {
+        let namespace = ident.namespace().join(".");
+        let args = [
+            staged.location.as_str(),
+            staged.base_location.as_str(),
+            self.catalog.as_str(),
+            ident.name(),
+            namespace.as_str(),
+            staged.base_location.as_str(),
+        ];
+        let result = match &self.pool {
+            Pool::Sqlite(pool) => {
+                let mut query = sqlx::query(SWAP);
+                for arg in args {
+                    query = query.bind(arg);
+                }
+                pool.execute(query).await.map(|r| r.rows_affected())
+            }
+            Pool::Postgres(pool) => {
+                let statement = numbered(SWAP);
+                let mut query = sqlx::query(&statement);
+                for arg in args {
+                    query = query.bind(arg);
+                }
+                pool.execute(query).await.map(|r| r.rows_affected())
+            }
+        };
+        match result {
+            Ok(1) => Swap::Committed,
+            Ok(0) => Swap::Conflict,
+            Ok(n) => Swap::Unknown(format!("{n} catalog rows matched one table")),
+            Err(e) => Swap::Unknown(kappa_core::redact::redact(&e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order() {
+        let statement = numbered(SWAP);
+        assert!(statement.contains("metadata_location = $1"), "{statement}");
+        assert!(statement.ends_with("metadata_location = $6"), "{statement}");
+        assert!(!statement.contains('?'));
+    }
+}

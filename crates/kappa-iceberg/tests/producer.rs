@@ -1,0 +1,306 @@
+//! The snapshot producer against a real SQL catalog (SQLite file) and a local warehouse:
+//! partition replacement on `main` and on a branch, fast-forward, and the compare-and-swap that
+//! refuses a moved base. Expectations come from the rows written, read back by a table scan.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{batch, pending};
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use futures::TryStreamExt;
+use iceberg::spec::{DataFile, Literal, Operation, Struct};
+use iceberg::table::Table;
+use iceberg::{Catalog, TableIdent};
+use kappa_core::TopicPartition;
+use kappa_iceberg::producer::{
+    CatalogCommitter, Change, NewSnapshot, Swap, discard, stage, stage_fast_forward,
+};
+use kappa_iceberg::table::ensure_table;
+use kappa_iceberg::writer::{WriterOptions, write_data_files};
+use kappa_iceberg::{Committer, IcebergError, TableState};
+
+struct Env {
+    _dir: tempfile::TempDir,
+    catalog: Arc<dyn Catalog>,
+    ident: TableIdent,
+    committer: Committer,
+    swap: CatalogCommitter,
+}
+
+async fn env() -> Env {
+    let (dir, config, catalog) = common::sqlite_catalog().await;
+    let spec = common::events_spec();
+    let table = ensure_table(catalog.as_ref(), &spec).await.unwrap();
+    let committer =
+        Committer::new(catalog.clone(), table, "p", WriterOptions::default(), 5).unwrap();
+    let swap = CatalogCommitter::connect(&config).await.unwrap();
+    Env {
+        _dir: dir,
+        ident: spec.ident().unwrap(),
+        catalog,
+        committer,
+        swap,
+    }
+}
+
+fn partition(p: i32) -> Struct {
+    Struct::from_iter([Some(Literal::int(p))])
+}
+
+impl Env {
+    async fn table(&self) -> Table {
+        self.catalog.load_table(&self.ident).await.unwrap()
+    }
+
+    async fn write(&self, batches: &[RecordBatch]) -> Vec<DataFile> {
+        let table = self.table().await;
+        write_data_files(&table, batches, "backfill", &WriterOptions::default())
+            .await
+            .unwrap()
+    }
+
+    /// Values per Kafka partition of the snapshot (`main`'s head when `None`).
+    async fn rows(&self, snapshot: Option<i64>) -> BTreeMap<i32, BTreeSet<String>> {
+        let table = self.table().await;
+        let mut scan = table.scan().select_all();
+        if let Some(id) = snapshot {
+            scan = scan.snapshot_id(id);
+        }
+        let batches: Vec<RecordBatch> = scan
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut rows: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+        for b in batches {
+            let values = b.column_by_name("v").unwrap().as_string::<i32>();
+            let partitions = b
+                .column_by_name("_kafka_partition")
+                .unwrap()
+                .as_primitive::<Int32Type>();
+            for i in 0..b.num_rows() {
+                rows.entry(partitions.value(i))
+                    .or_default()
+                    .insert(values.value(i).to_string());
+            }
+        }
+        rows
+    }
+
+    /// Live data file paths per Kafka partition of `main`'s head.
+    async fn files(&self) -> BTreeMap<i32, BTreeSet<String>> {
+        let table = self.table().await;
+        let tasks: Vec<_> = table
+            .scan()
+            .select_all()
+            .build()
+            .unwrap()
+            .plan_files()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut files: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+        for task in tasks {
+            let p = match task
+                .partition
+                .as_ref()
+                .and_then(|s| s.fields().first().cloned())
+            {
+                Some(Some(Literal::Primitive(iceberg::spec::PrimitiveLiteral::Int(p)))) => p,
+                other => panic!("partition value {other:?}"),
+            };
+            files
+                .entry(p)
+                .or_default()
+                .insert(task.data_file_path.clone());
+        }
+        files
+    }
+
+    /// Three partitions of 10 rows each, one commit each, through the pipeline's committer.
+    async fn three_partitions(&mut self) {
+        for p in 0..3 {
+            self.committer.commit(pending(p, 0, 10)).await.unwrap();
+        }
+    }
+}
+
+/// A snapshot on `branch` that replaces `partitions` with `files`.
+fn replacing(branch: &str, partitions: &[i32], files: Vec<DataFile>) -> NewSnapshot {
+    NewSnapshot {
+        branch: branch.into(),
+        change: Change::ReplacePartitions(partitions.iter().map(|p| partition(*p)).collect()),
+        files,
+        summary: HashMap::new(),
+        properties: HashMap::new(),
+    }
+}
+
+fn values(tag: &str, start: i64, end: i64) -> BTreeSet<String> {
+    (start..end).map(|o| format!("{tag}-{o}")).collect()
+}
+
+#[tokio::test]
+async fn replacing_a_partition_rewrites_only_it_with_summary_totals_that_add_up() {
+    let mut env = env().await;
+    env.three_partitions().await;
+    let files_before = env.files().await;
+    let new = env.write(&[batch(1, 0, 4, "new")]).await;
+    let table = env.table().await;
+    let staged = stage(
+        &table,
+        NewSnapshot {
+            summary: HashMap::from([("kappa.backfill".into(), "b1".into())]),
+            ..replacing("main", &[1], new)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+
+    let rows = env.rows(None).await;
+    assert_eq!(rows[&0], values("row", 0, 10));
+    assert_eq!(rows[&1], values("new", 0, 4));
+    assert_eq!(rows[&2], values("row", 0, 10));
+    let files_after = env.files().await;
+    assert_eq!(
+        files_after[&0], files_before[&0],
+        "partition 0's file is untouched"
+    );
+    assert_eq!(
+        files_after[&2], files_before[&2],
+        "partition 2's file is untouched"
+    );
+    assert!(files_after[&1].is_disjoint(&files_before[&1]));
+
+    let table = env.table().await;
+    let snapshot = table.metadata().current_snapshot().unwrap();
+    assert_eq!(Some(snapshot.snapshot_id()), staged.snapshot_id);
+    let summary = snapshot.summary();
+    assert_eq!(summary.operation, Operation::Overwrite);
+    let p = &summary.additional_properties;
+    assert_eq!(p["replace-partitions"], "true");
+    assert_eq!(p["kappa.backfill"], "b1");
+    assert_eq!(p["added-records"], "4");
+    assert_eq!(p["deleted-records"], "10");
+    assert_eq!(p["total-records"], "24");
+    assert_eq!(p["total-data-files"], "3");
+    assert_eq!(p["deleted-data-files"], "1");
+    // The pipeline's state is carried over: the commit keeps every table property.
+    let state = TableState::read("test.events", table.metadata(), "p").unwrap();
+    assert_eq!(
+        state.position.next_offset(&TopicPartition::new("t", 1)),
+        Some(10)
+    );
+
+    // Appending through the producer adds to the totals.
+    let more = env.write(&[batch(0, 10, 13, "row")]).await;
+    let staged = stage(
+        &env.table().await,
+        NewSnapshot {
+            branch: "main".into(),
+            change: Change::Append,
+            files: more,
+            summary: HashMap::new(),
+            properties: HashMap::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    let table = env.table().await;
+    let summary = table
+        .metadata()
+        .current_snapshot()
+        .unwrap()
+        .summary()
+        .clone();
+    assert_eq!(summary.operation, Operation::Append);
+    assert_eq!(summary.additional_properties["total-records"], "27");
+    assert_eq!(env.rows(None).await[&0], values("row", 0, 13));
+}
+
+#[tokio::test]
+async fn a_swap_on_a_moved_base_conflicts_changes_nothing_and_leaves_no_file() {
+    let mut env = env().await;
+    env.three_partitions().await;
+    let new = env.write(&[batch(1, 0, 4, "new")]).await;
+    let staged = stage(&env.table().await, replacing("main", &[1], new))
+        .await
+        .unwrap();
+    // The pipeline commits in between: the staged base is stale.
+    env.committer.commit(pending(1, 10, 12)).await.unwrap();
+    let before = env.rows(None).await;
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Conflict);
+    assert_eq!(env.rows(None).await, before);
+    assert!(before[&1].contains("row-11"), "the pipeline's rows stay");
+    let table = env.table().await;
+    discard(&table, &staged).await;
+    for path in &staged.written {
+        assert!(
+            !table.file_io().exists(path).await.unwrap(),
+            "{path} was left behind"
+        );
+    }
+    // The same swap again still conflicts: the compare is on the staged base.
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Conflict);
+}
+
+#[tokio::test]
+async fn a_branch_stays_invisible_on_main_until_main_is_fast_forwarded_to_it() {
+    let mut env = env().await;
+    env.three_partitions().await;
+    let old = env.rows(None).await;
+    let new = env.write(&[batch(2, 0, 5, "new")]).await;
+    let staged = stage(&env.table().await, replacing("backfill-1", &[2], new))
+        .await
+        .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    assert_eq!(env.rows(None).await, old, "main does not see the branch");
+    let branch = env.rows(staged.snapshot_id).await;
+    assert_eq!(branch[&2], values("new", 0, 5));
+    assert_eq!(branch[&0], old[&0]);
+
+    let table = env.table().await;
+    let forward = stage_fast_forward(
+        &table,
+        "backfill-1",
+        HashMap::from([("kappa.published".into(), "backfill-1".into())]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &forward).await, Swap::Committed);
+    assert_eq!(env.rows(None).await, branch, "main is the branch now");
+    let table = env.table().await;
+    assert_eq!(table.metadata().current_snapshot_id(), staged.snapshot_id);
+    assert_eq!(
+        table.metadata().properties()["kappa.published"],
+        "backfill-1"
+    );
+
+    // A branch made before main moved cannot be fast-forwarded onto it.
+    let new = env.write(&[batch(0, 0, 2, "new")]).await;
+    let staged = stage(&env.table().await, replacing("backfill-2", &[0], new))
+        .await
+        .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    env.committer.reload().await.unwrap();
+    env.committer.commit(pending(1, 10, 12)).await.unwrap();
+    let refused = stage_fast_forward(&env.table().await, "backfill-2", HashMap::new()).await;
+    assert!(
+        matches!(&refused, Err(IcebergError::Invalid { message, .. }) if message.contains("not an ancestor")),
+        "{refused:?}"
+    );
+}

@@ -1,0 +1,133 @@
+//! Kappa's own snapshot producer (`kappa_iceberg::producer`) writes tables that the query engines
+//! read: one day partition of a table `kappa replay` filled is replaced, and PyIceberg and
+//! DuckDB read back exactly the new rows of that day and the old rows of every other day.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+use arrow_array::{BooleanArray, RecordBatch};
+use futures::TryStreamExt;
+use iceberg::TableIdent;
+use iceberg::spec::{Literal, PrimitiveLiteral};
+use kappa_iceberg::producer::{CatalogCommitter, Change, NewSnapshot, Swap, stage};
+use kappa_iceberg::writer::{WriterOptions, write_data_files};
+use kappa_iceberg::{CatalogConfig, connect};
+use kappa_integration_tests::Scene;
+use kappa_synth::{ArchiveOptions, HistorySpec};
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+#[test]
+fn a_day_partition_replaced_by_the_producer_reads_back_in_pyiceberg_and_duckdb() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec {
+            days: 3,
+            ..HistorySpec::new(6_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let config = scene.config("");
+    kappa_integration_tests::replay(&config, &[]);
+    let before = scene.read("pyiceberg", "orders");
+    assert_eq!(before["rows"].as_u64(), Some(expected.rows));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Replace the day of the first data file with every other row of that day.
+    let (day_rows, kept) = runtime.block_on(async {
+        let catalog_config = CatalogConfig {
+            name: "kappa".into(),
+            uri: scene.catalog_uri.clone(),
+            warehouse: scene.warehouse.clone(),
+            properties: HashMap::new(),
+        };
+        let catalog = connect(&catalog_config).await.unwrap();
+        let ident = TableIdent::from_strs([scene.namespace.as_str(), "orders"]).unwrap();
+        let table = catalog.load_table(&ident).await.unwrap();
+        let scan = table.scan().select_all().build().unwrap();
+        let tasks: Vec<_> = scan
+            .plan_files()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let partition = tasks[0].partition.clone().unwrap();
+        let day = match partition.fields().first() {
+            Some(Some(Literal::Primitive(PrimitiveLiteral::Int(day)))) => i64::from(*day),
+            other => panic!("a day partition value, not {other:?}"),
+        };
+        let batches: Vec<RecordBatch> = table
+            .scan()
+            .select_all()
+            .build()
+            .unwrap()
+            .to_arrow()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let mut day_rows = 0;
+        let mut kept = Vec::new();
+        for batch in &batches {
+            let times = batch
+                .column_by_name("event_time")
+                .unwrap()
+                .as_primitive::<TimestampMicrosecondType>();
+            let offsets = batch
+                .column_by_name("_kafka_offset")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let in_day: Vec<bool> = (0..batch.num_rows())
+                .map(|i| times.value(i).div_euclid(DAY_MICROS) == day)
+                .collect();
+            day_rows += in_day.iter().filter(|d| **d).count() as u64;
+            let mask: BooleanArray = (0..batch.num_rows())
+                .map(|i| Some(in_day[i] && offsets.value(i) % 2 == 0))
+                .collect();
+            let filtered = arrow_select::filter::filter_record_batch(batch, &mask).unwrap();
+            if filtered.num_rows() > 0 {
+                kept.push(filtered);
+            }
+        }
+        let kept_rows: u64 = kept.iter().map(|b| b.num_rows() as u64).sum();
+        assert!(day_rows > 0 && kept_rows > 0 && kept_rows < day_rows);
+        let files = write_data_files(&table, &kept, "producer-test", &WriterOptions::default())
+            .await
+            .unwrap();
+        let staged = stage(
+            &table,
+            NewSnapshot {
+                branch: "main".into(),
+                change: Change::ReplacePartitions(vec![partition]),
+                files,
+                summary: HashMap::from([("kappa.test".into(), "replace".into())]),
+                properties: HashMap::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let committer = CatalogCommitter::connect(&catalog_config).await.unwrap();
+        assert_eq!(committer.swap(&ident, &staged).await, Swap::Committed);
+        (day_rows, kept_rows)
+    });
+
+    for engine in ["pyiceberg", "duckdb"] {
+        let read = scene.read(engine, "orders");
+        assert_eq!(
+            read["rows"].as_u64(),
+            Some(expected.rows - day_rows + kept),
+            "{engine}: {read}"
+        );
+        assert_eq!(
+            read["distinct_event_ids"], read["rows"],
+            "{engine}: no row twice"
+        );
+    }
+}
