@@ -1248,3 +1248,113 @@ print(json.dumps([[r["kafka_partition"], r["kafka_offset"], r["object_key"], r["
     );
     assert!(letter[4].as_u64().unwrap() > 0, "raw bytes kept");
 }
+
+/// `kappa diff`: a shadow table replayed from the same archive matches day by day (exit 0); a
+/// shadow that lacks one Kafka partition differs on exactly the days that partition's events fall
+/// on, by exactly their number of rows (exit 5, the days named). The expectation is counted from
+/// the generated messages.
+#[test]
+fn kappa_diff_matches_a_faithful_shadow_and_names_the_days_a_partial_one_misses() {
+    use std::collections::BTreeMap;
+    let scene = Scene::local();
+    let spec = HistorySpec {
+        days: 3,
+        partitions: 3,
+        ..HistorySpec::new(3_000)
+    };
+    let messages: Vec<kappa_synth::Message> =
+        kappa_synth::History::new(spec.clone()).unwrap().collect();
+    scene.write_local_archive(spec, ArchiveOptions::default());
+    let config = scene.config("");
+    replay(&config, &[]);
+    let shadow = config.with_file_name("shadow.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let renamed = text.replacen(
+        &format!(
+            "[table]\nnamespace = \"{}\"\nname = \"orders\"",
+            scene.namespace
+        ),
+        &format!(
+            "[table]\nnamespace = \"{}\"\nname = \"orders_shadow\"",
+            scene.namespace
+        ),
+        1,
+    );
+    assert_ne!(renamed, text);
+    std::fs::write(&shadow, renamed).unwrap();
+    replay(&shadow, &["--partitions", "0,1"]);
+
+    // The rows partition 2 gives each day.
+    let mut per_day: BTreeMap<i64, kappa_synth::Tally> = BTreeMap::new();
+    for m in messages.iter().filter(|m| m.partition == 2) {
+        if let Some(event) = &m.event {
+            per_day
+                .entry(event.event_time_ms.div_euclid(86_400_000))
+                .or_default()
+                .add(m);
+        }
+    }
+    let diff = |extra: &[&str]| {
+        let path = config.display().to_string();
+        let mut args = vec!["diff", "-c", &path, "--other", "orders_shadow", "--json"];
+        args.extend_from_slice(extra);
+        let out = kappa(&args, &[]);
+        let report: serde_json::Value =
+            serde_json::from_slice(kappa_integration_tests::last_line(&out.stdout)).unwrap();
+        (
+            out.status.code(),
+            report,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, report, stderr) = diff(&[]);
+    assert_eq!(code, Some(5), "{report} {stderr}");
+    assert_eq!(report["matches"], false);
+    assert_eq!(report["compared_on"], "event_id");
+    let days = report["days"].as_array().unwrap();
+    let missing: u64 = per_day.values().map(|t| t.finish().rows).sum();
+    assert!(missing > 0);
+    let mut seen = 0;
+    for day in days {
+        let name = day["day"].as_str().unwrap();
+        let number = chrono_day(name);
+        let want = per_day.get(&number).map_or(0, |t| t.finish().rows);
+        assert_eq!(day["missing_in_other"].as_u64(), Some(want), "{day}");
+        assert_eq!(day["extra_in_other"].as_u64(), Some(0), "{day}");
+        assert_eq!(
+            day["rows"].as_u64().unwrap() - day["other_rows"].as_u64().unwrap(),
+            want,
+            "{day}"
+        );
+        assert_eq!(day["matches"], want == 0, "{day}");
+        seen += want;
+    }
+    assert_eq!(seen, missing, "every missing row is on a day of the report");
+    assert!(stderr.contains("differ on"), "{stderr}");
+
+    // The text form names the differing days.
+    let path = config.display().to_string();
+    let text = kappa(&["diff", "-c", &path, "--other", "orders_shadow"], &[]);
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains("rows missing in"), "{stdout}");
+
+    // Once the shadow holds partition 2 too, every day matches.
+    replay(&shadow, &["--partitions", "2"]);
+    let (code, report, stderr) = diff(&[]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert_eq!(report["matches"], true);
+}
+
+/// Days since 1970-01-01 of `YYYY-MM-DD`.
+fn chrono_day(text: &str) -> i64 {
+    let parts: Vec<i64> = text.split('-').map(|p| p.parse().unwrap()).collect();
+    let (y, m, d) = (parts[0], parts[1], parts[2]);
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}

@@ -7,6 +7,7 @@
 //! - [`writer`]: Arrow batches → partitioned Parquet data files;
 //! - [`state`]: the pipeline's state (offsets, watermark) read back from the snapshot ancestry;
 //! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O);
+//! - [`diff`]: two tables compared day by day (`kappa diff`);
 //! - [`producer`]: Kappa's own snapshot producer (partition replacement, branches,
 //!   fast-forward), for what iceberg-rust's `Transaction` cannot commit yet.
 //!
@@ -16,6 +17,7 @@
 pub mod catalog;
 pub mod commit;
 pub mod days;
+pub mod diff;
 mod error;
 pub mod producer;
 pub mod recovery;

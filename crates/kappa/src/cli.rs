@@ -33,6 +33,11 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Offsets, watermark, freshness and last commits, read from the table.
     Status(ConfigArgs),
+    /// Compare the pipeline's table with another table of the same catalog, day by day of the
+    /// event time, on the dedup key: rows, keys missing and extra, sums of integer columns.
+    /// Exit 0 when every day matches, 5 when one differs (the shadow-write check before a
+    /// cut-over to a new logic version).
+    Diff(DiffArgs),
     /// Schema registry tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -58,6 +63,20 @@ pub enum StateCommand {
     /// decide, recorded in the state. Forward skips the offsets in between (never ingested);
     /// backward needs --rewind. Restart the pipeline afterwards.
     Skip(StateSkipArgs),
+}
+
+/// `kappa diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Configuration (its `[table]` is the first table).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The other table: `NAMESPACE.TABLE`, or `TABLE` in the pipeline's namespace.
+    #[arg(long)]
+    pub other: String,
+    /// The key column (default: the logic's dedup key, `event_id` for `orders`).
+    #[arg(long)]
+    pub key: Option<String>,
 }
 
 /// `kappa state skip`.
@@ -270,6 +289,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => crate::live::run(args).await,
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
+        Command::Diff(args) => crate::diff::run(args).await,
         Command::Quality(QualityCommand::Report(args)) => crate::quality::report(args).await,
         Command::Quality(QualityCommand::Override(args)) => {
             crate::quality::override_block(args).await

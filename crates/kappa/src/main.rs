@@ -3,6 +3,7 @@
 
 mod cli;
 mod demo;
+mod diff;
 mod endpoint;
 mod live;
 mod output;
@@ -30,6 +31,8 @@ pub mod exit {
     pub const BLOCKED: u8 = 3;
     /// A schema is not compatible.
     pub const SCHEMA: u8 = 4;
+    /// `kappa diff`: the tables differ.
+    pub const DIFFER: u8 = 5;
 }
 
 /// An error for the user: the message and the exit code.
