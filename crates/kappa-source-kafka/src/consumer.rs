@@ -155,7 +155,7 @@ impl ConsumerContext for KappaContext {
                 if let Ok(mut a) = self.assignment.lock() {
                     a.clear();
                 }
-                // Another replica may get them: its to report.
+                // Another replica may get them: theirs to report now.
                 self.set_stopped(BTreeMap::new());
                 let _ = self.events.blocking_send(Polled::Reassigned {
                     epoch,
@@ -426,6 +426,8 @@ const LINGER_EVERY: usize = 64;
 const IDLE_EVERY: Duration = Duration::from_millis(250);
 /// Minimum time between two warnings about the same consumer error.
 const WARN_EVERY: Duration = Duration::from_secs(5);
+/// Refused fetch offsets are handled at most this often.
+const REFUSED_EVERY: Duration = Duration::from_secs(1);
 /// How often a shard looks for partitions added to the topic.
 const PARTITIONS_EVERY: Duration = Duration::from_secs(30);
 /// How often the consumer lag (broker high watermark − the table's position) is measured.
@@ -568,8 +570,14 @@ impl Poller {
                     if matches!(
                         code,
                         Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::LogTruncation)
-                    ) && last_refused.is_none_or(|t| t.elapsed() >= WARN_EVERY)
-                    {
+                    ) {
+                        // Every refusal is handled (one left alone would leave its partition
+                        // unread, silently), at most one a second.
+                        if let Some(wait) =
+                            last_refused.and_then(|t| REFUSED_EVERY.checked_sub(t.elapsed()))
+                        {
+                            std::thread::sleep(wait);
+                        }
                         last_refused = Some(Instant::now());
                         self.offset_refused(&expected, &e);
                     }
