@@ -1,6 +1,7 @@
 //! Kappa's own snapshot producer (`kappa_iceberg::producer`) writes tables that the query engines
 //! read: the largest day partition of a table `kappa replay` filled is replaced, and PyIceberg and
-//! DuckDB read back exactly the new rows of that day and the old rows of every other day.
+//! DuckDB read back exactly the new rows of that day and the old rows of every other day. On a
+//! local SQLite catalog and on PostgreSQL with the warehouse on S3 (the swap's `$n` statement).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -14,7 +15,7 @@ use iceberg::spec::{Literal, Struct};
 use kappa_iceberg::producer::{CatalogCommitter, Change, NewSnapshot, Swap, stage};
 use kappa_iceberg::writer::{WriterOptions, write_data_files};
 use kappa_iceberg::{CatalogConfig, connect};
-use kappa_integration_tests::Scene;
+use kappa_integration_tests::{Scene, service};
 use kappa_synth::{ArchiveOptions, HistorySpec};
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -22,17 +23,38 @@ const DAY_MICROS: i64 = 86_400_000_000;
 #[test]
 fn a_day_partition_replaced_by_the_producer_reads_back_in_pyiceberg_and_duckdb() {
     let scene = Scene::local();
-    let expected = scene.write_local_archive(
-        HistorySpec {
-            days: 3,
-            ..HistorySpec::new(6_000)
-        },
-        ArchiveOptions::default(),
-    );
+    let expected = scene.write_local_archive(spec(), ArchiveOptions::default());
+    replace_the_largest_day(&scene, expected.rows, HashMap::new());
+}
+
+#[test]
+fn the_same_on_postgres_with_the_warehouse_on_s3() {
+    let scene = Scene::s3_postgres("producer");
+    let expected = scene.write_s3_archive(spec(), ArchiveOptions::default());
+    let s3 = HashMap::from([
+        ("s3.endpoint".to_string(), service("KAPPA_S3_ENDPOINT")),
+        ("s3.region".to_string(), "us-east-1".to_string()),
+        ("s3.access-key-id".to_string(), "test".to_string()),
+        ("s3.secret-access-key".to_string(), "testtest".to_string()),
+        ("s3.path-style-access".to_string(), "true".to_string()),
+    ]);
+    replace_the_largest_day(&scene, expected.rows, s3);
+}
+
+fn spec() -> HistorySpec {
+    HistorySpec {
+        days: 3,
+        ..HistorySpec::new(6_000)
+    }
+}
+
+/// Replays the scene's archive (which gives `rows` rows), replaces the day with the most rows
+/// by every other row of it through the producer, and checks what both engines read.
+fn replace_the_largest_day(scene: &Scene, rows: u64, properties: HashMap<String, String>) {
     let config = scene.config("");
     kappa_integration_tests::replay(&config, &[]);
     let before = scene.read("pyiceberg", "orders");
-    assert_eq!(before["rows"].as_u64(), Some(expected.rows));
+    assert_eq!(before["rows"].as_u64(), Some(rows));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -44,7 +66,7 @@ fn a_day_partition_replaced_by_the_producer_reads_back_in_pyiceberg_and_duckdb()
             name: "kappa".into(),
             uri: scene.catalog_uri.clone(),
             warehouse: scene.warehouse.clone(),
-            properties: HashMap::new(),
+            properties,
         };
         let catalog = connect(&catalog_config).await.unwrap();
         let ident = TableIdent::from_strs([scene.namespace.as_str(), "orders"]).unwrap();
@@ -117,7 +139,7 @@ fn a_day_partition_replaced_by_the_producer_reads_back_in_pyiceberg_and_duckdb()
         let read = scene.read(engine, "orders");
         assert_eq!(
             read["rows"].as_u64(),
-            Some(expected.rows - day_rows + kept),
+            Some(rows - day_rows + kept),
             "{engine}: {read}"
         );
         assert_eq!(
