@@ -19,7 +19,7 @@ use iceberg::table::Table;
 use iceberg::{Catalog, TableIdent};
 use kappa_core::TopicPartition;
 use kappa_iceberg::producer::{
-    CatalogCommitter, Change, NewSnapshot, Swap, discard, stage, stage_fast_forward,
+    CatalogCommitter, Change, NewSnapshot, Swap, discard, landed, stage, stage_fast_forward,
 };
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::{WriterOptions, write_data_files};
@@ -303,4 +303,31 @@ async fn a_branch_stays_invisible_on_main_until_main_is_fast_forwarded_to_it() {
         matches!(&refused, Err(IcebergError::Invalid { message, .. }) if message.contains("not an ancestor")),
         "{refused:?}"
     );
+}
+
+/// After a swap whose outcome is unknown, `landed` tells from the reloaded table whether the
+/// staged commit is in it, also once other commits landed on top.
+#[tokio::test]
+async fn landed_finds_a_commit_under_later_ones_and_not_one_that_lost() {
+    let mut env = env().await;
+    env.three_partitions().await;
+    let new = env.write(&[batch(1, 0, 4, "new")]).await;
+    let won = stage(&env.table().await, replacing("main", &[1], new))
+        .await
+        .unwrap();
+    let new = env.write(&[batch(2, 0, 4, "new")]).await;
+    let lost = stage(&env.table().await, replacing("main", &[2], new))
+        .await
+        .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &won).await, Swap::Committed);
+    assert_eq!(env.swap.swap(&env.ident, &lost).await, Swap::Conflict);
+    assert!(landed(&env.table().await, &won));
+    assert!(!landed(&env.table().await, &lost));
+    // The pipeline commits on top: the won commit is still found.
+    env.committer.reload().await.unwrap();
+    env.committer.commit(pending(0, 10, 12)).await.unwrap();
+    let table = env.table().await;
+    assert_ne!(table.metadata_location(), Some(won.location.as_str()));
+    assert!(landed(&table, &won));
+    assert!(!landed(&table, &lost));
 }

@@ -20,9 +20,9 @@
 //! ```
 //!
 //! A conflict means another commit moved the table since the base was loaded: reload, stage
-//! again. An unknown outcome (the connection failed around the swap) is settled by reloading and
-//! comparing the table's metadata location with the staged one. Files of a staging that is not
-//! committed are deleted with [`discard`].
+//! again. An unknown outcome (the connection failed around the swap) is settled by reloading the
+//! table and asking [`landed`]. Files of a staging that is not committed are deleted with
+//! [`discard`], never those of one whose outcome is unknown and not settled.
 //!
 //! Only what Kappa writes is supported: format v2 tables, data files only (no delete files), one
 //! partition spec. It is small on purpose, to be deleted when iceberg-rust grows these actions.
@@ -277,6 +277,21 @@ async fn write_metadata(
         snapshot_id: None,
         written: Vec::new(),
     })
+}
+
+/// Whether `staged` was committed, for a swap whose outcome is unknown ([`Swap::Unknown`]): the
+/// table (reloaded by the caller) points at its metadata, or lists it among its previous
+/// metadata files, or holds its snapshot (other commits may have landed on top since).
+pub fn landed(current: &Table, staged: &Staged) -> bool {
+    let metadata = current.metadata();
+    current.metadata_location() == Some(staged.location.as_str())
+        || metadata
+            .metadata_log()
+            .iter()
+            .any(|entry| entry.metadata_file == staged.location)
+        || staged
+            .snapshot_id
+            .is_some_and(|id| metadata.snapshot_by_id(id).is_some())
 }
 
 /// Deletes the files of a staging that was not committed (best effort: an orphan is harmless,
