@@ -233,6 +233,11 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
     pub fn foreign(&self, action: &str, table: &str) -> Value {
         self.python_tool("foreign_maintenance.py", action, table, &[])
     }
+
+    /// [`Scene::foreign`] with the action's arguments (`break-days DAY1 DAY2`).
+    pub fn foreign_with(&self, action: &str, table: &str, args: &[&str]) -> Value {
+        self.python_tool("foreign_maintenance.py", action, table, args)
+    }
 }
 
 pub fn last_line(bytes: &[u8]) -> &[u8] {

@@ -33,7 +33,7 @@ impl DayField {
     }
 
     /// The day (days since the epoch) of a data file of this spec.
-    fn day(&self, file: &DataFile) -> Option<i32> {
+    pub fn day(&self, file: &DataFile) -> Option<i32> {
         match file.partition().fields().get(self.index)? {
             Some(Literal::Primitive(PrimitiveLiteral::Int(day))) => Some(*day),
             _ => None,
@@ -51,23 +51,54 @@ impl DayField {
         days
     }
 
+    /// Paths of the live data files of `days` in the table's current snapshot.
+    pub async fn live_files(
+        &self,
+        table: &Table,
+        days: &std::collections::BTreeSet<i32>,
+    ) -> Result<std::collections::HashSet<String>, IcebergError> {
+        let mut live = std::collections::HashSet::new();
+        self.each_live(table, |file| {
+            if self.day(file).is_some_and(|d| days.contains(&d)) {
+                live.insert(file.file_path().to_string());
+            }
+        })
+        .await?;
+        Ok(live)
+    }
+
     /// Rows per day of every live data file of the table's current snapshot.
     pub async fn rows_in(&self, table: &Table) -> Result<BTreeMap<i32, u64>, IcebergError> {
+        let mut days = BTreeMap::new();
+        self.each_live(table, |file| {
+            if let Some(day) = self.day(file) {
+                *days.entry(day).or_insert(0) += file.record_count();
+            }
+        })
+        .await?;
+        Ok(days)
+    }
+
+    /// Calls `each` with every live data file of this spec in the table's current snapshot.
+    async fn each_live(
+        &self,
+        table: &Table,
+        mut each: impl FnMut(&DataFile),
+    ) -> Result<(), IcebergError> {
         let name = crate::commit::table_name(table.identifier());
         let fail = |operation: &str, source: iceberg::Error| IcebergError::Table {
             table: name.clone(),
             operation: operation.to_string(),
             source: Box::new(source),
         };
-        let mut days = BTreeMap::new();
         let Some(snapshot) = table.metadata().current_snapshot() else {
-            return Ok(days);
+            return Ok(());
         };
         let list = table
             .manifest_list_reader(snapshot)
             .load()
             .await
-            .map_err(|e| fail("reading the manifest list for rows per day", e))?;
+            .map_err(|e| fail("reading the manifest list of the day partitions", e))?;
         for manifest in list.entries() {
             if manifest.content != ManifestContentType::Data
                 || manifest.partition_spec_id != self.spec_id
@@ -77,13 +108,11 @@ impl DayField {
             let entries = manifest
                 .load_manifest(table.file_io())
                 .await
-                .map_err(|e| fail("reading a manifest for rows per day", e))?;
+                .map_err(|e| fail("reading a manifest of the day partitions", e))?;
             for entry in entries.entries().iter().filter(|e| e.is_alive()) {
-                if let Some(day) = self.day(entry.data_file()) {
-                    *days.entry(day).or_insert(0) += entry.data_file().record_count();
-                }
+                each(entry.data_file());
             }
         }
-        Ok(days)
+        Ok(())
     }
 }

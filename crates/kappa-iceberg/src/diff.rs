@@ -53,6 +53,136 @@ struct Day {
     sums: BTreeMap<String, i128>,
 }
 
+/// What the comparison measures of one table, per day: filled from a scan ([`DayStats::read`])
+/// or batch by batch ([`DayStats::add`], rows not in a table yet: a backfill's staged files).
+#[derive(Debug)]
+pub struct DayStats {
+    table: String,
+    time_column: String,
+    key_column: String,
+    days: BTreeMap<i32, Day>,
+}
+
+impl DayStats {
+    /// Empty stats of `table` (a name for errors), by `time_column` (µs timestamps) and
+    /// `key_column`.
+    pub fn new(table: &str, time_column: &str, key_column: &str) -> DayStats {
+        DayStats {
+            table: table.to_string(),
+            time_column: time_column.to_string(),
+            key_column: key_column.to_string(),
+            days: BTreeMap::new(),
+        }
+    }
+
+    /// Counts `batch`'s rows.
+    pub fn add(&mut self, batch: &RecordBatch) -> Result<(), IcebergError> {
+        add(
+            &self.table,
+            batch,
+            &self.time_column,
+            &self.key_column,
+            &mut self.days,
+        )
+    }
+
+    /// Rows counted on `day`.
+    pub fn rows(&self, day: i32) -> u64 {
+        self.days.get(&day).map_or(0, |d| d.rows)
+    }
+
+    /// The stats of `table`'s current snapshot; only its rows of days `from..=to` (days since
+    /// the epoch) when given (the scan then reads only those days' files).
+    pub async fn read(
+        table: &Table,
+        time_column: &str,
+        key_column: &str,
+        days: Option<(i32, i32)>,
+    ) -> Result<DayStats, IcebergError> {
+        let name = table_name(table.identifier());
+        let mut stats = DayStats::new(&name, time_column, key_column);
+        let failed = |e: iceberg::Error| IcebergError::Table {
+            table: name.clone(),
+            operation: "reading for the comparison".into(),
+            source: Box::new(e),
+        };
+        if table.metadata().current_snapshot().is_none() {
+            return Ok(stats);
+        }
+        let mut scan = table.scan().select_all();
+        if let Some((from, to)) = days {
+            use iceberg::expr::Reference;
+            use iceberg::spec::{Datum, PrimitiveType, Type};
+            let zoned = table
+                .metadata()
+                .current_schema()
+                .field_by_name(time_column)
+                .is_some_and(|f| *f.field_type == Type::Primitive(PrimitiveType::Timestamptz));
+            let at = |day: i32| {
+                let micros = i64::from(day) * DAY_MICROS;
+                if zoned {
+                    Datum::timestamptz_micros(micros)
+                } else {
+                    Datum::timestamp_micros(micros)
+                }
+            };
+            let column = Reference::new(time_column);
+            scan = scan.with_filter(
+                column
+                    .clone()
+                    .greater_than_or_equal_to(at(from))
+                    .and(column.less_than(at(to.saturating_add(1)))),
+            );
+        }
+        let mut stream = scan
+            .build()
+            .map_err(failed)?
+            .to_arrow()
+            .await
+            .map_err(failed)?;
+        while let Some(batch) = stream.try_next().await.map_err(failed)? {
+            stats.add(&batch)?;
+        }
+        if let Some((from, to)) = days {
+            stats.days.retain(|day, _| (from..=to).contains(day));
+        }
+        Ok(stats)
+    }
+
+    /// Day by day against `other`: every day either has rows in, in order; only `days` when
+    /// given.
+    pub fn compare(&self, other: &DayStats) -> Vec<DayDiff> {
+        let empty = Day::default();
+        let days: BTreeSet<i32> = self.days.keys().chain(other.days.keys()).copied().collect();
+        days.into_iter()
+            .map(|day| {
+                let (x, y) = (
+                    self.days.get(&day).unwrap_or(&empty),
+                    other.days.get(&day).unwrap_or(&empty),
+                );
+                let columns: BTreeSet<&String> = x.sums.keys().chain(y.sums.keys()).collect();
+                let sums = columns
+                    .into_iter()
+                    .filter_map(|c| {
+                        let (s, t) = (
+                            x.sums.get(c).copied().unwrap_or(0),
+                            y.sums.get(c).copied().unwrap_or(0),
+                        );
+                        (s != t).then(|| (c.clone(), s, t))
+                    })
+                    .collect();
+                DayDiff {
+                    day,
+                    rows: (x.rows, y.rows),
+                    missing: x.keys.difference(&y.keys).count() as u64,
+                    extra: y.keys.difference(&x.keys).count() as u64,
+                    sums,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Compares `first` and `other` day by day on `time_column` (µs timestamps) and `key_column`.
 /// Every day either table has rows in is in the result, in order.
 pub async fn diff(
@@ -61,63 +191,9 @@ pub async fn diff(
     time_column: &str,
     key_column: &str,
 ) -> Result<Vec<DayDiff>, IcebergError> {
-    let a = read(first, time_column, key_column).await?;
-    let b = read(other, time_column, key_column).await?;
-    let empty = Day::default();
-    let days: BTreeSet<i32> = a.keys().chain(b.keys()).copied().collect();
-    Ok(days
-        .into_iter()
-        .map(|day| {
-            let (x, y) = (a.get(&day).unwrap_or(&empty), b.get(&day).unwrap_or(&empty));
-            let columns: BTreeSet<&String> = x.sums.keys().chain(y.sums.keys()).collect();
-            let sums = columns
-                .into_iter()
-                .filter_map(|c| {
-                    let (s, t) = (
-                        x.sums.get(c).copied().unwrap_or(0),
-                        y.sums.get(c).copied().unwrap_or(0),
-                    );
-                    (s != t).then(|| (c.clone(), s, t))
-                })
-                .collect();
-            DayDiff {
-                day,
-                rows: (x.rows, y.rows),
-                missing: x.keys.difference(&y.keys).count() as u64,
-                extra: y.keys.difference(&x.keys).count() as u64,
-                sums,
-            }
-        })
-        .collect())
-}
-
-async fn read(
-    table: &Table,
-    time_column: &str,
-    key_column: &str,
-) -> Result<BTreeMap<i32, Day>, IcebergError> {
-    let name = table_name(table.identifier());
-    let failed = |e: iceberg::Error| IcebergError::Table {
-        table: name.clone(),
-        operation: "reading for the comparison".into(),
-        source: Box::new(e),
-    };
-    let mut days: BTreeMap<i32, Day> = BTreeMap::new();
-    if table.metadata().current_snapshot().is_none() {
-        return Ok(days);
-    }
-    let mut stream = table
-        .scan()
-        .select_all()
-        .build()
-        .map_err(failed)?
-        .to_arrow()
-        .await
-        .map_err(failed)?;
-    while let Some(batch) = stream.try_next().await.map_err(failed)? {
-        add(&name, &batch, time_column, key_column, &mut days)?;
-    }
-    Ok(days)
+    let a = DayStats::read(first, time_column, key_column, None).await?;
+    let b = DayStats::read(other, time_column, key_column, None).await?;
+    Ok(a.compare(&b))
 }
 
 fn add(

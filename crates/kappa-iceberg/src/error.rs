@@ -125,6 +125,15 @@ pub enum IcebergError {
         /// Attempts made.
         attempts: u32,
     },
+    /// Another commit changed the table in a way this one cannot be re-decided on (exit 1:
+    /// nothing was committed; the message says what to do).
+    #[error("table {table}: {message}")]
+    Unresolvable {
+        /// `namespace.name`.
+        table: String,
+        /// What changed and what to do.
+        message: String,
+    },
     /// Writing data files failed.
     #[error("table {table}: writing data files: {source}")]
     Write {
@@ -147,7 +156,9 @@ impl Classify for IcebergError {
             | IcebergError::PositionLost { .. }
             | IcebergError::MissingHistory { .. } => ErrorKind::User,
             IcebergError::State { .. } | IcebergError::Continuity { .. } => ErrorKind::Internal,
-            IcebergError::ConflictRetriesExhausted { .. } => ErrorKind::Conflict,
+            IcebergError::ConflictRetriesExhausted { .. } | IcebergError::Unresolvable { .. } => {
+                ErrorKind::Conflict
+            }
         }
     }
 }

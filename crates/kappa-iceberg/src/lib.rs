@@ -7,6 +7,7 @@
 //! - [`writer`]: Arrow batches → partitioned Parquet data files;
 //! - [`state`]: the pipeline's state (offsets, watermark) read back from the snapshot ancestry;
 //! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O);
+//! - [`backfill`]: a backfill's base and the files its publish keeps;
 //! - [`diff`]: two tables compared day by day (`kappa diff`);
 //! - [`producer`]: Kappa's own snapshot producer (partition replacement, branches,
 //!   fast-forward), for what iceberg-rust's `Transaction` cannot commit yet.
@@ -14,6 +15,7 @@
 //! The table is the only source of truth for progress: offsets live in snapshot summaries, so a
 //! data commit and the offsets it covers are one atomic step.
 
+pub mod backfill;
 pub mod catalog;
 pub mod commit;
 pub mod days;

@@ -13,8 +13,17 @@
 //! | `kappa.records-in`, `kappa.rows`, `kappa.dead-lettered`, `kappa.duplicates`, `kappa.late-records`, `kappa.quarantined` | counters of this commit |
 //! | `kappa.skipped` | the offsets this commit's first range of a partition skipped, as asked (`--accept-missing-history`, a live `start = "latest"`), `{"topic":{"0":[0,start]}}` |
 //! | `kappa.main-commit` | on a quarantine-table commit: the main-table commit's event times, judged days, counters and verdicts (JSON), to complete it after a crash |
+//! | `kappa.backfill.id`, `kappa.backfill.days`, `kappa.backfill.base-snapshot`, `kappa.backfill.audit` | on a backfill's publish (`overwrite`) on main: its id, the days it replaced, the base it reprocessed up to, and its audit (each day against main before); the id also on the dead letters it appended |
 //! | `kappa.dead-lettered.undecodable`, `kappa.dead-lettered.unmappable-schema`, `kappa.dead-lettered.rejected` | `kappa.dead-lettered` by kind (`rejected` includes quality-rule violations); commits before these keys existed carry only the total |
 
+/// A backfill's publish (and its dead-letter append): the backfill's id.
+pub const BACKFILL_ID: &str = "kappa.backfill.id";
+/// A backfill's publish: the days it replaced, `2026-01-02..2026-01-04`.
+pub const BACKFILL_DAYS: &str = "kappa.backfill.days";
+/// A backfill's publish: main's snapshot whose position it reprocessed up to (`none`: empty).
+pub const BACKFILL_BASE: &str = "kappa.backfill.base-snapshot";
+/// A backfill's publish: its audit, each day against main before it (JSON).
+pub const BACKFILL_AUDIT: &str = "kappa.backfill.audit";
 /// On a quarantine-table commit: what the main table's commit of the same flush records besides
 /// its input (event times, judged days, counters, verdicts), to complete it after a crash.
 pub const MAIN_COMMIT: &str = "kappa.main-commit";

@@ -10,6 +10,7 @@
 //! ([`run_live`]): it resumes from the tables' own state, flushes by the commit policy, and
 //! commits the dead-letter table before the main table so that each keeps its own exact offsets.
 
+pub mod backfill;
 mod buffer;
 mod commit;
 mod dlq;

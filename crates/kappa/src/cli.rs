@@ -38,6 +38,11 @@ pub enum Command {
     /// Exit 0 when every day matches, 5 when one differs (the shadow-write check before a
     /// cut-over to a new logic version).
     Diff(DiffArgs),
+    /// Reprocess the archive's history of some days with the pipeline's logic, audit it
+    /// against the table, and publish it as one atomic replacement of those day partitions.
+    /// Exit 3 when a gate blocks it, 1 when the table changed in a way it cannot fold in; main
+    /// is then untouched.
+    Backfill(BackfillArgs),
     /// Schema registry tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -77,6 +82,23 @@ pub struct DiffArgs {
     /// The key column (default: the logic's dedup key, `event_id` for `orders`).
     #[arg(long)]
     pub key: Option<String>,
+}
+
+/// `kappa backfill`.
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Configuration (its archive is reprocessed into its table).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First day to replace, YYYY-MM-DD (UTC, of the event time).
+    #[arg(long)]
+    pub from: String,
+    /// Last day to replace, YYYY-MM-DD (UTC, inclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Stop after the audit: print it, commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `kappa state skip`.
@@ -290,6 +312,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Replay(args) => crate::replay::run(args).await,
         Command::Status(args) => crate::status::run(args).await,
         Command::Diff(args) => crate::diff::run(args).await,
+        Command::Backfill(args) => crate::backfill::run(args).await,
         Command::Quality(QualityCommand::Report(args)) => crate::quality::report(args).await,
         Command::Quality(QualityCommand::Override(args)) => {
             crate::quality::override_block(args).await

@@ -17,7 +17,7 @@ fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
 }
 
 /// The dedup key of a logic.
-fn logic_key(logic: &str) -> Option<&'static str> {
+pub(crate) fn logic_key(logic: &str) -> Option<&'static str> {
     match logic {
         "orders" => Some("event_id"),
         _ => None,

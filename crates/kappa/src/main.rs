@@ -1,6 +1,7 @@
 //! `kappa`: the command line. Parses flags, loads the pipeline configuration and runs a command;
 //! every failure is printed with what and where, and mapped to the documented exit code.
 
+mod backfill;
 mod cli;
 mod demo;
 mod diff;

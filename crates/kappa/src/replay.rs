@@ -92,7 +92,7 @@ pub async fn mapping(
         .map_err(|e| usage(format!("[schema] subject {}: {e}", config.subject)))
 }
 
-fn s3_options(s3: &S3Section) -> S3Options {
+pub fn s3_options(s3: &S3Section) -> S3Options {
     S3Options {
         endpoint: s3.endpoint.clone(),
         region: s3.region.clone(),

@@ -1,17 +1,17 @@
 //! The manifests and the manifest list of a new snapshot.
 //!
-//! The parent's manifests are carried by reference unless one holds a live file of a replaced
-//! partition; such a manifest is rewritten in place (the same entries, those of replaced
-//! partitions marked DELETED, the others EXISTING with their snapshot and sequence numbers), so
+//! The parent's manifests are carried by reference unless one holds a live file the change
+//! deletes; such a manifest is rewritten in place (the same entries, the deleted ones marked
+//! DELETED, the others EXISTING with their snapshot and sequence numbers), so
 //! that the files of every other partition stay where they are and are never rewritten. The new
 //! files go into one more manifest, ADDED.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::spec::{
     DataFile, ManifestContentType, ManifestFile, ManifestListWriter, ManifestWriter,
-    ManifestWriterBuilder, SnapshotRef, SnapshotSummaryCollector, Struct, TableProperties,
+    ManifestWriterBuilder, SnapshotRef, SnapshotSummaryCollector, TableProperties,
     UNASSIGNED_SEQUENCE_NUMBER,
 };
 use iceberg::table::Table;
@@ -25,8 +25,9 @@ pub(super) struct Plan<'a> {
     pub sequence_number: i64,
     /// Names this commit's files.
     pub commit: uuid::Uuid,
-    /// Partition values whose live files are deleted (`None`: an append).
-    pub replaced: Option<&'a HashSet<Struct>>,
+    /// Which live files (of the table's default partition spec) are deleted (`None`: an
+    /// append).
+    pub deletes: Option<&'a (dyn Fn(&DataFile) -> bool + Sync)>,
     /// Files added.
     pub files: &'a [DataFile],
 }
@@ -121,7 +122,7 @@ async fn write_all(
                     ),
                 ));
             }
-            let Some(replaced) = plan.replaced else {
+            let Some(deletes) = plan.deletes else {
                 manifests.push(manifest);
                 continue;
             };
@@ -133,7 +134,7 @@ async fn write_all(
                 && loaded
                     .entries()
                     .iter()
-                    .any(|e| e.is_alive() && replaced.contains(e.data_file().partition()));
+                    .any(|e| e.is_alive() && deletes(e.data_file()));
             if !touched {
                 manifests.push(manifest);
                 continue;
@@ -162,7 +163,7 @@ async fn write_all(
                     )
                 })?;
                 let file_sequence = entry.file_sequence_number.or(Some(data_sequence));
-                let add = if replaced.contains(entry.data_file.partition()) {
+                let add = if deletes(&entry.data_file) {
                     collector.remove_file(
                         &entry.data_file,
                         meta.schema.clone(),

@@ -31,7 +31,7 @@ mod manifests;
 mod sql;
 mod summary;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 use iceberg::MetadataLocation;
@@ -42,6 +42,7 @@ use iceberg::spec::{
 use iceberg::table::Table;
 
 use crate::commit::table_name;
+use crate::days::DayField;
 use crate::error::IcebergError;
 
 pub use sql::{CatalogCommitter, Swap};
@@ -55,6 +56,18 @@ pub enum Change {
     /// default partition spec) and adds the files (operation `overwrite`, summary
     /// `replace-partitions = true`, as Spark's and Java's `ReplacePartitions` write it).
     ReplacePartitions(Vec<Struct>),
+    /// Deletes every live data file whose day (the table's `day(...)` partition field) is one
+    /// of `days`, except the files in `keep`, and adds the files (operation `overwrite`). A
+    /// backfill's publish: the days' files at its base are replaced, the ones its pipeline
+    /// appended since are kept.
+    ReplaceDays {
+        /// The day partition field.
+        field: DayField,
+        /// Days since 1970-01-01.
+        days: BTreeSet<i32>,
+        /// Paths of live files of those days that stay.
+        keep: HashSet<String>,
+    },
 }
 
 /// One snapshot to stage.
@@ -120,6 +133,9 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
     }
 }
 
+/// Which live files a change deletes.
+type Deletes<'a> = Box<dyn Fn(&DataFile) -> bool + Sync + 'a>;
+
 /// Stages `new` on `table` (as loaded: its metadata is the base).
 pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergError> {
     let metadata = table.metadata();
@@ -143,9 +159,19 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
     let snapshot_id = new_snapshot_id(metadata);
     let sequence_number = metadata.next_sequence_number();
     let commit = uuid::Uuid::now_v7();
-    let replaced = match &new.change {
+    let replaced: HashSet<Struct> = match &new.change {
+        Change::ReplacePartitions(values) => values.iter().cloned().collect(),
+        _ => HashSet::new(),
+    };
+    let deletes: Option<Deletes<'_>> = match &new.change {
         Change::Append => None,
-        Change::ReplacePartitions(values) => Some(values.iter().cloned().collect()),
+        Change::ReplacePartitions(_) => Some(Box::new(|file: &DataFile| {
+            replaced.contains(file.partition())
+        })),
+        Change::ReplaceDays { field, days, keep } => Some(Box::new(move |file: &DataFile| {
+            field.day(file).is_some_and(|day| days.contains(&day))
+                && !keep.contains(file.file_path())
+        })),
     };
     let written = manifests::write(
         table,
@@ -154,20 +180,20 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
             snapshot_id,
             sequence_number,
             commit,
-            replaced: replaced.as_ref(),
+            deletes: deletes.as_deref(),
             files: &new.files,
         },
     )
     .await?;
     let mut properties = new.summary;
     properties.extend(written.summary);
-    if replaced.is_some() {
+    if matches!(new.change, Change::ReplacePartitions(_)) {
         properties.insert("replace-partitions".into(), "true".into());
     }
     summary::update_totals(&mut properties, parent.as_ref().map(|s| s.summary()));
     let operation = match new.change {
         Change::Append => Operation::Append,
-        Change::ReplacePartitions(_) => Operation::Overwrite,
+        Change::ReplacePartitions(_) | Change::ReplaceDays { .. } => Operation::Overwrite,
     };
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
@@ -292,6 +318,83 @@ pub fn landed(current: &Table, staged: &Staged) -> bool {
         || staged
             .snapshot_id
             .is_some_and(|id| metadata.snapshot_by_id(id).is_some())
+}
+
+/// A snapshot [`commit`] landed.
+#[derive(Debug)]
+pub struct Committed {
+    /// Its id.
+    pub snapshot_id: i64,
+    /// Stagings it took (one more per conflict with another writer).
+    pub attempts: u32,
+}
+
+/// Commits one snapshot on `ident` through the catalog's atomic swap, with the commit protocol
+/// of every Kappa commit: the table is loaded, `build` decides the snapshot on it (its base),
+/// the snapshot is staged and swapped in if the table still points at that base. A conflict
+/// (another commit came first) discards the staging and starts again from a fresh load, so
+/// `build` re-decides on the newer table; an unknown outcome is settled by reloading the table
+/// and asking [`landed`]. Gives up after `max_attempts` stagings.
+pub async fn commit<F>(
+    catalog: &dyn iceberg::Catalog,
+    committer: &CatalogCommitter,
+    ident: &iceberg::TableIdent,
+    max_attempts: u32,
+    mut build: F,
+) -> Result<Committed, IcebergError>
+where
+    F: AsyncFnMut(&Table) -> Result<NewSnapshot, IcebergError>,
+{
+    let load = async || {
+        catalog
+            .load_table(ident)
+            .await
+            .map_err(|e| IcebergError::Table {
+                table: table_name(ident),
+                operation: "loading the table to commit a snapshot".into(),
+                source: Box::new(e),
+            })
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let table = load().await?;
+        let new = build(&table).await?;
+        let staged = stage(&table, new).await?;
+        let snapshot_id = staged.snapshot_id.unwrap_or_default();
+        kappa_core::crash_point("producer::staged");
+        match committer.swap(ident, &staged).await {
+            Swap::Committed => {
+                kappa_core::crash_point("producer::committed");
+                return Ok(Committed {
+                    snapshot_id,
+                    attempts,
+                });
+            }
+            Swap::Conflict => {
+                tracing::debug!(table = %table_name(ident), attempts, "another commit came first: staging again");
+                discard(&table, &staged).await;
+            }
+            Swap::Unknown(reason) => {
+                tracing::warn!(table = %table_name(ident), %reason, "the outcome of a snapshot commit is unknown: reloading the table to settle it");
+                if landed(&load().await?, &staged) {
+                    return Ok(Committed {
+                        snapshot_id,
+                        attempts,
+                    });
+                }
+                // Not applied: its files stay (an orphan is harmless; one that might still
+                // land must never be deleted).
+            }
+        }
+        if attempts >= max_attempts {
+            return Err(IcebergError::ConflictRetriesExhausted {
+                table: table_name(ident),
+                commit_id: format!("snapshot {snapshot_id}"),
+                attempts,
+            });
+        }
+    }
 }
 
 /// Deletes the files of a staging that was not committed (best effort: an orphan is harmless,
