@@ -10,6 +10,7 @@ ACTION:
   break-days          DAY1 DAY2 (YYYY-MM-DD): delete every row of DAY1, then append junk to DAY2
                       (ten of its rows again under new event ids and a changed amount), in two
                       PyIceberg commits
+  delete-partition    P: delete every row whose kafka_partition is P (a dead-letter table losing rows)
   files               list the live data files per day partition (prints {"files": {day: [..]}})
 
 Prints {"snapshots": N, "kappa_snapshots": N, "rows": N, "state_properties": [...]} afterwards
@@ -28,7 +29,7 @@ from read_table import add_catalog_arguments, sql_catalog  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["compact-and-expire", "drop-state", "break-days", "files"])
+    parser.add_argument("action", choices=["compact-and-expire", "drop-state", "break-days", "delete-partition", "files"])
     add_catalog_arguments(parser)
     parser.add_argument("days", nargs="*")
     args = parser.parse_args()
@@ -41,6 +42,10 @@ def main():
         table.maintenance.expire_snapshots().older_than(now).commit()
     elif args.action == "break-days":
         break_days(table, *args.days)
+    elif args.action == "delete-partition":
+        from pyiceberg.expressions import EqualTo
+
+        table.delete(EqualTo("kafka_partition", int(args.days[0])))
     elif args.action == "drop-state":
         keys = [k for k in table.properties if k.startswith("kappa.state.")]
         with table.transaction() as tx:

@@ -206,7 +206,27 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
     /// Runs `integration-tests/python/<script> FIRST CATALOG_URI WAREHOUSE NS.TABLE FLAGS...`
     /// against this scene's catalog (with the S3 endpoint when the warehouse is on S3); returns
     /// the JSON it printed last.
-    fn python_tool(&self, script: &str, first: &str, table: &str, flags: &[&str]) -> Value {
+    pub fn python_tool(&self, script: &str, first: &str, table: &str, flags: &[&str]) -> Value {
+        let out = self
+            .python_command(script, first, table, flags)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script} {first} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(last_line(&out.stdout)).unwrap()
+    }
+
+    /// The command [`Scene::python_tool`] runs (to start it in the background).
+    pub fn python_command(
+        &self,
+        script: &str,
+        first: &str,
+        table: &str,
+        flags: &[&str],
+    ) -> Command {
         let mut cmd = Command::new(python());
         cmd.arg(python_dir().join(script))
             .arg(first)
@@ -219,13 +239,7 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
         {
             cmd.arg("--s3-endpoint").arg(endpoint);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{script} {first} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(last_line(&out.stdout)).unwrap()
+        cmd
     }
 
     /// Another engine (PyIceberg) maintaining `table`: `integration-tests/python/foreign_maintenance.py

@@ -169,3 +169,281 @@ fn a_blocking_gate_stops_a_backfill_with_exit_3_and_main_untouched() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--to"), "{stderr}");
 }
+
+/// A scene whose main table lost two days to another engine and whose dead-letter table lost
+/// partition 0's rows: (scene, config, original checksum, broken checksum, dead letters, days).
+fn broken_scene(events: u64) -> (Scene, std::path::PathBuf, Value, Value, u64, [String; 2]) {
+    let scene = Scene::local();
+    let spec = HistorySpec {
+        days: 4,
+        partitions: 3,
+        ..HistorySpec::new(events)
+    };
+    scene.write_local_archive(spec, ArchiveOptions::default());
+    let config = scene.config("");
+    replay(&config, &[]);
+    let original = scene.read("pyiceberg", "orders")["checksum"].clone();
+    let dead = scene.read("pyiceberg", "orders_dlq")["rows"]
+        .as_u64()
+        .unwrap();
+    let days: Vec<String> = files(&scene).into_keys().collect();
+    let pair = [days[1].clone(), days[2].clone()];
+    scene.foreign_with("break-days", "orders", &[&pair[0], &pair[1]]);
+    scene.foreign_with("delete-partition", "orders_dlq", &["0"]);
+    let left = scene.read("pyiceberg", "orders_dlq")["rows"]
+        .as_u64()
+        .unwrap();
+    assert!(left < dead, "partition 0 had dead letters");
+    let broken = scene.read("pyiceberg", "orders")["checksum"].clone();
+    (scene, config, original, broken, dead, pair)
+}
+
+#[test]
+fn a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once() {
+    let (scene, config, original, broken, dead, [from, to]) = broken_scene(6_000);
+    let path = config.display().to_string();
+    let points = [
+        ("backfill::read", false),
+        ("backfill::staged", false),
+        ("producer::staged", false),
+        ("producer::committed", true),
+        ("backfill::published", true),
+    ];
+    for (point, published) in points {
+        let out = kappa(
+            &["backfill", "-c", &path, "--from", &from, "--to", &to],
+            &[("FAILPOINTS", &format!("{point}=return"))],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("crash point {point} reached")),
+            "{point} was never reached: {stderr}"
+        );
+        assert!(
+            !out.status.success(),
+            "{point}: the kill interrupted nothing"
+        );
+        let now = scene.read("pyiceberg", "orders")["checksum"].clone();
+        if published {
+            assert_eq!(now, original, "{point}: the catalog took the publish");
+        } else {
+            assert_eq!(now, broken, "{point}: main changed before the publish");
+        }
+        let dlq = scene.read("pyiceberg", "orders_dlq")["rows"]
+            .as_u64()
+            .unwrap();
+        assert!(
+            dlq <= dead,
+            "{point}: dead letters added twice ({dlq} > {dead})"
+        );
+    }
+    let (code, report, stderr) = backfill(&config, &from, &to, &[]);
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_eq!(
+            scene.read(engine, "orders")["checksum"],
+            original,
+            "{engine}"
+        );
+    }
+    assert_eq!(
+        scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
+        Some(dead),
+        "every dead letter exactly once"
+    );
+    let replayed = replay(&config, &[]);
+    assert_eq!(replayed["records_in"].as_u64(), Some(0), "{replayed}");
+}
+
+#[test]
+fn rows_a_replay_commits_to_the_days_while_a_backfill_runs_are_kept_by_its_publish() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let scene = Scene::local();
+    let spec = HistorySpec {
+        days: 4,
+        partitions: 2,
+        ..HistorySpec::new(8_000)
+    };
+    let expected = scene.write_local_archive(
+        spec,
+        ArchiveOptions {
+            flush_size: 500,
+            ..ArchiveOptions::default()
+        },
+    );
+    // The newest object of each partition is not archived yet.
+    let held = scene.path("held");
+    std::fs::create_dir_all(&held).unwrap();
+    let mut moved = Vec::new();
+    for dir in std::fs::read_dir(scene.path("archive/orders")).unwrap() {
+        let dir = dir.unwrap().path();
+        let offset = |p: &std::path::PathBuf| -> i64 {
+            let name = p.file_stem().unwrap().to_string_lossy().to_string();
+            name.rsplit('+').next().unwrap().parse().unwrap()
+        };
+        let newest = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .max_by_key(offset)
+            .unwrap();
+        let aside = held.join(newest.file_name().unwrap());
+        std::fs::rename(&newest, &aside).unwrap();
+        moved.push((aside, newest));
+    }
+    let config = scene.config("");
+    replay(&config, &[]);
+    let days: Vec<String> = files(&scene).into_keys().collect();
+    // The newest day the table holds, and the next (the objects not archived yet may reach it).
+    let from = days.last().unwrap().clone();
+    let to = (chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d").unwrap()
+        + chrono::Duration::days(1))
+    .format("%Y-%m-%d")
+    .to_string();
+
+    // The backfill stops for a while once its files are staged ...
+    let mut child = Command::new(kappa_integration_tests::kappa_bin())
+        .args(["backfill", "-c"])
+        .arg(&config)
+        .args(["--from", &from, "--to", &to, "--json"])
+        .env("FAILPOINTS", "backfill::staged=sleep(5000)")
+        .env("KAPPA_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (staged_tx, staged) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("reprocessed the archive into staged files") {
+                let _ = staged_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    if staged
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .is_err()
+    {
+        let _ = child.kill();
+        panic!(
+            "the backfill never staged its files: {}",
+            log.join().unwrap()
+        );
+    }
+    // ... while the rest of the archive arrives and a replay commits it, to those days too.
+    for (aside, back) in &moved {
+        std::fs::rename(aside, back).unwrap();
+    }
+    let caught_up = replay(&config, &[]);
+    assert!(
+        caught_up["rows_written"].as_u64().unwrap() > 0,
+        "{caught_up}"
+    );
+    let out = child.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert!(out.status.success(), "{log}");
+    let report: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap();
+    assert_eq!(report["state"], "published", "{report}");
+    assert!(
+        report["kept_files"].as_u64().unwrap() >= 1,
+        "the replay's files of those days were folded in: {report}"
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    let again = replay(&config, &[]);
+    assert_eq!(again["records_in"].as_u64(), Some(0), "{again}");
+}
+
+/// A PyIceberg reader polls main while a backfill replaces two days: it sees the broken days
+/// until the publish and the restored ones after, never a mix; main's history holds exactly one
+/// snapshot between the two contents.
+fn readers_see_the_old_days_or_the_new_ones_never_a_mix(scene: Scene, on_s3: bool) {
+    let spec = HistorySpec {
+        days: 4,
+        partitions: 3,
+        ..HistorySpec::new(6_000)
+    };
+    if on_s3 {
+        scene.write_s3_archive(spec, ArchiveOptions::default());
+    } else {
+        scene.write_local_archive(spec, ArchiveOptions::default());
+    }
+    let config = scene.config("");
+    replay(&config, &[]);
+    let original = scene.read("pyiceberg", "orders")["checksum"].clone();
+    let days: Vec<String> = files(&scene).into_keys().collect();
+    let (from, to) = (days[1].clone(), days[2].clone());
+    scene.foreign_with("break-days", "orders", &[&from, &to]);
+    let broken = scene.read("pyiceberg", "orders")["checksum"].clone();
+
+    let stop = scene.path("stop");
+    let poller = scene
+        .python_command(
+            "poll_table.py",
+            "poll",
+            "orders",
+            &["--until", &stop.display().to_string()],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let path = config.display().to_string();
+    // The publish comes a few seconds after the files are staged: the reader polls meanwhile.
+    let out = kappa(
+        &[
+            "backfill", "-c", &path, "--from", &from, "--to", &to, "--json",
+        ],
+        &[("FAILPOINTS", "backfill::staged=sleep(4000)")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::write(&stop, "").unwrap();
+    let polled = poller.wait_with_output().unwrap();
+    assert!(
+        polled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&polled.stderr)
+    );
+    let polled: Value = serde_json::from_slice(last_line(&polled.stdout)).unwrap();
+    let seen: Vec<&Value> = polled["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| &s["checksum"])
+        .collect();
+    assert_eq!(seen, vec![&broken, &original], "{polled}");
+    assert!(polled["reads"].as_u64().unwrap() > 2, "{polled}");
+
+    let history = scene.python_tool("poll_table.py", "history", "orders", &[]);
+    let snapshots = history["snapshots"].as_array().unwrap();
+    let last = snapshots.last().unwrap();
+    assert_eq!(last["checksum"], original, "{history}");
+    assert_eq!(last["operation"], "overwrite", "{history}");
+    assert_eq!(
+        snapshots[snapshots.len() - 2]["checksum"],
+        broken,
+        "one snapshot between the broken days and the restored ones: {history}"
+    );
+}
+
+#[test]
+fn readers_of_a_sqlite_catalog_see_the_old_days_or_the_new_ones() {
+    readers_see_the_old_days_or_the_new_ones_never_a_mix(Scene::local(), false);
+}
+
+#[test]
+fn readers_of_a_postgres_catalog_on_s3_see_the_old_days_or_the_new_ones() {
+    readers_see_the_old_days_or_the_new_ones_never_a_mix(Scene::s3_postgres("backfill_iso"), true);
+}

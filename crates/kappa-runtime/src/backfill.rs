@@ -217,7 +217,6 @@ where
         pipeline.main.discard(Some(files)).await;
         return Err(e);
     }
-    kappa_core::crash_point("backfill::staged");
     let counts = CommitCounts {
         records_in: buffer.records_in,
         written: all_rows,
@@ -231,6 +230,7 @@ where
         files = files.len(),
         "reprocessed the archive into staged files"
     );
+    kappa_core::crash_point("backfill::staged");
     Ok(Reprocessed {
         files,
         stats,
