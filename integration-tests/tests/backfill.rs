@@ -447,3 +447,152 @@ fn readers_of_a_sqlite_catalog_see_the_old_days_or_the_new_ones() {
 fn readers_of_a_postgres_catalog_on_s3_see_the_old_days_or_the_new_ones() {
     readers_see_the_old_days_or_the_new_ones_never_a_mix(Scene::s3_postgres("backfill_iso"), true);
 }
+
+#[test]
+fn four_shard_processes_and_one_publish_give_the_table_one_process_gives() {
+    let scenes = [Scene::local(), Scene::local()];
+    let mut setups = Vec::new();
+    for scene in &scenes {
+        let spec = HistorySpec {
+            days: 4,
+            partitions: 6,
+            ..HistorySpec::new(9_000)
+        };
+        scene.write_local_archive(spec, ArchiveOptions::default());
+        let config = scene.config("");
+        replay(&config, &[]);
+        let original = scene.read("pyiceberg", "orders")["checksum"].clone();
+        let days: Vec<String> = files(scene).into_keys().collect();
+        let (from, to) = (days[1].clone(), days[2].clone());
+        scene.foreign_with("break-days", "orders", &[&from, &to]);
+        setups.push((config, original, from, to));
+    }
+    let (single, sharded) = (&setups[0], &setups[1]);
+    assert_eq!(single.1, sharded.1, "the same history");
+
+    let (code, one, stderr) = backfill(&single.0, &single.2, &single.3, &[]);
+    assert_eq!(code, Some(0), "{one} {stderr}");
+
+    let (config, original, from, to) = sharded;
+    let path = config.display().to_string();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut all = vec!["backfill"];
+        all.extend_from_slice(args);
+        let out = kappa(&all, envs);
+        let report: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap_or(Value::Null);
+        (
+            out.status.code(),
+            report,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let days = ["--from", from.as_str(), "--to", to.as_str()];
+    let mut plan_args = vec!["plan", "-c", &path, "--shards", "4", "--json"];
+    plan_args.extend_from_slice(&days);
+    let (code, plan, stderr) = run(&plan_args, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut partitions: Vec<i64> = plan["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| {
+            s["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_i64().unwrap())
+        })
+        .collect();
+    partitions.sort_unstable();
+    assert_eq!(partitions, (0..6).collect::<Vec<_>>(), "{plan}");
+
+    // A publish before every shard staged its files refuses, main untouched.
+    let mut publish_args = vec!["publish", "-c", &path, "--json"];
+    publish_args.extend_from_slice(&days);
+    let (code, _, stderr) = run(&publish_args, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("have not staged"), "{stderr}");
+
+    // Shard 1 is killed mid-reprocess first; the four run at once.
+    let shard_args = |i: usize| {
+        let mut args = vec![
+            "-c".to_string(),
+            path.clone(),
+            "--shard".to_string(),
+            format!("{i}/4"),
+            "--json".to_string(),
+        ];
+        args.extend(days.iter().map(|d| d.to_string()));
+        args
+    };
+    let killed = {
+        let args = shard_args(1);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[("FAILPOINTS", "backfill::read=return")])
+    };
+    assert!(
+        killed.2.contains("crash point backfill::read reached"),
+        "{}",
+        killed.2
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let args = shard_args(i);
+            std::thread::spawn(move || {
+                let mut all = vec!["backfill".to_string()];
+                all.extend(args);
+                let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                kappa(&all, &[])
+            })
+        })
+        .collect();
+    for handle in handles {
+        let out = handle.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap();
+        assert_eq!(report["state"], "staged", "{report}");
+    }
+    // A shard run again leaves its staged files as they are.
+    let again = shard_args(2);
+    let again: Vec<&str> = again.iter().map(String::as_str).collect();
+    let (code, report, stderr) = run(&again, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(report["state"], "already staged", "{report}");
+
+    let mut dry = publish_args.clone();
+    dry.push("--dry-run");
+    let (code, audit, stderr) = run(&dry, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(audit["state"], "dry-run");
+    assert_eq!(audit["days"], one["days"], "the same audit as one process");
+    assert_ne!(scenes[1].read("pyiceberg", "orders")["checksum"], *original);
+
+    let (code, published, stderr) = run(&publish_args, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(published["committed"], true, "{published}");
+    assert_eq!(published["rows"], one["rows"], "{published} vs {one}");
+    let sums: Vec<Value> = scenes
+        .iter()
+        .map(|s| s.read("pyiceberg", "orders")["checksum"].clone())
+        .collect();
+    assert_eq!(sums[0], *original);
+    assert_eq!(
+        sums[1], *original,
+        "four shards and a publish give what one process gives"
+    );
+    assert_eq!(
+        scenes[0].read("pyiceberg", "orders_dlq")["rows"],
+        scenes[1].read("pyiceberg", "orders_dlq")["rows"]
+    );
+
+    // A publish run again finds it published and commits nothing.
+    let (code, repeat, stderr) = run(&publish_args, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(repeat["committed"], false, "{repeat}");
+    assert_eq!(repeat["snapshot_id"], published["snapshot_id"]);
+    assert_eq!(scenes[1].read("pyiceberg", "orders")["checksum"], *original);
+}

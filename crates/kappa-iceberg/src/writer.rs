@@ -191,3 +191,48 @@ impl StreamingWriter {
         RecordBatch::try_new(self.arrow_schema.clone(), columns).map_err(|e| invalid(e.to_string()))
     }
 }
+/// Reads a data file of `table` that no snapshot may reference yet (a backfill's staged file),
+/// calling `each` with its batches. The file is read whole into memory (one file at a time:
+/// data files are at most about `target_file_size`).
+pub async fn read_data_file(
+    table: &Table,
+    path: &str,
+    mut each: impl FnMut(&RecordBatch) -> iceberg::Result<()>,
+) -> iceberg::Result<()> {
+    let bytes = table.file_io().new_input(path)?.read().await?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|builder| builder.with_batch_size(65_536).build())
+        .map_err(|e| {
+            Error::new(ErrorKind::DataInvalid, format!("reading {path}")).with_source(e)
+        })?;
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            Error::new(ErrorKind::DataInvalid, format!("reading {path}")).with_source(e)
+        })?;
+        each(&batch)?;
+    }
+    Ok(())
+}
+
+/// `file` (a data file of `table`'s default partition spec) as JSON, for a manifest of files
+/// not committed yet; [`data_file_from_json`] reads it back.
+pub fn data_file_to_json(table: &Table, file: DataFile) -> iceberg::Result<String> {
+    let metadata = table.metadata();
+    let partition_type = metadata
+        .default_partition_spec()
+        .partition_type(metadata.current_schema())?;
+    iceberg::spec::serialize_data_file_to_json(file, &partition_type, metadata.format_version())
+}
+
+/// A data file of `table`'s default partition spec from [`data_file_to_json`]'s JSON.
+pub fn data_file_from_json(table: &Table, json: &str) -> iceberg::Result<DataFile> {
+    let metadata = table.metadata();
+    let spec = metadata.default_partition_spec();
+    let partition_type = spec.partition_type(metadata.current_schema())?;
+    iceberg::spec::deserialize_data_file_from_json(
+        json,
+        spec.spec_id(),
+        &partition_type,
+        metadata.current_schema(),
+    )
+}

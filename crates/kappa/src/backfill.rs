@@ -11,7 +11,7 @@ use kappa_iceberg::days::DayField;
 use kappa_iceberg::summary;
 use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_quality::{Day, Outcome};
-use kappa_runtime::backfill::{self, Audit, Reprocessed, Request};
+use kappa_runtime::backfill::{self, Audit, Plan, Request, Staged};
 use kappa_schema::{SchemaRegistry, TableMapping};
 use kappa_source_replay::{
     ArchiveLimits, ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow,
@@ -21,7 +21,7 @@ use object_store::ObjectStore;
 use serde_json::json;
 use tracing::info;
 
-use crate::cli::BackfillArgs;
+use crate::cli::{BackfillAction, BackfillArgs, BackfillPlanArgs, BackfillPublishArgs, ConfigArgs};
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
@@ -118,15 +118,31 @@ fn excluded(state: &kappa_iceberg::TableState) -> BTreeMap<TopicPartition, Vec<O
     excluded
 }
 
-pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
-    let config = args.config.load()?;
-    let from = parse_day("from", &args.from)?;
-    let to = parse_day("to", &args.to)?;
-    if to < from {
-        return Err(usage(format!(
-            "--to {} is before --from {}",
-            args.to, args.from
-        )));
+/// The pipeline's tables opened for a backfill of `from..=to`.
+struct Setup {
+    config: kappa_config::PipelineConfig,
+    logic: LogicKind,
+    key_column: String,
+    registry: Arc<dyn SchemaRegistry>,
+    mapping: Arc<TableMapping>,
+    pipeline: kappa_runtime::Pipeline,
+    from: i32,
+    to: i32,
+}
+
+/// The archive of a [`Setup`], listed.
+struct Archive {
+    store: Arc<dyn ObjectStore>,
+    topic: String,
+    plan: ArchivePlan,
+    options: ReplayOptions,
+}
+
+async fn setup(config_args: &ConfigArgs, from: &str, to: &str) -> Result<Setup, Failure> {
+    let config = config_args.load()?;
+    let (from_day, to_day) = (parse_day("from", from)?, parse_day("to", to)?);
+    if to_day < from_day {
+        return Err(usage(format!("--to {to} is before --from {from}")));
     }
     let logic = config
         .raw
@@ -142,7 +158,7 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
             ))
         })?
         .to_string();
-    let registry = crate::replay::registry(&config, Some(&args.config.config))?;
+    let registry = crate::replay::registry(&config, Some(&config_args.config))?;
     let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
     let spec = crate::replay::pipeline_spec(&config, mapping.clone())?;
     let pipeline = kappa_runtime::open_existing_pipeline(spec)
@@ -156,7 +172,20 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
             pipeline.main.name()
         )));
     }
-    let (url, topic, s3) = config.archive().map_err(Failure::config)?;
+    Ok(Setup {
+        config,
+        logic,
+        key_column,
+        registry,
+        mapping,
+        pipeline,
+        from: from_day,
+        to: to_day,
+    })
+}
+
+async fn archive(setup: &Setup) -> Result<Archive, Failure> {
+    let (url, topic, s3) = setup.config.archive().map_err(Failure::config)?;
     let (store, prefix) = open_store(&url, &crate::replay::s3_options(s3)).map_err(fail)?;
     let plan = ArchivePlan::list(
         store.as_ref(),
@@ -168,118 +197,482 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
     )
     .await
     .map_err(fail)?;
-    let options = replay_options(&config, topic.clone());
+    let options = replay_options(&setup.config, topic.clone());
+    Ok(Archive {
+        store,
+        topic,
+        plan,
+        options,
+    })
+}
+
+/// Plans backfill `id` in `shards` shards: the base (the newest state of the table the archive
+/// reaches), what is reprocessed, and the partitions of each shard, balanced by archive bytes.
+async fn make_plan(
+    setup: &Setup,
+    archive: &Archive,
+    id: String,
+    shards: usize,
+) -> Result<Plan, Failure> {
+    let pipeline = &setup.pipeline;
     let ends = archive_ends(
-        store.clone(),
-        &plan,
-        options.clone(),
-        mapping.clone(),
-        registry.clone(),
+        archive.store.clone(),
+        &archive.plan,
+        archive.options.clone(),
+        setup.mapping.clone(),
+        setup.registry.clone(),
     )
     .await?;
     let state = pipeline.main.state().clone();
     let excluded = excluded(&state);
+    let topic = &archive.topic;
     // A partition's position is covered when the archive reaches it, or when every offset the
     // archive lacks below it was never ingested.
-    let covered = |tp: &TopicPartition, next: i64| {
-        let end = if tp.topic == topic {
+    let end_of = |tp: &TopicPartition| {
+        if tp.topic == *topic {
             ends.get(&tp.partition).copied().unwrap_or(0)
         } else {
             0
-        };
+        }
+    };
+    let covered = |tp: &TopicPartition, next: i64| {
+        let end = end_of(tp);
         next <= end
             || excluded
                 .get(tp)
                 .is_some_and(|ranges| ranges.iter().any(|r| r.start <= end && r.end >= next))
     };
-    let base =
-        kappa_iceberg::backfill::choose_base(pipeline.main.table(), &config.name, &state, covered)
-            .map_err(fail)?
-            .ok_or_else(|| {
-                let behind: Vec<String> = state
-                    .position
-                    .iter()
-                    .filter(|(tp, next)| !covered(tp, *next))
-                    .map(|(tp, next)| {
-                        format!(
-                            "{tp}: the table holds offsets up to {next}, the archive up to {}",
-                            ends.get(&tp.partition).copied().unwrap_or(0)
-                        )
-                    })
-                    .collect();
-                Failure {
-                    message: format!(
-                        "the archive does not reach any state of {} its history still holds ({}): \
+    let base = kappa_iceberg::backfill::choose_base(
+        pipeline.main.table(),
+        &setup.config.name,
+        &state,
+        covered,
+    )
+    .map_err(fail)?
+    .ok_or_else(|| {
+        let behind: Vec<String> = state
+            .position
+            .iter()
+            .filter(|(tp, next)| !covered(tp, *next))
+            .map(|(tp, next)| {
+                format!(
+                    "{tp}: the table holds offsets up to {next}, the archive up to {}",
+                    end_of(tp)
+                )
+            })
+            .collect();
+        Failure {
+            message: format!(
+                "the archive does not reach any state of {} its history still holds ({}): \
                  wait for the archive to catch up, then run the backfill again",
-                        pipeline.main.name(),
-                        behind.join("; ")
-                    ),
-                    code: exit::FAILURE,
-                }
-            })?;
-    let upper = base.position.clone();
-    let plan = ArchivePlan {
-        partitions: plan
+                pipeline.main.name(),
+                behind.join("; ")
+            ),
+            code: exit::FAILURE,
+        }
+    })?;
+    let bytes: BTreeMap<i32, u64> = archive
+        .plan
+        .partitions
+        .iter()
+        .filter_map(|(p, files)| {
+            let end = base
+                .position
+                .next_offset(&TopicPartition::new(topic.clone(), *p))?;
+            Some((
+                *p,
+                files
+                    .iter()
+                    .filter(|f| f.start_offset < end)
+                    .map(|f| f.size)
+                    .sum(),
+            ))
+        })
+        .collect();
+    Ok(Plan {
+        id,
+        from: setup.from,
+        to: setup.to,
+        base_snapshot: base.snapshot_id,
+        position: base.position.to_json(),
+        excluded: excluded
+            .iter()
+            .flat_map(|(tp, ranges)| {
+                ranges
+                    .iter()
+                    .map(|r| (tp.topic.clone(), tp.partition, r.start, r.end))
+            })
+            .collect(),
+        shards: backfill::balance(&bytes, shards),
+        created_ms: chrono::Utc::now().timestamp_millis(),
+    })
+}
+
+/// Reprocesses shard `shard` of `plan` into staged files.
+async fn stage(
+    setup: &Setup,
+    archive: Archive,
+    plan: &Plan,
+    shard: usize,
+) -> Result<(Request, Staged), Failure> {
+    let request = plan.request(&setup.key_column).map_err(fail)?;
+    let mine = &plan.shards[shard].partitions;
+    let topic = archive.topic.clone();
+    let files = ArchivePlan {
+        partitions: archive
+            .plan
             .partitions
             .into_iter()
+            .filter(|(p, _)| mine.contains(p))
             .filter_map(|(p, files)| {
-                let end = upper.next_offset(&TopicPartition::new(topic.clone(), p))?;
+                let end = request
+                    .upper
+                    .next_offset(&TopicPartition::new(topic.clone(), p))?;
                 let files: Vec<_> = files.into_iter().filter(|f| f.start_offset < end).collect();
                 (!files.is_empty()).then_some((p, files))
             })
             .collect(),
-        ignored: plan.ignored,
-    };
-    let id = uuid::Uuid::now_v7().simple().to_string();
-    let request = Request {
-        id: id.clone(),
-        days: (from, to),
-        base_snapshot: base.snapshot_id,
-        upper,
-        excluded,
-        key_column,
+        ignored: archive.plan.ignored,
     };
     info!(
-        backfill = %id,
-        from = %args.from,
-        to = %args.to,
-        base = ?base.snapshot_id,
-        files = plan.files(),
+        backfill = %plan.id,
+        shard,
+        base = ?plan.base_snapshot,
+        files = files.files(),
         "reprocessing the archive"
     );
-    let started = std::time::Instant::now();
-    let source = ArchiveSource::new(store, plan, options, mapping, registry);
-    let reprocessed = match logic {
+    let source = ArchiveSource::new(
+        archive.store,
+        files,
+        archive.options,
+        setup.mapping.clone(),
+        setup.registry.clone(),
+    );
+    let staged = match setup.logic {
         LogicKind::Orders => {
             backfill::reprocess(
-                &pipeline,
+                &setup.pipeline,
                 source,
-                OrdersLogic::new(config.raw.dedup.window),
+                OrdersLogic::new(setup.config.raw.dedup.window),
                 &request,
             )
             .await
         }
     }
     .map_err(fail)?;
-    let audit = match backfill::audit(&pipeline, &reprocessed, &request).await {
+    Ok((request, staged))
+}
+
+/// The id a sharded backfill gets when none is given: its days.
+fn default_id(from: &str, to: &str) -> String {
+    format!("{from}_{to}")
+}
+
+pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
+    match args.action {
+        Some(BackfillAction::Plan(plan)) => return run_plan(plan).await,
+        Some(BackfillAction::Publish(publish)) => return run_publish(publish).await,
+        None => {}
+    }
+    let (Some(config), Some(from), Some(to)) = (&args.config, args.from.clone(), args.to.clone())
+    else {
+        return Err(usage("-c, --from and --to are required".into()));
+    };
+    if let Some(shard) = &args.shard {
+        return run_shard(&args, config, &from, &to, shard).await;
+    }
+    let setup = setup(config, &from, &to).await?;
+    let started = std::time::Instant::now();
+    let archive = archive(&setup).await?;
+    let plan = make_plan(
+        &setup,
+        &archive,
+        uuid::Uuid::now_v7().simple().to_string(),
+        1,
+    )
+    .await?;
+    let (request, staged) = stage(&setup, archive, &plan, 0).await?;
+    finish(
+        &setup,
+        Finish {
+            json: config.json,
+            dry_run: args.dry_run,
+            sharded: false,
+            from: &from,
+            to: &to,
+            started,
+        },
+        &request,
+        staged,
+    )
+    .await
+}
+
+/// `kappa backfill plan`.
+async fn run_plan(args: BackfillPlanArgs) -> Result<(), Failure> {
+    if args.shards == 0 {
+        return Err(usage("--shards 0: at least one".into()));
+    }
+    let setup = setup(&args.config, &args.from, &args.to).await?;
+    let archive = archive(&setup).await?;
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| default_id(&args.from, &args.to));
+    let plan = make_plan(&setup, &archive, id, args.shards as usize).await?;
+    plan.write(&setup.pipeline).await.map_err(fail)?;
+    if args.config.json {
+        output::line(&serde_json::to_string(&plan).unwrap_or_default());
+    } else {
+        output::line(&format!(
+            "backfill {} of {}..{}: base snapshot {}, {} shards",
+            plan.id,
+            args.from,
+            args.to,
+            plan.base_snapshot
+                .map_or("none".to_string(), |s| s.to_string()),
+            plan.shards.len()
+        ));
+        for (i, shard) in plan.shards.iter().enumerate() {
+            output::line(&format!(
+                "  shard {i}: partitions {:?}, {} archive bytes",
+                shard.partitions, shard.bytes
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Waits up to `wait` for `ready` to give something, polling every 2 s.
+async fn wait_for<T, F>(wait: std::time::Duration, mut ready: F) -> Result<Option<T>, Failure>
+where
+    F: AsyncFnMut() -> Result<Option<T>, Failure>,
+{
+    let until = std::time::Instant::now() + wait;
+    loop {
+        if let Some(found) = ready().await? {
+            return Ok(Some(found));
+        }
+        if std::time::Instant::now() >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// The plan of `id`, waiting for it up to `wait`.
+async fn read_plan(
+    setup: &Setup,
+    id: &str,
+    wait: std::time::Duration,
+    from: &str,
+    to: &str,
+) -> Result<Plan, Failure> {
+    let plan = wait_for(wait, async || {
+        Plan::read(&setup.pipeline, id).await.map_err(fail)
+    })
+    .await?
+    .ok_or_else(|| {
+        usage(format!(
+            "no plan of backfill {id}: run `kappa backfill plan --from {from} --to {to} --shards N \
+             --id {id}` first"
+        ))
+    })?;
+    if (plan.from, plan.to) != (setup.from, setup.to) {
+        return Err(usage(format!(
+            "backfill {id} was planned for {}..{}, not {from}..{to}",
+            Day(plan.from),
+            Day(plan.to)
+        )));
+    }
+    Ok(plan)
+}
+
+/// `kappa backfill --shard i/N`.
+async fn run_shard(
+    args: &BackfillArgs,
+    config: &ConfigArgs,
+    from: &str,
+    to: &str,
+    shard: &str,
+) -> Result<(), Failure> {
+    let bad = || {
+        usage(format!(
+            "--shard {shard:?}: expected i/n with 0 <= i < n, e.g. 1/4"
+        ))
+    };
+    let (index, count) = shard.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) = (
+        index.trim().parse().map_err(|_| bad())?,
+        count.trim().parse().map_err(|_| bad())?,
+    );
+    if index >= count {
+        return Err(bad());
+    }
+    if args.dry_run {
+        return Err(usage(
+            "--dry-run goes with the single-process backfill or with `kappa backfill publish`"
+                .into(),
+        ));
+    }
+    let setup = setup(config, from, to).await?;
+    let id = args.id.clone().unwrap_or_else(|| default_id(from, to));
+    let plan = read_plan(&setup, &id, args.wait, from, to).await?;
+    if plan.shards.len() != count {
+        return Err(usage(format!(
+            "--shard {shard}: backfill {id} is planned in {} shards",
+            plan.shards.len()
+        )));
+    }
+    let report = |state: &str, done: Option<(u64, u64, usize)>| {
+        let line = json!({
+            "backfill": id,
+            "shard": index,
+            "shards": count,
+            "state": state,
+            "records_in": done.map(|d| d.0),
+            "rows": done.map(|d| d.1),
+            "files": done.map(|d| d.2),
+        });
+        if config.json {
+            output::line(&line.to_string());
+        } else {
+            output::line(&format!(
+                "backfill {id} shard {index}/{count}: {state}{}",
+                done.map_or(String::new(), |(records, rows, files)| format!(
+                    " ({records} records reprocessed, {rows} rows in {files} files)"
+                ))
+            ));
+        }
+    };
+    if plan
+        .read_shard(&setup.pipeline, index)
+        .await
+        .map_err(fail)?
+        .is_some()
+    {
+        report("already staged", None);
+        return Ok(());
+    }
+    let archive = archive(&setup).await?;
+    let (_, staged) = stage(&setup, archive, &plan, index).await?;
+    let done = (staged.counts.records_in, staged.rows, staged.files.len());
+    plan.write_shard(&setup.pipeline, index, staged)
+        .await
+        .map_err(fail)?;
+    kappa_core::crash_point("backfill::shard-recorded");
+    report("staged", Some(done));
+    Ok(())
+}
+
+/// `kappa backfill publish`.
+async fn run_publish(args: BackfillPublishArgs) -> Result<(), Failure> {
+    let setup = setup(&args.config, &args.from, &args.to).await?;
+    let started = std::time::Instant::now();
+    let id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| default_id(&args.from, &args.to));
+    let plan = read_plan(&setup, &id, args.wait, &args.from, &args.to).await?;
+    let shards = wait_for(args.wait, async || {
+        let mut all = Staged::default();
+        for shard in 0..plan.shards.len() {
+            match plan
+                .read_shard(&setup.pipeline, shard)
+                .await
+                .map_err(fail)?
+            {
+                Some(staged) => all.add(staged),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(all))
+    })
+    .await?;
+    let Some(staged) = shards else {
+        let mut missing = Vec::new();
+        for shard in 0..plan.shards.len() {
+            if plan
+                .read_shard(&setup.pipeline, shard)
+                .await
+                .map_err(fail)?
+                .is_none()
+            {
+                missing.push(shard.to_string());
+            }
+        }
+        return Err(Failure {
+            message: format!(
+                "backfill {id}: shards {} of {} have not staged their files yet; main is untouched",
+                missing.join(", "),
+                plan.shards.len()
+            ),
+            code: exit::FAILURE,
+        });
+    };
+    let request = plan.request(&setup.key_column).map_err(fail)?;
+    finish(
+        &setup,
+        Finish {
+            json: args.config.json,
+            dry_run: args.dry_run,
+            sharded: true,
+            from: &args.from,
+            to: &args.to,
+            started,
+        },
+        &request,
+        staged,
+    )
+    .await
+}
+
+/// How to end a backfill whose files are staged.
+struct Finish<'a> {
+    json: bool,
+    dry_run: bool,
+    /// The staged files belong to a plan's shards: they stay after a dry run or a blocked gate
+    /// (a publish can follow without staging again).
+    sharded: bool,
+    from: &'a str,
+    to: &'a str,
+    started: std::time::Instant,
+}
+
+/// Audit, gates, then publish (unless a dry run).
+async fn finish(
+    setup: &Setup,
+    how: Finish<'_>,
+    request: &Request,
+    staged: Staged,
+) -> Result<(), Failure> {
+    let pipeline = &setup.pipeline;
+    let id = &request.id;
+    let audit = match backfill::audit(pipeline, &staged, request).await {
         Ok(audit) => audit,
         Err(e) => {
-            backfill::discard(&pipeline, reprocessed).await;
+            if !how.sharded {
+                backfill::discard(pipeline, staged).await;
+            }
             return Err(fail(e));
         }
     };
     let outcome = audit.report.outcome();
     let report = Report {
-        id: &id,
-        args: &args,
-        base: base.snapshot_id,
-        reprocessed: &reprocessed,
+        id,
+        json: how.json,
+        from: how.from,
+        to: how.to,
+        base: request.base_snapshot,
+        staged: &staged,
         audit: &audit,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: how.started.elapsed().as_secs_f64(),
     };
     if !matches!(outcome, Outcome::Commit) {
         report.print(None, Some(outcome.as_str()));
-        backfill::discard(&pipeline, reprocessed).await;
+        if !how.sharded {
+            backfill::discard(pipeline, staged).await;
+        }
         return Err(Failure {
             message: format!(
                 "backfill {id}: {}; main is untouched",
@@ -290,20 +683,23 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
             code: exit::BLOCKED,
         });
     }
-    if args.dry_run {
+    if how.dry_run {
         report.print(None, None);
-        backfill::discard(&pipeline, reprocessed).await;
+        if !how.sharded {
+            backfill::discard(pipeline, staged).await;
+        }
         return Ok(());
     }
     let properties = HashMap::from([
         (summary::BACKFILL_ID.to_string(), id.clone()),
         (
             summary::BACKFILL_DAYS.to_string(),
-            format!("{}..{}", Day(from), Day(to)),
+            format!("{}..{}", Day(request.days.0), Day(request.days.1)),
         ),
         (
             summary::BACKFILL_BASE.to_string(),
-            base.snapshot_id
+            request
+                .base_snapshot
                 .map_or("none".to_string(), |s| s.to_string()),
         ),
         (
@@ -315,12 +711,18 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
             audit.report.to_json(),
         ),
     ]);
-    let published = match backfill::publish(&pipeline, &reprocessed, &request, properties).await {
+    let published = match backfill::publish(pipeline, &staged, request, properties).await {
         Ok(published) => published,
         Err(e) => {
-            // Unresolvable or failed before the catalog took it: nothing references the staged
-            // files. (An unknown outcome is settled inside the publish.)
-            backfill::discard(&pipeline, reprocessed).await;
+            // Refused before anything was staged on main: nothing references the files. (Any
+            // other failure may have left the outcome unsettled: the files stay.)
+            let refused = matches!(
+                &e,
+                kappa_runtime::RuntimeError::Sink(kappa_iceberg::IcebergError::Unresolvable { .. })
+            );
+            if refused && !how.sharded {
+                backfill::discard(pipeline, staged).await;
+            }
             return Err(Failure {
                 message: format!("backfill {id}: {}; main is untouched", fail(e).message),
                 code: exit::FAILURE,
@@ -328,7 +730,7 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
         }
     };
     let report = Report {
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: how.started.elapsed().as_secs_f64(),
         ..report
     };
     report.print(Some(&published), None);
@@ -337,9 +739,11 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
 
 struct Report<'a> {
     id: &'a str,
-    args: &'a BackfillArgs,
+    json: bool,
+    from: &'a str,
+    to: &'a str,
     base: Option<i64>,
-    reprocessed: &'a Reprocessed,
+    staged: &'a Staged,
     audit: &'a Audit,
     seconds: f64,
 }
@@ -364,21 +768,22 @@ impl Report<'_> {
     }
 
     fn print(&self, published: Option<&backfill::Published>, blocked: Option<&str>) {
-        let r = self.reprocessed;
+        let r = self.staged;
         let state = match (published, blocked) {
             (Some(_), _) => "published",
             (None, Some(_)) => "blocked",
             (None, None) => "dry-run",
         };
-        if self.args.config.json {
+        if self.json {
             output::line(
                 &json!({
                     "backfill": self.id,
-                    "from": self.args.from,
-                    "to": self.args.to,
+                    "from": self.from,
+                    "to": self.to,
                     "state": state,
                     "base_snapshot": self.base,
                     "snapshot_id": published.map(|p| p.snapshot_id),
+                    "committed": published.map(|p| p.committed),
                     "records_in": r.counts.records_in,
                     "rows": r.rows,
                     "files": r.files.len(),
@@ -398,8 +803,8 @@ impl Report<'_> {
         output::line(&format!(
             "backfill {} of {}..{}: {} records reprocessed, {} rows of those days in {} files ({:.1}s)",
             self.id,
-            self.args.from,
-            self.args.to,
+            self.from,
+            self.to,
             r.counts.records_in,
             r.rows,
             r.files.len(),
@@ -425,6 +830,10 @@ impl Report<'_> {
             output::line(&format!("  gate failed: {verdict}"));
         }
         match (published, blocked) {
+            (Some(p), _) if !p.committed => output::line(&format!(
+                "published before, as snapshot {} of main ({} dead letters added now)",
+                p.snapshot_id, p.dead_letters
+            )),
             (Some(p), _) => output::line(&format!(
                 "published as snapshot {} of main ({} files live ingestion appended kept, {} dead letters added)",
                 p.snapshot_id, p.kept, p.dead_letters

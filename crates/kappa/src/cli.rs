@@ -84,21 +84,91 @@ pub struct DiffArgs {
     pub key: Option<String>,
 }
 
-/// `kappa backfill`.
+/// `kappa backfill`: one process (`-c P --from D --to D`), or sharded: `plan`, then one
+/// `--shard i/N` per shard (an indexed Job), then `publish`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackfillArgs {
+    /// Sharded backfills: plan, publish.
+    #[command(subcommand)]
+    pub action: Option<BackfillAction>,
     /// Configuration (its archive is reprocessed into its table).
     #[command(flatten)]
-    pub config: ConfigArgs,
+    pub config: Option<ConfigArgs>,
     /// First day to replace, YYYY-MM-DD (UTC, of the event time).
-    #[arg(long)]
-    pub from: String,
+    #[arg(long, required = true)]
+    pub from: Option<String>,
     /// Last day to replace, YYYY-MM-DD (UTC, inclusive).
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, required = true)]
+    pub to: Option<String>,
     /// Stop after the audit: print it, commit nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Stage shard i of n of a planned backfill (`kappa backfill plan`) and commit nothing:
+    /// `$(JOB_COMPLETION_INDEX)/n` in an indexed Job. Rerunnable: a shard staged already is
+    /// left as it is.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// The planned backfill (default: `<from>_<to>`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// With --shard: wait this long for the plan to be written.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
+}
+
+/// `kappa backfill plan|publish`.
+#[derive(Debug, Subcommand)]
+pub enum BackfillAction {
+    /// Plan a sharded backfill: its base and the partitions of each shard, balanced by archive
+    /// bytes, written next to the table's data for the shards and the publish.
+    Plan(BackfillPlanArgs),
+    /// Audit every shard's staged files together and publish them in one commit on main.
+    Publish(BackfillPublishArgs),
+}
+
+/// `kappa backfill plan`.
+#[derive(Debug, Args)]
+pub struct BackfillPlanArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First day, YYYY-MM-DD.
+    #[arg(long)]
+    pub from: String,
+    /// Last day, YYYY-MM-DD (inclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Number of shards.
+    #[arg(long)]
+    pub shards: u32,
+    /// The backfill's id (default: `<from>_<to>`); a new plan of an id replaces the old one,
+    /// whose shards' staged files are then ignored.
+    #[arg(long)]
+    pub id: Option<String>,
+}
+
+/// `kappa backfill publish`.
+#[derive(Debug, Args)]
+pub struct BackfillPublishArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First day, YYYY-MM-DD (as planned).
+    #[arg(long)]
+    pub from: String,
+    /// Last day, YYYY-MM-DD (as planned).
+    #[arg(long)]
+    pub to: String,
+    /// The backfill's id (default: `<from>_<to>`).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Stop after the audit: print it, commit nothing (the staged files stay).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait this long for the plan and for every shard to stage its files.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 /// `kappa state skip`.

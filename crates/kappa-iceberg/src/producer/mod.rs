@@ -330,20 +330,21 @@ pub struct Committed {
 }
 
 /// Commits one snapshot on `ident` through the catalog's atomic swap, with the commit protocol
-/// of every Kappa commit: the table is loaded, `build` decides the snapshot on it (its base),
-/// the snapshot is staged and swapped in if the table still points at that base. A conflict
-/// (another commit came first) discards the staging and starts again from a fresh load, so
-/// `build` re-decides on the newer table; an unknown outcome is settled by reloading the table
-/// and asking [`landed`]. Gives up after `max_attempts` stagings.
+/// of every Kappa commit: the table is loaded, `build` decides the snapshot on it (its base;
+/// `None`: nothing to commit after all), the snapshot is staged and swapped in if the table
+/// still points at that base. A conflict (another commit came first) discards the staging and
+/// starts again from a fresh load, so `build` re-decides on the newer table; an unknown outcome
+/// is settled by reloading the table and asking [`landed`]. Gives up after `max_attempts`
+/// stagings.
 pub async fn commit<F>(
     catalog: &dyn iceberg::Catalog,
     committer: &CatalogCommitter,
     ident: &iceberg::TableIdent,
     max_attempts: u32,
     mut build: F,
-) -> Result<Committed, IcebergError>
+) -> Result<Option<Committed>, IcebergError>
 where
-    F: AsyncFnMut(&Table) -> Result<NewSnapshot, IcebergError>,
+    F: AsyncFnMut(&Table) -> Result<Option<NewSnapshot>, IcebergError>,
 {
     let load = async || {
         catalog
@@ -359,17 +360,19 @@ where
     loop {
         attempts += 1;
         let table = load().await?;
-        let new = build(&table).await?;
+        let Some(new) = build(&table).await? else {
+            return Ok(None);
+        };
         let staged = stage(&table, new).await?;
         let snapshot_id = staged.snapshot_id.unwrap_or_default();
         kappa_core::crash_point("producer::staged");
         match committer.swap(ident, &staged).await {
             Swap::Committed => {
                 kappa_core::crash_point("producer::committed");
-                return Ok(Committed {
+                return Ok(Some(Committed {
                     snapshot_id,
                     attempts,
-                });
+                }));
             }
             Swap::Conflict => {
                 tracing::debug!(table = %table_name(ident), attempts, "another commit came first: staging again");
@@ -378,10 +381,10 @@ where
             Swap::Unknown(reason) => {
                 tracing::warn!(table = %table_name(ident), %reason, "the outcome of a snapshot commit is unknown: reloading the table to settle it");
                 if landed(&load().await?, &staged) {
-                    return Ok(Committed {
+                    return Ok(Some(Committed {
                         snapshot_id,
                         attempts,
-                    });
+                    }));
                 }
                 // Not applied: its files stay (an orphan is harmless; one that might still
                 // land must never be deleted).
