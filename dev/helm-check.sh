@@ -47,6 +47,9 @@ trap 'rm -rf "$OUT"' EXIT
   --set serviceAccount.create=false --set serviceAccount.name=lake-writer \
   --set metrics.serviceMonitor.enabled=true > "$OUT/variant.yaml"
 "$HELM" template kappa "$CHART" --set live.assignment=group --set live.replicas=3 > "$OUT/group.yaml"
+"$HELM" template lake "$CHART" --set backfill.enabled=true --set backfill.from=2026-01-02 \
+  --set backfill.to=2026-01-03 --set backfill.shards=4 --set backfill.dryRun=true \
+  --set 'env[0].name=AWS_REGION' --set 'env[0].value=eu-west-1' > "$OUT/backfill.yaml"
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
@@ -59,11 +62,16 @@ done
   --set metrics.serviceMonitor.interval=15s --set metrics.serviceMonitor.labels.release=prometheus \
   --set metrics.port=9500 > "$OUT/monitor.out"
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
-  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml"
+  "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml" \
+  "$OUT/backfill.yaml"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi
 grep -q "replay.shards must be at least 1" "$OUT/err"
+if "$HELM" template bad "$CHART" --set backfill.enabled=true --set backfill.from=2026-01-02 >/dev/null 2>"$OUT/err"; then
+  log "a backfill without backfill.to rendered; it must fail"; exit 1
+fi
+grep -q "backfill.from and backfill.to (YYYY-MM-DD) are required" "$OUT/err"
 if "$HELM" template bad "$CHART" --set live.assignment=static >/dev/null 2>"$OUT/err"; then
   log "live.assignment=static rendered; it must fail"; exit 1
 fi

@@ -130,4 +130,36 @@ assert not any(kind == "StatefulSet" for kind, _ in group), list(group)
 env = {e["name"]: e for e in c["env"]}
 assert env["KAPPA__SOURCE__KAFKA__ASSIGNMENT"]["value"] == "group", env
 assert "KAPPA__SOURCE__KAFKA__SHARD" not in env, env
+# backfill.enabled: the plan Job, the indexed Job of shards and the publish Job, one id; exit 2, 3
+# and 4 fail a shard index (or the plan, the publish) without a retry.
+backfill = load(sys.argv[7])
+jobs = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d for (kind, _), d in backfill.items() if kind == "Job"}
+assert set(jobs) == {"backfill-plan", "backfill", "backfill-publish"}, list(jobs)
+assert jobs["backfill"]["metadata"]["name"] == "lake-kappa-backfill-r1", jobs["backfill"]["metadata"]
+args = {}
+for component, d in jobs.items():
+    spec = d["spec"]
+    (c,) = spec["template"]["spec"]["containers"]
+    args[component] = c["args"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert "--from=2026-01-02" in c["args"] and "--to=2026-01-03" in c["args"], c["args"]
+    assert "--id=lake-r1" in c["args"], c["args"]
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in c["env"], c["env"]
+    rules = spec["podFailurePolicy"]["rules"]
+    exits = [r for r in rules if "onExitCodes" in r]
+    assert exits == [{
+        "action": "FailIndex" if component == "backfill" else "FailJob",
+        "onExitCodes": {"containerName": "backfill", "operator": "In", "values": [2, 3, 4]},
+    }], rules
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules, rules
+shards = jobs["backfill"]["spec"]
+assert shards["completionMode"] == "Indexed" and shards["completions"] == 4 == shards["parallelism"], shards
+assert shards["backoffLimitPerIndex"] == 3 and shards["maxFailedIndexes"] == 0, shards
+assert args["backfill-plan"][2:5] == ["backfill", "plan", "--shards=4"], args["backfill-plan"]
+assert "--shard=$(JOB_COMPLETION_INDEX)/4" in args["backfill"] and "--wait=10m" in args["backfill"], args["backfill"]
+assert args["backfill-publish"][2:4] == ["backfill", "publish"], args["backfill-publish"]
+assert "--wait=6h" in args["backfill-publish"] and "--dry-run" in args["backfill-publish"], args["backfill-publish"]
+(c,) = jobs["backfill"]["spec"]["template"]["spec"]["containers"]
+env = {e["name"]: e for e in c["env"]}
+assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 print("helm_assert: ok")
