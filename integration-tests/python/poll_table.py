@@ -5,7 +5,8 @@ Usage: poll_table.py MODE CATALOG_URI WAREHOUSE NAMESPACE.TABLE [--until FILE] [
 
 MODE:
   poll     load the table and read main's current snapshot again and again (a reader polling it)
-           until FILE exists, then once more; prints {"reads": N, "seen": [{"snapshot": id,
+           until FILE exists, then once more; prints {"first": {...}} after its first read, then
+           {"reads": N, "seen": [{"snapshot": id,
            "checksum": "..."}, ...]} with each distinct content in the order first seen
   history  read every snapshot of main's ancestry (time travel), oldest first; prints
            {"snapshots": [{"snapshot": id, "operation": "...", "checksum": "..."}, ...]}
@@ -42,6 +43,9 @@ def poll(args):
                 seen.append({"snapshot": snapshot_id, "checksum": sum_})
             last = snapshot_id
         reads += 1
+        if reads == 1:
+            # Says it has read once: whoever waits for it may change the table now.
+            print(json.dumps({"first": seen[0]}), flush=True)
         if done:
             break
     return {"reads": reads, "seen": seen}

@@ -302,12 +302,13 @@ fn rows_a_replay_commits_to_the_days_while_a_backfill_runs_are_kept_by_its_publi
     .format("%Y-%m-%d")
     .to_string();
 
-    // The backfill stops for a while once its files are staged ...
+    // The backfill stops for a while once its files are staged (long enough for the replay
+    // below on a loaded machine; it must commit before the publish) ...
     let mut child = Command::new(kappa_integration_tests::kappa_bin())
         .args(["backfill", "-c"])
         .arg(&config)
         .args(["--from", &from, "--to", &to, "--json"])
-        .env("FAILPOINTS", "backfill::staged=sleep(5000)")
+        .env("FAILPOINTS", "backfill::staged=sleep(15000)")
         .env("KAPPA_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -384,7 +385,7 @@ fn readers_see_the_old_days_or_the_new_ones_never_a_mix(scene: Scene, on_s3: boo
     let broken = scene.read("pyiceberg", "orders")["checksum"].clone();
 
     let stop = scene.path("stop");
-    let poller = scene
+    let mut poller = scene
         .python_command(
             "poll_table.py",
             "poll",
@@ -395,13 +396,18 @@ fn readers_see_the_old_days_or_the_new_ones_never_a_mix(scene: Scene, on_s3: boo
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // The reader has read main once before the backfill starts.
+    let mut stdout = std::io::BufReader::new(poller.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("\"first\""), "{first}");
     let path = config.display().to_string();
     // The publish comes a few seconds after the files are staged: the reader polls meanwhile.
     let out = kappa(
         &[
             "backfill", "-c", &path, "--from", &from, "--to", &to, "--json",
         ],
-        &[("FAILPOINTS", "backfill::staged=sleep(4000)")],
+        &[("FAILPOINTS", "backfill::staged=sleep(2000)")],
     );
     assert!(
         out.status.success(),
@@ -410,13 +416,15 @@ fn readers_see_the_old_days_or_the_new_ones_never_a_mix(scene: Scene, on_s3: boo
     );
     std::thread::sleep(std::time::Duration::from_secs(2));
     std::fs::write(&stop, "").unwrap();
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut stdout, &mut rest).unwrap();
     let polled = poller.wait_with_output().unwrap();
     assert!(
         polled.status.success(),
         "{}",
         String::from_utf8_lossy(&polled.stderr)
     );
-    let polled: Value = serde_json::from_slice(last_line(&polled.stdout)).unwrap();
+    let polled: Value = serde_json::from_slice(last_line(&rest)).unwrap();
     let seen: Vec<&Value> = polled["seen"]
         .as_array()
         .unwrap()

@@ -126,6 +126,68 @@ impl Bench {
         .unwrap()
     }
 
+    /// A table replayed once, and the middle `days` days of its history, for the backfill
+    /// benchmark.
+    pub async fn backfill_table(&self, days: usize) -> (String, (i32, i32)) {
+        let name = "backfill".to_string();
+        let pipeline = open_pipeline(self.spec(&name)).await.unwrap();
+        run_pipeline(
+            pipeline,
+            self.source().await,
+            kappa_logic::OrdersLogic::new(100_000),
+        )
+        .await
+        .unwrap();
+        let pipeline = kappa_runtime::open_existing_pipeline(self.spec(&name))
+            .await
+            .unwrap();
+        let field = kappa_iceberg::days::DayField::of(pipeline.main.table(), "event_time").unwrap();
+        let all: Vec<i32> = field
+            .rows_in(pipeline.main.table())
+            .await
+            .unwrap()
+            .into_keys()
+            .collect();
+        let first = all.len().saturating_sub(days) / 2;
+        (
+            name,
+            (all[first], all[(first + days - 1).min(all.len() - 1)]),
+        )
+    }
+
+    /// A backfill of `days` of table `name` (see [`Bench::backfill_table`]), as `kappa
+    /// backfill` runs it in one process: reprocess the archive up to the table's position,
+    /// audit, publish. Returns the rows of those days it published.
+    pub async fn backfill(&self, name: &str, days: (i32, i32), run: usize) -> u64 {
+        use kappa_runtime::backfill;
+        let pipeline = kappa_runtime::open_existing_pipeline(self.spec(name))
+            .await
+            .unwrap();
+        let state = pipeline.main.state();
+        let request = backfill::Request {
+            id: format!("bench-{run}"),
+            days,
+            base_snapshot: state.snapshot_id,
+            upper: state.position.clone(),
+            excluded: Default::default(),
+            key_column: "event_id".into(),
+        };
+        let staged = backfill::reprocess(
+            &pipeline,
+            self.source().await,
+            kappa_logic::OrdersLogic::new(100_000),
+            &request,
+        )
+        .await
+        .unwrap();
+        let audit = backfill::audit(&pipeline, &staged, &request).await.unwrap();
+        assert!(audit.days.iter().all(|d| d.matches()), "{:?}", audit.days);
+        backfill::publish(&pipeline, &staged, &request, HashMap::new())
+            .await
+            .unwrap();
+        staged.rows
+    }
+
     /// A table like the end-to-end one, for the encode-only benchmark.
     pub async fn encode_table(&self) -> iceberg::table::Table {
         let pipeline = open_pipeline(self.spec("encode")).await.unwrap();

@@ -9,7 +9,10 @@
 //! Points: `runtime::read` (a batch was read), `runtime::write` (rows were encoded into open data
 //! files), `runtime::before-commit` (a flush's files are closed, nothing committed),
 //! `runtime::between-commits` (the dead-letter table is committed, the main table not yet),
-//! `iceberg::after-commit` (the catalog accepted a commit the process has not recorded yet).
+//! `iceberg::after-commit` (the catalog accepted a commit the process has not recorded yet); a
+//! backfill's `backfill::read`, `backfill::staged`, `backfill::shard-recorded`,
+//! `producer::staged` (a snapshot staged, not swapped in), `producer::committed` (the catalog
+//! took it) and `backfill::published` (main published, the dead letters not yet).
 
 /// Aborts here if the crash point `name` is active (tests only; see the module docs).
 #[inline]

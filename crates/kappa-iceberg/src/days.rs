@@ -51,18 +51,52 @@ impl DayField {
         days
     }
 
-    /// Paths of the live data files of `days` in the table's current snapshot.
+    /// Whether `manifest` may hold files of one of `days`, by the manifest list's summary of its
+    /// partition values (a manifest of another spec, or without bounds, may). Lets a change to
+    /// some days read only the manifests that hold them.
+    pub fn may_hold(
+        &self,
+        manifest: &iceberg::spec::ManifestFile,
+        days: &std::collections::BTreeSet<i32>,
+    ) -> bool {
+        if manifest.partition_spec_id != self.spec_id {
+            return true;
+        }
+        let Some(summary) = manifest.partitions.as_ref().and_then(|p| p.get(self.index)) else {
+            return true;
+        };
+        // A date partition value's single-value serialization: 4 bytes, little-endian.
+        let day = |bytes: Option<&[u8]>| {
+            let bytes: [u8; 4] = bytes?.try_into().ok()?;
+            Some(i32::from_le_bytes(bytes))
+        };
+        let (lower, upper) = (
+            day(summary.lower_bound.as_deref().map(Vec::as_slice)),
+            day(summary.upper_bound.as_deref().map(Vec::as_slice)),
+        );
+        match (lower, upper) {
+            (Some(lower), Some(upper)) => days.range(lower..=upper).next().is_some(),
+            _ => true,
+        }
+    }
+
+    /// Paths of the live data files of `days` in the table's current snapshot (only the
+    /// manifests that may hold those days are read).
     pub async fn live_files(
         &self,
         table: &Table,
         days: &std::collections::BTreeSet<i32>,
     ) -> Result<std::collections::HashSet<String>, IcebergError> {
         let mut live = std::collections::HashSet::new();
-        self.each_live(table, |file| {
-            if self.day(file).is_some_and(|d| days.contains(&d)) {
-                live.insert(file.file_path().to_string());
-            }
-        })
+        self.each_live(
+            table,
+            |m| self.may_hold(m, days),
+            |file| {
+                if self.day(file).is_some_and(|d| days.contains(&d)) {
+                    live.insert(file.file_path().to_string());
+                }
+            },
+        )
         .await?;
         Ok(live)
     }
@@ -70,19 +104,25 @@ impl DayField {
     /// Rows per day of every live data file of the table's current snapshot.
     pub async fn rows_in(&self, table: &Table) -> Result<BTreeMap<i32, u64>, IcebergError> {
         let mut days = BTreeMap::new();
-        self.each_live(table, |file| {
-            if let Some(day) = self.day(file) {
-                *days.entry(day).or_insert(0) += file.record_count();
-            }
-        })
+        self.each_live(
+            table,
+            |_| true,
+            |file| {
+                if let Some(day) = self.day(file) {
+                    *days.entry(day).or_insert(0) += file.record_count();
+                }
+            },
+        )
         .await?;
         Ok(days)
     }
 
-    /// Calls `each` with every live data file of this spec in the table's current snapshot.
+    /// Calls `each` with every live data file of this spec in the table's current snapshot, of
+    /// the manifests `read` accepts.
     async fn each_live(
         &self,
         table: &Table,
+        read: impl Fn(&iceberg::spec::ManifestFile) -> bool,
         mut each: impl FnMut(&DataFile),
     ) -> Result<(), IcebergError> {
         let name = crate::commit::table_name(table.identifier());
@@ -102,6 +142,7 @@ impl DayField {
         for manifest in list.entries() {
             if manifest.content != ManifestContentType::Data
                 || manifest.partition_spec_id != self.spec_id
+                || !read(manifest)
             {
                 continue;
             }

@@ -7,7 +7,7 @@ mod common;
 
 use common::{batch, pending};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -330,4 +330,183 @@ async fn landed_finds_a_commit_under_later_ones_and_not_one_that_lost() {
     assert_ne!(table.metadata_location(), Some(won.location.as_str()));
     assert!(landed(&table, &won));
     assert!(!landed(&table, &lost));
+}
+
+/// `test.days`: `v`, `ts` (timestamptz, partitioned by day), the Kafka coordinates.
+fn days_spec() -> kappa_iceberg::TableSpec {
+    use iceberg::spec::{NestedField, PrimitiveType, Type};
+    let schema = iceberg::spec::Schema::builder()
+        .with_fields(vec![
+            NestedField::required(1, "v", Type::Primitive(PrimitiveType::String)).into(),
+            NestedField::required(2, "ts", Type::Primitive(PrimitiveType::Timestamptz)).into(),
+            NestedField::required(3, "_kafka_partition", Type::Primitive(PrimitiveType::Int))
+                .into(),
+            NestedField::required(4, "_kafka_offset", Type::Primitive(PrimitiveType::Long)).into(),
+        ])
+        .build()
+        .unwrap();
+    kappa_iceberg::TableSpec {
+        namespace: "test".into(),
+        name: "days".into(),
+        schema,
+        partition_by: vec![kappa_iceberg::PartitionField {
+            column: "ts".into(),
+            transform: iceberg::spec::Transform::Day,
+        }],
+        properties: HashMap::new(),
+    }
+}
+
+/// Rows of day `day` at offsets `start..end` of partition 0, valued `<tag>-<offset>`.
+fn day_batch(day: i64, start: i64, end: i64, tag: &str) -> RecordBatch {
+    use arrow_array::{ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("v", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            false,
+        ),
+        Field::new("_kafka_partition", DataType::Int32, false),
+        Field::new("_kafka_offset", DataType::Int64, false),
+    ]));
+    let offsets: Vec<i64> = (start..end).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            offsets.iter().map(|o| format!("{tag}-{o}")),
+        )),
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(
+                offsets.iter().map(|o| day * 86_400_000_000 + o),
+            )
+            .with_timezone("+00:00"),
+        ),
+        Arc::new(Int32Array::from(vec![0; offsets.len()])),
+        Arc::new(Int64Array::from(offsets)),
+    ];
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+#[tokio::test]
+async fn replacing_days_reads_only_the_manifests_of_those_days_and_keeps_what_it_is_told() {
+    let (_dir, config, catalog) = common::sqlite_catalog().await;
+    let spec = days_spec();
+    let table = ensure_table(catalog.as_ref(), &spec).await.unwrap();
+    let ident = spec.ident().unwrap();
+    let mut committer =
+        Committer::new(catalog.clone(), table, "p", WriterOptions::default(), 5).unwrap();
+    // Day 0, day 1, then day 1 again (a later append to it), then day 2: one manifest each.
+    for (day, start) in [(0, 0), (1, 10), (1, 20), (2, 30)] {
+        let mut commit = pending(0, start, start + 10);
+        commit.batches = vec![day_batch(day, start, start + 10, "row")];
+        committer.commit(commit).await.unwrap();
+    }
+    let table = catalog.load_table(&ident).await.unwrap();
+    let field = kappa_iceberg::days::DayField::of(&table, "ts").unwrap();
+    let day1 = BTreeSet::from([1]);
+    let list = table
+        .manifest_list_reader(table.metadata().current_snapshot().unwrap())
+        .load()
+        .await
+        .unwrap();
+    let holding: Vec<_> = list
+        .entries()
+        .iter()
+        .filter(|m| field.may_hold(m, &day1))
+        .collect();
+    assert_eq!(holding.len(), 2, "the two manifests of day 1 only");
+    // The later append to day 1 is kept (as a publish keeps what live ingestion appended).
+    let live = field.live_files(&table, &day1).await.unwrap();
+    assert_eq!(live.len(), 2);
+    let later: String = {
+        let m = holding
+            .iter()
+            .max_by_key(|m| m.sequence_number)
+            .unwrap()
+            .load_manifest(table.file_io())
+            .await
+            .unwrap();
+        m.entries()[0].file_path().to_string()
+    };
+    let new = write_data_files(
+        &table,
+        &[day_batch(1, 10, 14, "new")],
+        "backfill",
+        &WriterOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Every manifest of another day is made unreadable: staging must not need it.
+    let others: Vec<String> = list
+        .entries()
+        .iter()
+        .filter(|m| !field.may_hold(m, &day1))
+        .map(|m| m.manifest_path.clone())
+        .collect();
+    assert_eq!(others.len(), 2);
+    let aside = |p: &str| p.strip_prefix("file://").unwrap().to_string();
+    for path in &others {
+        std::fs::rename(aside(path), format!("{}.aside", aside(path))).unwrap();
+    }
+    let staged = stage(
+        &table,
+        NewSnapshot {
+            branch: "main".into(),
+            change: Change::ReplaceDays {
+                field,
+                days: day1.clone(),
+                keep: HashSet::from([later.clone()]),
+            },
+            files: new,
+            summary: HashMap::new(),
+            properties: HashMap::new(),
+        },
+    )
+    .await
+    .unwrap();
+    for path in &others {
+        std::fs::rename(format!("{}.aside", aside(path)), aside(path)).unwrap();
+    }
+    let swap = CatalogCommitter::connect(&config).await.unwrap();
+    assert_eq!(swap.swap(&ident, &staged).await, Swap::Committed);
+
+    let table = catalog.load_table(&ident).await.unwrap();
+    let batches: Vec<RecordBatch> = table
+        .scan()
+        .select(["v"])
+        .build()
+        .unwrap()
+        .to_arrow()
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let got: BTreeSet<String> = batches
+        .iter()
+        .flat_map(|b| {
+            let v = b.column(0).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| v.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut want = values("row", 0, 10);
+    want.extend(values("new", 10, 14));
+    want.extend(values("row", 20, 30));
+    want.extend(values("row", 30, 40));
+    assert_eq!(
+        got, want,
+        "day 1's first file replaced, its later one kept, days 0 and 2 as they were"
+    );
+    let summary = table.metadata().current_snapshot().unwrap().summary();
+    assert_eq!(summary.operation, Operation::Overwrite);
+    assert_eq!(summary.additional_properties["deleted-records"], "10");
+    assert_eq!(summary.additional_properties["total-records"], "34");
+    assert!(
+        !summary
+            .additional_properties
+            .contains_key("replace-partitions")
+    );
 }

@@ -224,6 +224,13 @@ async fn make_plan(
     )
     .await?;
     let state = pipeline.main.state().clone();
+    if state.position.is_empty() {
+        return Err(usage(format!(
+            "table {} holds nothing of pipeline {:?} to rebuild: fill it with `kappa replay` first",
+            pipeline.main.name(),
+            setup.config.name
+        )));
+    }
     let excluded = excluded(&state);
     let topic = &archive.topic;
     // A partition's position is covered when the archive reaches it, or when every offset the

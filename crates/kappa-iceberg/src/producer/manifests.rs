@@ -28,6 +28,9 @@ pub(super) struct Plan<'a> {
     /// Which live files (of the table's default partition spec) are deleted (`None`: an
     /// append).
     pub deletes: Option<&'a (dyn Fn(&DataFile) -> bool + Sync)>,
+    /// Whether a manifest may hold a file `deletes` deletes (one that cannot is carried by
+    /// reference without being read).
+    pub may_delete: &'a (dyn Fn(&ManifestFile) -> bool + Sync),
     /// Files added.
     pub files: &'a [DataFile],
 }
@@ -122,7 +125,7 @@ async fn write_all(
                     ),
                 ));
             }
-            let Some(deletes) = plan.deletes else {
+            let Some(deletes) = plan.deletes.filter(|_| (plan.may_delete)(&manifest)) else {
                 manifests.push(manifest);
                 continue;
             };

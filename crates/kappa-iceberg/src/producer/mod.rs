@@ -173,6 +173,10 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
                 && !keep.contains(file.file_path())
         })),
     };
+    let may_delete = |manifest: &iceberg::spec::ManifestFile| match &new.change {
+        Change::ReplaceDays { field, days, .. } => field.may_hold(manifest, days),
+        _ => true,
+    };
     let written = manifests::write(
         table,
         parent.as_ref(),
@@ -181,6 +185,7 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
             sequence_number,
             commit,
             deletes: deletes.as_deref(),
+            may_delete: &may_delete,
             files: &new.files,
         },
     )
