@@ -1104,3 +1104,111 @@ fn a_partition_whose_table_offset_the_topic_does_not_hold_stops_until_an_operato
         "dead-letter rows"
     );
 }
+
+/// A backfill of the days a running `kappa run` is appending to: the live pipeline commits the
+/// rest of the topic while the backfill's files are staged, the publish folds those commits in,
+/// and the live run goes on after it. Every event is in the table once.
+#[test]
+fn a_backfill_while_the_live_pipeline_appends_to_its_days_loses_and_duplicates_nothing() {
+    use std::io::{BufRead, BufReader};
+
+    let topic = unique_topic("backfill");
+    create_topic(&brokers(), &topic, 3);
+    let messages: Vec<Message> = History::new(HistorySpec {
+        topic: topic.clone(),
+        partitions: 3,
+        days: 4,
+        ..HistorySpec::new(9_000)
+    })
+    .unwrap()
+    .collect();
+    let (first, second) = messages.split_at(messages.len() * 3 / 5);
+    let producer = producer(&brokers());
+    let so_far = produce(&producer, &topic, first.to_vec(), 0);
+    let (scene, config) = live_scene(&topic);
+    // The archive holds what the topic held so far.
+    archive(&scene, &config, &topic, 3, first.to_vec());
+    let child = run(&config);
+    wait_until_committed(&config, &topic, &so_far, Duration::from_secs(60));
+
+    // The newest day the table holds, and the next: where the rest of the topic lands.
+    let files = scene.foreign_with("files", "orders", &[]);
+    let from = files["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .max()
+        .unwrap()
+        .clone();
+    let to = (chrono::NaiveDate::parse_from_str(&from, "%Y-%m-%d").unwrap()
+        + chrono::Duration::days(1))
+    .format("%Y-%m-%d")
+    .to_string();
+    let mut backfill = std::process::Command::new(kappa_bin())
+        .args(["backfill", "-c"])
+        .arg(&config)
+        .args(["--from", &from, "--to", &to, "--json"])
+        .env("FAILPOINTS", "backfill::staged=sleep(15000)")
+        .env("KAPPA_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = backfill.stderr.take().unwrap();
+    let (staged_tx, staged) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("reprocessed the archive into staged files") {
+                let _ = staged_tx.send(());
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    if staged.recv_timeout(Duration::from_secs(120)).is_err() {
+        let _ = backfill.kill();
+        panic!(
+            "the backfill never staged its files: {}",
+            log.join().unwrap()
+        );
+    }
+    // The rest of the topic, committed by the live run while the backfill waits to publish.
+    produce(&producer, &topic, second.to_vec(), 0);
+    let mut tally = kappa_synth::Tally::default();
+    for message in &messages {
+        tally.add(message);
+    }
+    let expected = tally.finish();
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(60));
+    let out = backfill.wait_with_output().unwrap();
+    let log = log.join().unwrap();
+    assert!(out.status.success(), "{log}");
+    let report: serde_json::Value =
+        serde_json::from_slice(kappa_integration_tests::last_line(&out.stdout)).unwrap();
+    assert_eq!(report["state"], "published", "{report}");
+    assert!(
+        report["kept_files"].as_u64().unwrap() >= 1,
+        "the live run's files of those days were folded in: {report}"
+    );
+    // The live run carries on after the publish (its next commit re-decides on the new head).
+    let more: Vec<Message> = History::new(HistorySpec {
+        topic: topic.clone(),
+        partitions: 3,
+        days: 1,
+        seed: 99,
+        ..HistorySpec::new(300)
+    })
+    .unwrap()
+    .collect();
+    produce(&producer, &topic, more.clone(), 0);
+    for message in &more {
+        tally.add(message);
+    }
+    let expected = tally.finish();
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(60));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "{summary}");
+    assert_exactly_once(&scene, &expected);
+}
