@@ -604,3 +604,34 @@ fn four_shard_processes_and_one_publish_give_the_table_one_process_gives() {
     assert_eq!(repeat["snapshot_id"], published["snapshot_id"]);
     assert_eq!(scenes[1].read("pyiceberg", "orders")["checksum"], *original);
 }
+
+#[test]
+fn records_a_quarantined_flush_holds_stay_quarantined_and_never_reach_main_twice() {
+    let scene = Scene::local();
+    let expected = scene.write_local_archive(
+        HistorySpec {
+            null_user_rate: 0.15,
+            ..HistorySpec::new(4_000)
+        },
+        ArchiveOptions::default(),
+    );
+    let config = scene.config("\n[quality.gates.null_rate]\npolicy = \"quarantine\"\n");
+    replay(&config, &[]);
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    let quarantined = scene.foreign_with("files", "orders_quarantine", &[]);
+    let days: Vec<&String> = quarantined["files"].as_object().unwrap().keys().collect();
+    // The backfill itself lets the NULL rate through (it is only warned about) ...
+    let (code, report, stderr) = backfill(
+        &config,
+        days[1],
+        days[2],
+        &["--set", "quality.gates.null_rate.policy=warn"],
+    );
+    assert_eq!(code, Some(0), "{report} {stderr}");
+    assert_eq!(report["state"], "published", "{report}");
+    // ... but the records the quarantine table holds stay there, and only there.
+    assert!(report["quarantined"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["rows"], 0, "{report}");
+    assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
+    assert_table_matches(&scene.read("pyiceberg", "orders_quarantine"), &expected);
+}

@@ -171,6 +171,7 @@ impl Bench {
             upper: state.position.clone(),
             excluded: Default::default(),
             key_column: "event_id".into(),
+            quarantine_table: None,
         };
         let staged = backfill::reprocess(
             &pipeline,

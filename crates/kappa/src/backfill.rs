@@ -322,7 +322,12 @@ async fn stage(
     plan: &Plan,
     shard: usize,
 ) -> Result<(Request, Staged), Failure> {
-    let request = plan.request(&setup.key_column).map_err(fail)?;
+    let request = plan
+        .request(
+            &setup.key_column,
+            Some(setup.config.quarantine_table.clone()),
+        )
+        .map_err(fail)?;
     let mine = &plan.shards[shard].partitions;
     let topic = archive.topic.clone();
     let files = ArchivePlan {
@@ -617,7 +622,12 @@ async fn run_publish(args: BackfillPublishArgs) -> Result<(), Failure> {
             code: exit::FAILURE,
         });
     };
-    let request = plan.request(&setup.key_column).map_err(fail)?;
+    let request = plan
+        .request(
+            &setup.key_column,
+            Some(setup.config.quarantine_table.clone()),
+        )
+        .map_err(fail)?;
     finish(
         &setup,
         Finish {
@@ -799,6 +809,7 @@ impl Report<'_> {
                     "dead_letters_added": published.map(|p| p.dead_letters),
                     "kept_files": published.map(|p| p.kept),
                     "late_routed": r.late_routed,
+                    "quarantined": r.quarantined,
                     "seconds": self.seconds,
                     "days": self.days_json(),
                     "gates": serde_json::from_str::<serde_json::Value>(&self.audit.report.to_json()).unwrap_or_default(),

@@ -24,7 +24,7 @@ mod audit;
 mod publish;
 mod stage;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMicrosecondType;
@@ -32,8 +32,8 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use iceberg::spec::DataFile;
 use kappa_core::{
-    DeadLetter, EventTimes, OffsetRange, Source, SourceBatch, SourceEvent, SourcePosition,
-    TopicPartition, Transform,
+    DeadLetter, EventTimes, OFFSET_COLUMN, OffsetRange, PARTITION_COLUMN, Source, SourceBatch,
+    SourceEvent, SourcePosition, TopicPartition, Transform,
 };
 use kappa_quality::{CommitCounts, RuleCounts};
 use tokio::sync::mpsc;
@@ -67,6 +67,9 @@ pub struct Request {
     pub excluded: BTreeMap<TopicPartition, Vec<OffsetRange>>,
     /// The column dedup keys are compared on in the audit.
     pub key_column: String,
+    /// The pipeline's quarantine table (in the main table's namespace), whatever the gates'
+    /// policies are now: records it holds are left out.
+    pub quarantine_table: Option<String>,
 }
 
 impl Request {
@@ -97,6 +100,8 @@ pub struct Staged {
     pub rows: u64,
     /// Late rows left out (they belong to the late table, which keeps its own).
     pub late_routed: u64,
+    /// Rows of the days left out because the quarantine table holds their records.
+    pub quarantined: u64,
 }
 
 impl Staged {
@@ -111,6 +116,7 @@ impl Staged {
         self.rules.add(&other.rules);
         self.rows += other.rows;
         self.late_routed += other.late_routed;
+        self.quarantined += other.quarantined;
     }
 }
 
@@ -148,7 +154,12 @@ where
     let mut times = EventTimes::default();
     let mut buffer = Buffer::default();
     let mut rules = RuleCounts::default();
-    let (mut rows, mut all_rows, mut late_routed) = (0u64, 0u64, 0u64);
+    let (mut rows, mut all_rows, mut late_routed, mut quarantined) = (0u64, 0u64, 0u64, 0u64);
+    // Records a quarantined flush holds stay there: each record has its row in one table.
+    let held = match &request.quarantine_table {
+        Some(name) => quarantined_records(pipeline, name).await?,
+        None => HashSet::new(),
+    };
     let logic_err = |e: T::Error| RuntimeError::Logic {
         logic: std::any::type_name::<T>()
             .rsplit("::")
@@ -194,7 +205,12 @@ where
                 let Some(table_rows) = table_rows else {
                     continue;
                 };
-                let days = in_days(&table_rows, &spec.event_time_column, request);
+                let mut days = in_days(&table_rows, &spec.event_time_column, request);
+                if !held.is_empty() {
+                    let (before, free) = (days.true_count(), not_held(&table_rows, &held, &days));
+                    days = free;
+                    quarantined += (before - days.true_count()) as u64;
+                }
                 let kept = filter(&table_rows, &days)?;
                 if kept.num_rows() == 0 {
                     continue;
@@ -255,7 +271,85 @@ where
         rules,
         rows,
         late_routed,
+        quarantined,
     })
+}
+
+/// (Kafka partition, offset) of every row of quarantine table `name`, if it exists.
+async fn quarantined_records(
+    pipeline: &Pipeline,
+    name: &str,
+) -> Result<HashSet<(i32, i64)>, RuntimeError> {
+    use arrow_array::types::{Int32Type, Int64Type};
+    use futures::TryStreamExt;
+    let mut held = HashSet::new();
+    let ident = iceberg::TableIdent::new(
+        pipeline.main.table().identifier().namespace().clone(),
+        name.to_string(),
+    );
+    let exists = pipeline
+        .catalog
+        .table_exists(&ident)
+        .await
+        .map_err(|e| table_error(name, "looking the quarantine table up", e))?;
+    if !exists {
+        return Ok(held);
+    }
+    let table = pipeline
+        .catalog
+        .load_table(&ident)
+        .await
+        .map_err(|e| table_error(name, "loading the table", e))?;
+    if table.metadata().current_snapshot().is_none() {
+        return Ok(held);
+    }
+    let failed = |e| table_error(name, "reading the records it holds", e);
+    let mut stream = table
+        .scan()
+        .select([PARTITION_COLUMN, OFFSET_COLUMN])
+        .build()
+        .map_err(failed)?
+        .to_arrow()
+        .await
+        .map_err(failed)?;
+    while let Some(batch) = stream.try_next().await.map_err(failed)? {
+        let (Some(partitions), Some(offsets)) = (
+            batch
+                .column_by_name(PARTITION_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+            batch
+                .column_by_name(OFFSET_COLUMN)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+        ) else {
+            continue;
+        };
+        held.extend(
+            partitions
+                .values()
+                .iter()
+                .zip(offsets.values().iter())
+                .map(|(p, o)| (*p, *o)),
+        );
+    }
+    Ok(held)
+}
+
+/// `mask` without the rows whose (Kafka partition, offset) is in `held`.
+fn not_held(batch: &RecordBatch, held: &HashSet<(i32, i64)>, mask: &BooleanArray) -> BooleanArray {
+    use arrow_array::types::{Int32Type, Int64Type};
+    let (Some(partitions), Some(offsets)) = (
+        batch
+            .column_by_name(PARTITION_COLUMN)
+            .and_then(|c| c.as_primitive_opt::<Int32Type>()),
+        batch
+            .column_by_name(OFFSET_COLUMN)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>()),
+    ) else {
+        return mask.clone();
+    };
+    (0..batch.num_rows())
+        .map(|i| Some(mask.value(i) && !held.contains(&(partitions.value(i), offsets.value(i)))))
+        .collect()
 }
 
 /// Writes dead letters as staged data files of the dead-letter table.
@@ -406,6 +500,7 @@ mod tests {
             .into_iter()
             .collect(),
             key_column: "v".into(),
+            quarantine_table: None,
         }
     }
 

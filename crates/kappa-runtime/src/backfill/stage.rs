@@ -76,7 +76,11 @@ pub fn balance(bytes: &BTreeMap<i32, u64>, shards: usize) -> Vec<ShardPlan> {
 
 impl Plan {
     /// The request of this plan (all partitions; a shard's source reads only its own).
-    pub fn request(&self, key_column: &str) -> Result<Request, RuntimeError> {
+    pub fn request(
+        &self,
+        key_column: &str,
+        quarantine_table: Option<String>,
+    ) -> Result<Request, RuntimeError> {
         let upper = SourcePosition::from_json(&self.position).map_err(|e| {
             RuntimeError::Invariant(format!("backfill plan {}: position: {e}", self.id))
         })?;
@@ -94,6 +98,7 @@ impl Plan {
             upper,
             excluded,
             key_column: key_column.to_string(),
+            quarantine_table,
         })
     }
 
@@ -171,6 +176,7 @@ impl Plan {
             rules_dead_lettered: staged.rules.dead_lettered,
             rows: staged.rows,
             late_routed: staged.late_routed,
+            quarantined: staged.quarantined,
         };
         let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| RuntimeError::Invariant(format!("shard manifest as JSON: {e}")))?;
@@ -226,6 +232,7 @@ impl Plan {
             },
             rows: manifest.rows,
             late_routed: manifest.late_routed,
+            quarantined: manifest.quarantined,
         }))
     }
 }
@@ -249,6 +256,8 @@ struct ShardManifest {
     rules_dead_lettered: u64,
     rows: u64,
     late_routed: u64,
+    #[serde(default)]
+    quarantined: u64,
 }
 
 async fn write(table: &Table, path: &str, bytes: Vec<u8>) -> iceberg::Result<()> {
