@@ -14,8 +14,7 @@ use kappa_quality::{Day, Outcome};
 use kappa_runtime::backfill::{self, Audit, Plan, Request, Staged};
 use kappa_schema::{SchemaRegistry, TableMapping};
 use kappa_source_replay::{
-    ArchiveLimits, ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow,
-    open_store,
+    ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow, open_store,
 };
 use object_store::ObjectStore;
 use serde_json::json;
@@ -42,25 +41,6 @@ fn parse_day(flag: &str, text: &str) -> Result<i32, Failure> {
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
     i32::try_from((date - epoch).num_days())
         .map_err(|_| usage(format!("--{flag} {text:?}: out of range")))
-}
-
-/// The archive replay options of the config.
-fn replay_options(config: &kappa_config::PipelineConfig, topic: String) -> ReplayOptions {
-    let limits = config
-        .source_archive
-        .as_ref()
-        .map(|archive| archive.limits)
-        .unwrap_or_default();
-    ReplayOptions {
-        topic,
-        parallelism: config.raw.replay.parallelism,
-        batch_rows: config.raw.replay.batch_rows,
-        limits: ArchiveLimits {
-            max_object_bytes: limits.max_object_bytes,
-            max_block_bytes: usize::try_from(limits.max_block_bytes).unwrap_or(usize::MAX),
-            max_inflated_bytes: usize::try_from(limits.max_inflated_bytes).unwrap_or(usize::MAX),
-        },
-    }
 }
 
 /// How far the archive reaches per partition: the next offset after its last object's last
@@ -197,7 +177,7 @@ async fn archive(setup: &Setup) -> Result<Archive, Failure> {
     )
     .await
     .map_err(fail)?;
-    let options = replay_options(&setup.config, topic.clone());
+    let options = crate::replay::replay_options(&setup.config, topic.clone());
     Ok(Archive {
         store,
         topic,
@@ -508,19 +488,8 @@ async fn run_shard(
     to: &str,
     shard: &str,
 ) -> Result<(), Failure> {
-    let bad = || {
-        usage(format!(
-            "--shard {shard:?}: expected i/n with 0 <= i < n, e.g. 1/4"
-        ))
-    };
-    let (index, count) = shard.split_once('/').ok_or_else(bad)?;
-    let (index, count): (usize, usize) = (
-        index.trim().parse().map_err(|_| bad())?,
-        count.trim().parse().map_err(|_| bad())?,
-    );
-    if index >= count {
-        return Err(bad());
-    }
+    let (index, count) = crate::replay::shard_of(shard)?;
+    let (index, count) = (index as usize, count as usize);
     if args.dry_run {
         return Err(usage(
             "--dry-run goes with the single-process backfill or with `kappa backfill publish`"

@@ -154,6 +154,25 @@ fn transform(t: PartitionTransform) -> iceberg::spec::Transform {
     }
 }
 
+/// The archive source's options of a validated config, for `topic`.
+pub fn replay_options(config: &PipelineConfig, topic: String) -> ReplayOptions {
+    let limits = config
+        .source_archive
+        .as_ref()
+        .map(|archive| archive.limits)
+        .unwrap_or_default();
+    ReplayOptions {
+        topic,
+        parallelism: config.raw.replay.parallelism,
+        batch_rows: config.raw.replay.batch_rows,
+        limits: ArchiveLimits {
+            max_object_bytes: limits.max_object_bytes,
+            max_block_bytes: usize::try_from(limits.max_block_bytes).unwrap_or(usize::MAX),
+            max_inflated_bytes: usize::try_from(limits.max_inflated_bytes).unwrap_or(usize::MAX),
+        },
+    }
+}
+
 /// What a command that opens existing tables may do to them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -290,21 +309,7 @@ pub async fn execute(
         .await
         .map_err(fail)?;
     let (files, bytes, partitions) = (plan.files(), plan.bytes(), plan.partitions.len());
-    let limits = config
-        .source_archive
-        .as_ref()
-        .map(|archive| archive.limits)
-        .unwrap_or_default();
-    let options = ReplayOptions {
-        topic,
-        parallelism: config.raw.replay.parallelism,
-        batch_rows: config.raw.replay.batch_rows,
-        limits: ArchiveLimits {
-            max_object_bytes: limits.max_object_bytes,
-            max_block_bytes: usize::try_from(limits.max_block_bytes).unwrap_or(usize::MAX),
-            max_inflated_bytes: usize::try_from(limits.max_inflated_bytes).unwrap_or(usize::MAX),
-        },
-    };
+    let options = replay_options(config, topic);
     let source = ArchiveSource::new(store, plan, options, mapping.clone(), registry);
     let spec = PipelineSpec {
         first_commit,
@@ -356,8 +361,8 @@ fn parse_time(flag: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>
         .transpose()
 }
 
-/// Parses `--shard i/n`.
-fn parse_shard(text: &str) -> Result<PartitionFilter, Failure> {
+/// Parses `--shard i/n`: (i, n) with 0 <= i < n.
+pub fn shard_of(text: &str) -> Result<(u32, u32), Failure> {
     let bad = || {
         usage(format!(
             "--shard {text:?}: expected i/n with 0 <= i < n, e.g. 1/4"
@@ -371,6 +376,12 @@ fn parse_shard(text: &str) -> Result<PartitionFilter, Failure> {
     if count == 0 || index >= count {
         return Err(bad());
     }
+    Ok((index, count))
+}
+
+/// Parses `--shard i/n` as the partitions it replays.
+fn parse_shard(text: &str) -> Result<PartitionFilter, Failure> {
+    let (index, count) = shard_of(text)?;
     Ok(PartitionFilter::Shard { index, count })
 }
 

@@ -280,7 +280,6 @@ async fn quarantined_records(
     pipeline: &Pipeline,
     name: &str,
 ) -> Result<HashSet<(i32, i64)>, RuntimeError> {
-    use arrow_array::types::{Int32Type, Int64Type};
     use futures::TryStreamExt;
     let mut held = HashSet::new();
     let ident = iceberg::TableIdent::new(
@@ -313,14 +312,7 @@ async fn quarantined_records(
         .await
         .map_err(failed)?;
     while let Some(batch) = stream.try_next().await.map_err(failed)? {
-        let (Some(partitions), Some(offsets)) = (
-            batch
-                .column_by_name(PARTITION_COLUMN)
-                .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-            batch
-                .column_by_name(OFFSET_COLUMN)
-                .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-        ) else {
+        let Some((partitions, offsets)) = coordinates(&batch) else {
             continue;
         };
         held.extend(
@@ -334,17 +326,24 @@ async fn quarantined_records(
     Ok(held)
 }
 
+/// The Kafka coordinate columns of a table batch.
+fn coordinates(
+    batch: &RecordBatch,
+) -> Option<(&arrow_array::Int32Array, &arrow_array::Int64Array)> {
+    use arrow_array::types::{Int32Type, Int64Type};
+    Some((
+        batch
+            .column_by_name(PARTITION_COLUMN)?
+            .as_primitive_opt::<Int32Type>()?,
+        batch
+            .column_by_name(OFFSET_COLUMN)?
+            .as_primitive_opt::<Int64Type>()?,
+    ))
+}
+
 /// `mask` without the rows whose (Kafka partition, offset) is in `held`.
 fn not_held(batch: &RecordBatch, held: &HashSet<(i32, i64)>, mask: &BooleanArray) -> BooleanArray {
-    use arrow_array::types::{Int32Type, Int64Type};
-    let (Some(partitions), Some(offsets)) = (
-        batch
-            .column_by_name(PARTITION_COLUMN)
-            .and_then(|c| c.as_primitive_opt::<Int32Type>()),
-        batch
-            .column_by_name(OFFSET_COLUMN)
-            .and_then(|c| c.as_primitive_opt::<Int64Type>()),
-    ) else {
+    let Some((partitions, offsets)) = coordinates(batch) else {
         return mask.clone();
     };
     (0..batch.num_rows())
