@@ -1,6 +1,9 @@
 //! `kappa backfill -c P --from DAY --to DAY [--dry-run] [--json]`: reprocess the archive's
 //! history of those days with the pipeline's logic, audit it against main, and publish it as one
 //! atomic replacement of those day partitions ([`kappa_runtime::backfill`]; docs/backfill.md).
+//! Sharded: `kappa backfill plan` (once), `kappa backfill --shard i/N` (per shard, stages and
+//! commits nothing), `kappa backfill publish` (audits every shard's files, commits once). The
+//! single process is a one-shard plan kept in memory, through the same steps.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
