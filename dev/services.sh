@@ -18,6 +18,7 @@ VENV=$INFRA/venv
 RUN=$INFRA/run
 HERE=$(cd "$(dirname "$0")" && pwd)
 S3_PORT=${KAPPA_S3_PORT:-8333}
+ICEBERG_PORT=${KAPPA_ICEBERG_PORT:-8181}
 PG_PORT=${KAPPA_PG_PORT:-54329}
 KAFKA_PORT=${KAPPA_KAFKA_PORT:-19092}
 PG_DIR=${KAPPA_PG_DIR:-/tmp/kappa-infra-pg-$(id -u)}
@@ -119,8 +120,8 @@ start_s3() {
   log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" mini \
     -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -metricsIp=127.0.0.1 \
-    -s3.port="$S3_PORT" -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
-    -s3.autoCreateBucket=false > "$RUN/seaweed.log" 2>&1 &
+    -s3.port="$S3_PORT" -s3.port.iceberg="$ICEBERG_PORT" -s3.port.lance=0 -webdav=false -admin.ui=false \
+    -s3.autoCreateBucket=false -tableBucket=iceberg -master.telemetry=false > "$RUN/seaweed.log" 2>&1 &
   echo $! > "$RUN/seaweed.pid"
   for _ in $(seq 1 60); do
     if grep -q "running and ready" "$RUN/seaweed.log" 2>/dev/null; then create_buckets; return 0; fi
@@ -161,6 +162,7 @@ env_vars() {
   # Endpoints for the tests, read once by integration-tests.
   echo "KAPPA_PYTHON=$VENV/bin/python"
   echo "KAPPA_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+  echo "KAPPA_REST_URI=http://127.0.0.1:$ICEBERG_PORT"
   echo "KAPPA_PG_URI=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
   echo "KAPPA_KAFKA=127.0.0.1:$KAFKA_PORT"
   echo "KAPPA_TANSU=$(tansu_bin)"

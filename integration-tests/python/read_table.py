@@ -3,7 +3,9 @@
 Usage: read_table.py ENGINE CATALOG_URI WAREHOUSE NAMESPACE.TABLE [--catalog-name NAME] [--s3-endpoint URL]
                      [--kappa-metadata]
 
-ENGINE is `pyiceberg` (SqlCatalog on the same database Kappa writes) or `duckdb` (the iceberg
+ENGINE is `pyiceberg` (SqlCatalog on the same database Kappa writes, or RestCatalog when
+CATALOG_URI is http(s):// — the REST catalog `dev/services.sh` runs, OAuth2 client credentials
+test:testtest) or `duckdb` (the iceberg
 extension, loaded offline from its PyPI package, scanning the table's current metadata file).
 Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N}; with --kappa-metadata
 also "summaries", the `kappa.*` counters summed over the snapshots of main's history (as PyIceberg
@@ -20,17 +22,25 @@ from checksum import checksum  # noqa: E402
 
 
 def sql_catalog(args):
-    from pyiceberg.catalog.sql import SqlCatalog
-
-    props = {"uri": sqlalchemy_uri(args.catalog_uri), "warehouse": args.warehouse}
+    """The catalog Kappa writes: SQL (SQLite, PostgreSQL) or REST (an http(s):// URI)."""
+    s3 = {}
     if args.s3_endpoint:
-        props.update({
+        s3 = {
             "s3.endpoint": args.s3_endpoint,
             "s3.access-key-id": "test",
             "s3.secret-access-key": "testtest",
             "s3.region": "us-east-1",
             "s3.path-style-access": "true",
-        })
+        }
+    if args.catalog_uri.startswith(("http://", "https://")):
+        from pyiceberg.catalog.rest import RestCatalog
+
+        return RestCatalog(args.catalog_name, uri=args.catalog_uri, warehouse=args.warehouse,
+                           credential="test:testtest", **s3)
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    props = {"uri": sqlalchemy_uri(args.catalog_uri), "warehouse": args.warehouse}
+    props.update(s3)
     return SqlCatalog(args.catalog_name, **props)
 
 

@@ -68,6 +68,8 @@ pub fn service(var: &str) -> String {
 pub struct Scene {
     pub dir: tempfile::TempDir,
     pub archive_url: String,
+    /// `sql` or `rest`.
+    pub catalog_type: &'static str,
     pub catalog_uri: String,
     pub warehouse: String,
     pub namespace: String,
@@ -85,6 +87,7 @@ impl Scene {
         std::fs::create_dir_all(dir.path().join("archive")).unwrap();
         Scene {
             archive_url: format!("file://{root}/archive"),
+            catalog_type: "sql",
             catalog_uri: format!("sqlite:///{root}/catalog.db"),
             warehouse: format!("file://{root}/warehouse"),
             namespace: "kappa".into(),
@@ -106,12 +109,38 @@ impl Scene {
         Scene {
             dir: tempfile::tempdir().unwrap(),
             archive_url: format!("s3://events/{unique}"),
+            catalog_type: "sql",
             catalog_uri: service("KAPPA_PG_URI"),
             warehouse: format!("s3://lake/{unique}"),
             namespace: format!("t_{unique}"),
             extra: String::new(),
             archive_extra: s3.clone(),
             catalog_extra: s3,
+        }
+    }
+
+    /// Local archive (file://), the Iceberg REST catalog `dev/services.sh` runs (SeaweedFS, OAuth2
+    /// client credentials) with its warehouse on SeaweedFS S3; `name` makes the namespace unique
+    /// to the test.
+    pub fn rest(name: &str) -> Self {
+        let endpoint = service("KAPPA_S3_ENDPOINT");
+        let mut scene = Scene::local();
+        scene.catalog_type = "rest";
+        scene.catalog_uri = service("KAPPA_REST_URI");
+        scene.warehouse = "s3://iceberg".into();
+        scene.namespace = format!("t_{name}_{}_{}", std::process::id(), unique_suffix());
+        scene.catalog_extra = format!(
+            "credential = \"test:testtest\"\nendpoint = \"{endpoint}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"testtest\"\nallow_http = true\n"
+        );
+        scene
+    }
+
+    /// The scene with the same archive and table names on the given catalog: `sql` (this
+    /// scene) or `rest` ([`Scene::rest`]).
+    pub fn on(catalog: Catalog, name: &str) -> Self {
+        match catalog {
+            Catalog::Sql => Scene::local(),
+            Catalog::Rest => Scene::rest(name),
         }
     }
 
@@ -160,7 +189,7 @@ dir = "{contracts}"
 subject = "orders-value"
 
 [catalog]
-type = "sql"
+type = "{catalog_type}"
 name = "kappa"
 uri = "{uri}"
 warehouse = "{warehouse}"
@@ -179,6 +208,7 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
 {extra}
 "#,
             archive = self.archive_url,
+            catalog_type = self.catalog_type,
             contracts = contracts_dir().display(),
             uri = self.catalog_uri,
             warehouse = self.warehouse,
@@ -252,6 +282,21 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
     pub fn foreign_with(&self, action: &str, table: &str, args: &[&str]) -> Value {
         self.python_tool("foreign_maintenance.py", action, table, args)
     }
+}
+
+/// Which catalog a test runs on (the exactly-once tests run on each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Catalog {
+    /// SQLite ([`Scene::local`]).
+    Sql,
+    /// The REST catalog ([`Scene::rest`]).
+    Rest,
+}
+
+/// A number no other call in this process returns (unique names of tests run in parallel).
+pub fn unique_suffix() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 pub fn last_line(bytes: &[u8]) -> &[u8] {

@@ -1,7 +1,9 @@
 //! Kappa's own snapshot producer (`kappa_iceberg::producer`) writes tables that the query engines
 //! read: the largest day partition of a table `kappa replay` filled is replaced, and PyIceberg and
 //! DuckDB read back exactly the new rows of that day and the old rows of every other day. On a
-//! local SQLite catalog and on PostgreSQL with the warehouse on S3 (the swap's `$n` statement).
+//! local SQLite catalog, on PostgreSQL with the warehouse on S3 (the swap's `$n` statement) and
+//! on the REST catalog (its table commit with requirements: a stale base is a conflict, a branch
+//! fast-forwards onto main).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
@@ -12,10 +14,12 @@ use arrow_array::{BooleanArray, RecordBatch};
 use futures::TryStreamExt;
 use iceberg::TableIdent;
 use iceberg::spec::{Literal, Struct};
-use kappa_iceberg::producer::{CatalogCommitter, Change, NewSnapshot, Swap, stage};
+use kappa_iceberg::producer::{
+    CatalogCommitter, Change, NewSnapshot, Swap, landed, stage, stage_fast_forward,
+};
 use kappa_iceberg::writer::{WriterOptions, write_data_files};
 use kappa_iceberg::{CatalogConfig, connect};
-use kappa_integration_tests::{Scene, service};
+use kappa_integration_tests::{Catalog, Scene, service};
 use kappa_synth::{ArchiveOptions, HistorySpec};
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -41,6 +45,129 @@ fn the_same_on_postgres_with_the_warehouse_on_s3() {
     replace_the_largest_day(&scene, expected.rows, s3);
 }
 
+#[test]
+fn the_same_on_the_rest_catalog() {
+    let scene = Scene::on(Catalog::Rest, "producer");
+    let expected = scene.write_local_archive(spec(), ArchiveOptions::default());
+    replace_the_largest_day(&scene, expected.rows, rest_properties());
+}
+
+/// The REST catalog's client properties the scene's config gives Kappa.
+fn rest_properties() -> HashMap<String, String> {
+    HashMap::from([
+        ("credential".to_string(), "test:testtest".to_string()),
+        ("s3.endpoint".to_string(), service("KAPPA_S3_ENDPOINT")),
+        ("s3.region".to_string(), "us-east-1".to_string()),
+        ("s3.access-key-id".to_string(), "test".to_string()),
+        ("s3.secret-access-key".to_string(), "testtest".to_string()),
+        ("s3.path-style-access".to_string(), "true".to_string()),
+    ])
+}
+
+fn catalog_config(scene: &Scene, properties: HashMap<String, String>) -> CatalogConfig {
+    CatalogConfig {
+        name: "kappa".into(),
+        kind: if scene.catalog_type == "rest" {
+            kappa_iceberg::CatalogType::Rest
+        } else {
+            kappa_iceberg::CatalogType::Sql
+        },
+        uri: scene.catalog_uri.clone(),
+        warehouse: scene.warehouse.clone(),
+        properties,
+    }
+}
+
+/// On the REST catalog: two snapshots staged on one base, the second is refused as a conflict
+/// (its `assert-ref-snapshot-id`) and changes nothing; a snapshot staged on a new branch leaves
+/// main alone until the branch is fast-forwarded onto it; a fast-forward staged on a main that
+/// moved since is a conflict too.
+#[test]
+fn the_rest_catalog_refuses_a_stale_base_and_fast_forwards_a_branch() {
+    let scene = Scene::on(Catalog::Rest, "producer_ff");
+    let expected = scene.write_local_archive(spec(), ArchiveOptions::default());
+    kappa_integration_tests::replay(&scene.config(""), &[]);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = catalog_config(&scene, rest_properties());
+        let catalog = connect(&config).await.unwrap();
+        let committer = CatalogCommitter::connect(&config).await.unwrap();
+        let ident = TableIdent::from_strs([scene.namespace.as_str(), "orders"]).unwrap();
+        let base = catalog.load_table(&ident).await.unwrap();
+        let head = base.metadata().current_snapshot_id().unwrap();
+        let empty = |branch: &str, note: &str| NewSnapshot {
+            branch: branch.into(),
+            change: Change::Append,
+            files: Vec::new(),
+            summary: HashMap::from([("kappa.test".into(), note.into())]),
+            properties: HashMap::new(),
+        };
+        let first = stage(&base, empty("main", "first")).await.unwrap();
+        let second = stage(&base, empty("main", "second")).await.unwrap();
+        assert_eq!(committer.swap(&ident, &first).await, Swap::Committed);
+        assert_eq!(committer.swap(&ident, &second).await, Swap::Conflict);
+        let now = catalog.load_table(&ident).await.unwrap();
+        assert!(landed(&now, &first));
+        assert!(!landed(&now, &second));
+        assert_eq!(now.metadata().current_snapshot_id(), first.snapshot_id);
+        assert_eq!(
+            now.metadata()
+                .snapshot_by_id(first.snapshot_id.unwrap())
+                .unwrap()
+                .parent_snapshot_id(),
+            Some(head)
+        );
+
+        // A branch: main does not move until the fast-forward.
+        let on_branch = stage(&now, empty("audit", "audited")).await.unwrap();
+        assert_eq!(committer.swap(&ident, &on_branch).await, Swap::Committed);
+        let now = catalog.load_table(&ident).await.unwrap();
+        assert_eq!(now.metadata().current_snapshot_id(), first.snapshot_id);
+        let forward = stage_fast_forward(
+            &now,
+            "audit",
+            HashMap::from([("kappa.test.published".into(), "yes".into())]),
+        )
+        .await
+        .unwrap();
+        // Main moves first: the fast-forward's base is stale.
+        let moved = stage(&now, empty("main", "moved")).await.unwrap();
+        assert_eq!(committer.swap(&ident, &moved).await, Swap::Committed);
+        assert_eq!(committer.swap(&ident, &forward).await, Swap::Conflict);
+        let now = catalog.load_table(&ident).await.unwrap();
+        assert!(!landed(&now, &forward));
+        assert_eq!(now.metadata().current_snapshot_id(), moved.snapshot_id);
+        // A branch made from the newer main fast-forwards.
+        let on_branch = stage(&now, empty("audit2", "audited")).await.unwrap();
+        assert_eq!(committer.swap(&ident, &on_branch).await, Swap::Committed);
+        let now = catalog.load_table(&ident).await.unwrap();
+        let forward = stage_fast_forward(
+            &now,
+            "audit2",
+            HashMap::from([("kappa.test.published".into(), "yes".into())]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(committer.swap(&ident, &forward).await, Swap::Committed);
+        let now = catalog.load_table(&ident).await.unwrap();
+        assert!(landed(&now, &forward));
+        assert_eq!(now.metadata().current_snapshot_id(), on_branch.snapshot_id);
+        assert_eq!(now.metadata().properties()["kappa.test.published"], "yes");
+    });
+    // Empty appends changed no row: the engines read what the replay wrote.
+    for engine in ["pyiceberg", "duckdb"] {
+        let read = scene.read(engine, "orders");
+        assert_eq!(
+            read["rows"].as_u64(),
+            Some(expected.rows),
+            "{engine}: {read}"
+        );
+    }
+}
+
 fn spec() -> HistorySpec {
     HistorySpec {
         days: 3,
@@ -62,12 +189,7 @@ fn replace_the_largest_day(scene: &Scene, rows: u64, properties: HashMap<String,
         .unwrap();
     // Replace the largest day with every other row of that day.
     let (day_rows, kept) = runtime.block_on(async {
-        let catalog_config = CatalogConfig {
-            name: "kappa".into(),
-            uri: scene.catalog_uri.clone(),
-            warehouse: scene.warehouse.clone(),
-            properties,
-        };
+        let catalog_config = catalog_config(scene, properties);
         let catalog = connect(&catalog_config).await.unwrap();
         let ident = TableIdent::from_strs([scene.namespace.as_str(), "orders"]).unwrap();
         let table = catalog.load_table(&ident).await.unwrap();

@@ -8,12 +8,23 @@ use std::time::Duration;
 use kappa_integration_tests::endpoint::{
     assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
 };
-use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin, replay, spawn_kappa};
+use kappa_integration_tests::{
+    Catalog, Scene, assert_table_matches, kappa, kappa_bin, replay, spawn_kappa,
+};
 use kappa_synth::{ArchiveOptions, Codec, Expected, HistorySpec, Layout, RecordShape};
 
 #[test]
 fn query_engines_read_exactly_the_generated_events() {
-    let scene = Scene::local();
+    query_engines_read_exactly_the_generated_events_on(Catalog::Sql);
+}
+
+#[test]
+fn query_engines_read_exactly_the_generated_events_on_rest() {
+    query_engines_read_exactly_the_generated_events_on(Catalog::Rest);
+}
+
+fn query_engines_read_exactly_the_generated_events_on(catalog: Catalog) {
+    let scene = Scene::on(catalog, "read");
     let expected = scene.write_local_archive(HistorySpec::new(20_000), ArchiveOptions::default());
     assert!(expected.undecodable > 0 && expected.duplicates > 0 && expected.rejected > 0);
     let summary = replay(&scene.config(""), &[]);
@@ -31,7 +42,16 @@ fn query_engines_read_exactly_the_generated_events() {
 
 #[test]
 fn a_second_replay_commits_nothing_and_leaves_the_snapshot() {
-    let scene = Scene::local();
+    a_second_replay_commits_nothing_and_leaves_the_snapshot_on(Catalog::Sql);
+}
+
+#[test]
+fn a_second_replay_commits_nothing_and_leaves_the_snapshot_on_rest() {
+    a_second_replay_commits_nothing_and_leaves_the_snapshot_on(Catalog::Rest);
+}
+
+fn a_second_replay_commits_nothing_and_leaves_the_snapshot_on(catalog: Catalog) {
+    let scene = Scene::on(catalog, "rerun");
     scene.write_local_archive(HistorySpec::new(5_000), ArchiveOptions::default());
     let config = scene.config("");
     let first = replay(&config, &[]);

@@ -220,6 +220,7 @@ pub fn spec(
         first_commit: kappa_iceberg::FirstCommit::AtZero,
         catalog: CatalogConfig {
             name: "kappa".into(),
+            kind: kappa_iceberg::CatalogType::Sql,
             uri: format!("sqlite:///{}/catalog.db", root.display()),
             warehouse: format!("file://{}/warehouse", root.display()),
             properties: HashMap::new(),

@@ -99,8 +99,15 @@ pub(crate) const SECTIONS: &[Section] = &[
             S3_KEYS[3],
             S3_KEYS[4],
             S3_KEYS[5],
+            "credential",
+            "token",
+            "scope",
+            "oauth2_server_uri",
+            "prefix",
+            "properties",
         ]),
     ),
+    ("catalog.properties", None),
     (
         "table",
         Some(&[

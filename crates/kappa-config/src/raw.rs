@@ -313,6 +313,46 @@ pub struct CatalogSection {
     pub warehouse: Option<String>,
     /// S3 settings for an `s3://` warehouse.
     pub s3: S3Section,
+    /// REST: OAuth2 client credentials, `client_id:client_secret` (or the secret alone).
+    pub credential: Option<Secret>,
+    /// REST: a bearer token (instead of `credential`).
+    pub token: Option<Secret>,
+    /// REST: the OAuth2 scope asked for with `credential` (the client's default: `catalog`).
+    pub scope: Option<String>,
+    /// REST: where tokens come from (default `<uri>/v1/oauth/tokens`).
+    pub oauth2_server_uri: Option<String>,
+    /// REST: the path prefix of the catalog's endpoints (default: what the catalog's
+    /// `/v1/config` says).
+    pub prefix: Option<String>,
+    /// REST: passed through to the catalog client as they are (`header.X-...` headers, ...).
+    pub properties: CatalogProperties,
+}
+
+/// `[catalog.properties]`: client properties passed through as they are; nested tables
+/// flatten with dots as [`KafkaProperties`] do (`header.X-Iceberg-Access-Delegation = "..."`).
+/// `Debug` hides the value of every key that names a secret (`header.Authorization`,
+/// `...token...`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CatalogProperties(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for CatalogProperties {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = BTreeMap::<String, PropertyValue>::deserialize(deserializer)?;
+        let mut out = BTreeMap::new();
+        flatten("", PropertyValue::Table(table), &mut out);
+        Ok(CatalogProperties(out))
+    }
+}
+
+impl fmt::Debug for CatalogProperties {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let secret = kappa_core::redact::is_secret_name(k);
+                (k, if secret { "***" } else { v.as_str() })
+            }))
+            .finish()
+    }
 }
 
 /// The keys of `[catalog]` as written (see [`ArchiveKeys`] for why not `flatten`).
@@ -331,6 +371,13 @@ struct CatalogKeys {
     #[serde(default)]
     allow_http: bool,
     path_style: Option<bool>,
+    credential: Option<Secret>,
+    token: Option<Secret>,
+    scope: Option<String>,
+    oauth2_server_uri: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    properties: CatalogProperties,
 }
 
 impl From<CatalogKeys> for CatalogSection {
@@ -348,6 +395,12 @@ impl From<CatalogKeys> for CatalogSection {
                 allow_http: k.allow_http,
                 path_style: k.path_style,
             },
+            credential: k.credential,
+            token: k.token,
+            scope: k.scope,
+            oauth2_server_uri: k.oauth2_server_uri,
+            prefix: k.prefix,
+            properties: k.properties,
         }
     }
 }

@@ -609,7 +609,98 @@ fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError
         }
     };
     check_s3("catalog", &raw.catalog.s3)?;
+    check_rest_keys(kind, &raw.catalog)?;
     Ok((kind, uri, warehouse))
+}
+
+/// The REST catalog's keys: refused on a SQL catalog (they would be silently ignored), checked
+/// on a REST one.
+fn check_rest_keys(kind: CatalogKind, c: &crate::raw::CatalogSection) -> Result<(), ConfigError> {
+    let set = [
+        ("credential", c.credential.is_some()),
+        ("token", c.token.is_some()),
+        ("scope", c.scope.is_some()),
+        ("oauth2_server_uri", c.oauth2_server_uri.is_some()),
+        ("prefix", c.prefix.is_some()),
+        ("properties", !c.properties.0.is_empty()),
+    ];
+    if kind == CatalogKind::Sql {
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::invalid(
+                "catalog",
+                key,
+                "only a REST catalog takes it (type = \"rest\")",
+            ));
+        }
+        return Ok(());
+    }
+    if let Some(credential) = &c.credential {
+        let text = credential.expose();
+        let secret = text.split_once(':').map_or(text, |(_, secret)| secret);
+        if secret.trim().is_empty() {
+            // Never echo it.
+            return Err(ConfigError::invalid(
+                "catalog",
+                "credential",
+                "expected \"client_id:client_secret\" (or the secret alone); the secret is empty",
+            ));
+        }
+    }
+    if let Some(token) = &c.token
+        && token.expose().trim().is_empty()
+    {
+        return Err(ConfigError::invalid("catalog", "token", "empty"));
+    }
+    if let Some(uri) = &c.oauth2_server_uri {
+        let ok = Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !ok {
+            return Err(ConfigError::invalid(
+                "catalog",
+                "oauth2_server_uri",
+                "expected the token endpoint's http(s):// URL",
+            ));
+        }
+    }
+    if let Some(prefix) = &c.prefix
+        && (prefix.trim().is_empty() || prefix.starts_with('/') || prefix.ends_with('/'))
+    {
+        return Err(ConfigError::invalid(
+            "catalog",
+            "prefix",
+            "expected a path without leading or trailing '/', e.g. \"warehouse1\"",
+        ));
+    }
+    for key in c.properties.0.keys() {
+        let owned = [
+            "uri",
+            "warehouse",
+            "credential",
+            "token",
+            "scope",
+            "oauth2-server-uri",
+            "prefix",
+        ];
+        if owned.contains(&key.as_str()) {
+            return Err(ConfigError::invalid(
+                "catalog.properties",
+                key,
+                "set it with its own [catalog] key",
+            ));
+        }
+        if let Some(header) = key.strip_prefix("header.")
+            && (header.is_empty()
+                || !header
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+        {
+            return Err(ConfigError::invalid(
+                "catalog.properties",
+                key,
+                "not a valid HTTP header name",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Validates `raw` into a [`PipelineConfig`]; the error names the first bad key.

@@ -497,6 +497,78 @@ fn a_rest_catalog_takes_an_http_uri_and_an_optional_warehouse() {
     assert_eq!(err.key().as_deref(), Some("catalog.uri"));
 }
 
+/// The REST catalog's keys: loaded with their secrets hidden from `Debug`, passed-through
+/// properties flattened (a header name keeps its case), refused on a SQL catalog naming the key.
+#[test]
+fn rest_catalog_keys_load_hidden_and_are_refused_on_a_sql_catalog() {
+    let text = MINIMAL
+        .replace("[catalog]\n", "[catalog]\ntype = \"rest\"\n")
+        .replace(
+            "sqlite:///tmp/c.db",
+            "https://polaris.example.com/api/catalog",
+        )
+        .replace(
+            "warehouse = \"file:///tmp/w\"\n",
+            "warehouse = \"prod\"\ncredential = \"kappa-client:s3cr3t-1\"\n\
+             scope = \"PRINCIPAL_ROLE:ALL\"\nprefix = \"prod\"\n\
+             oauth2_server_uri = \"https://idp.example.com/token\"\n\
+             [catalog.properties]\nheader.X-Iceberg-Access-Delegation = \"vended-credentials\"\n\
+             \"header.Authorization\" = \"Bearer s3cr3t-2\"\n",
+        );
+    let env = env(&[("KAPPA__CATALOG__TOKEN", "s3cr3t-3")]);
+    let config = load_str(&text, "p.toml", env, &[]).unwrap();
+    let catalog = &config.raw.catalog;
+    assert_eq!(
+        catalog.credential.as_ref().unwrap().expose(),
+        "kappa-client:s3cr3t-1"
+    );
+    assert_eq!(catalog.token.as_ref().unwrap().expose(), "s3cr3t-3");
+    assert_eq!(catalog.scope.as_deref(), Some("PRINCIPAL_ROLE:ALL"));
+    assert_eq!(catalog.prefix.as_deref(), Some("prod"));
+    let props = &catalog.properties.0;
+    assert_eq!(
+        props["header.X-Iceberg-Access-Delegation"],
+        "vended-credentials"
+    );
+    assert_eq!(props["header.Authorization"], "Bearer s3cr3t-2");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cr3t"), "{debug}");
+    assert!(debug.contains("vended-credentials"), "{debug}");
+
+    for (key, line) in [
+        ("catalog.credential", "credential = \"a:b\"\n"),
+        ("catalog.token", "token = \"t\"\n"),
+        ("catalog.prefix", "prefix = \"p\"\n"),
+        (
+            "catalog.properties",
+            "[catalog.properties]\n\"header.X-A\" = \"b\"\n",
+        ),
+    ] {
+        let sql = MINIMAL.replace(
+            "warehouse = \"file:///tmp/w\"\n",
+            &format!("warehouse = \"file:///tmp/w\"\n{line}"),
+        );
+        let err = load(&sql).unwrap_err();
+        assert_eq!(err.key().as_deref(), Some(key), "{err}");
+        assert!(err.to_string().contains("type = \"rest\""), "{err}");
+    }
+    for (key, bad) in [
+        ("catalog.credential", "credential = \"client:\"\n"),
+        (
+            "catalog.oauth2_server_uri",
+            "oauth2_server_uri = \"idp.example.com\"\n",
+        ),
+        ("catalog.prefix", "prefix = \"/p/\"\n"),
+    ] {
+        let text = MINIMAL
+            .replace("[catalog]\n", "[catalog]\ntype = \"rest\"\n")
+            .replace("sqlite:///tmp/c.db", "http://127.0.0.1:8181")
+            .replace("warehouse = \"file:///tmp/w\"\n", bad);
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.key().as_deref(), Some(key), "{err}");
+    }
+}
+
 #[test]
 fn kafka_properties_flatten_and_redact_secrets() {
     let text = format!(
@@ -547,6 +619,9 @@ fn the_configuration_reference_documents_every_key() {
     let mut section = String::new();
     let mut array = false;
     for line in full.lines().map(str::trim) {
+        // `# key = value` and `# [section]` lines count: they set keys exclusive with one
+        // already set.
+        let line = line.strip_prefix("# ").unwrap_or(line);
         if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
             section = name.to_string();
             array = true;
@@ -559,7 +634,7 @@ fn the_configuration_reference_documents_every_key() {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.to_string();
             array = false;
-            if section == "source.kafka.properties" {
+            if section == "source.kafka.properties" || section == "catalog.properties" {
                 continue;
             }
             assert!(
@@ -568,13 +643,14 @@ fn the_configuration_reference_documents_every_key() {
             );
             continue;
         }
-        // `# key = value` lines count: they set keys exclusive with one already set.
-        let line = line.strip_prefix("# ").unwrap_or(line);
         let Some((key, _)) = line.split_once('=') else {
             continue;
         };
         let key = key.trim().trim_matches('"');
-        if line.starts_with('#') || section == "source.kafka.properties" {
+        if line.starts_with('#')
+            || section == "source.kafka.properties"
+            || section == "catalog.properties"
+        {
             continue;
         }
         let var = format!("KAPPA__{}__{}", section.replace('.', "__"), key).to_ascii_uppercase();

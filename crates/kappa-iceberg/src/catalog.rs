@@ -1,13 +1,21 @@
 //! Connecting to the catalog.
 //!
-//! The SQL catalog (`iceberg_tables`, shared with PyIceberg's `SqlCatalog`) on SQLite or
-//! PostgreSQL; data and metadata go to a `file://` or `s3://` warehouse through iceberg-rust's
-//! OpenDAL storage (S3 settings as `s3.*` properties).
+//! - The SQL catalog (`iceberg_tables`, shared with PyIceberg's `SqlCatalog`) on SQLite or
+//!   PostgreSQL, over a `file://` or `s3://` warehouse.
+//! - An Iceberg REST catalog (Polaris, Nessie, Unity, Lakekeeper, Gravitino, SeaweedFS, ...)
+//!   through iceberg-catalog-rest: OAuth2 client credentials or a bearer token, the catalog's
+//!   `/v1/config` defaults and overrides, `header.*` properties sent with every request.
+//!
+//! Data and metadata files go through iceberg-rust's OpenDAL storage (S3 settings as `s3.*`
+//! properties; a REST catalog's table config, e.g. vended credentials, overrides them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::{Catalog, CatalogBuilder};
+use iceberg_catalog_rest::{
+    REST_CATALOG_PROP_URI, REST_CATALOG_PROP_WAREHOUSE, RestCatalogBuilder,
+};
 use iceberg_catalog_sql::{
     SQL_CATALOG_PROP_BIND_STYLE, SQL_CATALOG_PROP_URI, SQL_CATALOG_PROP_WAREHOUSE, SqlBindStyle,
     SqlCatalogBuilder,
@@ -16,16 +24,38 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use crate::error::IcebergError;
 
+/// Which kind of catalog [`CatalogConfig::uri`] points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CatalogType {
+    /// A SQL catalog: SQLite or PostgreSQL.
+    #[default]
+    Sql,
+    /// An Iceberg REST catalog.
+    Rest,
+}
+
+/// How long one request to a REST catalog may take before its outcome counts as unknown (a
+/// commit's is then settled by reloading the table).
+pub const REST_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long connecting to a REST catalog may take.
+pub const REST_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where the catalog and the warehouse are.
 #[derive(Clone)]
 pub struct CatalogConfig {
     /// Catalog name (PyIceberg's `SqlCatalog` name must match).
     pub name: String,
-    /// `sqlite:///path/catalog.db` or `postgres://user:pass@host:5432/db`.
+    /// SQL or REST.
+    pub kind: CatalogType,
+    /// SQL: `sqlite:///path/catalog.db` or `postgres://user:pass@host:5432/db`; REST: the
+    /// catalog's `http(s)://` base URL.
     pub uri: String,
-    /// `file:///path` or `s3://bucket/prefix`.
+    /// SQL: `file:///path` or `s3://bucket/prefix`. REST: the warehouse as the catalog names it
+    /// (a location or a name; empty: none sent).
     pub warehouse: String,
-    /// Storage properties (`s3.endpoint`, `s3.access-key-id`, ...).
+    /// Storage properties (`s3.endpoint`, `s3.access-key-id`, ...) and, for REST, the client's
+    /// (`credential`, `token`, `scope`, `oauth2-server-uri`, `prefix`, `header.*`, ...).
     pub properties: HashMap<String, String>,
 }
 
@@ -38,6 +68,7 @@ impl std::fmt::Debug for CatalogConfig {
             .collect();
         f.debug_struct("CatalogConfig")
             .field("name", &self.name)
+            .field("kind", &self.kind)
             .field("uri", &redact_uri(&self.uri))
             .field("warehouse", &self.warehouse)
             .field("properties", &props)
@@ -71,6 +102,9 @@ async fn connect_as(
     config: &CatalogConfig,
     read_only: bool,
 ) -> Result<Arc<dyn Catalog>, IcebergError> {
+    if config.kind == CatalogType::Rest {
+        return connect_rest(config).await;
+    }
     let err = |operation: &str, source: iceberg::Error| IcebergError::Catalog {
         uri: redact_uri(&config.uri),
         operation: operation.to_string(),
@@ -178,6 +212,51 @@ async fn connect_as(
     Ok(Arc::new(catalog))
 }
 
+/// The HTTP client every REST catalog request goes through: bounded connect and request times,
+/// so a catalog that stops answering turns into an error (an unknown outcome for a commit),
+/// never a hang.
+pub(crate) fn rest_http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(REST_CONNECT_TIMEOUT)
+        .timeout(REST_REQUEST_TIMEOUT)
+        .build()
+}
+
+/// Connects to a REST catalog. The client is lazy: the catalog's `/v1/config` is read, and a
+/// token fetched, on the first request, so an unreachable catalog or a refused credential is
+/// reported by the first operation (which names itself).
+async fn connect_rest(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
+    let err = |operation: &str, source: iceberg::Error| IcebergError::Catalog {
+        uri: redact_uri(&config.uri),
+        operation: operation.to_string(),
+        source: Box::new(source),
+    };
+    let mut props = config.properties.clone();
+    props.insert(
+        REST_CATALOG_PROP_URI.to_string(),
+        config.uri.trim_end_matches('/').to_string(),
+    );
+    if !config.warehouse.is_empty() {
+        props.insert(
+            REST_CATALOG_PROP_WAREHOUSE.to_string(),
+            config.warehouse.clone(),
+        );
+    }
+    let client = rest_http_client().map_err(|e| {
+        err(
+            "building its HTTP client",
+            iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
+        )
+    })?;
+    let catalog = RestCatalogBuilder::default()
+        .with_client(client)
+        .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+        .load(&config.name, props)
+        .await
+        .map_err(|e| err("connecting", e))?;
+    Ok(Arc::new(catalog))
+}
+
 /// Whether the SQLite database at `uri` has the catalog's `iceberg_tables` table (read-only).
 async fn sqlite_has_catalog_tables(uri: &str) -> Result<bool, sqlx::Error> {
     use sqlx::ConnectOptions;
@@ -203,6 +282,7 @@ mod tests {
     fn config(uri: &str) -> CatalogConfig {
         CatalogConfig {
             name: "kappa".into(),
+            kind: CatalogType::Sql,
             uri: uri.into(),
             warehouse: "memory://w".into(),
             properties: HashMap::from([

@@ -28,7 +28,7 @@ pub mod summary;
 pub mod table;
 pub mod writer;
 
-pub use catalog::{CatalogConfig, connect, connect_read_only};
+pub use catalog::{CatalogConfig, CatalogType, connect, connect_read_only};
 pub use commit::{CommitOutcome, Committer, FirstCommit, PendingCommit};
 pub use error::IcebergError;
 pub use state::{PositionMove, TableState, TableStats, table_stats};

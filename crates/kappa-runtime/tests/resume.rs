@@ -75,6 +75,7 @@ impl Env {
             first_commit: kappa_iceberg::FirstCommit::AtZero,
             catalog: CatalogConfig {
                 name: "kappa".into(),
+                kind: kappa_iceberg::CatalogType::Sql,
                 uri: format!("sqlite:///{}/catalog.db", self.dir.path().display()),
                 warehouse: format!("file://{}/warehouse", self.dir.path().display()),
                 properties: HashMap::new(),

@@ -204,11 +204,37 @@ pub async fn open_configured(
 
 /// The catalog of a validated config.
 pub fn catalog_config(config: &PipelineConfig) -> CatalogConfig {
+    let catalog = &config.raw.catalog;
+    let mut properties = warehouse_properties(&catalog.s3);
+    let kind = match config.catalog_kind {
+        CatalogKind::Sql => kappa_iceberg::CatalogType::Sql,
+        CatalogKind::Rest => {
+            // The client's own property names (iceberg-catalog-rest, PyIceberg, Java).
+            properties.extend(catalog.properties.0.clone());
+            let keys = [
+                (
+                    "credential",
+                    catalog.credential.as_ref().map(|s| s.expose()),
+                ),
+                ("token", catalog.token.as_ref().map(|s| s.expose())),
+                ("scope", catalog.scope.as_deref()),
+                ("oauth2-server-uri", catalog.oauth2_server_uri.as_deref()),
+                ("prefix", catalog.prefix.as_deref()),
+            ];
+            for (key, value) in keys {
+                if let Some(value) = value {
+                    properties.insert(key.to_string(), value.to_string());
+                }
+            }
+            kappa_iceberg::CatalogType::Rest
+        }
+    };
     CatalogConfig {
-        name: config.raw.catalog.name.clone(),
+        name: catalog.name.clone(),
+        kind,
         uri: config.catalog_uri.clone(),
         warehouse: config.warehouse.clone(),
-        properties: warehouse_properties(&config.raw.catalog.s3),
+        properties,
     }
 }
 
@@ -217,12 +243,6 @@ pub fn pipeline_spec(
     config: &PipelineConfig,
     mapping: Arc<TableMapping>,
 ) -> Result<PipelineSpec, Failure> {
-    if config.catalog_kind == CatalogKind::Rest {
-        return Err(usage(
-            "[catalog] type = \"rest\": the REST catalog is not supported yet; use type = \"sql\""
-                .into(),
-        ));
-    }
     let raw = &config.raw;
     let topics = [
         config.source_archive.as_ref().map(|a| a.topic.clone()),

@@ -13,39 +13,91 @@
 //!    rewritten ones with replaced entries          descend from main's head
 //!    DELETED, one of ADDED files
 //!    manifest list, snapshot + summary totals
-//!    new metadata file (nothing visible yet) ─────────┐
+//!    the metadata updates and the requirements that guard the base (nothing visible yet)
+//!                                                     │
 //!                                                     ▼
-//!  CatalogCommitter::swap(staged): compare-and-swap of the table's metadata location
-//!    (SQL catalog: the iceberg_tables row) ──► Committed | Conflict | Unknown
+//!  CatalogCommitter::swap(staged), the catalog's atomic primitive:
+//!    SQL: write the new metadata file, compare-and-swap the table's iceberg_tables row
+//!    REST: POST the updates with assert-table-uuid + assert-ref-snapshot-id
+//!      ──► Committed | Conflict | Unknown | Refused
 //! ```
 //!
 //! A conflict means another commit moved the table since the base was loaded: reload, stage
-//! again. An unknown outcome (the connection failed around the swap) is settled by reloading the
-//! table and asking [`landed`]. Files of a staging that is not committed are deleted with
-//! [`discard`], never those of one whose outcome is unknown and not settled.
+//! again. An unknown outcome (the connection failed around the swap, a 5xx) is settled by
+//! reloading the table and asking [`landed`]. Files of a staging that is not committed are
+//! deleted with [`discard`], never those of one whose outcome is unknown and not settled.
 //!
 //! Only what Kappa writes is supported: format v2 tables, data files only (no delete files), one
 //! partition spec. It is small on purpose, to be deleted when iceberg-rust grows these actions.
 
 mod manifests;
+mod rest;
 mod sql;
 mod summary;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
-use iceberg::MetadataLocation;
+use iceberg::io::FileIO;
 use iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, Operation, Snapshot, SnapshotReference,
     SnapshotRetention, Struct, Summary, TableMetadata,
 };
 use iceberg::table::Table;
+use iceberg::{MetadataLocation, TableRequirement, TableUpdate};
 
+use crate::catalog::{CatalogConfig, CatalogType};
 use crate::commit::table_name;
 use crate::days::DayField;
 use crate::error::IcebergError;
 
-pub use sql::{CatalogCommitter, Swap};
+/// How a swap ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swap {
+    /// The table now points at the staged metadata.
+    Committed,
+    /// The table no longer is at the staged base: another commit came first. Nothing changed.
+    Conflict,
+    /// The request failed in a way that does not say whether it was applied: reload the table
+    /// and ask [`landed`].
+    Unknown(String),
+    /// Not applied, for another reason than a conflict (the catalog refused the request, the
+    /// metadata file could not be written): staging again would not help.
+    Refused(String),
+}
+
+/// Commits staged snapshots through the catalog's atomic primitive.
+#[derive(Debug)]
+pub struct CatalogCommitter(Primitive);
+
+#[derive(Debug)]
+enum Primitive {
+    /// Compare-and-swap of the `iceberg_tables` row.
+    Sql(sql::SqlCommitter),
+    /// The REST table commit with its requirements.
+    Rest(Box<rest::RestCommitter>),
+}
+
+impl CatalogCommitter {
+    /// Connects to the catalog of `config` (the table must exist: it was created through
+    /// [`crate::connect`]).
+    pub async fn connect(config: &CatalogConfig) -> Result<Self, IcebergError> {
+        Ok(Self(match config.kind {
+            CatalogType::Sql => Primitive::Sql(sql::SqlCommitter::connect(config).await?),
+            CatalogType::Rest => {
+                Primitive::Rest(Box::new(rest::RestCommitter::connect(config).await?))
+            }
+        }))
+    }
+
+    /// Commits `staged` if the table is still at the base it was staged on.
+    pub async fn swap(&self, ident: &iceberg::TableIdent, staged: &Staged) -> Swap {
+        match &self.0 {
+            Primitive::Sql(sql) => sql.swap(ident, staged).await,
+            Primitive::Rest(rest) => rest.swap(ident, staged).await,
+        }
+    }
+}
 
 /// What a snapshot does to its branch.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,20 +137,28 @@ pub struct NewSnapshot {
     pub properties: HashMap<String, String>,
 }
 
-/// A commit staged: its files are written, nothing is visible until
-/// [`CatalogCommitter::swap`] swaps `location` in for `base_location`.
+/// A commit staged: its manifests are written, nothing is visible until
+/// [`CatalogCommitter::swap`] commits it.
 #[derive(Debug, Clone)]
 pub struct Staged {
-    /// The metadata file the commit must replace (the compare of the compare-and-swap).
+    /// The metadata file the commit must replace (the compare of the SQL compare-and-swap).
     pub base_location: String,
-    /// The new metadata file.
+    /// The new metadata file a SQL catalog's swap writes (a REST catalog names its own).
     pub location: String,
-    /// The new metadata.
+    /// The new metadata (the base with `updates` applied).
     pub metadata: TableMetadata,
     /// The snapshot it adds (none for a fast-forward).
     pub snapshot_id: Option<i64>,
-    /// Files the staging wrote (manifests, manifest list, metadata), deleted by [`discard`].
+    /// The snapshot a fast-forward moves `main` to.
+    pub fast_forward_to: Option<i64>,
+    /// What must still hold of the table for the commit to apply.
+    pub requirements: Vec<TableRequirement>,
+    /// The changes to the base's metadata.
+    pub updates: Vec<TableUpdate>,
+    /// Files the staging wrote (manifests, manifest list), deleted by [`discard`].
     pub written: Vec<String>,
+    /// The table's file IO (the SQL swap writes the metadata file with it).
+    pub file_io: FileIO,
 }
 
 fn invalid(table: &Table, message: impl Into<String>) -> IcebergError {
@@ -200,6 +260,9 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
         Change::Append => Operation::Append,
         Change::ReplacePartitions(_) | Change::ReplaceDays { .. } => Operation::Overwrite,
     };
+    let branch_head = metadata
+        .snapshot_for_ref(&new.branch)
+        .map(|s| s.snapshot_id());
     let snapshot = Snapshot::builder()
         .with_snapshot_id(snapshot_id)
         .with_parent_snapshot_id(parent.as_ref().map(|s| s.snapshot_id()))
@@ -212,21 +275,33 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
         })
         .with_schema_id(metadata.current_schema_id())
         .build();
-    let mut builder = metadata
-        .clone()
-        .into_builder(Some(base_location.clone()))
-        .set_branch_snapshot(snapshot, &new.branch)
-        .map_err(|e| failed(table, "staging a snapshot", e))?;
+    let requirements = vec![
+        TableRequirement::UuidMatch {
+            uuid: metadata.uuid(),
+        },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: new.branch.clone(),
+            snapshot_id: branch_head,
+        },
+    ];
+    let mut updates = vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef {
+            ref_name: new.branch.clone(),
+            reference: SnapshotReference::new(
+                snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        },
+    ];
     if !new.properties.is_empty() {
-        builder = builder
-            .set_properties(new.properties)
-            .map_err(|e| failed(table, "staging a snapshot", e))?;
+        updates.push(TableUpdate::SetProperties {
+            updates: new.properties,
+        });
     }
-    let mut files = written.files;
-    let staged = write_metadata(table, base_location, builder, &mut files).await?;
+    let staged = apply(table, base_location, requirements, updates, written.files)?;
     Ok(Staged {
         snapshot_id: Some(snapshot_id),
-        written: files,
         ..staged
     })
 }
@@ -260,59 +335,95 @@ pub async fn stage_fast_forward(
             ));
         }
     }
-    let mut builder = metadata
-        .clone()
-        .into_builder(Some(base_location.clone()))
-        .set_ref(
-            MAIN_BRANCH,
-            SnapshotReference::new(head, SnapshotRetention::branch(None, None, None)),
-        )
-        .map_err(|e| failed(table, "staging a fast-forward", e))?;
+    let requirements = vec![
+        TableRequirement::UuidMatch {
+            uuid: metadata.uuid(),
+        },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: metadata.current_snapshot_id(),
+        },
+        TableRequirement::RefSnapshotIdMatch {
+            r#ref: branch.to_string(),
+            snapshot_id: Some(head),
+        },
+    ];
+    let mut updates = vec![TableUpdate::SetSnapshotRef {
+        ref_name: MAIN_BRANCH.to_string(),
+        reference: SnapshotReference::new(head, SnapshotRetention::branch(None, None, None)),
+    }];
     if !properties.is_empty() {
-        builder = builder
-            .set_properties(properties)
-            .map_err(|e| failed(table, "staging a fast-forward", e))?;
+        updates.push(TableUpdate::SetProperties {
+            updates: properties,
+        });
     }
-    let mut files = Vec::new();
-    let staged = write_metadata(table, base_location, builder, &mut files).await?;
+    let staged = apply(table, base_location, requirements, updates, Vec::new())?;
     Ok(Staged {
-        written: files,
+        fast_forward_to: Some(head),
         ..staged
     })
 }
 
-/// Builds the new metadata and writes its file next to the base's (the next version).
-async fn write_metadata(
+/// The base's metadata with `updates` applied, and the name of the file a SQL swap writes it
+/// to (the next version, next to the base's).
+fn apply(
     table: &Table,
     base_location: String,
-    builder: iceberg::spec::TableMetadataBuilder,
-    files: &mut Vec<String>,
+    requirements: Vec<TableRequirement>,
+    updates: Vec<TableUpdate>,
+    written: Vec<String>,
 ) -> Result<Staged, IcebergError> {
+    let mut builder = table
+        .metadata()
+        .clone()
+        .into_builder(Some(base_location.clone()));
+    for update in updates.iter().cloned() {
+        builder = update
+            .apply(builder)
+            .map_err(|e| failed(table, "building the new metadata", e))?;
+    }
     let metadata = builder
         .build()
         .map_err(|e| failed(table, "building the new metadata", e))?
         .metadata;
-    let location = MetadataLocation::from_str(&base_location)
-        .map_err(|e| failed(table, "naming the new metadata file", e))?
-        .with_next_version()
-        .with_new_metadata(&metadata);
-    if let Err(e) = metadata.write_to(table.file_io(), &location).await {
-        discard_files(table, files).await;
-        return Err(failed(table, "writing the new metadata file", e));
-    }
-    files.push(location.to_string());
+    let location = next_metadata_location(&base_location, &metadata);
     Ok(Staged {
         base_location,
-        location: location.to_string(),
+        location,
         metadata,
         snapshot_id: None,
-        written: Vec::new(),
+        fast_forward_to: None,
+        requirements,
+        updates,
+        written,
+        file_io: table.file_io().clone(),
     })
+}
+
+/// The next metadata file's name, next to the base's: `<version + 1>-<uuid>.metadata.json` as
+/// iceberg-rust and PyIceberg name them, or, after a base another catalog named its own way
+/// (`v2.metadata.json`), the same pattern numbered by the metadata log.
+fn next_metadata_location(base_location: &str, metadata: &TableMetadata) -> String {
+    if let Ok(location) = MetadataLocation::from_str(base_location) {
+        return location
+            .with_next_version()
+            .with_new_metadata(metadata)
+            .to_string();
+    }
+    let dir = base_location
+        .rsplit_once('/')
+        .map_or(base_location, |(dir, _)| dir);
+    format!(
+        "{dir}/{:05}-{}.metadata.json",
+        metadata.metadata_log().len() + 1,
+        uuid::Uuid::now_v7()
+    )
 }
 
 /// Whether `staged` was committed, for a swap whose outcome is unknown ([`Swap::Unknown`]): the
 /// table (reloaded by the caller) points at its metadata, or lists it among its previous
-/// metadata files, or holds its snapshot (other commits may have landed on top since).
+/// metadata files, or holds its snapshot (other commits may have landed on top since), or, for
+/// a fast-forward, `main` has reached the branch head (which `main` was an ancestor of).
 pub fn landed(current: &Table, staged: &Staged) -> bool {
     let metadata = current.metadata();
     current.metadata_location() == Some(staged.location.as_str())
@@ -323,6 +434,11 @@ pub fn landed(current: &Table, staged: &Staged) -> bool {
         || staged
             .snapshot_id
             .is_some_and(|id| metadata.snapshot_by_id(id).is_some())
+        || staged.fast_forward_to.is_some_and(|head| {
+            metadata.current_snapshot_id().is_some_and(|main| {
+                crate::state::ancestry_of(metadata, main).any(|s| s.snapshot_id() == head)
+            })
+        })
 }
 
 /// A snapshot [`commit`] landed.
@@ -382,6 +498,14 @@ where
             Swap::Conflict => {
                 tracing::debug!(table = %table_name(ident), attempts, "another commit came first: staging again");
                 discard(&table, &staged).await;
+            }
+            Swap::Refused(reason) => {
+                discard(&table, &staged).await;
+                return Err(IcebergError::Table {
+                    table: table_name(ident),
+                    operation: "committing a snapshot".into(),
+                    source: Box::new(iceberg::Error::new(iceberg::ErrorKind::Unexpected, reason)),
+                });
             }
             Swap::Unknown(reason) => {
                 tracing::warn!(table = %table_name(ident), %reason, "the outcome of a snapshot commit is unknown: reloading the table to settle it");

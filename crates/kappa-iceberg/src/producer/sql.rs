@@ -2,27 +2,17 @@
 //!
 //! The same statement iceberg-catalog-sql's `update_table` runs, but on the base Kappa staged
 //! against (that library applies a commit to the table as it loads it itself, so only the
-//! requirements it is given guard the base).
+//! requirements it is given guard the base). The new metadata file is written first, next to
+//! the base's; a swap that loses deletes it (nothing can reference it).
+
+use std::str::FromStr;
 
 use iceberg::TableIdent;
 use sqlx::Executor as _;
 
-use super::Staged;
+use super::{Staged, Swap};
 use crate::catalog::{CatalogConfig, redact_uri};
 use crate::error::IcebergError;
-
-/// How a swap ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Swap {
-    /// The table now points at the staged metadata.
-    Committed,
-    /// The table no longer points at the staged base: another commit came first. Nothing
-    /// changed.
-    Conflict,
-    /// The statement failed in a way that does not say whether it was applied: reload the table
-    /// and compare its metadata location with the staged one.
-    Unknown(String),
-}
 
 enum Pool {
     Sqlite(sqlx::SqlitePool),
@@ -30,14 +20,14 @@ enum Pool {
 }
 
 /// Commits staged metadata to a SQL catalog (SQLite or PostgreSQL).
-pub struct CatalogCommitter {
+pub(crate) struct SqlCommitter {
     pool: Pool,
     catalog: String,
 }
 
-impl std::fmt::Debug for CatalogCommitter {
+impl std::fmt::Debug for SqlCommitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogCommitter")
+        f.debug_struct("SqlCommitter")
             .field("catalog", &self.catalog)
             .finish_non_exhaustive()
     }
@@ -65,10 +55,10 @@ fn numbered(statement: &str) -> String {
         .collect()
 }
 
-impl CatalogCommitter {
+impl SqlCommitter {
     /// Connects to the catalog database of `config` (the catalog must exist: tables were
     /// created through [`crate::connect`]).
-    pub async fn connect(config: &CatalogConfig) -> Result<Self, IcebergError> {
+    pub(crate) async fn connect(config: &CatalogConfig) -> Result<Self, IcebergError> {
         let failed = |e: sqlx::Error| IcebergError::Catalog {
             uri: redact_uri(&config.uri),
             operation: "connecting for a snapshot commit".into(),
@@ -78,10 +68,9 @@ impl CatalogCommitter {
             )),
         };
         let pool = if config.uri.starts_with("sqlite://") {
-            let options =
-                <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&config.uri)
-                    .map_err(failed)?
-                    .busy_timeout(std::time::Duration::from_secs(30));
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&config.uri)
+                .map_err(failed)?
+                .busy_timeout(std::time::Duration::from_secs(30));
             Pool::Sqlite(
                 sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(1)
@@ -104,8 +93,26 @@ impl CatalogCommitter {
         })
     }
 
-    /// Swaps `staged` in for its base, if the table still points at the base.
-    pub async fn swap(&self, ident: &TableIdent, staged: &Staged) -> Swap {
+    /// Writes `staged`'s metadata file and swaps it in for its base, if the table still points
+    /// at the base.
+    pub(crate) async fn swap(&self, ident: &TableIdent, staged: &Staged) -> Swap {
+        let location = match iceberg::MetadataLocation::from_str(&staged.location) {
+            Ok(location) => location,
+            Err(e) => return Swap::Refused(format!("naming the new metadata file: {e}")),
+        };
+        if let Err(e) = staged.metadata.write_to(&staged.file_io, &location).await {
+            return Swap::Refused(format!("writing the new metadata file: {e}"));
+        }
+        let swap = self.compare_and_swap(ident, staged).await;
+        if swap == Swap::Conflict
+            && let Err(e) = staged.file_io.delete(&staged.location).await
+        {
+            tracing::debug!(path = %staged.location, error = %e, "could not delete a metadata file that lost its swap");
+        }
+        swap
+    }
+
+    async fn compare_and_swap(&self, ident: &TableIdent, staged: &Staged) -> Swap {
         let namespace = ident.namespace().join(".");
         let args = [
             staged.location.as_str(),

@@ -17,6 +17,7 @@ pub async fn sqlite_catalog() -> (tempfile::TempDir, CatalogConfig, Arc<dyn Cata
     let dir = tempfile::tempdir().unwrap();
     let config = CatalogConfig {
         name: "kappa".into(),
+        kind: kappa_iceberg::CatalogType::Sql,
         uri: format!("sqlite://{}/catalog.db", dir.path().display()),
         warehouse: format!("file://{}/warehouse", dir.path().display()),
         properties: HashMap::new(),
