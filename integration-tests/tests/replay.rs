@@ -578,6 +578,27 @@ fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
     // PyIceberg reads the quarantined rows where they went, and none in the main table.
     assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
     assert_table_matches(&scene.read("pyiceberg", "orders_quarantine"), &expected);
+    // Each table's files live under its own location (a catalog's orphan cleanup of the main
+    // table must not find the quarantine table's files there): the quarantine table references
+    // only files under its location, and the main table's directory holds no data file (every
+    // flush was quarantined, and the copies written there first are deleted).
+    let files = scene.foreign_with("files", "orders_quarantine", &[]);
+    let paths: Vec<&str> = files["files"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|day| day.as_array().unwrap())
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(!paths.is_empty(), "{files}");
+    for path in &paths {
+        assert!(path.contains("/kappa/orders_quarantine/data/"), "{path}");
+    }
+    let main_data: Vec<_> = walk(&scene.path("warehouse/kappa/orders"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    assert!(main_data.is_empty(), "{main_data:?}");
 
     let config = config.display().to_string();
     let out = kappa(&["quality", "report", "-c", &config, "--json"], &[]);

@@ -236,3 +236,44 @@ pub fn data_file_from_json(table: &Table, json: &str) -> iceberg::Result<DataFil
         metadata.current_schema(),
     )
 }
+
+/// Copies data files `from` wrote (of its default partition spec) under `to`'s location, the
+/// same relative path below it, and returns them as data files of `to`. A quarantined flush is
+/// written before the gates judge it; its files then move to the quarantine table, so that
+/// every table's files live under its own location (a catalog's orphan cleanup of the main
+/// table would otherwise delete files the quarantine table references). The originals are the
+/// caller's to delete once the copies are committed.
+pub async fn copy_data_files(
+    from: &Table,
+    to: &Table,
+    files: &[DataFile],
+) -> iceberg::Result<Vec<DataFile>> {
+    let from_root = from.metadata().location().trim_end_matches('/');
+    let to_root = to.metadata().location().trim_end_matches('/');
+    let mut copies = Vec::with_capacity(files.len());
+    for file in files {
+        let path = file.file_path();
+        let relative = path
+            .strip_prefix(from_root)
+            .map(|rest| rest.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| format!("data/{}", path.rsplit('/').next().unwrap_or(path)));
+        let target = format!("{to_root}/{relative}");
+        let bytes = from.file_io().new_input(path)?.read().await?;
+        to.file_io().new_output(&target)?.write(bytes).await?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&data_file_to_json(from, file.clone())?).map_err(|e| {
+                Error::new(ErrorKind::Unexpected, "re-reading a data file's JSON").with_source(e)
+            })?;
+        match json.get_mut("file_path") {
+            Some(value) => *value = serde_json::Value::String(target),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Unexpected,
+                    "a data file's JSON has no file_path",
+                ));
+            }
+        }
+        copies.push(data_file_from_json(to, &json.to_string())?);
+    }
+    Ok(copies)
+}

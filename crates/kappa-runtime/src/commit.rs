@@ -178,8 +178,12 @@ async fn commit_flush(
                 warn!(table = tables.main.name(), %message, "flush quarantined");
             }
             let carried = quarantine::carry(&pending);
-            let rows = quarantine::commit(table, &pending.input, files, &report, carried).await?;
+            // The flush was written under the main table's location: its files move to the
+            // quarantine table's own before it references them.
+            let moved = quarantine::move_files(tables.main.table(), table, &files).await?;
+            let rows = quarantine::commit(table, &pending.input, moved, &report, carried).await?;
             kappa_core::crash_point("runtime::after-quarantine");
+            tables.main.discard(Some(files)).await;
             rows
         }
         None => {

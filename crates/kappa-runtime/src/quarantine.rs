@@ -15,6 +15,24 @@ use tracing::warn;
 use crate::commit::Tables;
 use crate::error::RuntimeError;
 
+/// Copies a quarantined flush's data files (written under `main`'s location) under the
+/// quarantine table's location, as files of that table.
+pub(crate) async fn move_files(
+    main: &iceberg::table::Table,
+    quarantine: &Committer,
+    files: &[DataFile],
+) -> Result<Vec<DataFile>, RuntimeError> {
+    kappa_iceberg::writer::copy_data_files(main, quarantine.table(), files)
+        .await
+        .map_err(|e| {
+            RuntimeError::Sink(kappa_iceberg::IcebergError::Table {
+                table: quarantine.name().to_string(),
+                operation: "copying a quarantined flush's files under the table's location".into(),
+                source: Box::new(e),
+            })
+        })
+}
+
 /// Commits a quarantined flush's data files to the quarantine table (same columns, partitioning
 /// and file layout as the main table). Returns the rows committed.
 ///
