@@ -144,21 +144,48 @@ impl Scene {
         }
     }
 
+    /// Files of `table` under its `dir` (`data`, `metadata`) whose name ends with `suffix`: in
+    /// the local warehouse, or listed from the REST catalog's S3 warehouse (its tables live at
+    /// `s3://iceberg/<namespace>/<table>`). How tests observe progress without asking Kappa.
+    pub fn count_table_files(&self, table: &str, dir: &str, suffix: &str) -> usize {
+        if self.catalog_type != "rest" {
+            let root = self
+                .path("warehouse")
+                .join(&self.namespace)
+                .join(table)
+                .join(dir);
+            return count_files(&root, suffix);
+        }
+        use futures::TryStreamExt;
+        let store = s3_store("iceberg");
+        let prefix = StorePath::from(format!("{}/{table}/{dir}", self.namespace));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let objects: Vec<_> = store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .unwrap_or_default();
+            objects
+                .iter()
+                .filter(|o| o.location.as_ref().ends_with(suffix))
+                .count()
+        })
+    }
+
     /// Writes `spec` as an archive to the scene's S3 archive URL.
     pub fn write_s3_archive(&self, spec: HistorySpec, options: ArchiveOptions) -> Expected {
         let rest = self.archive_url.strip_prefix("s3://").unwrap();
         let (bucket, prefix) = rest.split_once('/').unwrap();
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(bucket)
-            .with_endpoint(service("KAPPA_S3_ENDPOINT"))
-            .with_region("us-east-1")
-            .with_access_key_id("test")
-            .with_secret_access_key("testtest")
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap();
-        write(Arc::new(store), StorePath::from(prefix), spec, options)
+        write(
+            Arc::new(s3_store(bucket)),
+            StorePath::from(prefix),
+            spec,
+            options,
+        )
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -282,6 +309,40 @@ listen = "127.0.0.1:0"             # a free port: tests run many pipelines at on
     pub fn foreign_with(&self, action: &str, table: &str, args: &[&str]) -> Value {
         self.python_tool("foreign_maintenance.py", action, table, args)
     }
+}
+
+/// A bucket of the SeaweedFS S3 `dev/services.sh` runs.
+pub fn s3_store(bucket: &str) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(service("KAPPA_S3_ENDPOINT"))
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("testtest")
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .build()
+        .unwrap()
+}
+
+/// Files under `dir` (recursively) whose name ends with `suffix`.
+pub fn count_files(dir: &Path, suffix: &str) -> usize {
+    fn walk(dir: &Path, suffix: &str) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, suffix)
+                } else {
+                    usize::from(path.to_string_lossy().ends_with(suffix))
+                }
+            })
+            .sum()
+    }
+    walk(dir, suffix)
 }
 
 /// Which catalog a test runs on (the exactly-once tests run on each).

@@ -153,20 +153,18 @@ enum KillOn {
     DataFile,
 }
 
-/// Files under `dir` (recursively) whose name ends with `suffix`.
-fn count_files(dir: &std::path::Path, suffix: &str) -> usize {
-    if !dir.exists() {
-        return 0;
-    }
-    walk(dir)
-        .iter()
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .count()
+#[test]
+fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
+    sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(Catalog::Sql);
 }
 
 #[test]
-fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
-    let scene = Scene::local();
+fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on_rest() {
+    sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(Catalog::Rest);
+}
+
+fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(catalog: Catalog) {
+    let scene = Scene::on(catalog, "sigkill");
     let options = ArchiveOptions {
         flush_size: 2_000,
         ..ArchiveOptions::default()
@@ -175,8 +173,8 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
     let config = scene.config("[replay]\nbatch_rows = 1000\n");
     let config = config.display().to_string();
     let args = ["replay", "-c", config.as_str(), "--set", "commit.rows=1500"];
-    let table = scene.path("warehouse").join("kappa").join("orders");
-    let (metadata, data) = (table.join("metadata"), table.join("data"));
+    let metadata = || scene.count_table_files("orders", "metadata", ".metadata.json");
+    let data = || scene.count_table_files("orders", "data", ".parquet");
     // Each kill waits for observed progress, so it lands after a commit or in the middle of
     // writing data files, whatever the machine's speed; and it must find the replay still
     // running, or it interrupted nothing.
@@ -190,16 +188,14 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
         KillOn::Commits(3),
     ];
     for (i, kill_on) in plan.into_iter().enumerate() {
-        let commits_before = count_files(&metadata, ".metadata.json");
-        let files_before = count_files(&data, ".parquet");
+        let commits_before = metadata();
+        let files_before = data();
         let mut child = spawn_kappa(&args);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
             let reached = match kill_on {
-                KillOn::Commits(n) => {
-                    count_files(&metadata, ".metadata.json") >= commits_before + n
-                }
-                KillOn::DataFile => count_files(&data, ".parquet") > files_before,
+                KillOn::Commits(n) => metadata() >= commits_before + n,
+                KillOn::DataFile => data() > files_before,
             };
             if reached {
                 break;
@@ -237,11 +233,20 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once() {
 
 #[test]
 fn a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once() {
+    a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once_on(Catalog::Sql);
+}
+
+#[test]
+fn a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once_on_rest() {
+    a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once_on(Catalog::Rest);
+}
+
+fn a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once_on(catalog: Catalog) {
     // Deterministic crashes (the binary's `failpoints` feature, which make test enables): each
     // run makes some progress and aborts at a named point — mid-read, mid-write, between the
     // write and the commit, between the DLQ and the main commit, right after the catalog took
     // a commit — and the next run must neither lose nor repeat anything.
-    let scene = Scene::local();
+    let scene = Scene::on(catalog, "crash");
     let options = ArchiveOptions {
         flush_size: 2_000,
         ..ArchiveOptions::default()
@@ -283,7 +288,16 @@ fn a_crash_at_each_crash_point_then_rerun_gives_every_event_exactly_once() {
 
 #[test]
 fn concurrent_shards_write_one_table_exactly_once() {
-    let scene = Scene::local();
+    concurrent_shards_write_one_table_exactly_once_on(Catalog::Sql);
+}
+
+#[test]
+fn concurrent_shards_write_one_table_exactly_once_on_rest() {
+    concurrent_shards_write_one_table_exactly_once_on(Catalog::Rest);
+}
+
+fn concurrent_shards_write_one_table_exactly_once_on(catalog: Catalog) {
+    let scene = Scene::on(catalog, "shards");
     let spec = HistorySpec {
         partitions: 6,
         ..HistorySpec::new(24_000)
