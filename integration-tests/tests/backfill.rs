@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use kappa_integration_tests::{Scene, assert_table_matches, kappa, last_line, replay};
+use kappa_integration_tests::{Catalog, Scene, assert_table_matches, kappa, last_line, replay};
 use kappa_synth::{ArchiveOptions, HistorySpec};
 use serde_json::Value;
 
@@ -41,7 +41,18 @@ fn day<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day() {
-    let scene = Scene::local();
+    a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_on(Catalog::Sql);
+}
+
+#[test]
+fn a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_on_rest() {
+    a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_on(Catalog::Rest);
+}
+
+fn a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_on(
+    catalog: Catalog,
+) {
+    let scene = Scene::on(catalog, "restore");
     let spec = HistorySpec {
         days: 4,
         partitions: 3,
@@ -172,8 +183,11 @@ fn a_blocking_gate_stops_a_backfill_with_exit_3_and_main_untouched() {
 
 /// A scene whose main table lost two days to another engine and whose dead-letter table lost
 /// partition 0's rows: (scene, config, original checksum, broken checksum, dead letters, days).
-fn broken_scene(events: u64) -> (Scene, std::path::PathBuf, Value, Value, u64, [String; 2]) {
-    let scene = Scene::local();
+fn broken_scene(
+    catalog: Catalog,
+    events: u64,
+) -> (Scene, std::path::PathBuf, Value, Value, u64, [String; 2]) {
+    let scene = Scene::on(catalog, "broken");
     let spec = HistorySpec {
         days: 4,
         partitions: 3,
@@ -200,7 +214,22 @@ fn broken_scene(events: u64) -> (Scene, std::path::PathBuf, Value, Value, u64, [
 
 #[test]
 fn a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once() {
-    let (scene, config, original, broken, dead, [from, to]) = broken_scene(6_000);
+    a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once_on(
+        Catalog::Sql,
+    );
+}
+
+#[test]
+fn a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once_on_rest() {
+    a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once_on(
+        Catalog::Rest,
+    );
+}
+
+fn a_backfill_killed_at_every_step_leaves_main_whole_and_a_rerun_completes_it_once_on(
+    catalog: Catalog,
+) {
+    let (scene, config, original, broken, dead, [from, to]) = broken_scene(catalog, 6_000);
     let path = config.display().to_string();
     let points = [
         ("backfill::read", false),
@@ -454,6 +483,11 @@ fn readers_of_a_sqlite_catalog_see_the_old_days_or_the_new_ones() {
 #[test]
 fn readers_of_a_postgres_catalog_on_s3_see_the_old_days_or_the_new_ones() {
     readers_see_the_old_days_or_the_new_ones_never_a_mix(Scene::s3_postgres("backfill_iso"), true);
+}
+
+#[test]
+fn readers_of_a_rest_catalog_see_the_old_days_or_the_new_ones() {
+    readers_see_the_old_days_or_the_new_ones_never_a_mix(Scene::rest("backfill_iso"), false);
 }
 
 #[test]
