@@ -9,7 +9,8 @@ MODE:
            {"reads": N, "seen": [{"snapshot": id,
            "checksum": "..."}, ...]} with each distinct content in the order first seen
   history  read every snapshot of main's ancestry (time travel), oldest first; prints
-           {"snapshots": [{"snapshot": id, "operation": "...", "checksum": "..."}, ...]}
+           {"snapshots": [{"snapshot": id, "operation": "...", "backfill_id": ..., "checksum": "..."},
+           ...]}
 """
 
 import argparse
@@ -63,6 +64,7 @@ def history(args):
         {
             "snapshot": s.snapshot_id,
             "operation": str(s.summary.operation.value) if s.summary else None,
+            "backfill_id": s.summary.get("kappa.backfill.id") if s.summary else None,
             "checksum": content(table, s.snapshot_id),
         }
         for s in reversed(chain)
