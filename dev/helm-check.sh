@@ -50,6 +50,14 @@ trap 'rm -rf "$OUT"' EXIT
 "$HELM" template lake "$CHART" --set backfill.enabled=true --set backfill.from=2026-01-02 \
   --set backfill.to=2026-01-03 --set backfill.shards=4 --set backfill.dryRun=true \
   --set 'env[0].name=AWS_REGION' --set 'env[0].value=eu-west-1' > "$OUT/backfill.yaml"
+# A REST catalog: the pipeline of deploy/examples/orders-rest.toml (no credential in it), the
+# credential from a Secret through `env`, into the live, replay and backfill pods alike.
+"$HELM" template rest "$CHART" --set-file pipeline="$ROOT/deploy/examples/orders-rest.toml" \
+  --set replay.enabled=true --set backfill.enabled=true --set backfill.from=2026-01-02 \
+  --set backfill.to=2026-01-03 \
+  --set 'env[0].name=KAPPA__CATALOG__CREDENTIAL' \
+  --set 'env[0].valueFrom.secretKeyRef.name=kappa-catalog' \
+  --set 'env[0].valueFrom.secretKeyRef.key=credential' > "$OUT/rest.yaml"
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
@@ -63,7 +71,7 @@ done
   --set metrics.port=9500 > "$OUT/monitor.out"
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
   "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml" \
-  "$OUT/backfill.yaml"
+  "$OUT/backfill.yaml" "$OUT/rest.yaml" "$ROOT/deploy/examples/orders-rest.toml"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi

@@ -1,5 +1,6 @@
 """Assertions on the rendered Helm chart (dev/helm-check.sh): what the manifests must say."""
 import sys
+import tomllib
 
 import yaml
 
@@ -162,4 +163,25 @@ assert "--wait=6h" in args["backfill-publish"] and "--dry-run" in args["backfill
 (c,) = jobs["backfill"]["spec"]["template"]["spec"]["containers"]
 env = {e["name"]: e for e in c["env"]}
 assert env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+# A REST catalog (deploy/examples/orders-rest.toml as the pipeline): the ConfigMap carries the file
+# as it is, with no catalog secret; the credential reaches the live, replay and backfill pods
+# alike through `env`, from the Secret.
+rest, rest_example = load(sys.argv[8]), sys.argv[9]
+pipeline = tomllib.loads(rest[("ConfigMap", "rest-kappa-pipeline")]["data"]["pipeline.toml"])
+with open(rest_example, "rb") as f:
+    assert pipeline == tomllib.load(f), "the ConfigMap differs from deploy/examples/orders-rest.toml"
+catalog = pipeline["catalog"]
+assert catalog["type"] == "rest", catalog
+assert not {"credential", "token", "secret_access_key"} & set(catalog), "a catalog secret in the ConfigMap"
+containers = {
+    d["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["spec"]["containers"]
+    for (kind, _), d in rest.items() if kind in ("StatefulSet", "Deployment", "Job")
+}
+assert set(containers) == {"live", "replay", "backfill-plan", "backfill", "backfill-publish"}, list(containers)
+for component, (c,) in containers.items():
+    env = {e["name"]: e for e in c["env"]}
+    assert env["KAPPA__CATALOG__CREDENTIAL"] == {
+        "name": "KAPPA__CATALOG__CREDENTIAL",
+        "valueFrom": {"secretKeyRef": {"name": "kappa-catalog", "key": "credential"}},
+    }, (component, env)
 print("helm_assert: ok")

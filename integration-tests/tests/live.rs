@@ -18,7 +18,7 @@ use kappa_integration_tests::kafka::{
     OwnBroker, brokers, create_topic, expected_from_topic, holds_everything, kafka_section_at,
     produce, producer, producer_with, status, unique_topic, wait_until_committed,
 };
-use kappa_integration_tests::{Scene, assert_table_matches, kappa, kappa_bin};
+use kappa_integration_tests::{Catalog, Scene, assert_table_matches, kappa, kappa_bin};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
 
 /// A scene whose pipeline reads `topic` live, committing every second.
@@ -28,7 +28,12 @@ fn live_scene(topic: &str) -> (Scene, std::path::PathBuf) {
 
 /// [`live_scene`] on a broker of the test's own.
 fn live_scene_at(brokers: &str, topic: &str) -> (Scene, std::path::PathBuf) {
-    let scene = Scene::local();
+    live_scene_on(Catalog::Sql, brokers, topic)
+}
+
+/// [`live_scene_at`] on the given catalog.
+fn live_scene_on(catalog: Catalog, brokers: &str, topic: &str) -> (Scene, std::path::PathBuf) {
+    let scene = Scene::on(catalog, "live");
     let config = scene.config(&format!(
         "{}\n[dedup]\nwindow = 100000\n",
         kafka_section_at(brokers, topic, &format!("{topic}-group"))
@@ -210,9 +215,18 @@ fn append(
 
 #[test]
 fn sigkill_twenty_times_while_producing_then_every_event_exactly_once() {
+    sigkill_twenty_times_while_producing_then_every_event_exactly_once_on(Catalog::Sql);
+}
+
+#[test]
+fn sigkill_twenty_times_while_producing_then_every_event_exactly_once_on_rest() {
+    sigkill_twenty_times_while_producing_then_every_event_exactly_once_on(Catalog::Rest);
+}
+
+fn sigkill_twenty_times_while_producing_then_every_event_exactly_once_on(catalog: Catalog) {
     let topic = unique_topic("kill");
     create_topic(&brokers(), &topic, 3);
-    let (scene, config) = live_scene_with(&topic, FAST_GROUP);
+    let (scene, config) = append(live_scene_on(catalog, &brokers(), &topic), FAST_GROUP);
     let producing = produce_in_background(&topic, 40_000, 3, 2_000);
     let mut rng = Lcg::from_time();
     for _ in 0..20 {
@@ -330,9 +344,18 @@ fn replicas_joining_and_leaving_a_six_partition_topic_write_every_event_once() {
 /// restarted. Every event lands once, and every shard wrote its partitions' rows.
 #[test]
 fn sharded_replicas_killed_and_restarted_write_every_event_once() {
+    sharded_replicas_killed_and_restarted_write_every_event_once_on(Catalog::Sql);
+}
+
+#[test]
+fn sharded_replicas_killed_and_restarted_write_every_event_once_on_rest() {
+    sharded_replicas_killed_and_restarted_write_every_event_once_on(Catalog::Rest);
+}
+
+fn sharded_replicas_killed_and_restarted_write_every_event_once_on(catalog: Catalog) {
     let topic = unique_topic("shards");
     create_topic(&brokers(), &topic, 6);
-    let (scene, config) = live_scene(&topic);
+    let (scene, config) = live_scene_on(catalog, &brokers(), &topic);
     let producing = produce_in_background(&topic, 60_000, 6, 3_000);
     let shard = |i: usize| {
         run_with(

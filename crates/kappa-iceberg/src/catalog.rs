@@ -7,7 +7,9 @@
 //!   `/v1/config` defaults and overrides, `header.*` properties sent with every request.
 //!
 //! Data and metadata files go through iceberg-rust's OpenDAL storage (S3 settings as `s3.*`
-//! properties; a REST catalog's table config, e.g. vended credentials, overrides them).
+//! properties). On a REST catalog the table config the catalog sends (vended credentials, its
+//! endpoint) applies unless these properties set the same keys: iceberg-catalog-rest lets the
+//! client's properties win.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -102,10 +102,13 @@ pub fn s3_options(s3: &S3Section) -> S3Options {
     }
 }
 
-/// Iceberg FileIO properties for an `s3://` warehouse (config first, then `AWS_*` env).
-fn warehouse_properties(s3: &S3Section) -> HashMap<String, String> {
+/// Iceberg FileIO properties for an `s3://` warehouse: the config's keys, then (with
+/// `env_fallback`) the `AWS_*` env. A REST catalog takes none from the env: its properties win
+/// over the table config the catalog sends (vended credentials, its endpoint), and the env's
+/// keys are usually the archive's.
+fn warehouse_properties(s3: &S3Section, env_fallback: bool) -> HashMap<String, String> {
     let mut props = HashMap::new();
-    let env = |k: &str| std::env::var(k).ok();
+    let env = |k: &str| std::env::var(k).ok().filter(|_| env_fallback);
     let mut set = |key: &str, value: Option<String>| {
         if let Some(v) = value {
             props.insert(key.to_string(), v);
@@ -205,7 +208,8 @@ pub async fn open_configured(
 /// The catalog of a validated config.
 pub fn catalog_config(config: &PipelineConfig) -> CatalogConfig {
     let catalog = &config.raw.catalog;
-    let mut properties = warehouse_properties(&catalog.s3);
+    let rest = config.catalog_kind == CatalogKind::Rest;
+    let mut properties = warehouse_properties(&catalog.s3, !rest);
     let kind = match config.catalog_kind {
         CatalogKind::Sql => kappa_iceberg::CatalogType::Sql,
         CatalogKind::Rest => {
