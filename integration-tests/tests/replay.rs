@@ -296,6 +296,9 @@ fn concurrent_shards_write_one_table_exactly_once_on_rest() {
     concurrent_shards_write_one_table_exactly_once_on(Catalog::Rest);
 }
 
+// Prints the conflict retries it saw (a figure for the test log, not an expectation: how often
+// the shards' commits collide depends on timing).
+#[allow(clippy::print_stderr)]
 fn concurrent_shards_write_one_table_exactly_once_on(catalog: Catalog) {
     let scene = Scene::on(catalog, "shards");
     let spec = HistorySpec {
