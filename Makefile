@@ -4,7 +4,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/kappa-target
 export KAPPA_INFRA ?= $(HOME)/.cache/kappa-infra
 CARGO ?= cargo
 # Tests run the binary with its crash points compiled in (FAILPOINTS=...); `make run` builds without.
-TEST_FEATURES := --features kappa/failpoints
+# Both have the AWS Glue and S3 Tables catalogs (`aws`), as the release build and the image do.
+TEST_FEATURES := --features kappa/failpoints,kappa/aws
 DEMO_DIR ?= ./kappa-demo
 
 .DEFAULT_GOAL := help
@@ -13,8 +14,8 @@ DEMO_DIR ?= ./kappa-demo
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-build: ## Build the kappa binary (release)
-	$(CARGO) build --release -p kappa
+build: ## Build the kappa binary (release, with the AWS Glue and S3 Tables catalogs)
+	$(CARGO) build --release -p kappa --features aws
 
 run: build ## Run the demo: synthetic orders -> archive -> replay -> local Iceberg table (no services)
 	$(CARGO_TARGET_DIR)/release/kappa demo --dir $(DEMO_DIR)
@@ -49,7 +50,7 @@ it: services-up ## Integration tests only
 
 bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
 	$(CARGO) bench -p kappa-bench --bench replay
-	$(CARGO) build --release -p kappa
+	$(CARGO) build --release -p kappa --features aws
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) bench -p kappa-bench --bench kafka; \
 	  rc=$$?; dev/services.sh stop; exit $$rc
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \

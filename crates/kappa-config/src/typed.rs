@@ -58,6 +58,11 @@ pub enum CatalogKind {
     Sql,
     /// Iceberg REST catalog at `uri`.
     Rest,
+    /// AWS Glue (the AWS SDK; `uri`, if set, overrides its endpoint).
+    Glue,
+    /// AWS S3 Tables: `warehouse` is the table bucket's ARN (`uri`, if set, overrides the
+    /// endpoint).
+    S3Tables,
 }
 
 /// `[source.archive] format`: the record shape of the archive's files.

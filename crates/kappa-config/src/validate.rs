@@ -565,11 +565,13 @@ fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError
     let kind = match raw.catalog.kind.trim() {
         "sql" => CatalogKind::Sql,
         "rest" => CatalogKind::Rest,
+        "glue" => CatalogKind::Glue,
+        "s3tables" => CatalogKind::S3Tables,
         other => {
             return Err(ConfigError::invalid(
                 "catalog",
                 "type",
-                format!("unknown catalog type {other:?}; expected sql|rest"),
+                format!("unknown catalog type {other:?}; expected sql|rest|glue|s3tables"),
             ));
         }
     };
@@ -578,14 +580,27 @@ fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError
             "expected sqlite:///path/catalog.db or postgres://user:pass@host:5432/db"
         }
         CatalogKind::Rest => "expected the REST catalog's http(s):// URL",
+        CatalogKind::Glue | CatalogKind::S3Tables => {
+            "optional: an http(s):// endpoint overriding the AWS service's"
+        }
     };
     let uri = raw
         .catalog
         .uri
         .as_ref()
         .map(|s| s.expose().trim().to_string())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ConfigError::invalid("catalog", "uri", format!("missing; {uri_hint}")))?;
+        .filter(|s| !s.is_empty());
+    let uri = match (kind, uri) {
+        (CatalogKind::Glue | CatalogKind::S3Tables, None) => String::new(),
+        (_, Some(uri)) => uri,
+        (_, None) => {
+            return Err(ConfigError::invalid(
+                "catalog",
+                "uri",
+                format!("missing; {uri_hint}"),
+            ));
+        }
+    };
     let uri_ok = match kind {
         CatalogKind::Sql => {
             uri.starts_with("sqlite:")
@@ -593,6 +608,9 @@ fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError
                     && Url::parse(&uri).is_ok())
         }
         CatalogKind::Rest => Url::parse(&uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+        CatalogKind::Glue | CatalogKind::S3Tables => {
+            uri.is_empty() || Url::parse(&uri).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        }
     };
     if !uri_ok {
         // Never echo the URI: it may hold a password.
@@ -605,6 +623,26 @@ fn catalog(raw: &RawConfig) -> Result<(CatalogKind, String, String), ConfigError
             let hint = "expected file:///path or s3://bucket/prefix";
             let w = required(w.as_ref(), "catalog", "warehouse", hint)?;
             parse_url("catalog", "warehouse", &w, &["file", "s3", "s3a"])?;
+            w
+        }
+        (CatalogKind::Glue, w) => {
+            let hint = "expected s3://bucket/prefix, where new tables go";
+            let w = required(w.as_ref(), "catalog", "warehouse", hint)?;
+            parse_url("catalog", "warehouse", &w, &["s3", "s3a"])?;
+            w
+        }
+        (CatalogKind::S3Tables, w) => {
+            let hint = "expected the table bucket's ARN, arn:aws:s3tables:<region>:<account>:bucket/<name>";
+            let w = required(w.as_ref(), "catalog", "warehouse", hint)?;
+            let parts: Vec<&str> = w.split(':').collect();
+            let ok = parts.len() == 6
+                && parts[0] == "arn"
+                && parts[2] == "s3tables"
+                && parts[5].starts_with("bucket/")
+                && parts[5].len() > "bucket/".len();
+            if !ok {
+                return Err(ConfigError::invalid("catalog", "warehouse", hint));
+            }
             w
         }
     };
@@ -624,14 +662,20 @@ fn check_rest_keys(kind: CatalogKind, c: &crate::raw::CatalogSection) -> Result<
         ("prefix", c.prefix.is_some()),
         ("properties", !c.properties.0.is_empty()),
     ];
-    if kind == CatalogKind::Sql {
-        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
-            return Err(ConfigError::invalid(
-                "catalog",
-                key,
-                "only a REST catalog takes it (type = \"rest\")",
-            ));
-        }
+    // `properties` pass through to the REST, Glue and S3 Tables clients; the others are REST's.
+    let takes = |key: &str| match kind {
+        CatalogKind::Rest => true,
+        CatalogKind::Glue | CatalogKind::S3Tables => key == "properties",
+        CatalogKind::Sql => false,
+    };
+    if let Some((key, _)) = set.iter().find(|(key, set)| *set && !takes(key)) {
+        return Err(ConfigError::invalid(
+            "catalog",
+            key,
+            "only a REST catalog takes it (type = \"rest\")",
+        ));
+    }
+    if kind != CatalogKind::Rest {
         return Ok(());
     }
     if let Some(credential) = &c.credential {

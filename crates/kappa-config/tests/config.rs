@@ -569,6 +569,59 @@ fn rest_catalog_keys_load_hidden_and_are_refused_on_a_sql_catalog() {
     }
 }
 
+/// AWS Glue and S3 Tables: no `uri` needed (one given must be an http(s) endpoint), a warehouse
+/// of their kind, `[catalog.properties]` passed through, REST's auth keys refused.
+#[test]
+fn glue_and_s3tables_catalogs_check_their_warehouse_and_take_no_rest_keys() {
+    let aws = |kind: &str, warehouse: &str, extra: &str| {
+        MINIMAL
+            .replace("[catalog]\n", &format!("[catalog]\ntype = \"{kind}\"\n"))
+            .replace("uri = \"sqlite:///tmp/c.db\"\n", "")
+            .replace(
+                "warehouse = \"file:///tmp/w\"\n",
+                &format!("warehouse = \"{warehouse}\"\n{extra}"),
+            )
+    };
+    let glue = load(&aws(
+        "glue",
+        "s3://lake/warehouse",
+        "region = \"eu-west-1\"\n[catalog.properties]\ncatalog_id = \"123456789012\"\n",
+    ))
+    .unwrap();
+    assert_eq!(glue.catalog_kind, CatalogKind::Glue);
+    assert_eq!(glue.catalog_uri, "");
+    assert_eq!(glue.raw.catalog.properties.0["catalog_id"], "123456789012");
+    let arn = "arn:aws:s3tables:us-east-1:123456789012:bucket/lake";
+    let tables = load(&aws("s3tables", arn, "")).unwrap();
+    assert_eq!(tables.catalog_kind, CatalogKind::S3Tables);
+    assert_eq!(tables.warehouse, arn);
+
+    for (text, key) in [
+        (aws("glue", "file:///tmp/w", ""), "catalog.warehouse"),
+        (
+            aws("glue", "s3://lake/w", "credential = \"a:b\"\n"),
+            "catalog.credential",
+        ),
+        (aws("s3tables", "s3://lake/w", ""), "catalog.warehouse"),
+        (
+            aws(
+                "s3tables",
+                "arn:aws:s3:us-east-1:123456789012:bucket/lake",
+                "",
+            ),
+            "catalog.warehouse",
+        ),
+        (
+            aws("s3tables", arn, "uri = \"glue.amazonaws.com\"\n"),
+            "catalog.uri",
+        ),
+        (aws("dynamo", arn, ""), "catalog.type"),
+    ] {
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.key().as_deref(), Some(key), "{err}");
+    }
+}
+
 #[test]
 fn kafka_properties_flatten_and_redact_secrets() {
     let text = format!(

@@ -34,6 +34,31 @@ pub enum CatalogType {
     Sql,
     /// An Iceberg REST catalog.
     Rest,
+    /// AWS Glue (the `aws` feature).
+    Glue,
+    /// AWS S3 Tables (the `aws` feature).
+    S3Tables,
+}
+
+impl CatalogType {
+    /// Whether this build can connect to such a catalog (Glue and S3 Tables need the `aws`
+    /// feature).
+    pub fn built_in(self) -> bool {
+        match self {
+            CatalogType::Sql | CatalogType::Rest => true,
+            CatalogType::Glue | CatalogType::S3Tables => cfg!(feature = "aws"),
+        }
+    }
+
+    /// The config's name of it (`[catalog] type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatalogType::Sql => "sql",
+            CatalogType::Rest => "rest",
+            CatalogType::Glue => "glue",
+            CatalogType::S3Tables => "s3tables",
+        }
+    }
 }
 
 /// How long one request to a REST catalog may take before its outcome counts as unknown (a
@@ -104,8 +129,10 @@ async fn connect_as(
     config: &CatalogConfig,
     read_only: bool,
 ) -> Result<Arc<dyn Catalog>, IcebergError> {
-    if config.kind == CatalogType::Rest {
-        return connect_rest(config).await;
+    match config.kind {
+        CatalogType::Sql => {}
+        CatalogType::Rest => return connect_rest(config).await,
+        CatalogType::Glue | CatalogType::S3Tables => return connect_aws(config).await,
     }
     let err = |operation: &str, source: iceberg::Error| IcebergError::Catalog {
         uri: redact_uri(&config.uri),
@@ -257,6 +284,86 @@ async fn connect_rest(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceber
         .await
         .map_err(|e| err("connecting", e))?;
     Ok(Arc::new(catalog))
+}
+
+/// Connects to AWS Glue or S3 Tables through the AWS SDK (credentials: the `[catalog]` keys if
+/// set, else the AWS default chain), in a build with the `aws` feature.
+#[cfg(feature = "aws")]
+async fn connect_aws(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
+    use iceberg_catalog_glue::{
+        GLUE_CATALOG_PROP_URI, GLUE_CATALOG_PROP_WAREHOUSE, GlueCatalogBuilder,
+    };
+    use iceberg_catalog_s3tables::{
+        S3TABLES_CATALOG_PROP_ENDPOINT_URL, S3TABLES_CATALOG_PROP_TABLE_BUCKET_ARN,
+        S3TablesCatalogBuilder,
+    };
+    let err = |source: iceberg::Error| IcebergError::Catalog {
+        uri: format!("{} {}", config.kind.as_str(), redact_uri(&config.warehouse)),
+        operation: "connecting".into(),
+        source: Box::new(source),
+    };
+    let mut props = config.properties.clone();
+    // The SDK's own names for what the `[catalog]` S3 keys say.
+    for (from, to) in [
+        ("s3.access-key-id", "aws_access_key_id"),
+        ("s3.secret-access-key", "aws_secret_access_key"),
+        ("s3.session-token", "aws_session_token"),
+        ("s3.region", "region_name"),
+    ] {
+        if let Some(value) = config.properties.get(from) {
+            props.insert(to.to_string(), value.clone());
+        }
+    }
+    let factory = Arc::new(OpenDalResolvingStorageFactory::new());
+    if config.kind == CatalogType::Glue {
+        props.insert(
+            GLUE_CATALOG_PROP_WAREHOUSE.to_string(),
+            config.warehouse.clone(),
+        );
+        if !config.uri.is_empty() {
+            props.insert(GLUE_CATALOG_PROP_URI.to_string(), config.uri.clone());
+        }
+        let catalog = GlueCatalogBuilder::default()
+            .with_storage_factory(factory)
+            .load(&config.name, props)
+            .await
+            .map_err(err)?;
+        return Ok(Arc::new(catalog));
+    }
+    props.insert(
+        S3TABLES_CATALOG_PROP_TABLE_BUCKET_ARN.to_string(),
+        config.warehouse.clone(),
+    );
+    if !config.uri.is_empty() {
+        props.insert(
+            S3TABLES_CATALOG_PROP_ENDPOINT_URL.to_string(),
+            config.uri.clone(),
+        );
+    }
+    let catalog = S3TablesCatalogBuilder::default()
+        .with_storage_factory(factory)
+        .load(&config.name, props)
+        .await
+        .map_err(err)?;
+    Ok(Arc::new(catalog))
+}
+
+/// Without the `aws` feature: an error that says how to get a build that has them.
+#[cfg(not(feature = "aws"))]
+async fn connect_aws(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
+    Err(IcebergError::Catalog {
+        uri: config.kind.as_str().to_string(),
+        operation: "connecting".into(),
+        source: Box::new(iceberg::Error::new(
+            iceberg::ErrorKind::FeatureUnsupported,
+            format!(
+                "[catalog] type = \"{}\" needs a kappa built with the `aws` feature (the \
+                 release build and the container image have it: cargo build --release \
+                 --features aws)",
+                config.kind.as_str()
+            ),
+        )),
+    })
 }
 
 /// Whether the SQLite database at `uri` has the catalog's `iceberg_tables` table (read-only).

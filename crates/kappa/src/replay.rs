@@ -212,6 +212,14 @@ pub fn catalog_config(config: &PipelineConfig) -> CatalogConfig {
     let mut properties = warehouse_properties(&catalog.s3, !rest);
     let kind = match config.catalog_kind {
         CatalogKind::Sql => kappa_iceberg::CatalogType::Sql,
+        CatalogKind::Glue | CatalogKind::S3Tables => {
+            properties.extend(catalog.properties.0.clone());
+            if config.catalog_kind == CatalogKind::Glue {
+                kappa_iceberg::CatalogType::Glue
+            } else {
+                kappa_iceberg::CatalogType::S3Tables
+            }
+        }
         CatalogKind::Rest => {
             // The client's own property names (iceberg-catalog-rest, PyIceberg, Java).
             properties.extend(catalog.properties.0.clone());
@@ -247,6 +255,14 @@ pub fn pipeline_spec(
     config: &PipelineConfig,
     mapping: Arc<TableMapping>,
 ) -> Result<PipelineSpec, Failure> {
+    let catalog = catalog_config(config);
+    if !catalog.kind.built_in() {
+        return Err(usage(format!(
+            "[catalog] type = \"{}\": this kappa was built without the `aws` feature (the \
+             release build and the container image have it: cargo build --release --features aws)",
+            catalog.kind.as_str()
+        )));
+    }
     let raw = &config.raw;
     let topics = [
         config.source_archive.as_ref().map(|a| a.topic.clone()),
@@ -256,7 +272,7 @@ pub fn pipeline_spec(
         pipeline: config.name.clone(),
         topics: topics.into_iter().flatten().collect(),
         first_commit: kappa_iceberg::FirstCommit::AtZero,
-        catalog: catalog_config(config),
+        catalog,
         namespace: raw.table.namespace.clone(),
         table: config.table.clone(),
         dlq_table: config.dlq_table.clone(),

@@ -87,6 +87,20 @@ impl CatalogCommitter {
             CatalogType::Rest => {
                 Primitive::Rest(Box::new(rest::RestCommitter::connect(config).await?))
             }
+            CatalogType::Glue | CatalogType::S3Tables => {
+                return Err(IcebergError::Catalog {
+                    uri: config.kind.as_str().to_string(),
+                    operation: "committing Kappa's own snapshots (a backfill's publish)".into(),
+                    source: Box::new(iceberg::Error::new(
+                        iceberg::ErrorKind::FeatureUnsupported,
+                        format!(
+                            "not supported on [catalog] type = \"{}\" yet: a backfill needs a \
+                             SQL or REST catalog (appends, replays and live runs work on it)",
+                            config.kind.as_str()
+                        ),
+                    )),
+                });
+            }
         }))
     }
 
