@@ -171,6 +171,42 @@ fn a_catalog_password_is_printed_nowhere() {
     }
 }
 
+/// A REST catalog's OAuth2 client secret is printed nowhere, with debug logs on: not when the
+/// catalog refuses it (exit 1, the error names the catalog), not when a replay runs with the
+/// right one (the S3 secret, the same `testtest`, neither).
+#[test]
+fn a_rest_catalog_credential_is_printed_nowhere() {
+    let scene = Scene::rest("secrets");
+    scene.write_local_archive(HistorySpec::new(500), ArchiveOptions::default());
+    let config = scene.config("").display().to_string();
+    let refused = kappa(
+        &["replay", "-c", &config],
+        &[
+            ("KAPPA__CATALOG__CREDENTIAL", "test:s3cr3t-wrong"),
+            ("KAPPA_LOG", "debug"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("kappa: error:"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    let out = kappa(
+        &["replay", "-c", &config, "--json"],
+        &[("KAPPA_LOG", "debug")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("testtest"), "{stderr}");
+    let status = kappa(
+        &["status", "-c", &config, "--json"],
+        &[("KAPPA_LOG", "debug")],
+    );
+    let text = String::from_utf8_lossy(&status.stdout).to_string()
+        + &String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{text}");
+    assert!(!text.contains("testtest"), "{text}");
+}
+
 /// `[table] name = "../../x"` (and the namespace, and a side table) is refused at validation,
 /// exit 2 naming the key, before any catalog, warehouse or directory is touched.
 #[test]
