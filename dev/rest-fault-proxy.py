@@ -10,9 +10,15 @@ for it: with --how close the connection is closed without a response (a crash or
 failure after the server committed), with --how 502 or --how 504 it gets that status (a gateway
 that lost the upstream's answer). Either way the client cannot know that the commit landed.
 
+With --expire-tokens-every N, bearer tokens expire: after every N requests that carried one,
+every token seen so far is expired, and a request carrying an expired token is answered 401
+(NotAuthorizedException) without reaching the catalog, as a catalog answers a token past its
+lifetime. Token requests (`/v1/oauth/tokens`) go through, so a client that asks for a new token
+carries on.
+
 Each lost response is appended to --log as a JSON line {"commit": n, "path": ..., "status": 200,
-"how": ...}, so that a test sees from the proxy, not from the client, that responses were lost
-after the commit was applied. Prints "listening" once it accepts connections.
+"how": ...}, each refused expired token as {"expired": path}, so that a test sees from the proxy,
+not from the client, what happened. Prints "listening" once it accepts connections.
 """
 import argparse
 import http.client
@@ -33,13 +39,14 @@ def main():
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--lose", default="", help="commit numbers whose responses are lost, e.g. 2,3,5")
     parser.add_argument("--how", default="close", help="close | 502 | 504, or one per --lose entry: close,502,close")
+    parser.add_argument("--expire-tokens-every", type=int, default=0)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
     lose = [int(n) for n in args.lose.split(",") if n]
     hows = args.how.split(",")
     how_of = {n: hows[i] if i < len(hows) else hows[-1] for i, n in enumerate(lose)}
     upstream = urllib.parse.urlsplit(args.upstream)
-    state = {"commits": 0}
+    state = {"commits": 0, "authorized": 0, "seen": set(), "expired": set()}
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,9 +55,36 @@ def main():
         def log_message(self, *_):
             pass
 
+        def expired(self):
+            """Whether the request carries a token this proxy expired (and counts it)."""
+            token = self.headers.get("Authorization")
+            if not token or not args.expire_tokens_every:
+                return False
+            with lock:
+                if token in state["expired"]:
+                    return True
+                state["seen"].add(token)
+                state["authorized"] += 1
+                if state["authorized"] % args.expire_tokens_every == 0:
+                    state["expired"] |= state["seen"]
+                    state["seen"] = set()
+            return False
+
         def forward(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
+            if self.expired():
+                with open(args.log, "a") as log:
+                    log.write(json.dumps({"expired": self.path}) + "\n")
+                payload = json.dumps({"error": {"message": "the token expired",
+                                                "type": "NotAuthorizedException",
+                                                "code": 401}}).encode()
+                self.send_response(401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
             commit = None
             if self.command == "POST" and COMMIT.match(urllib.parse.urlsplit(self.path).path):
                 with lock:

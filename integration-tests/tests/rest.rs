@@ -33,6 +33,11 @@ impl Proxy {
     /// Loses the responses of the table commits numbered in `lose` (in the order they reach
     /// the proxy), each as `how` says (`close`, `502`, `504`).
     fn start(scene: &Scene, lose: &[u32], how: &[&str]) -> Proxy {
+        Self::start_with(scene, lose, how, &[])
+    }
+
+    /// [`Proxy::start`] with more of the proxy's flags.
+    fn start_with(scene: &Scene, lose: &[u32], how: &[&str], flags: &[&str]) -> Proxy {
         let port = free_port();
         let log = scene.path(&format!("proxy-{port}.jsonl"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dev/rest-fault-proxy.py");
@@ -43,6 +48,7 @@ impl Proxy {
             .args(["--upstream", &service("KAPPA_REST_URI")])
             .args(["--lose", &lose.join(",")])
             .args(["--how", &how.join(",")])
+            .args(flags)
             .arg("--log")
             .arg(&log)
             .stdout(Stdio::piped())
@@ -63,6 +69,14 @@ impl Proxy {
     /// What the proxy lost: one entry per commit the catalog applied (answered 200) whose
     /// response never reached Kappa.
     fn lost(&self) -> Vec<Value> {
+        self.log()
+            .into_iter()
+            .filter(|e| e["commit"].is_u64())
+            .collect()
+    }
+
+    /// Every entry of the proxy's log.
+    fn log(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -179,4 +193,44 @@ fn a_publish_the_catalog_applied_but_never_answered_is_reported_published_once()
         .filter(|s| s["backfill_id"].is_string())
         .count();
     assert_eq!(publishes, 1, "one publish in main's history: {history}");
+}
+
+/// A replay that outlives its catalog token several times: the proxy expires every token after
+/// every 12 requests that carried one and answers 401 to it, as a catalog does past a token's
+/// lifetime. The replay asks for a new token each time, commits everything once, and a rerun
+/// has nothing to do.
+#[test]
+fn a_replay_outlives_its_catalog_tokens() {
+    let scene = Scene::on(Catalog::Rest, "tokens");
+    let expected = scene.write_local_archive(
+        HistorySpec::new(20_000),
+        ArchiveOptions {
+            flush_size: 2_000,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene.config("[replay]\nbatch_rows = 1000\n");
+    let path = config.display().to_string();
+    let proxy = Proxy::start_with(&scene, &[], &["close"], &["--expire-tokens-every", "12"]);
+    let out = kappa(
+        &["replay", "-c", &path, "--json", "--set", "commit.rows=2000"],
+        &[("KAPPA__CATALOG__URI", proxy.uri.as_str())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let refused = proxy
+        .log()
+        .iter()
+        .filter(|e| e["expired"].is_string())
+        .count();
+    assert!(
+        refused >= 1,
+        "tokens expired during the replay ({refused} refusals): {:?}",
+        proxy.log()
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    let again = replay(&config, &[]);
+    assert_eq!(again["records_in"].as_u64(), Some(0), "{again}");
 }

@@ -277,13 +277,16 @@ async fn connect_rest(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceber
             iceberg::Error::new(iceberg::ErrorKind::Unexpected, e.to_string()),
         )
     })?;
+    let renews = props.contains_key("credential") && !props.contains_key("token");
     let catalog = RestCatalogBuilder::default()
         .with_client(client)
         .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
         .load(&config.name, props)
         .await
         .map_err(|e| err("connecting", e))?;
-    Ok(Arc::new(catalog))
+    Ok(Arc::new(crate::rest_catalog::RenewingRestCatalog::new(
+        catalog, renews,
+    )))
 }
 
 /// Connects to AWS Glue or S3 Tables through the AWS SDK (credentials: the `[catalog]` keys if

@@ -23,6 +23,7 @@ pub mod diff;
 mod error;
 pub mod producer;
 pub mod recovery;
+mod rest_catalog;
 pub mod state;
 pub mod summary;
 pub mod table;
