@@ -176,6 +176,51 @@ impl Scene {
         })
     }
 
+    /// Every file under `table`'s location, with its size, as a path the table's metadata would
+    /// use without a `file://` scheme: listed from the local warehouse or from the REST
+    /// catalog's S3 warehouse, never asked of Kappa.
+    pub fn list_table_files(&self, table: &str) -> Vec<(String, u64)> {
+        if self.catalog_type != "rest" {
+            fn walk(dir: &Path, out: &mut Vec<(String, u64)>) {
+                let Ok(entries) = std::fs::read_dir(dir) else {
+                    return;
+                };
+                for entry in entries {
+                    let path = entry.unwrap().path();
+                    if path.is_dir() {
+                        walk(&path, out);
+                    } else {
+                        let size = std::fs::metadata(&path).unwrap().len();
+                        out.push((path.display().to_string(), size));
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            walk(
+                &self.path("warehouse").join(&self.namespace).join(table),
+                &mut out,
+            );
+            out.sort();
+            return out;
+        }
+        use futures::TryStreamExt;
+        let store = s3_store("iceberg");
+        let prefix = StorePath::from(format!("{}/{table}", self.namespace));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut out: Vec<(String, u64)> = runtime.block_on(async {
+            let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+            objects
+                .into_iter()
+                .map(|o| (format!("s3://iceberg/{}", o.location), o.size))
+                .collect()
+        });
+        out.sort();
+        out
+    }
+
     /// Writes `spec` as an archive to the scene's S3 archive URL.
     pub fn write_s3_archive(&self, spec: HistorySpec, options: ArchiveOptions) -> Expected {
         let rest = self.archive_url.strip_prefix("s3://").unwrap();

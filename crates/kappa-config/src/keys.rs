@@ -37,6 +37,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "dlq",
             "metrics",
             "replay",
+            "maintenance",
         ]),
     ),
     ("pipeline", Some(&["name", "logic"])),
@@ -180,6 +181,10 @@ pub(crate) const SECTIONS: &[Section] = &[
         ]),
     ),
     ("replay", Some(&["parallelism", "batch_rows"])),
+    (
+        "maintenance",
+        Some(&["expire_older_than", "retain_last", "orphan_older_than"]),
+    ),
 ];
 
 fn section(name: &str) -> Option<&'static Section> {

@@ -65,6 +65,8 @@ pub struct RawConfig {
     pub metrics: MetricsSection,
     /// `[replay]`
     pub replay: ReplaySection,
+    /// `[maintenance]`
+    pub maintenance: MaintenanceSection,
     /// The dotted keys the file, the environment or `--set` gave (not the embedded defaults).
     #[serde(skip)]
     pub explicit: BTreeSet<String>,
@@ -676,4 +678,19 @@ pub struct ReplaySection {
     pub parallelism: usize,
     /// Rows per decoded batch.
     pub batch_rows: usize,
+}
+
+/// `[maintenance]`: `kappa maintain`'s thresholds (the command line overrides them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSection {
+    /// `expire`: snapshots older than this may be removed.
+    #[serde(with = "humantime_serde")]
+    pub expire_older_than: Duration,
+    /// `expire`: each branch keeps at least its newest this many snapshots.
+    pub retain_last: usize,
+    /// `orphans`: unreferenced files younger than this are kept (it must outlast the longest
+    /// flush and the longest wait of a staged backfill for its publish).
+    #[serde(with = "humantime_serde")]
+    pub orphan_older_than: Duration,
 }

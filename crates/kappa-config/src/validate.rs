@@ -921,6 +921,11 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
     }
     positive("replay", "parallelism", raw.replay.parallelism as u64)?;
     positive("replay", "batch_rows", raw.replay.batch_rows as u64)?;
+    positive(
+        "maintenance",
+        "retain_last",
+        raw.maintenance.retain_last as u64,
+    )?;
     let metrics_listen = raw
         .metrics
         .listen

@@ -12,7 +12,10 @@
 //! `iceberg::after-commit` (the catalog accepted a commit the process has not recorded yet); a
 //! backfill's `backfill::read`, `backfill::staged`, `backfill::shard-recorded`,
 //! `producer::staged` (a snapshot staged, not swapped in), `producer::committed` (the catalog
-//! took it) and `backfill::published` (main published, the dead letters not yet).
+//! took it) and `backfill::published` (main published, the dead letters not yet); `kappa
+//! maintain`'s `maintain::compact::written` (a partition's new files written, nothing
+//! committed), `maintain::expire::staged` (an expiry's archive written, not committed) and
+//! `maintain::expire::committed` (the snapshots removed, their files not deleted yet).
 
 /// Aborts here if the crash point `name` is active (tests only; see the module docs).
 #[inline]

@@ -59,25 +59,41 @@ impl DayField {
         manifest: &iceberg::spec::ManifestFile,
         days: &std::collections::BTreeSet<i32>,
     ) -> bool {
-        if manifest.partition_spec_id != self.spec_id {
-            return true;
+        match self.bounds(manifest) {
+            Some((lower, upper)) => days.range(lower..=upper).next().is_some(),
+            None => true,
         }
-        let Some(summary) = manifest.partitions.as_ref().and_then(|p| p.get(self.index)) else {
-            return true;
-        };
+    }
+
+    /// Whether `manifest` may hold files of a day in `from..=to` (see [`DayField::may_hold`]).
+    pub fn may_hold_range(
+        &self,
+        manifest: &iceberg::spec::ManifestFile,
+        from: i32,
+        to: i32,
+    ) -> bool {
+        match self.bounds(manifest) {
+            Some((lower, upper)) => lower <= to && upper >= from,
+            None => true,
+        }
+    }
+
+    /// The smallest and largest day of `manifest`'s files of this spec, from the manifest list
+    /// (`None`: another spec, or no bounds).
+    fn bounds(&self, manifest: &iceberg::spec::ManifestFile) -> Option<(i32, i32)> {
+        if manifest.partition_spec_id != self.spec_id {
+            return None;
+        }
+        let summary = manifest.partitions.as_ref()?.get(self.index)?;
         // A date partition value's single-value serialization: 4 bytes, little-endian.
         let day = |bytes: Option<&[u8]>| {
             let bytes: [u8; 4] = bytes?.try_into().ok()?;
             Some(i32::from_le_bytes(bytes))
         };
-        let (lower, upper) = (
-            day(summary.lower_bound.as_deref().map(Vec::as_slice)),
-            day(summary.upper_bound.as_deref().map(Vec::as_slice)),
-        );
-        match (lower, upper) {
-            (Some(lower), Some(upper)) => days.range(lower..=upper).next().is_some(),
-            _ => true,
-        }
+        Some((
+            day(summary.lower_bound.as_deref().map(Vec::as_slice))?,
+            day(summary.upper_bound.as_deref().map(Vec::as_slice))?,
+        ))
     }
 
     /// Paths of the live data files of `days` in the table's current snapshot (only the

@@ -9,6 +9,8 @@
 //! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O);
 //! - [`backfill`]: a backfill's base and the files its publish keeps;
 //! - [`diff`]: two tables compared day by day (`kappa diff`);
+//! - [`maintenance`]: compaction, snapshot expiry, orphan cleanup (`kappa maintain`), and
+//!   [`history`], the summaries of expired snapshots;
 //! - [`producer`]: Kappa's own snapshot producer (partition replacement, branches,
 //!   fast-forward), for what iceberg-rust's `Transaction` cannot commit yet.
 //!
@@ -21,6 +23,8 @@ pub mod commit;
 pub mod days;
 pub mod diff;
 mod error;
+pub mod history;
+pub mod maintenance;
 pub mod producer;
 pub mod recovery;
 mod rest_catalog;

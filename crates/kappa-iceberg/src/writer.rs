@@ -160,10 +160,10 @@ impl StreamingWriter {
         }
     }
 
-    /// The table's columns, matched by name (never by position), with the table's exact Arrow
+    /// `batch` with the table's columns, matched by name (never by position), with the table's exact Arrow
     /// types (e.g. iceberg-rust reads `binary` as LargeBinary) and field ids; a column the batch
     /// lacks is NULL if the table allows it.
-    fn conform(&self, batch: &RecordBatch) -> iceberg::Result<RecordBatch> {
+    pub fn conform(&self, batch: &RecordBatch) -> iceberg::Result<RecordBatch> {
         let invalid = |message: String| {
             Error::new(
                 ErrorKind::DataInvalid,

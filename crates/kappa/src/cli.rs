@@ -43,6 +43,10 @@ pub enum Command {
     /// Exit 3 when a gate blocks it, 1 when the table changed in a way it cannot fold in; main
     /// is then untouched.
     Backfill(BackfillArgs),
+    /// Keep the pipeline's tables healthy while ingestion runs: compact small files, expire
+    /// old snapshots, delete orphan files (the main table and its side tables).
+    #[command(subcommand)]
+    Maintain(MaintainCommand),
     /// Schema registry tools.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -52,6 +56,87 @@ pub enum Command {
     /// The pipeline's position in its tables: take over a renamed pipeline's, rebuild a lost one.
     #[command(subcommand)]
     State(StateCommand),
+}
+
+/// `kappa maintain ...`.
+#[derive(Debug, Subcommand)]
+pub enum MaintainCommand {
+    /// Rewrite the small files of closed day partitions into files of `[table]
+    /// target_file_size`, sorted by event time: one `replace` snapshot per partition, the rows
+    /// unchanged. Safe while `kappa run` appends to the same table.
+    Compact(CompactArgs),
+    /// Remove snapshots older than `--older-than` (each branch keeps its newest
+    /// `--retain-last`), then delete the files only they referenced. The pipeline's position
+    /// and the summaries of the removed snapshots (verdicts, backfill audits) are kept.
+    Expire(ExpireArgs),
+    /// Delete the files under the tables' locations that nothing references and that are older
+    /// than `--older-than` (crashed flushes' files, stale metadata).
+    Orphans(OrphansArgs),
+    /// compact, then expire, then orphans, with `[maintenance]`'s thresholds.
+    All(MaintainAllArgs),
+}
+
+/// `kappa maintain compact`.
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// First day, YYYY-MM-DD (UTC, of the event time). Default: the oldest.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD. Default: the newest closed day (the day before the one
+    /// `[event_time] allowed_lateness` behind the newest event time).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print what would be rewritten; write and commit nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kappa maintain expire`.
+#[derive(Debug, Args)]
+pub struct ExpireArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Snapshots older than this may go (`0s`: any). Default: `[maintenance]
+    /// expire_older_than`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Each branch keeps at least its newest this many snapshots. Default: `[maintenance]
+    /// retain_last`.
+    #[arg(long)]
+    pub retain_last: Option<usize>,
+    /// Print what would be removed; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kappa maintain orphans`.
+#[derive(Debug, Args)]
+pub struct OrphansArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// The grace period: unreferenced files younger than this stay. Default: `[maintenance]
+    /// orphan_older_than`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Print what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kappa maintain all`.
+#[derive(Debug, Args)]
+pub struct MaintainAllArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Print what each step would do; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `kappa state ...`. Stop every process of the pipeline before running these.
@@ -388,6 +473,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
             crate::quality::override_block(args).await
         }
         Command::Schema(SchemaCommand::Check(args)) => crate::schema::run(args).await,
+        Command::Maintain(command) => crate::maintain::run(command).await,
         Command::State(StateCommand::Takeover(args)) => crate::state::takeover(args).await,
         Command::State(StateCommand::Recover(args)) => crate::state::recover(args).await,
         Command::State(StateCommand::Skip(args)) => crate::state::skip(args).await,

@@ -7,6 +7,7 @@ mod demo;
 mod diff;
 mod endpoint;
 mod live;
+mod maintain;
 mod output;
 mod quality;
 mod replay;

@@ -2,9 +2,8 @@
 //! the tables alone (each snapshot's `kappa.quality`).
 
 use chrono::{DateTime, NaiveDate};
-use iceberg::spec::TableMetadata;
 use kappa_core::Classify;
-use kappa_iceberg::state::ancestry;
+use kappa_iceberg::history::main_history;
 use kappa_iceberg::summary;
 use kappa_quality::{QualityReport, SUMMARY_KEY};
 use serde_json::json;
@@ -24,23 +23,30 @@ struct Judged {
     report: Result<QualityReport, String>,
 }
 
-/// The commits of `pipeline` in `table`'s `main` ancestry that carry verdicts, newest first.
-fn judged(table: &str, metadata: &TableMetadata, pipeline: &str) -> Vec<Judged> {
-    ancestry(metadata)
+/// The commits of `pipeline` in `table`'s `main` history that carry verdicts, newest first
+/// (the summaries of expired snapshots included: `kappa maintain expire` archives them).
+async fn judged(
+    name: &str,
+    table: &iceberg::table::Table,
+    pipeline: &str,
+) -> Result<Vec<Judged>, Failure> {
+    Ok(main_history(table)
+        .await
+        .map_err(fail)?
+        .into_iter()
         .filter_map(|s| {
-            let props = &s.summary().additional_properties;
-            if props.get(summary::PIPELINE).map(String::as_str) != Some(pipeline) {
+            if s.summary.get(summary::PIPELINE).map(String::as_str) != Some(pipeline) {
                 return None;
             }
-            let text = props.get(SUMMARY_KEY)?;
+            let text = s.summary.get(SUMMARY_KEY)?;
             Some(Judged {
-                table: table.to_string(),
-                snapshot_id: s.snapshot_id(),
-                committed_at_ms: s.timestamp_ms(),
+                table: name.to_string(),
+                snapshot_id: s.snapshot_id,
+                committed_at_ms: s.timestamp_ms,
                 report: QualityReport::from_json(text).map_err(|e| e.to_string()),
             })
         })
-        .collect()
+        .collect())
 }
 
 /// `kappa quality report`.
@@ -56,17 +62,9 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
     };
     let (config, pipeline) =
         crate::replay::open_configured(&args.config, crate::replay::Access::Read).await?;
-    let mut commits = judged(
-        pipeline.main.name(),
-        pipeline.main.table().metadata(),
-        &config.name,
-    );
+    let mut commits = judged(pipeline.main.name(), pipeline.main.table(), &config.name).await?;
     if let Some(quarantine) = &pipeline.quarantine {
-        commits.extend(judged(
-            quarantine.name(),
-            quarantine.table().metadata(),
-            &config.name,
-        ));
+        commits.extend(judged(quarantine.name(), quarantine.table(), &config.name).await?);
         commits.sort_by_key(|c| std::cmp::Reverse(c.committed_at_ms));
     }
     let on_date = |c: &Judged| {

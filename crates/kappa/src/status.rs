@@ -3,8 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::DateTime;
+use kappa_core::Classify;
 use kappa_iceberg::state::StateOrigin;
-use kappa_iceberg::state::ancestry;
 use kappa_iceberg::{TableState, summary};
 use serde_json::json;
 
@@ -27,13 +27,17 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64);
     let freshness = state.max_event_time.map(|m| (now_us - m) / 1_000_000);
-    let commits: Vec<serde_json::Value> = ancestry(table.metadata())
+    let history = kappa_iceberg::history::main_history(table)
+        .await
+        .map_err(|e| Failure::from_kind(e.kind(), e.to_string()))?;
+    let commits: Vec<serde_json::Value> = history
+        .iter()
         .take(5)
         .map(|s| {
-            let p = &s.summary().additional_properties;
+            let p = &s.summary;
             json!({
-                "snapshot_id": s.snapshot_id(),
-                "committed_at": DateTime::from_timestamp_millis(s.timestamp_ms()).map(|t| t.to_rfc3339()),
+                "snapshot_id": s.snapshot_id,
+                "committed_at": DateTime::from_timestamp_millis(s.timestamp_ms).map(|t| t.to_rfc3339()),
                 "pipeline": p.get(summary::PIPELINE),
                 "commit_id": p.get(summary::COMMIT_ID),
                 "added_records": p.get("added-records"),
@@ -41,10 +45,8 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             })
         })
         .collect();
-    let dead = dead_letter_counts(
-        &config.name,
-        ancestry(table.metadata()).map(|s| &s.summary().additional_properties),
-    );
+    // Every commit's counts, the expired ones' from the history archive.
+    let dead = dead_letter_counts(&config.name, history.iter().map(|s| &s.summary));
     let kafka = match &config.source_kafka {
         Some(kafka) => Some(consumer_lag(kafka, &state.position).await),
         None => None,

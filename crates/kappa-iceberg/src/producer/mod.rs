@@ -134,6 +134,15 @@ pub enum Change {
         /// Paths of live files of those days that stay.
         keep: HashSet<String>,
     },
+    /// Deletes the live data files whose paths are in `paths` and adds the files, which hold the
+    /// same rows (operation `replace`: a compaction; readers of changes skip it).
+    Rewrite {
+        /// Paths of the live files rewritten.
+        paths: HashSet<String>,
+        /// The days they are of, when the table has a day partition field: only the manifests
+        /// that may hold those days are read.
+        days: Option<(DayField, BTreeSet<i32>)>,
+    },
 }
 
 /// One snapshot to stage.
@@ -165,6 +174,8 @@ pub struct Staged {
     pub snapshot_id: Option<i64>,
     /// The snapshot a fast-forward moves `main` to.
     pub fast_forward_to: Option<i64>,
+    /// The snapshots an expiry removes.
+    pub removed: Vec<i64>,
     /// What must still hold of the table for the commit to apply.
     pub requirements: Vec<TableRequirement>,
     /// The changes to the base's metadata.
@@ -246,9 +257,16 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
             field.day(file).is_some_and(|day| days.contains(&day))
                 && !keep.contains(file.file_path())
         })),
+        Change::Rewrite { paths, .. } => {
+            Some(Box::new(|file: &DataFile| paths.contains(file.file_path())))
+        }
     };
     let may_delete = |manifest: &iceberg::spec::ManifestFile| match &new.change {
-        Change::ReplaceDays { field, days, .. } => field.may_hold(manifest, days),
+        Change::ReplaceDays { field, days, .. }
+        | Change::Rewrite {
+            days: Some((field, days)),
+            ..
+        } => field.may_hold(manifest, days),
         _ => true,
     };
     let written = manifests::write(
@@ -273,6 +291,7 @@ pub async fn stage(table: &Table, new: NewSnapshot) -> Result<Staged, IcebergErr
     let operation = match new.change {
         Change::Append => Operation::Append,
         Change::ReplacePartitions(_) | Change::ReplaceDays { .. } => Operation::Overwrite,
+        Change::Rewrite { .. } => Operation::Replace,
     };
     let branch_head = metadata
         .snapshot_for_ref(&new.branch)
@@ -378,6 +397,86 @@ pub async fn stage_fast_forward(
     })
 }
 
+/// A branch or tag of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    /// Its name.
+    pub name: String,
+    /// The snapshot it points at.
+    pub snapshot_id: i64,
+    /// A tag (a branch otherwise).
+    pub tag: bool,
+}
+
+/// The table's branches and tags, by name. iceberg-rust 0.10 keeps the map crate-private; it is
+/// read from the metadata's own serialization (the `refs` field of the table spec).
+pub fn refs(table: &Table) -> Result<Vec<Ref>, IcebergError> {
+    let json = serde_json::to_value(table.metadata()).map_err(|e| {
+        invalid(
+            table,
+            format!("serializing the table metadata to read its refs: {e}"),
+        )
+    })?;
+    let mut refs: Vec<Ref> = json
+        .get("refs")
+        .and_then(serde_json::Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, value)| {
+            Some(Ref {
+                name: name.clone(),
+                snapshot_id: value.get("snapshot-id")?.as_i64()?,
+                tag: value.get("type").and_then(serde_json::Value::as_str) == Some("tag"),
+            })
+        })
+        .collect();
+    refs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(refs)
+}
+
+/// Stages removing the snapshots `expired` from the table's metadata (their files stay: the
+/// caller deletes the ones nothing else references once the commit landed), with `properties`
+/// set in the same commit. Guarded by every ref's current head, so that a commit to any branch
+/// in between is a conflict (the expiry is then decided again on the newer table).
+pub fn stage_expiry(
+    table: &Table,
+    expired: Vec<i64>,
+    properties: HashMap<String, String>,
+) -> Result<Staged, IcebergError> {
+    let metadata = table.metadata();
+    let base_location = table
+        .metadata_location_result()
+        .map_err(|e| failed(table, "staging a snapshot expiry", e))?
+        .to_string();
+    let mut requirements = vec![TableRequirement::UuidMatch {
+        uuid: metadata.uuid(),
+    }];
+    let refs = refs(table)?;
+    requirements.extend(refs.iter().map(|r| TableRequirement::RefSnapshotIdMatch {
+        r#ref: r.name.clone(),
+        snapshot_id: Some(r.snapshot_id),
+    }));
+    if !refs.iter().any(|r| r.name == MAIN_BRANCH) {
+        requirements.push(TableRequirement::RefSnapshotIdMatch {
+            r#ref: MAIN_BRANCH.to_string(),
+            snapshot_id: None,
+        });
+    }
+    let mut updates = vec![TableUpdate::RemoveSnapshots {
+        snapshot_ids: expired.clone(),
+    }];
+    if !properties.is_empty() {
+        updates.push(TableUpdate::SetProperties {
+            updates: properties,
+        });
+    }
+    let staged = apply(table, base_location, requirements, updates, Vec::new())?;
+    Ok(Staged {
+        removed: expired,
+        ..staged
+    })
+}
+
 /// The base's metadata with `updates` applied, and the name of the file a SQL swap writes it
 /// to (the next version, next to the base's).
 fn apply(
@@ -407,6 +506,7 @@ fn apply(
         metadata,
         snapshot_id: None,
         fast_forward_to: None,
+        removed: Vec::new(),
         requirements,
         updates,
         written,
@@ -437,7 +537,8 @@ fn next_metadata_location(base_location: &str, metadata: &TableMetadata) -> Stri
 /// Whether `staged` was committed, for a swap whose outcome is unknown ([`Swap::Unknown`]): the
 /// table (reloaded by the caller) points at its metadata, or lists it among its previous
 /// metadata files, or holds its snapshot (other commits may have landed on top since), or, for
-/// a fast-forward, `main` has reached the branch head (which `main` was an ancestor of).
+/// a fast-forward, `main` has reached the branch head (which `main` was an ancestor of), or, for
+/// an expiry, none of the snapshots it removes is left.
 pub fn landed(current: &Table, staged: &Staged) -> bool {
     let metadata = current.metadata();
     current.metadata_location() == Some(staged.location.as_str())
@@ -453,6 +554,11 @@ pub fn landed(current: &Table, staged: &Staged) -> bool {
                 crate::state::ancestry_of(metadata, main).any(|s| s.snapshot_id() == head)
             })
         })
+        || (!staged.removed.is_empty()
+            && staged
+                .removed
+                .iter()
+                .all(|id| metadata.snapshot_by_id(*id).is_none()))
 }
 
 /// A snapshot [`commit`] landed.

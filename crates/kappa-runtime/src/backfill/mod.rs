@@ -47,7 +47,7 @@ use crate::write::{Flushed, ToWriter, WRITER_QUEUE, write_loop};
 
 pub use audit::{Audit, audit};
 pub use publish::{Published, already_published, publish};
-pub use stage::{Plan, ShardPlan, balance};
+pub use stage::{Plan, ShardPlan, balance, staged_paths};
 
 const DAY_MICROS: i64 = 86_400_000_000;
 

@@ -32,16 +32,14 @@ pub struct Published {
     pub dead_letters: u64,
 }
 
-/// The snapshot of main's history that published backfill `id`, if one did.
-pub fn already_published(table: &Table, id: &str) -> Option<i64> {
-    kappa_iceberg::state::ancestry(table.metadata())
-        .find(|s| {
-            s.summary()
-                .additional_properties
-                .get(summary::BACKFILL_ID)
-                .is_some_and(|v| v == id)
-        })
-        .map(|s| s.snapshot_id())
+/// The snapshot of main's history that published backfill `id`, if one did (an expired one
+/// too: `kappa maintain expire` archives the summaries it removes).
+pub async fn already_published(table: &Table, id: &str) -> Result<Option<i64>, IcebergError> {
+    Ok(kappa_iceberg::history::main_history(table)
+        .await?
+        .into_iter()
+        .find(|s| s.summary.get(summary::BACKFILL_ID).is_some_and(|v| v == id))
+        .map(|s| s.snapshot_id))
 }
 
 /// Publishes: one `overwrite` snapshot on main replacing the request's days (see the module
@@ -75,7 +73,7 @@ pub async fn publish(
         main.identifier(),
         spec.commit.max_attempts,
         async |table: &Table| {
-            if let Some(snapshot) = already_published(table, &request.id) {
+            if let Some(snapshot) = already_published(table, &request.id).await? {
                 earlier = Some(snapshot);
                 return Ok(None);
             }

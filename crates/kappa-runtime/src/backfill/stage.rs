@@ -237,6 +237,41 @@ impl Plan {
     }
 }
 
+/// The data files every staged shard of every backfill of `main` lists (of the main and the
+/// dead-letter table), compared without a `file://` scheme: no snapshot references them until
+/// their publish, and orphan cleanup must keep them.
+pub async fn staged_paths(main: &Table) -> Result<std::collections::HashSet<String>, RuntimeError> {
+    let name = main.identifier().to_string();
+    let mut paths = std::collections::HashSet::new();
+    let listed = kappa_iceberg::maintenance::orphans::list_files(main, "kappa-backfill").await?;
+    for path in listed.iter().filter(|p| {
+        p.rsplit('/')
+            .next()
+            .is_some_and(|f| f.starts_with("shard-") && f.ends_with(".json"))
+    }) {
+        let Some(bytes) = read(main, path)
+            .await
+            .map_err(|e| table_error(&name, "reading a shard manifest", e))?
+        else {
+            continue;
+        };
+        let manifest: ShardManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| RuntimeError::Invariant(format!("{path}: {e}")))?;
+        for json in manifest
+            .data_files
+            .iter()
+            .chain(&manifest.dead_letter_files)
+        {
+            let file: serde_json::Value = serde_json::from_str(json)
+                .map_err(|e| RuntimeError::Invariant(format!("{path}: {e}")))?;
+            if let Some(file_path) = file.get("file_path").and_then(serde_json::Value::as_str) {
+                paths.insert(kappa_iceberg::maintenance::normalize(file_path));
+            }
+        }
+    }
+    Ok(paths)
+}
+
 /// A shard's staged files and bookkeeping.
 #[derive(Debug, Serialize, Deserialize)]
 struct ShardManifest {

@@ -1,0 +1,369 @@
+//! `kappa maintain compact | expire | orphans | all -c P`: the pipeline's tables (main, dead
+//! letters, and the late and quarantine tables when they exist) kept healthy while ingestion
+//! runs. The work is [`kappa_iceberg::maintenance`]'s; this prints it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use iceberg::{Catalog, TableIdent};
+use kappa_config::PipelineConfig;
+use kappa_core::Classify;
+use kappa_iceberg::maintenance::compact::{self, CompactOptions, Compaction, Outcome};
+use kappa_iceberg::maintenance::expire::{self, ExpireOptions, Expiry};
+use kappa_iceberg::maintenance::orphans::{self, OrphanOptions, Orphans};
+use kappa_iceberg::producer::CatalogCommitter;
+use kappa_iceberg::state::TableState;
+use serde_json::json;
+
+use crate::cli::{ConfigArgs, MaintainCommand};
+use crate::{Failure, exit, output};
+
+fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
+    Failure::from_kind(e.kind(), e.to_string())
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// The pipeline's tables and the catalog they are in.
+struct Tables {
+    config: PipelineConfig,
+    catalog: Arc<dyn Catalog>,
+    committer: CatalogCommitter,
+    /// Main first, then the side tables that exist.
+    tables: Vec<TableIdent>,
+    json: bool,
+}
+
+impl Tables {
+    async fn open(args: &ConfigArgs) -> Result<Self, Failure> {
+        let config = args.load()?;
+        let catalog_config = crate::replay::catalog_config(&config);
+        let catalog = kappa_iceberg::connect_read_only(&catalog_config)
+            .await
+            .map_err(fail)?;
+        let namespace = &config.raw.table.namespace;
+        let ident = |name: &str| {
+            TableIdent::from_strs([namespace.as_str(), name]).map_err(|e| Failure {
+                message: format!("[table] {name:?}: {e}"),
+                code: exit::USAGE,
+            })
+        };
+        let main = ident(&config.table)?;
+        let exists = async |ident: &TableIdent| {
+            catalog.table_exists(ident).await.map_err(|e| Failure {
+                message: format!("table {ident}: {e}"),
+                code: exit::FAILURE,
+            })
+        };
+        if !exists(&main).await? {
+            return Err(Failure {
+                message: format!(
+                    "table {main} does not exist ([table] name {:?}): nothing to maintain",
+                    config.table
+                ),
+                code: exit::USAGE,
+            });
+        }
+        let mut tables = vec![main];
+        for name in [
+            &config.dlq_table,
+            &config.late_table,
+            &config.quarantine_table,
+        ] {
+            let side = ident(name)?;
+            if exists(&side).await? {
+                tables.push(side);
+            }
+        }
+        let committer = CatalogCommitter::connect(&catalog_config)
+            .await
+            .map_err(fail)?;
+        Ok(Self {
+            config,
+            catalog,
+            committer,
+            tables,
+            json: args.json,
+        })
+    }
+
+    async fn load(&self, ident: &TableIdent) -> Result<iceberg::table::Table, Failure> {
+        self.catalog.load_table(ident).await.map_err(|e| Failure {
+            message: format!("table {ident}: {e}"),
+            code: exit::FAILURE,
+        })
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.config.raw.commit.max_attempts
+    }
+
+    /// The newest closed day of the main table: the day before the one `allowed_lateness`
+    /// behind its newest event time (`None`: it has no event time yet).
+    async fn last_closed_day(&self) -> Result<Option<i32>, Failure> {
+        let main = self.load(&self.tables[0]).await?;
+        let state = TableState::read(
+            &self.tables[0].to_string(),
+            main.metadata(),
+            &self.config.name,
+        )
+        .map_err(fail)?;
+        let lateness = self.config.raw.event_time.allowed_lateness.as_micros() as i64;
+        Ok(state
+            .max_event_time
+            .map(|newest| ((newest - lateness).div_euclid(DAY_US) - 1) as i32))
+    }
+
+    async fn compact(
+        &self,
+        range: (Option<i32>, Option<i32>),
+        dry_run: bool,
+    ) -> Result<Vec<Compaction>, Failure> {
+        let (from, to) = match range {
+            (from, Some(to)) => (from, Some(to)),
+            (from, None) => (from, self.last_closed_day().await?),
+        };
+        let mut done = Vec::new();
+        for (index, ident) in self.tables.iter().enumerate() {
+            let days = match (from, to) {
+                (_, Some(to)) => Some((from.unwrap_or(i32::MIN), to)),
+                // Main without a closed day: nothing of it is compacted by default.
+                (_, None) if index == 0 => Some((i32::MIN, i32::MIN)),
+                (Some(from), None) => Some((from, i32::MAX)),
+                (None, None) => None,
+            };
+            let options = CompactOptions {
+                target_file_size: self.config.raw.table.target_file_size,
+                zstd_level: 3,
+                event_time_column: self.config.raw.event_time.column.clone(),
+                days,
+                dry_run,
+                max_attempts: self.max_attempts(),
+            };
+            done.push(
+                compact::compact(self.catalog.as_ref(), &self.committer, ident, &options)
+                    .await
+                    .map_err(fail)?,
+            );
+        }
+        Ok(done)
+    }
+
+    async fn expire(&self, options: &ExpireOptions) -> Result<Vec<Expiry>, Failure> {
+        let mut done = Vec::new();
+        for ident in &self.tables {
+            done.push(
+                expire::expire(self.catalog.as_ref(), &self.committer, ident, options)
+                    .await
+                    .map_err(fail)?,
+            );
+        }
+        Ok(done)
+    }
+
+    async fn orphans(&self, options: &OrphanOptions) -> Result<Vec<Orphans>, Failure> {
+        let main = self.load(&self.tables[0]).await?;
+        let keep: HashSet<String> = kappa_runtime::backfill::staged_paths(&main)
+            .await
+            .map_err(fail)?;
+        let mut done = Vec::new();
+        for ident in &self.tables {
+            let table = self.load(ident).await?;
+            done.push(
+                orphans::orphans(&table, &keep, options)
+                    .await
+                    .map_err(fail)?,
+            );
+        }
+        Ok(done)
+    }
+
+    fn expire_options(
+        &self,
+        older_than: Option<Duration>,
+        retain_last: Option<usize>,
+        dry_run: bool,
+    ) -> Result<ExpireOptions, Failure> {
+        let maintenance = &self.config.raw.maintenance;
+        let older_than = older_than.unwrap_or(maintenance.expire_older_than);
+        let retain_last = retain_last.unwrap_or(maintenance.retain_last);
+        if retain_last == 0 {
+            return Err(Failure {
+                message: "--retain-last 0: every branch keeps at least its newest snapshot (1)"
+                    .into(),
+                code: exit::USAGE,
+            });
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(ExpireOptions {
+            older_than_ms: now.saturating_sub(older_than.as_millis() as i64),
+            retain_last,
+            dry_run,
+            max_attempts: self.max_attempts(),
+        })
+    }
+
+    fn orphan_options(&self, older_than: Option<Duration>, dry_run: bool) -> OrphanOptions {
+        OrphanOptions {
+            older_than: older_than.unwrap_or(self.config.raw.maintenance.orphan_older_than),
+            dry_run,
+        }
+    }
+}
+
+fn day_arg(flag: &str, text: Option<&str>) -> Result<Option<i32>, Failure> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|e| Failure {
+        message: format!("{flag} {text:?}: expected YYYY-MM-DD ({e})"),
+        code: exit::USAGE,
+    })?;
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    Ok(Some((date - epoch).num_days() as i32))
+}
+
+/// `kappa maintain ...`.
+pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
+    match command {
+        MaintainCommand::Compact(args) => {
+            let from = day_arg("--from", args.from.as_deref())?;
+            let to = day_arg("--to", args.to.as_deref())?;
+            if let (Some(from), Some(to)) = (from, to)
+                && from > to
+            {
+                return Err(Failure {
+                    message: format!("--from {:?} is after --to {:?}", args.from, args.to),
+                    code: exit::USAGE,
+                });
+            }
+            let tables = Tables::open(&args.config).await?;
+            let done = tables.compact((from, to), args.dry_run).await?;
+            print_compactions(&done, tables.json);
+        }
+        MaintainCommand::Expire(args) => {
+            let tables = Tables::open(&args.config).await?;
+            let options = tables.expire_options(args.older_than, args.retain_last, args.dry_run)?;
+            let done = tables.expire(&options).await?;
+            print_expiries(&done, tables.json, args.dry_run);
+        }
+        MaintainCommand::Orphans(args) => {
+            let tables = Tables::open(&args.config).await?;
+            let options = tables.orphan_options(args.older_than, args.dry_run);
+            let done = tables.orphans(&options).await?;
+            print_orphans(&done, tables.json, args.dry_run);
+        }
+        MaintainCommand::All(args) => {
+            let tables = Tables::open(&args.config).await?;
+            let compactions = tables.compact((None, None), args.dry_run).await?;
+            print_compactions(&compactions, tables.json);
+            let options = tables.expire_options(None, None, args.dry_run)?;
+            let expiries = tables.expire(&options).await?;
+            print_expiries(&expiries, tables.json, args.dry_run);
+            let options = tables.orphan_options(None, args.dry_run);
+            let orphans = tables.orphans(&options).await?;
+            print_orphans(&orphans, tables.json, args.dry_run);
+        }
+    }
+    Ok(())
+}
+
+fn print_compactions(done: &[Compaction], as_json: bool) {
+    if as_json {
+        output::line(&json!({"command": "compact", "tables": done}).to_string());
+        return;
+    }
+    for table in done {
+        let rewritten: Vec<_> = table
+            .partitions
+            .iter()
+            .filter(|p| matches!(p.outcome, Outcome::Rewritten { .. }))
+            .collect();
+        output::line(&format!(
+            "{}: {} partitions rewritten ({} files -> {}, {} read, {} written), {} compact already",
+            table.table,
+            rewritten.len(),
+            rewritten.iter().map(|p| p.files_before).sum::<usize>(),
+            rewritten.iter().map(|p| p.files_after).sum::<usize>(),
+            output::bytes(rewritten.iter().map(|p| p.bytes_read).sum()),
+            output::bytes(table.bytes_rewritten()),
+            table.compact_already,
+        ));
+        for p in &table.partitions {
+            let what = match &p.outcome {
+                Outcome::Rewritten {
+                    snapshot_id,
+                    attempts,
+                } => format!(
+                    "{} files -> {} (snapshot {snapshot_id}{})",
+                    p.files_before,
+                    p.files_after,
+                    if *attempts > 1 {
+                        format!(", {attempts} attempts")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Outcome::Planned => format!(
+                    "{} files ({}) would become about {}",
+                    p.files_before,
+                    output::bytes(p.bytes_read),
+                    p.files_after
+                ),
+                Outcome::Skipped { reason } => format!("skipped: {reason}"),
+            };
+            output::line(&format!("  {}: {what}", p.partition));
+        }
+    }
+}
+
+fn print_expiries(done: &[Expiry], as_json: bool, dry_run: bool) {
+    if as_json {
+        output::line(&json!({"command": "expire", "dry_run": dry_run, "tables": done}).to_string());
+        return;
+    }
+    for table in done {
+        if dry_run {
+            output::line(&format!(
+                "{}: {} snapshots would be expired, {} would remain",
+                table.table,
+                table.expired.len(),
+                table.remaining
+            ));
+        } else {
+            output::line(&format!(
+                "{}: {} snapshots expired, {} remain; {} files deleted ({})",
+                table.table,
+                table.expired.len(),
+                table.remaining,
+                table.files_deleted,
+                output::bytes(table.bytes_deleted)
+            ));
+        }
+    }
+}
+
+fn print_orphans(done: &[Orphans], as_json: bool, dry_run: bool) {
+    if as_json {
+        output::line(
+            &json!({"command": "orphans", "dry_run": dry_run, "tables": done}).to_string(),
+        );
+        return;
+    }
+    for table in done {
+        output::line(&format!(
+            "{}: {} orphans {} ({}) of {} files listed; {} unreferenced files younger than the grace period kept",
+            table.table,
+            table.orphans.len(),
+            if dry_run { "found" } else { "deleted" },
+            output::bytes(table.bytes),
+            table.listed,
+            table.young
+        ));
+        for path in &table.orphans {
+            output::line(&format!("  {path}"));
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! `kappa maintain` on tables a killed replay left behind: compaction, snapshot expiry and orphan
+//! cleanup keep the content, leave the files and snapshots they promise, and a rerun of the
+//! replay stays a no-op. Expectations come from the generated input and from what PyIceberg and
+//! a listing of the table's location say, never from Kappa's own report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kappa_integration_tests::{
+    Catalog, Scene, assert_table_matches, kappa, last_line, replay, spawn_kappa,
+};
+use kappa_synth::{ArchiveOptions, Expected, HistorySpec};
+use serde_json::Value;
+
+/// Small enough that a day of the test's tables needs a few files.
+const TARGET: u64 = 96 * 1024;
+
+fn maintain(config: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut all = vec!["maintain"];
+    all.extend_from_slice(&args[..1]);
+    all.extend_from_slice(&["-c", config, "--json"]);
+    all.extend_from_slice(&args[1..]);
+    kappa(&all, envs)
+}
+
+fn maintain_ok(config: &str, args: &[&str]) -> Value {
+    let out = maintain(config, args, &[]);
+    assert!(
+        out.status.success(),
+        "kappa maintain {args:?} failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(last_line(&out.stdout)).unwrap()
+}
+
+fn without_scheme(path: &str) -> String {
+    path.strip_prefix("file://").unwrap_or(path).to_string()
+}
+
+/// A replay of `events` into `scene`'s table with a commit every 1,000 rows, killed twice while
+/// it writes data files (their files stay behind, unreferenced), then completed.
+fn killed_then_completed_replay(scene: &Scene, events: u64) -> (String, Expected) {
+    let expected = scene.write_local_archive(
+        HistorySpec::new(events),
+        ArchiveOptions {
+            flush_size: 1_000,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene
+        .config("[replay]\nbatch_rows = 500\n")
+        .display()
+        .to_string();
+    let args = ["replay", "-c", config.as_str(), "--set", "commit.rows=1000"];
+    let data = || scene.count_table_files("orders", "data", ".parquet");
+    for kill in 0..2 {
+        let before = data();
+        let mut child = spawn_kappa(&args);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while data() <= before + 3 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "kill {kill}: the replay ended before the progress the kill waits for"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kill {kill}: no progress"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "kill {kill}: nothing to interrupt"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let partial = scene.read("pyiceberg", "orders")["rows"].as_u64().unwrap();
+    assert!(partial < expected.rows, "the kills interrupted nothing");
+    let summary = replay(
+        std::path::Path::new(&config),
+        &["--set", "commit.rows=1000"],
+    );
+    assert_eq!(summary["complete"], true, "{summary}");
+    (config, expected)
+}
+
+/// What PyIceberg says the table references, and what is under its location.
+struct Files {
+    pyiceberg: Value,
+    listed: Vec<(String, u64)>,
+}
+
+fn files(scene: &Scene, table: &str) -> Files {
+    Files {
+        pyiceberg: scene.python_tool("table_files.py", "pyiceberg", table, &[]),
+        listed: scene.list_table_files(table),
+    }
+}
+
+impl Files {
+    fn referenced(&self) -> BTreeSet<String> {
+        let mut referenced: BTreeSet<String> = self.pyiceberg["referenced"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| without_scheme(p.as_str().unwrap()))
+            .collect();
+        if let Some(archive) = self.pyiceberg["history_archive"].as_str() {
+            referenced.insert(without_scheme(archive));
+        }
+        referenced
+    }
+
+    fn unreferenced(&self) -> Vec<String> {
+        let referenced = self.referenced();
+        self.listed
+            .iter()
+            .map(|(path, _)| without_scheme(path))
+            .filter(|path| !referenced.contains(path) && !path.contains("/kappa-backfill/"))
+            .collect()
+    }
+
+    /// Data files and bytes per day directory (`event_time_day=...`) of what is listed.
+    fn per_day(&self) -> BTreeMap<String, (usize, u64)> {
+        let mut days = BTreeMap::new();
+        for (path, size) in self.listed.iter().filter(|(p, _)| p.ends_with(".parquet")) {
+            let day = path
+                .split('/')
+                .find(|part| part.starts_with("event_time_day="))
+                .unwrap_or("unpartitioned")
+                .to_string();
+            let entry = days.entry(day).or_insert((0, 0));
+            entry.0 += 1;
+            entry.1 += size;
+        }
+        days
+    }
+}
+
+#[test]
+fn compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once() {
+    compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once_on(Catalog::Sql);
+}
+
+#[test]
+fn compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once_on_rest() {
+    compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once_on(Catalog::Rest);
+}
+
+fn compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once_on(catalog: Catalog) {
+    let scene = Scene::on(catalog, "maintain");
+    let (config, expected) = killed_then_completed_replay(&scene, 40_000);
+    let before = files(&scene, "orders");
+    assert!(
+        !before.unreferenced().is_empty(),
+        "the kills left no orphan: the cleanup would have nothing to prove"
+    );
+    let days_before = before.per_day();
+    assert!(
+        days_before
+            .values()
+            .any(|(n, bytes)| *n > bytes.div_ceil(TARGET) as usize),
+        "no day has more files than it needs: {days_before:?}"
+    );
+    let quality_before = quality_report(&config);
+
+    let target = format!("table.target_file_size={TARGET}");
+    let compacted = maintain_ok(
+        &config,
+        &[
+            "compact",
+            "--from",
+            "1970-01-01",
+            "--to",
+            "2100-01-01",
+            "--set",
+            &target,
+        ],
+    );
+    let main = &compacted["tables"][0];
+    assert_eq!(main["table"], format!("{}.orders", scene.namespace));
+    assert!(
+        main["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["outcome"] == "rewritten"),
+        "{compacted}"
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+
+    maintain_ok(
+        &config,
+        &["expire", "--older-than", "0s", "--retain-last", "1"],
+    );
+    maintain_ok(&config, &["orphans", "--older-than", "0s"]);
+
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+    let after = files(&scene, "orders");
+    assert_eq!(after.pyiceberg["snapshots"], 1, "one snapshot remains");
+    assert_eq!(
+        after.unreferenced(),
+        Vec::<String>::new(),
+        "no unreferenced file remains"
+    );
+    let referenced = after.referenced();
+    let listed: BTreeSet<String> = after
+        .listed
+        .iter()
+        .map(|(p, _)| without_scheme(p))
+        .collect();
+    assert!(
+        referenced.is_subset(&listed),
+        "a referenced file was deleted: {:?}",
+        referenced.difference(&listed).collect::<Vec<_>>()
+    );
+    let days_after = after.per_day();
+    assert_eq!(
+        days_after.keys().collect::<Vec<_>>(),
+        days_before.keys().collect::<Vec<_>>()
+    );
+    for (day, (n, bytes)) in &days_after {
+        assert!(
+            *n <= bytes.div_ceil(TARGET) as usize,
+            "{day}: {n} files of {bytes} bytes at a target of {TARGET}"
+        );
+    }
+    // The side tables were maintained too: the dead-letter table holds one snapshot.
+    assert_eq!(files(&scene, "orders_dlq").pyiceberg["snapshots"], 1);
+    // The verdicts of the expired commits are still reported.
+    assert_eq!(quality_report(&config), quality_before);
+
+    // A rerun of the replay commits nothing.
+    let snapshot = after.pyiceberg["referenced"].clone();
+    let summary = replay(
+        std::path::Path::new(&config),
+        &["--set", "commit.rows=1000"],
+    );
+    assert_eq!(summary["complete"], true, "{summary}");
+    assert_eq!(
+        files(&scene, "orders").pyiceberg["referenced"],
+        snapshot,
+        "the rerun changed the table"
+    );
+    assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
+}
+
+/// `kappa quality report --json`'s days and commits (what an operator reads after expiry).
+fn quality_report(config: &str) -> Value {
+    let out = kappa(
+        &[
+            "quality", "report", "-c", config, "--json", "--last", "1000",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(last_line(&out.stdout)).unwrap();
+    assert!(
+        report.to_string().contains("partition"),
+        "the report holds no verdict to compare: {report}"
+    );
+    report
+}
