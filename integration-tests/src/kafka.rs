@@ -390,3 +390,43 @@ pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, tim
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A scene whose pipeline reads `topic` on `brokers` live, committing every second, on the given
+/// catalog.
+pub fn live_scene_on(
+    catalog: crate::Catalog,
+    brokers: &str,
+    topic: &str,
+) -> (crate::Scene, std::path::PathBuf) {
+    let scene = crate::Scene::on(catalog, "live");
+    let config = scene.config(&format!(
+        "{}\n[dedup]\nwindow = 100000\n",
+        kafka_section_at(brokers, topic, &format!("{topic}-group"))
+    ));
+    // Commit every second (the default minute would make the tests slow).
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[commit]\nrows = 5000",
+        "[commit]\nrows = 5000\ninterval = \"1s\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    (scene, config)
+}
+
+/// Starts `kappa run -c config --json` with environment variables (`KAPPA__...` overrides); its
+/// log goes to `run-<n>.log` next to the config (read on failures).
+pub fn run_live(config: &Path, env: &[(&str, &str)]) -> std::process::Child {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = std::fs::File::create(config.with_file_name(format!("run-{n}.log"))).unwrap();
+    std::process::Command::new(crate::kappa_bin())
+        .args(["run", "-c", &config.display().to_string(), "--json"])
+        .envs(env.iter().copied())
+        .env(
+            "KAPPA_LOG",
+            "warn,kappa_runtime=info,kappa_source_kafka=info",
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}

@@ -15,8 +15,8 @@ use kappa_integration_tests::endpoint::{
     assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
 };
 use kappa_integration_tests::kafka::{
-    OwnBroker, brokers, create_topic, expected_from_topic, holds_everything, kafka_section_at,
-    produce, producer, producer_with, status, unique_topic, wait_until_committed,
+    OwnBroker, brokers, create_topic, expected_from_topic, holds_everything, live_scene_on,
+    produce, producer, producer_with, run_live, status, unique_topic, wait_until_committed,
 };
 use kappa_integration_tests::{Catalog, Scene, assert_table_matches, kappa, kappa_bin};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
@@ -29,22 +29,6 @@ fn live_scene(topic: &str) -> (Scene, std::path::PathBuf) {
 /// [`live_scene`] on a broker of the test's own.
 fn live_scene_at(brokers: &str, topic: &str) -> (Scene, std::path::PathBuf) {
     live_scene_on(Catalog::Sql, brokers, topic)
-}
-
-/// [`live_scene_at`] on the given catalog.
-fn live_scene_on(catalog: Catalog, brokers: &str, topic: &str) -> (Scene, std::path::PathBuf) {
-    let scene = Scene::on(catalog, "live");
-    let config = scene.config(&format!(
-        "{}\n[dedup]\nwindow = 100000\n",
-        kafka_section_at(brokers, topic, &format!("{topic}-group"))
-    ));
-    // Commit every second (the default minute would make the tests slow).
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "[commit]\nrows = 5000",
-        "[commit]\nrows = 5000\ninterval = \"1s\"",
-    );
-    std::fs::write(&config, text).unwrap();
-    (scene, config)
 }
 
 fn history(topic: &str, events: u64, partitions: i32) -> History {
@@ -94,20 +78,7 @@ fn run(config: &std::path::Path) -> Child {
 
 /// [`run`] with environment variables (`KAPPA__...` overrides).
 fn run_with(config: &std::path::Path, env: &[(&str, &str)]) -> Child {
-    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let log = std::fs::File::create(config.with_file_name(format!("run-{n}.log"))).unwrap();
-    std::process::Command::new(kappa_bin())
-        .args(["run", "-c", &config.display().to_string(), "--json"])
-        .envs(env.iter().copied())
-        .env(
-            "KAPPA_LOG",
-            "warn,kappa_runtime=info,kappa_source_kafka=info",
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+    run_live(config, env)
 }
 
 fn assert_exactly_once(scene: &Scene, expected: &Expected) {

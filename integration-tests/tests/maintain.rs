@@ -7,6 +7,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use kappa_integration_tests::endpoint::terminate;
+use kappa_integration_tests::kafka::{
+    brokers, create_topic, live_scene_on, produce, producer, run_live, unique_topic,
+    wait_until_committed,
+};
 use kappa_integration_tests::{
     Catalog, Scene, assert_table_matches, kappa, last_line, replay, spawn_kappa,
 };
@@ -271,4 +276,250 @@ fn quality_report(config: &str) -> Value {
         "the report holds no verdict to compare: {report}"
     );
     report
+}
+
+/// Runs `kappa maintain ARGS` with the crash point `point` active (`FAILPOINTS` actions) and
+/// asserts the process aborted there.
+fn crash_in(config: &str, args: &[&str], point: &str, actions: &str) {
+    let out = maintain(
+        config,
+        args,
+        &[("FAILPOINTS", &format!("{point}={actions}"))],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains(&format!("crash point {point} reached")),
+        "kappa maintain {args:?} must abort at {point} (is kappa built with --features \
+         kappa/failpoints? make test does): {:?} {stderr}",
+        out.status
+    );
+}
+
+/// A replay of `events` with a commit every 1,000 rows, run to completion.
+fn small_commits(scene: &Scene, events: u64) -> (String, Expected) {
+    let expected = scene.write_local_archive(
+        HistorySpec::new(events),
+        ArchiveOptions {
+            flush_size: 1_000,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene
+        .config("[replay]\nbatch_rows = 500\n")
+        .display()
+        .to_string();
+    let summary = replay(
+        std::path::Path::new(&config),
+        &["--set", "commit.rows=1000"],
+    );
+    assert_eq!(summary["complete"], true, "{summary}");
+    (config, expected)
+}
+
+#[test]
+fn a_crash_inside_each_maintenance_command_is_completed_by_a_rerun_and_never_seen_by_readers() {
+    let scene = Scene::local();
+    let (config, expected) = small_commits(&scene, 20_000);
+    let target = format!("table.target_file_size={TARGET}");
+    let compact = [
+        "compact",
+        "--from",
+        "1970-01-01",
+        "--to",
+        "2100-01-01",
+        "--set",
+        &target,
+    ];
+    let snapshots = || {
+        files(&scene, "orders").pyiceberg["snapshots"]
+            .as_u64()
+            .unwrap()
+    };
+    let reads_expected = |after: &str| {
+        let read = scene.read("pyiceberg", "orders");
+        assert_eq!(read["rows"].as_u64(), Some(expected.rows), "after {after}");
+        assert_table_matches(&read, &expected);
+    };
+
+    // Compaction: killed with a partition's files written and nothing committed, with a
+    // snapshot staged, and right after the catalog took one; each commit is one whole partition.
+    let before = snapshots();
+    for (point, actions) in [
+        ("maintain::compact::written", "return"),
+        ("producer::staged", "1*off->return"),
+        ("producer::committed", "2*off->return"),
+    ] {
+        crash_in(&config, &compact, point, actions);
+        reads_expected(point);
+    }
+    assert!(
+        snapshots() > before,
+        "no crash let a partition's rewrite through"
+    );
+    let compacted = maintain_ok(&config, &compact);
+    assert!(
+        compacted["tables"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["outcome"] == "rewritten"),
+        "the rerun had nothing left to compact: the crashes interrupted nothing: {compacted}"
+    );
+    reads_expected("the compaction's rerun");
+    let again = maintain_ok(&config, &compact);
+    assert_eq!(
+        again["tables"][0]["partitions"],
+        serde_json::json!([]),
+        "{again}"
+    );
+
+    // Expiry: killed before its commit (nothing changes), then after it (the snapshots are gone,
+    // their files not yet: the rerun finds nothing to expire, the orphan cleanup removes them).
+    let expire = ["expire", "--older-than", "0s", "--retain-last", "1"];
+    let before = snapshots();
+    crash_in(&config, &expire, "maintain::expire::staged", "return");
+    assert_eq!(
+        snapshots(),
+        before,
+        "an expiry killed before its commit changed the table"
+    );
+    reads_expected("maintain::expire::staged");
+    crash_in(&config, &expire, "maintain::expire::committed", "return");
+    assert_eq!(snapshots(), 1);
+    reads_expected("maintain::expire::committed");
+    let left = files(&scene, "orders").unreferenced();
+    assert!(
+        !left.is_empty(),
+        "the killed expiry deleted its files: it was killed too late"
+    );
+    maintain_ok(&config, &expire);
+
+    // Orphan cleanup: killed after its first deletion, then rerun.
+    crash_in(
+        &config,
+        &["orphans", "--older-than", "0s"],
+        "maintain::orphans::deleted",
+        "return",
+    );
+    reads_expected("maintain::orphans::deleted");
+    maintain_ok(&config, &["orphans", "--older-than", "0s"]);
+    assert_eq!(files(&scene, "orders").unreferenced(), Vec::<String>::new());
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
+}
+
+#[test]
+fn an_orphan_younger_than_the_grace_period_is_kept() {
+    let scene = Scene::local();
+    let (config, expected) = small_commits(&scene, 5_000);
+    let data_file = scene
+        .list_table_files("orders")
+        .into_iter()
+        .map(|(path, _)| path)
+        .find(|path| path.ends_with(".parquet"))
+        .unwrap();
+    // Two copies no metadata references: one two days old, one just written (a flush in flight).
+    let old = data_file.replace(".parquet", "-old-orphan.parquet");
+    let young = data_file.replace(".parquet", "-young-orphan.parquet");
+    std::fs::copy(&data_file, &old).unwrap();
+    std::fs::copy(&data_file, &young).unwrap();
+    let two_days_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+
+    let dry = maintain_ok(&config, &["orphans", "--older-than", "1d", "--dry-run"]);
+    assert!(
+        std::path::Path::new(&old).exists(),
+        "--dry-run deleted a file"
+    );
+    assert_eq!(
+        dry["tables"][0]["orphans"].as_array().unwrap().len(),
+        1,
+        "{dry}"
+    );
+    let done = maintain_ok(&config, &["orphans", "--older-than", "1d"]);
+    assert!(
+        !std::path::Path::new(&old).exists(),
+        "the old orphan is still there: {done}"
+    );
+    assert!(
+        std::path::Path::new(&young).exists(),
+        "the young orphan was deleted: {done}"
+    );
+    assert_eq!(done["tables"][0]["young"], 1, "{done}");
+    assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
+}
+
+#[test]
+fn compaction_while_kappa_run_appends_to_the_same_table_loses_and_repeats_nothing() {
+    let topic = unique_topic("compact-live");
+    create_topic(&brokers(), &topic, 3);
+    let (scene, config) = live_scene_on(Catalog::Sql, &brokers(), &topic);
+    let config_arg = config.display().to_string();
+    let history = kappa_synth::History::new(HistorySpec {
+        topic: topic.clone(),
+        partitions: 3,
+        days: 3,
+        ..HistorySpec::new(24_000)
+    })
+    .unwrap();
+    let producing = std::thread::spawn({
+        let topic = topic.clone();
+        move || produce(&producer(&brokers()), &topic, history, 2_000)
+    });
+    let mut child = run_live(&config, &[]);
+    // Compactions of every day, the ones the live run appends to included, while the producer
+    // runs; each must succeed, and between them the live run must commit.
+    let target = format!("table.target_file_size={TARGET}");
+    let compact = [
+        "compact",
+        "--from",
+        "1970-01-01",
+        "--to",
+        "2100-01-01",
+        "--set",
+        &target,
+    ];
+    let metadata = || scene.count_table_files("orders", "metadata", ".metadata.json");
+    let mut rewritten = 0;
+    let mut rounds = 0;
+    let mut count = |out: Value| {
+        rewritten += out["tables"][0]["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["outcome"] == "rewritten")
+            .count();
+    };
+    while !producing.is_finished() {
+        let commits = metadata();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while metadata() < commits + 2 && !producing.is_finished() {
+            assert!(child.try_wait().unwrap().is_none(), "the live run ended");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the live run stopped committing"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        count(maintain_ok(&config_arg, &compact));
+        rounds += 1;
+    }
+    let expected = producing.join().unwrap();
+    wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
+    count(maintain_ok(&config_arg, &compact));
+    let (code, summary) = terminate(child);
+    assert_eq!(code, Some(0), "the live run failed: {summary}");
+    assert!(
+        rewritten >= 2,
+        "{rounds} compactions rewrote {rewritten} partitions: nothing ran concurrently"
+    );
+    for engine in ["pyiceberg", "duckdb"] {
+        assert_table_matches(&scene.read(engine, "orders"), &expected);
+    }
 }

@@ -15,7 +15,8 @@
 //! took it) and `backfill::published` (main published, the dead letters not yet); `kappa
 //! maintain`'s `maintain::compact::written` (a partition's new files written, nothing
 //! committed), `maintain::expire::staged` (an expiry's archive written, not committed) and
-//! `maintain::expire::committed` (the snapshots removed, their files not deleted yet).
+//! `maintain::expire::committed` (the snapshots removed, their files not deleted yet) and
+//! `maintain::orphans::deleted` (an orphan deleted, the others not yet).
 
 /// Aborts here if the crash point `name` is active (tests only; see the module docs).
 #[inline]

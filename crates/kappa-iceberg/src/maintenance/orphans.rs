@@ -114,6 +114,7 @@ pub async fn orphans(
                 .await
                 .map_err(|e| fail(format!("deleting {path}: {e}")))?;
             tracing::debug!(table = %name, path, "deleted an orphan");
+            kappa_core::crash_point("maintain::orphans::deleted");
         }
         report.bytes += object.size;
         report.orphans.push(path);
