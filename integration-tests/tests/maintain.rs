@@ -7,13 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use kappa_integration_tests::endpoint::terminate;
+use kappa_integration_tests::endpoint::{http_get, sample, serve_metrics, terminate};
 use kappa_integration_tests::kafka::{
     brokers, create_topic, live_scene_on, produce, producer, run_live, unique_topic,
     wait_until_committed,
 };
 use kappa_integration_tests::{
-    Catalog, Scene, assert_table_matches, kappa, last_line, replay, spawn_kappa,
+    Catalog, Scene, assert_table_matches, kappa, kappa_bin, last_line, replay, spawn_kappa,
 };
 use kappa_synth::{ArchiveOptions, Expected, HistorySpec};
 use serde_json::Value;
@@ -522,4 +522,97 @@ fn compaction_while_kappa_run_appends_to_the_same_table_loses_and_repeats_nothin
     for engine in ["pyiceberg", "duckdb"] {
         assert_table_matches(&scene.read(engine, "orders"), &expected);
     }
+}
+
+#[test]
+fn kappa_maintain_all_serves_metrics_that_match_the_table_it_left() {
+    let scene = Scene::local();
+    let (config, expected) = small_commits(&scene, 20_000);
+    let addr = serve_metrics(std::path::Path::new(&config), "linger = \"10m\"");
+    let target = format!("table.target_file_size={TARGET}");
+    let mut child = std::process::Command::new(kappa_bin())
+        .args(["maintain", "all", "-c", &config, "--json", "--set", &target])
+        .args(["--set", "maintenance.expire_older_than=0s"])
+        .args(["--set", "maintenance.retain_last=1"])
+        .args(["--set", "maintenance.orphan_older_than=0s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // One JSON line per command, printed before the linger starts.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let printed: Vec<Value> = (0..3)
+        .map(|_| serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap())
+        .collect();
+    assert_eq!(printed[2]["command"], "orphans");
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let (code, _) = terminate(child);
+    assert_eq!(code, Some(0), "SIGTERM ends the linger");
+
+    // What the table's location holds now, and what PyIceberg says of it.
+    let table = format!("{}.orders", scene.namespace);
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        sample(&metrics, name, labels)
+            .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    let after = files(&scene, "orders");
+    let data: Vec<&(String, u64)> = after
+        .listed
+        .iter()
+        .filter(|(p, _)| p.ends_with(".parquet"))
+        .collect();
+    let rewritten: u64 = data
+        .iter()
+        .filter(|(p, _)| p.rsplit('/').next().unwrap().starts_with("compact-"))
+        .map(|(_, size)| size)
+        .sum();
+    assert!(rewritten > 0, "the compaction wrote nothing");
+    let per_day = after.per_day();
+    assert_eq!(value("kappa_table_snapshots", &[("table", &table)]), 1.0);
+    assert_eq!(after.pyiceberg["snapshots"], 1);
+    assert_eq!(
+        value("kappa_table_data_files", &[("table", &table)]),
+        data.len() as f64
+    );
+    assert_eq!(
+        value("kappa_table_data_bytes", &[("table", &table)]),
+        data.iter().map(|(_, size)| *size).sum::<u64>() as f64
+    );
+    assert_eq!(
+        value("kappa_table_partitions", &[("table", &table)]),
+        per_day.len() as f64
+    );
+    assert_eq!(
+        value("kappa_table_partition_files_max", &[("table", &table)]),
+        per_day.values().map(|(n, _)| *n).max().unwrap() as f64
+    );
+    assert_eq!(
+        value(
+            "kappa_maintenance_bytes_rewritten_total",
+            &[("table", &table)]
+        ),
+        rewritten as f64
+    );
+    assert_eq!(
+        value("kappa_table_target_file_size_bytes", &[("table", &table)]),
+        TARGET as f64
+    );
+    for command in ["compact", "expire", "orphans"] {
+        assert!(
+            value(
+                "kappa_maintenance_last_success_timestamp_seconds",
+                &[("table", &table), ("command", command)]
+            ) > 1.7e9
+        );
+    }
+    assert!(
+        value(
+            "kappa_maintenance_snapshots_expired_total",
+            &[("table", &table)]
+        ) >= 19.0
+    );
+    assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
 }

@@ -271,6 +271,102 @@ pub const QUALITY_GATE_OUTCOMES: MetricDef = def(
     "Gate decisions by outcome: commit, quarantine, block.",
     "quality::GateDecided",
 );
+/// Snapshots in the table's metadata.
+pub const TABLE_SNAPSHOTS: MetricDef = def(
+    "kappa_table_snapshots",
+    MetricKind::Gauge,
+    TABLE,
+    "Snapshots in the table's metadata after the newest commit or maintenance run; `kappa maintain expire` brings it down.",
+    "table::Shape",
+);
+/// Live data files of the current snapshot.
+pub const TABLE_DATA_FILES: MetricDef = def(
+    "kappa_table_data_files",
+    MetricKind::Gauge,
+    TABLE,
+    "Live data files of the table's current snapshot (its summary's total-data-files) after the newest commit or maintenance run.",
+    "table::Shape",
+);
+/// Bytes of the live data files.
+pub const TABLE_DATA_BYTES: MetricDef = def(
+    "kappa_table_data_bytes",
+    MetricKind::Gauge,
+    TABLE,
+    "Bytes of the live data files of the table's current snapshot (total-files-size).",
+    "table::Shape",
+);
+/// The configured target file size.
+pub const TABLE_TARGET_FILE_SIZE: MetricDef = def(
+    "kappa_table_target_file_size_bytes",
+    MetricKind::Gauge,
+    TABLE,
+    "[table] target_file_size: with kappa_table_data_bytes it says how many files the table needs; the small-file alert compares kappa_table_data_files with that.",
+    "table::Shape",
+);
+/// Most files in one partition.
+pub const TABLE_PARTITION_FILES_MAX: MetricDef = def(
+    "kappa_table_partition_files_max",
+    MetricKind::Gauge,
+    TABLE,
+    "Most live data files in one partition of the table, as the last `kappa maintain` run left it.",
+    "maintenance::Finished",
+);
+/// Partitions with live data.
+pub const TABLE_PARTITIONS: MetricDef = def(
+    "kappa_table_partitions",
+    MetricKind::Gauge,
+    TABLE,
+    "Partitions with live data files, as the last `kappa maintain` run left the table (files per partition = kappa_table_data_files / this).",
+    "maintenance::Finished",
+);
+/// Bytes compaction wrote.
+pub const MAINTENANCE_BYTES_REWRITTEN: MetricDef = def(
+    "kappa_maintenance_bytes_rewritten_total",
+    MetricKind::Counter,
+    TABLE,
+    "Bytes of data files `kappa maintain compact` wrote (and committed) in place of smaller ones.",
+    "maintenance::Compacted",
+);
+/// Files compaction replaced.
+pub const MAINTENANCE_FILES_REWRITTEN: MetricDef = def(
+    "kappa_maintenance_files_rewritten_total",
+    MetricKind::Counter,
+    TABLE,
+    "Data files `kappa maintain compact` replaced.",
+    "maintenance::Compacted",
+);
+/// Snapshots expired.
+pub const MAINTENANCE_SNAPSHOTS_EXPIRED: MetricDef = def(
+    "kappa_maintenance_snapshots_expired_total",
+    MetricKind::Counter,
+    TABLE,
+    "Snapshots `kappa maintain expire` removed.",
+    "maintenance::Expired",
+);
+/// Files deleted by maintenance.
+pub const MAINTENANCE_FILES_DELETED: MetricDef = def(
+    "kappa_maintenance_files_deleted_total",
+    MetricKind::Counter,
+    &["table", "command"],
+    "Files `kappa maintain` deleted: `expire` (files only expired snapshots referenced), `orphans` (files nothing referenced).",
+    "maintenance::Expired, maintenance::OrphansDeleted",
+);
+/// Bytes deleted by maintenance.
+pub const MAINTENANCE_BYTES_DELETED: MetricDef = def(
+    "kappa_maintenance_bytes_deleted_total",
+    MetricKind::Counter,
+    &["table", "command"],
+    "Bytes of the files `kappa maintain` deleted, by command (`expire`, `orphans`).",
+    "maintenance::Expired, maintenance::OrphansDeleted",
+);
+/// When a maintenance command last succeeded.
+pub const MAINTENANCE_LAST_SUCCESS: MetricDef = def(
+    "kappa_maintenance_last_success_timestamp_seconds",
+    MetricKind::Gauge,
+    &["table", "command"],
+    "When `kappa maintain` last finished the command on the table (seconds since the epoch).",
+    "maintenance::Compacted, maintenance::Expired, maintenance::OrphansDeleted",
+);
 /// Build info.
 pub const BUILD_INFO: MetricDef = def(
     "kappa_build_info",
@@ -307,6 +403,18 @@ pub const METRICS: &[MetricDef] = &[
     QUALITY_NULL_RATE,
     QUALITY_GATE_BLOCKED,
     QUALITY_GATE_OUTCOMES,
+    TABLE_SNAPSHOTS,
+    TABLE_DATA_FILES,
+    TABLE_DATA_BYTES,
+    TABLE_TARGET_FILE_SIZE,
+    TABLE_PARTITION_FILES_MAX,
+    TABLE_PARTITIONS,
+    MAINTENANCE_BYTES_REWRITTEN,
+    MAINTENANCE_FILES_REWRITTEN,
+    MAINTENANCE_SNAPSHOTS_EXPIRED,
+    MAINTENANCE_FILES_DELETED,
+    MAINTENANCE_BYTES_DELETED,
+    MAINTENANCE_LAST_SUCCESS,
     BUILD_INFO,
 ];
 
@@ -332,7 +440,7 @@ pub const LABEL_VALUES: &[(&str, &str)] = &[
     ("partition", "the topic's partition number"),
     (
         "table",
-        "the Iceberg table (`<name>`, `<name>_dlq`, `<name>_late`)",
+        "the Iceberg table (`<name>`, `<name>_dlq`, `<name>_late`, `<name>_quarantine`)",
     ),
     ("kind", "`undecodable`, `unmappable`, `rejected`"),
     (
@@ -344,6 +452,10 @@ pub const LABEL_VALUES: &[(&str, &str)] = &[
         "the verdict name: `completeness`, `null_rate.<column>`, `uniqueness`, `timeliness`, `rule.<name>`, `row_count` (bounded by the configuration)",
     ),
     ("policy", "`block`, `quarantine`, `warn`"),
+    (
+        "command",
+        "`kappa maintain`'s: `compact`, `expire`, `orphans`",
+    ),
     ("bound", "`min`, `max`"),
     (
         "column",

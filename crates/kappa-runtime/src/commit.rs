@@ -225,6 +225,7 @@ async fn commit_flush(
                 max_event_time_micros: tables.main.state().max_event_time,
             }
             .emit();
+            kappa_iceberg::maintenance::emit_shape(tables.main.table(), None);
             // Input counts only once its commit holds it: the completeness equation stays exact
             // when a stale session's flushes are dropped.
             summary.absorb(&counted);

@@ -1,6 +1,8 @@
 //! `kappa maintain compact | expire | orphans | all -c P`: the pipeline's tables (main, dead
 //! letters, and the late and quarantine tables when they exist) kept healthy while ingestion
-//! runs. The work is [`kappa_iceberg::maintenance`]'s; this prints it.
+//! runs. The work is [`kappa_iceberg::maintenance`]'s; this prints it and reports it as metrics
+//! (`kappa_maintenance_*`, `kappa_table_*`), served on `[metrics] listen` when the configuration
+//! sets it, for `[metrics] linger` after the run (a CronJob's pod is scraped before it goes).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use kappa_iceberg::maintenance::expire::{self, ExpireOptions, Expiry};
 use kappa_iceberg::maintenance::orphans::{self, OrphanOptions, Orphans};
 use kappa_iceberg::producer::CatalogCommitter;
 use kappa_iceberg::state::TableState;
+use kappa_metrics::events::maintenance;
 use serde_json::json;
 
 use crate::cli::{ConfigArgs, MaintainCommand};
@@ -142,23 +145,67 @@ impl Tables {
                 dry_run,
                 max_attempts: self.max_attempts(),
             };
-            done.push(
+            let compaction =
                 compact::compact(self.catalog.as_ref(), &self.committer, ident, &options)
                     .await
-                    .map_err(fail)?,
-            );
+                    .map_err(fail)?;
+            if !dry_run {
+                let rewritten = compaction
+                    .partitions
+                    .iter()
+                    .filter(|p| matches!(p.outcome, Outcome::Rewritten { .. }));
+                maintenance::Compacted {
+                    table: &compaction.table,
+                    partitions: rewritten.clone().count() as u64,
+                    files_rewritten: rewritten.map(|p| p.files_before as u64).sum(),
+                    bytes_rewritten: compaction.bytes_rewritten(),
+                }
+                .emit();
+                self.report_shape(ident).await?;
+            }
+            done.push(compaction);
         }
         Ok(done)
+    }
+
+    /// Emits the table's shape and files per partition as it is now.
+    async fn report_shape(&self, ident: &TableIdent) -> Result<(), Failure> {
+        let table = self.load(ident).await?;
+        kappa_iceberg::maintenance::emit_shape(
+            &table,
+            Some(self.config.raw.table.target_file_size),
+        );
+        let per_partition = compact::files_per_partition(&table).await.map_err(fail)?;
+        maintenance::Finished {
+            table: &ident.to_string(),
+            partitions: per_partition.len() as u64,
+            partition_files_max: per_partition.values().copied().max().unwrap_or(0) as u64,
+        }
+        .emit();
+        Ok(())
     }
 
     async fn expire(&self, options: &ExpireOptions) -> Result<Vec<Expiry>, Failure> {
         let mut done = Vec::new();
         for ident in &self.tables {
-            done.push(
-                expire::expire(self.catalog.as_ref(), &self.committer, ident, options)
-                    .await
-                    .map_err(fail)?,
-            );
+            let expiry = expire::expire(self.catalog.as_ref(), &self.committer, ident, options)
+                .await
+                .map_err(fail)?;
+            if !options.dry_run {
+                maintenance::Expired {
+                    table: &expiry.table,
+                    snapshots: if expiry.committed {
+                        expiry.expired.len() as u64
+                    } else {
+                        0
+                    },
+                    files_deleted: expiry.files_deleted,
+                    bytes_deleted: expiry.bytes_deleted,
+                }
+                .emit();
+                self.report_shape(ident).await?;
+            }
+            done.push(expiry);
         }
         Ok(done)
     }
@@ -171,11 +218,19 @@ impl Tables {
         let mut done = Vec::new();
         for ident in &self.tables {
             let table = self.load(ident).await?;
-            done.push(
-                orphans::orphans(&table, &keep, options)
-                    .await
-                    .map_err(fail)?,
-            );
+            let cleaned = orphans::orphans(&table, &keep, options)
+                .await
+                .map_err(fail)?;
+            if !options.dry_run {
+                maintenance::OrphansDeleted {
+                    table: &cleaned.table,
+                    files_deleted: cleaned.orphans.len() as u64,
+                    bytes_deleted: cleaned.bytes,
+                    young: cleaned.young,
+                }
+                .emit();
+            }
+            done.push(cleaned);
         }
         Ok(done)
     }
@@ -225,8 +280,49 @@ fn day_arg(flag: &str, text: Option<&str>) -> Result<Option<i32>, Failure> {
     Ok(Some((date - epoch).num_days() as i32))
 }
 
-/// `kappa maintain ...`.
+/// `kappa maintain ...`: the command, with the metrics endpoint around it when `[metrics]
+/// listen` is set.
 pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
+    let args = match &command {
+        MaintainCommand::Compact(a) => &a.config,
+        MaintainCommand::Expire(a) => &a.config,
+        MaintainCommand::Orphans(a) => &a.config,
+        MaintainCommand::All(a) => &a.config,
+    };
+    let config = args.load()?;
+    if !config.raw.is_set("metrics.listen") {
+        return execute(command).await;
+    }
+    let limits = kappa_metrics::Limits {
+        max_connections: config.raw.metrics.max_connections,
+        request_timeout: config.raw.metrics.request_timeout,
+    };
+    let endpoint = kappa_metrics::Endpoint::start_with(
+        config.metrics_listen,
+        kappa_metrics::Health::new(Vec::<(kappa_metrics::Condition, String)>::new()),
+        limits,
+    )
+    .await
+    .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+    let linger = config.raw.metrics.linger;
+    let shutdown = (!linger.is_zero()).then(crate::shutdown::Shutdown::listen);
+    let result = execute(command).await;
+    if let Some(shutdown) = shutdown {
+        tracing::info!(
+            addr = %endpoint.local_addr(),
+            linger_s = linger.as_secs_f64(),
+            "maintenance ended; serving metrics until [metrics] linger has passed or a signal"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = shutdown.received() => {}
+        }
+    }
+    endpoint.stop().await;
+    result
+}
+
+async fn execute(command: MaintainCommand) -> Result<(), Failure> {
     match command {
         MaintainCommand::Compact(args) => {
             let from = day_arg("--from", args.from.as_deref())?;

@@ -29,6 +29,35 @@ use iceberg::table::Table;
 use crate::commit::table_name;
 use crate::error::IcebergError;
 
+/// Emits [`kappa_metrics::events::table::Shape`] for `table` as loaded: its snapshots, and its
+/// current snapshot's summary totals of live data files and bytes, against `target` (`None`: the
+/// table's `write.target-file-size-bytes`, which Kappa sets from `[table] target_file_size` when
+/// it creates the table; 128 MiB when absent). Reads no file.
+pub fn emit_shape(table: &Table, target: Option<u64>) {
+    let metadata = table.metadata();
+    let total = |key: &str| {
+        metadata
+            .current_snapshot()
+            .and_then(|s| s.summary().additional_properties.get(key))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let name = table_name(table.identifier());
+    kappa_metrics::events::table::Shape {
+        table: &name,
+        snapshots: metadata.snapshots().len() as u64,
+        data_files: total("total-data-files"),
+        data_bytes: total("total-files-size"),
+        target_file_size: target.unwrap_or_else(|| {
+            metadata
+                .properties()
+                .get("write.target-file-size-bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(crate::writer::WriterOptions::default().target_file_size as u64)
+        }),
+    }
+    .emit();
+}
+
 fn failed(table: &Table, operation: &str, source: iceberg::Error) -> IcebergError {
     IcebergError::Table {
         table: table_name(table.identifier()),

@@ -8,6 +8,8 @@
 //!                             ─► commit::Committed | AlreadyCommitted | Failed
 //! kappa-iceberg (per attempt) ─► commit::ConflictRetried
 //! kappa-runtime (start/tick)  ─► table::Configured, table::StateLoaded, table::Tick
+//! kappa-runtime (per commit)  ─► table::Shape
+//! kappa maintain              ─► maintenance::Compacted, Expired, OrphansDeleted, Finished
 //! ```
 //!
 //! Construct the struct where the facts are and call `emit()`:
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod commit;
+pub mod maintenance;
 pub mod pipeline;
 pub mod quality;
 pub mod source;

@@ -181,6 +181,49 @@ impl StateLoaded<'_> {
     }
 }
 
+/// What the table holds after a commit or a maintenance run, from its metadata (no data file is
+/// read): snapshots, live data files and their bytes (the current snapshot's summary totals),
+/// and the configured target file size they are compared with.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    /// The table.
+    pub table: &'a str,
+    /// Snapshots in its metadata.
+    pub snapshots: u64,
+    /// Live data files (`None`: the summary has no total).
+    pub data_files: Option<u64>,
+    /// Their bytes.
+    pub data_bytes: Option<u64>,
+    /// `[table] target_file_size`.
+    pub target_file_size: u64,
+}
+
+impl Shape<'_> {
+    /// Sets the gauges and logs (debug).
+    pub fn emit(&self) {
+        let table = [self.table];
+        gauge_set(&catalog::TABLE_SNAPSHOTS, &table, self.snapshots as f64);
+        if let Some(files) = self.data_files {
+            gauge_set(&catalog::TABLE_DATA_FILES, &table, files as f64);
+        }
+        if let Some(bytes) = self.data_bytes {
+            gauge_set(&catalog::TABLE_DATA_BYTES, &table, bytes as f64);
+        }
+        gauge_set(
+            &catalog::TABLE_TARGET_FILE_SIZE,
+            &table,
+            self.target_file_size as f64,
+        );
+        tracing::debug!(
+            table = self.table,
+            snapshots = self.snapshots,
+            data_files = self.data_files,
+            data_bytes = self.data_bytes,
+            "table shape"
+        );
+    }
+}
+
 /// A periodic tick: recompute every table's freshness lag and last-commit age at `now`.
 /// Scrapes do the same; the tick keeps logs and in-process readers current between scrapes.
 #[derive(Debug, Clone, Copy)]
