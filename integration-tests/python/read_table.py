@@ -56,13 +56,13 @@ def rows_pyiceberg(args):
     return arrow.schema.names, arrow.to_pylist()
 
 
-def rows_duckdb(args):
+def duckdb_scan(location, s3_endpoint=None):
+    """A DuckDB connection with the iceberg extension loaded offline (from its PyPI package), and
+    the path iceberg_scan reads for the metadata file `location`."""
     import duckdb
     import duckdb_extension_avro
     import duckdb_extension_iceberg
 
-    table = sql_catalog(args).load_table(args.table)
-    location = table.metadata_location
     ext = next(pathlib.Path(duckdb_extension_iceberg.__file__).parent.rglob("iceberg.duckdb_extension"))
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     if location.startswith("s3://"):
@@ -70,7 +70,7 @@ def rows_duckdb(args):
 
         httpfs = next(pathlib.Path(duckdb_extension_httpfs.__file__).parent.rglob("httpfs.duckdb_extension"))
         con.execute(f"LOAD '{httpfs}'")
-        endpoint = args.s3_endpoint.split("://", 1)[1]
+        endpoint = s3_endpoint.split("://", 1)[1]
         con.execute(
             "CREATE SECRET (TYPE s3, KEY_ID 'test', SECRET 'testtest', REGION 'us-east-1', "
             f"ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false)"
@@ -80,6 +80,12 @@ def rows_duckdb(args):
     con.execute(f"LOAD '{ext}'")
     if location.startswith("file://"):
         location = location[len("file://"):]
+    return con, location
+
+
+def rows_duckdb(args):
+    table = sql_catalog(args).load_table(args.table)
+    con, location = duckdb_scan(table.metadata_location, args.s3_endpoint)
     cursor = con.execute(f"SELECT * FROM iceberg_scan('{location}')")
     names = [d[0] for d in cursor.description]
     return names, [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -189,6 +189,60 @@ impl Bench {
         staged.rows
     }
 
+    /// A table replayed with a commit every `rows` events (a live pipeline at `rows` events/s
+    /// committing every second leaves the same files), for the compaction benchmark. Returns
+    /// its main table.
+    pub async fn small_commit_table(&self, name: &str, rows: usize) -> iceberg::table::Table {
+        let mut spec = self.spec(name);
+        spec.commit.rows = rows;
+        spec.quality = kappa_quality::Quality::new(kappa_quality::QualityConfig::disabled());
+        let pipeline = open_pipeline(spec).await.unwrap();
+        run_pipeline(
+            pipeline,
+            self.source().await,
+            kappa_logic::OrdersLogic::new(100_000),
+        )
+        .await
+        .unwrap();
+        self.main_table(name).await
+    }
+
+    /// The main table of benchmark pipeline `name`, as it is now.
+    pub async fn main_table(&self, name: &str) -> iceberg::table::Table {
+        let pipeline = kappa_runtime::open_existing_pipeline(self.spec(name))
+            .await
+            .unwrap();
+        pipeline.main.table().clone()
+    }
+
+    /// `kappa maintain compact` of every day of table `name`, at the default target file size.
+    pub async fn compact(&self, name: &str) -> kappa_iceberg::maintenance::compact::Compaction {
+        use kappa_iceberg::maintenance::compact::{CompactOptions, compact};
+        let spec = self.spec(name);
+        let pipeline = kappa_runtime::open_existing_pipeline(spec.clone())
+            .await
+            .unwrap();
+        let committer = kappa_iceberg::producer::CatalogCommitter::connect(&spec.catalog)
+            .await
+            .unwrap();
+        let options = CompactOptions {
+            target_file_size: spec.writer.target_file_size as u64,
+            zstd_level: spec.writer.zstd_level,
+            event_time_column: spec.event_time_column.clone(),
+            days: None,
+            dry_run: false,
+            max_attempts: 10,
+        };
+        compact(
+            pipeline.catalog.as_ref(),
+            &committer,
+            pipeline.main.table().identifier(),
+            &options,
+        )
+        .await
+        .unwrap()
+    }
+
     /// A table like the end-to-end one, for the encode-only benchmark.
     pub async fn encode_table(&self) -> iceberg::table::Table {
         let pipeline = open_pipeline(self.spec("encode")).await.unwrap();

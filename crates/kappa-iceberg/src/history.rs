@@ -89,6 +89,21 @@ pub async fn archived(table: &Table) -> Result<Vec<HistoryEntry>, IcebergError> 
         place: format!("table property {HISTORY_PROPERTY} ({path})"),
         message,
     };
+    let exists = table
+        .file_io()
+        .exists(path)
+        .await
+        .map_err(|e| fail(format!("checking the archive of expired snapshots: {e}")))?;
+    if !exists {
+        // Deleted by another engine's orphan cleanup, which does not know the property: the
+        // expired snapshots' summaries are gone, the table and its live history are fine.
+        tracing::warn!(
+            table = %table_name(table.identifier()),
+            path,
+            "the archive of expired snapshots' summaries is missing: their verdicts and audits are no longer reported"
+        );
+        return Ok(Vec::new());
+    }
     let bytes = table
         .file_io()
         .new_input(path)

@@ -510,3 +510,54 @@ async fn replacing_days_reads_only_the_manifests_of_those_days_and_keeps_what_it
             .contains_key("replace-partitions")
     );
 }
+
+#[tokio::test]
+async fn a_rewrite_keeps_the_rows_and_drops_the_manifests_it_emptied_from_later_snapshots() {
+    let mut env = env().await;
+    env.three_partitions().await;
+    let rows_before = env.rows(None).await;
+    let files_before = env.files().await;
+    // Partition 1, then partition 2, rewritten into one new file each with the same rows.
+    for p in [1, 2] {
+        let table = env.table().await;
+        let paths: HashSet<String> = files_before[&p].iter().cloned().collect();
+        let new = env.write(&[batch(p, 0, 10, "row")]).await;
+        let staged = stage(
+            &table,
+            NewSnapshot {
+                branch: "main".into(),
+                change: Change::Rewrite { paths, days: None },
+                files: new,
+                summary: HashMap::new(),
+                properties: HashMap::new(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    }
+    assert_eq!(
+        env.rows(None).await,
+        rows_before,
+        "a rewrite changed the rows"
+    );
+    let files = env.files().await;
+    assert_eq!(
+        files[&0], files_before[&0],
+        "an untouched partition was rewritten"
+    );
+    assert_ne!(files[&1], files_before[&1]);
+    let table = env.table().await;
+    let head = table.metadata().current_snapshot().unwrap();
+    assert_eq!(head.summary().operation, Operation::Replace);
+    let list = table.manifest_list_reader(head).load().await.unwrap();
+    for manifest in list.entries() {
+        let empty =
+            manifest.added_files_count == Some(0) && manifest.existing_files_count == Some(0);
+        assert!(
+            !empty || manifest.added_snapshot_id == head.snapshot_id(),
+            "{} holds no live file and is not this snapshot's: carried along",
+            manifest.manifest_path
+        );
+    }
+}

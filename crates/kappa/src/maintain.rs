@@ -33,7 +33,8 @@ const DAY_US: i64 = 86_400_000_000;
 struct Tables {
     config: PipelineConfig,
     catalog: Arc<dyn Catalog>,
-    committer: CatalogCommitter,
+    /// Commits Kappa's own snapshots (compaction, expiry); the reason when this catalog cannot.
+    committer: Result<CatalogCommitter, String>,
     /// Main first, then the side tables that exist.
     tables: Vec<TableIdent>,
     json: bool,
@@ -82,7 +83,7 @@ impl Tables {
         }
         let committer = CatalogCommitter::connect(&catalog_config)
             .await
-            .map_err(fail)?;
+            .map_err(|e| e.to_string());
         Ok(Self {
             config,
             catalog,
@@ -95,6 +96,13 @@ impl Tables {
     async fn load(&self, ident: &TableIdent) -> Result<iceberg::table::Table, Failure> {
         self.catalog.load_table(ident).await.map_err(|e| Failure {
             message: format!("table {ident}: {e}"),
+            code: exit::FAILURE,
+        })
+    }
+
+    fn committer(&self) -> Result<&CatalogCommitter, Failure> {
+        self.committer.as_ref().map_err(|message| Failure {
+            message: message.clone(),
             code: exit::FAILURE,
         })
     }
@@ -146,7 +154,7 @@ impl Tables {
                 max_attempts: self.max_attempts(),
             };
             let compaction =
-                compact::compact(self.catalog.as_ref(), &self.committer, ident, &options)
+                compact::compact(self.catalog.as_ref(), self.committer()?, ident, &options)
                     .await
                     .map_err(fail)?;
             if !dry_run {
@@ -188,7 +196,7 @@ impl Tables {
     async fn expire(&self, options: &ExpireOptions) -> Result<Vec<Expiry>, Failure> {
         let mut done = Vec::new();
         for ident in &self.tables {
-            let expiry = expire::expire(self.catalog.as_ref(), &self.committer, ident, options)
+            let expiry = expire::expire(self.catalog.as_ref(), self.committer()?, ident, options)
                 .await
                 .map_err(fail)?;
             if !options.dry_run {

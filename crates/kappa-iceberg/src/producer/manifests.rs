@@ -1,7 +1,7 @@
 //! The manifests and the manifest list of a new snapshot.
 //!
-//! The parent's manifests are carried by reference unless one holds a live file the change
-//! deletes; such a manifest is rewritten in place (the same entries, the deleted ones marked
+//! The parent's manifests are carried by reference (those left with no live file dropped) unless
+//! one holds a live file the change deletes; such a manifest is rewritten in place (the same entries, the deleted ones marked
 //! DELETED, the others EXISTING with their snapshot and sequence numbers), so
 //! that the files of every other partition stay where they are and are never rewritten. The new
 //! files go into one more manifest, ADDED.
@@ -124,6 +124,12 @@ async fn write_all(
                         manifest.manifest_path
                     ),
                 ));
+            }
+            // A manifest left with no live file (its entries all DELETED by an earlier
+            // snapshot) says nothing of this one: dropped, as Iceberg's own producers do, so
+            // that rewrites do not pile up empty manifests.
+            if manifest.added_files_count == Some(0) && manifest.existing_files_count == Some(0) {
+                continue;
             }
             let Some(deletes) = plan.deletes.filter(|_| (plan.may_delete)(&manifest)) else {
                 manifests.push(manifest);

@@ -90,12 +90,15 @@ impl CatalogCommitter {
             CatalogType::Glue | CatalogType::S3Tables => {
                 return Err(IcebergError::Catalog {
                     uri: config.kind.as_str().to_string(),
-                    operation: "committing Kappa's own snapshots (a backfill's publish)".into(),
+                    operation: "committing Kappa's own snapshots (a backfill's publish, a \
+                                compaction, a snapshot expiry)"
+                        .into(),
                     source: Box::new(iceberg::Error::new(
                         iceberg::ErrorKind::FeatureUnsupported,
                         format!(
-                            "not supported on [catalog] type = \"{}\" yet: a backfill needs a \
-                             SQL or REST catalog (appends, replays and live runs work on it)",
+                            "not supported on [catalog] type = \"{}\" yet: they need a SQL or \
+                             REST catalog (appends, replays, live runs and orphan cleanup work \
+                             on it)",
                             config.kind.as_str()
                         ),
                     )),
