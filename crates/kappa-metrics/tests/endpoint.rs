@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kappa_core::ErrorKind;
 use kappa_metrics::catalog::{self, MetricKind};
-use kappa_metrics::events::{commit, pipeline, quality, source, table};
+use kappa_metrics::events::{commit, maintenance, pipeline, quality, source, table};
 use kappa_metrics::{Condition, Endpoint, Health, Limits, StallWatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -258,6 +258,41 @@ fn emit_a_pipeline_run(now: SystemTime) {
         to: 12,
     }
     .emit();
+    table::Shape {
+        table: "orders",
+        snapshots: 40,
+        data_files: Some(120),
+        data_bytes: Some(3_000_000),
+        target_file_size: 134_217_728,
+    }
+    .emit();
+    maintenance::Compacted {
+        table: "orders",
+        partitions: 2,
+        files_rewritten: 100,
+        bytes_rewritten: 2_500_000,
+    }
+    .emit();
+    maintenance::Expired {
+        table: "orders",
+        snapshots: 39,
+        files_deleted: 150,
+        bytes_deleted: 2_600_000,
+    }
+    .emit();
+    maintenance::OrphansDeleted {
+        table: "orders",
+        files_deleted: 3,
+        bytes_deleted: 4_096,
+        young: 1,
+    }
+    .emit();
+    maintenance::Finished {
+        table: "orders",
+        partitions: 7,
+        partition_files_max: 2,
+    }
+    .emit();
     table::Tick { now }.emit();
 }
 
@@ -359,6 +394,32 @@ async fn metrics_health_and_readiness_over_http() {
     assert!((60.0..90.0).contains(&lag), "freshness lag {lag}");
     let age = v("kappa_commit_last_success_age_seconds", &orders);
     assert!((0.0..30.0).contains(&age), "last commit age {age}");
+    assert_eq!(v("kappa_table_data_files", &orders), 120.0);
+    assert_eq!(
+        v("kappa_table_target_file_size_bytes", &orders),
+        134_217_728.0
+    );
+    assert_eq!(
+        v("kappa_maintenance_bytes_rewritten_total", &orders),
+        2_500_000.0
+    );
+    assert_eq!(v("kappa_table_partition_files_max", &orders), 2.0);
+    let by_command =
+        |name: &str, command: &str| v(name, &[("command", command), ("table", "orders")]);
+    assert_eq!(
+        by_command("kappa_maintenance_files_deleted_total", "expire"),
+        150.0
+    );
+    assert_eq!(
+        by_command("kappa_maintenance_bytes_deleted_total", "orphans"),
+        4_096.0
+    );
+    assert!(
+        by_command(
+            "kappa_maintenance_last_success_timestamp_seconds",
+            "orphans"
+        ) > 1.7e9
+    );
     let check = |name: &str, check: &str, extra: (&str, &str)| {
         let mut labels = vec![("check", check), ("table", "orders"), extra];
         labels.sort();
