@@ -48,7 +48,7 @@ unit: ## Unit and property tests only (no services)
 it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
-bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
+bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end, backfill, compaction), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
 	$(CARGO) bench -p kappa-bench --bench replay
 	$(CARGO) build --release -p kappa --features aws
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) bench -p kappa-bench --bench kafka; \
