@@ -44,9 +44,8 @@ fn without_scheme(path: &str) -> String {
     path.strip_prefix("file://").unwrap_or(path).to_string()
 }
 
-/// A replay of `events` into `scene`'s table with a commit every 1,000 rows, killed twice while
-/// it writes data files (their files stay behind, unreferenced), then completed.
-fn killed_then_completed_replay(scene: &Scene, events: u64) -> (String, Expected) {
+/// An archive of `events` for `scene`, and its pipeline file (batches of 500 rows).
+fn archive(scene: &Scene, events: u64) -> (String, Expected) {
     let expected = scene.write_local_archive(
         HistorySpec::new(events),
         ArchiveOptions {
@@ -58,6 +57,13 @@ fn killed_then_completed_replay(scene: &Scene, events: u64) -> (String, Expected
         .config("[replay]\nbatch_rows = 500\n")
         .display()
         .to_string();
+    (config, expected)
+}
+
+/// A replay of `events` into `scene`'s table with a commit every 1,000 rows, killed twice while
+/// it writes data files (their files stay behind, unreferenced), then completed.
+fn killed_then_completed_replay(scene: &Scene, events: u64) -> (String, Expected) {
+    let (config, expected) = archive(scene, events);
     let args = ["replay", "-c", config.as_str(), "--set", "commit.rows=1000"];
     let data = || scene.count_table_files("orders", "data", ".parquet");
     for kill in 0..2 {
@@ -124,7 +130,9 @@ impl Files {
         self.listed
             .iter()
             .map(|(path, _)| without_scheme(path))
-            .filter(|path| !referenced.contains(path) && !path.contains("/kappa-backfill/"))
+            .filter(|path| {
+                !referenced.contains(path) && !path.contains("/metadata/kappa-backfill-")
+            })
             .collect()
     }
 
@@ -297,17 +305,7 @@ fn crash_in(config: &str, args: &[&str], point: &str, actions: &str) {
 
 /// A replay of `events` with a commit every 1,000 rows, run to completion.
 fn small_commits(scene: &Scene, events: u64) -> (String, Expected) {
-    let expected = scene.write_local_archive(
-        HistorySpec::new(events),
-        ArchiveOptions {
-            flush_size: 1_000,
-            ..ArchiveOptions::default()
-        },
-    );
-    let config = scene
-        .config("[replay]\nbatch_rows = 500\n")
-        .display()
-        .to_string();
+    let (config, expected) = archive(scene, events);
     let summary = replay(
         std::path::Path::new(&config),
         &["--set", "commit.rows=1000"],
@@ -614,5 +612,55 @@ fn kappa_maintain_all_serves_metrics_that_match_the_table_it_left() {
             &[("table", &table)]
         ) >= 19.0
     );
+    assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
+}
+
+#[test]
+fn orphan_cleanup_keeps_what_a_staged_backfill_waits_to_publish() {
+    let scene = Scene::local();
+    let (config, expected) = small_commits(&scene, 6_000);
+    let days: Vec<String> = files(&scene, "orders")
+        .per_day()
+        .into_keys()
+        .filter_map(|d| d.strip_prefix("event_time_day=").map(str::to_string))
+        .collect();
+    let (from, to) = (days[1].as_str(), days[2].as_str());
+    let backfill = |args: &[&str]| {
+        let mut all = vec!["backfill"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-c", &config, "--from", from, "--to", to, "--json"]);
+        let out = kappa(&all, &[]);
+        assert!(
+            out.status.success(),
+            "kappa {all:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Planned and staged by its one shard: files no snapshot references yet.
+    backfill(&["plan", "--shards", "1"]);
+    let before: BTreeSet<String> = scene
+        .list_table_files("orders")
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    backfill(&["--shard", "0/1"]);
+    let staged: Vec<String> = scene
+        .list_table_files("orders")
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(
+        staged.iter().any(|p| p.ends_with(".parquet")),
+        "the shard staged no data file: {staged:?}"
+    );
+    let cleaned = maintain_ok(&config, &["orphans", "--older-than", "0s"]);
+    for path in &staged {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "orphan cleanup deleted {path}, which the backfill waits to publish: {cleaned}"
+        );
+    }
+    backfill(&["publish"]);
     assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
 }

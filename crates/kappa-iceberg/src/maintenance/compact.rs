@@ -138,7 +138,7 @@ pub async fn compact(
     ident: &TableIdent,
     options: &CompactOptions,
 ) -> Result<Compaction, IcebergError> {
-    let table = load(catalog, ident).await?;
+    let table = producer::load_table(catalog, ident, "loading the table to compact it").await?;
     let field = DayField::of(&table, &options.event_time_column);
     let files = live_data_files(&table, |manifest| match (&field, options.days) {
         (Some(field), Some((from, to))) => field.may_hold_range(manifest, from, to),
@@ -215,17 +215,6 @@ pub async fn compact(
         });
     }
     Ok(compaction)
-}
-
-async fn load(catalog: &dyn iceberg::Catalog, ident: &TableIdent) -> Result<Table, IcebergError> {
-    catalog
-        .load_table(ident)
-        .await
-        .map_err(|e| IcebergError::Table {
-            table: table_name(ident),
-            operation: "loading the table to maintain it".into(),
-            source: Box::new(e),
-        })
 }
 
 /// `name=value/...` of a partition value of the table's default spec (a day as `YYYY-MM-DD`).

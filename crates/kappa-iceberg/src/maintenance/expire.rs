@@ -107,14 +107,7 @@ pub async fn expire(
     options: &ExpireOptions,
 ) -> Result<Expiry, IcebergError> {
     let load = async || {
-        catalog
-            .load_table(ident)
-            .await
-            .map_err(|e| IcebergError::Table {
-                table: table_name(ident),
-                operation: "loading the table to expire snapshots".into(),
-                source: Box::new(e),
-            })
+        producer::load_table(catalog, ident, "loading the table to expire snapshots").await
     };
     let mut attempts = 0;
     loop {

@@ -7,8 +7,8 @@
 //!
 //! - it is under the table's location and looks like an Iceberg file (`.parquet`, `.avro`,
 //!   `.orc`, `.puffin`, `*.metadata.json`, Kappa's history archive); anything else is left;
-//! - it is not under `kappa-backfill/` (a backfill's plan and staged manifests) nor one of the
-//!   caller's `keep` (the data files a staged backfill has not published yet);
+//! - it is not a sharded backfill's plan or shard manifest (`metadata/kappa-backfill-*`) nor one
+//!   of the caller's `keep` (the data files a staged backfill has not published yet);
 //! - no snapshot, metadata file, statistics file or history archive of the table references it;
 //! - it is older than the grace period: a flush in flight writes its files before its commit
 //!   references them, so the grace period must outlast the longest flush and the longest time a
@@ -29,6 +29,11 @@ use serde::Serialize;
 use super::{Referenced, normalize};
 use crate::commit::table_name;
 use crate::error::IcebergError;
+
+/// The name of a sharded backfill's plan and shard manifests under the table's `metadata/`
+/// starts with this; orphan cleanup never deletes them (a publish removes nothing either: a later
+/// plan of the same id replaces them).
+pub const BACKFILL_FILE_PREFIX: &str = "kappa-backfill-";
 
 /// What [`orphans`] deletes.
 #[derive(Debug, Clone)]
@@ -67,12 +72,6 @@ pub async fn orphans(
         .location()
         .trim_end_matches('/')
         .to_string();
-    let fail = |message: String| IcebergError::Table {
-        table: name.clone(),
-        operation: format!("listing the files under {location}"),
-        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::Unexpected, message)),
-    };
-    let (store, prefix, root) = open(table, &location).map_err(&fail)?;
     // What the table references, read after the listing's cutoff is taken: a file written
     // after that is young, whatever the table says of it.
     let cutoff = chrono::Utc::now()
@@ -83,17 +82,18 @@ pub async fn orphans(
     }
     referenced.add_metadata(table);
     let referenced = referenced.normalized();
-    let listed: Vec<object_store::ObjectMeta> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let Listing {
+        store,
+        root,
+        objects: listed,
+    } = list(table, "").await?;
+    let fail = listing_error(table, &location);
     let mut report = Orphans {
         table: name.clone(),
         listed: listed.len() as u64,
         ..Orphans::default()
     };
-    let backfill = format!("{}/kappa-backfill/", normalize(&location));
+    let backfill = format!("{}/metadata/{BACKFILL_FILE_PREFIX}", normalize(&location));
     for object in listed {
         let path = format!("{root}{}", object.location);
         let normalized = normalize(&path);
@@ -125,30 +125,57 @@ pub async fn orphans(
 
 /// The paths of the files under `<table location>/<under>`, as the table's metadata names files.
 pub async fn list_files(table: &Table, under: &str) -> Result<Vec<String>, IcebergError> {
+    let Listing { root, objects, .. } = list(table, under).await?;
+    Ok(objects
+        .into_iter()
+        .map(|object| format!("{root}{}", object.location))
+        .collect())
+}
+
+/// The files under a directory of a table's location.
+struct Listing {
+    /// The store holding them.
+    store: Arc<dyn ObjectStore>,
+    /// What a listed path is prefixed with to give the path the table's metadata uses.
+    root: String,
+    /// The files.
+    objects: Vec<object_store::ObjectMeta>,
+}
+
+/// Lists the files under `<table location>/<under>` (`""`: all of them).
+async fn list(table: &Table, under: &str) -> Result<Listing, IcebergError> {
     let location = table
         .metadata()
         .location()
         .trim_end_matches('/')
         .to_string();
-    let fail = |message: String| IcebergError::Table {
-        table: table_name(table.identifier()),
-        operation: format!("listing the files under {location}/{under}"),
-        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::Unexpected, message)),
-    };
+    let fail = listing_error(table, &format!("{location}/{under}"));
     let (store, prefix, root) = open(table, &location).map_err(&fail)?;
     let prefix = under
         .split('/')
         .filter(|part| !part.is_empty())
         .fold(prefix, |path, part| path.clone().join(part));
-    let listed: Vec<object_store::ObjectMeta> = store
+    let objects = store
         .list(Some(&prefix))
         .try_collect()
         .await
         .map_err(|e| fail(e.to_string()))?;
-    Ok(listed
-        .into_iter()
-        .map(|object| format!("{root}{}", object.location))
-        .collect())
+    Ok(Listing {
+        store,
+        root,
+        objects,
+    })
+}
+
+/// An error of listing (or deleting) the files under `place`, naming the table.
+fn listing_error(table: &Table, place: &str) -> impl Fn(String) -> IcebergError + use<> {
+    let table = table_name(table.identifier());
+    let operation = format!("listing the files under {place}");
+    move |message| IcebergError::Table {
+        table: table.clone(),
+        operation: operation.clone(),
+        source: Box::new(iceberg::Error::new(iceberg::ErrorKind::Unexpected, message)),
+    }
 }
 
 /// Whether `path` is a file Iceberg or Kappa writes into a table's location.
@@ -177,7 +204,13 @@ fn open(table: &Table, location: &str) -> Result<(Arc<dyn ObjectStore>, Path, St
                 .map_err(|()| format!("{location}: not an absolute file path"))?;
             let store = LocalFileSystem::new();
             let prefix = Path::from_filesystem_path(&dir).map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), prefix, "/".into()))
+            // Listed paths are relative to `/`; the table's files are named as its location is.
+            let root = if location.starts_with("file:") {
+                "file:///"
+            } else {
+                "/"
+            };
+            Ok((Arc::new(store), prefix, root.into()))
         }
         "s3" | "s3a" => {
             let bucket = url

@@ -564,6 +564,22 @@ pub fn landed(current: &Table, staged: &Staged) -> bool {
                 .all(|id| metadata.snapshot_by_id(*id).is_none()))
 }
 
+/// Loads `ident` from `catalog`; an error names the table and `operation`.
+pub(crate) async fn load_table(
+    catalog: &dyn iceberg::Catalog,
+    ident: &iceberg::TableIdent,
+    operation: &str,
+) -> Result<Table, IcebergError> {
+    catalog
+        .load_table(ident)
+        .await
+        .map_err(|e| IcebergError::Table {
+            table: table_name(ident),
+            operation: operation.to_string(),
+            source: Box::new(e),
+        })
+}
+
 /// A snapshot [`commit`] landed.
 #[derive(Debug)]
 pub struct Committed {
@@ -590,16 +606,7 @@ pub async fn commit<F>(
 where
     F: AsyncFnMut(&Table) -> Result<Option<NewSnapshot>, IcebergError>,
 {
-    let load = async || {
-        catalog
-            .load_table(ident)
-            .await
-            .map_err(|e| IcebergError::Table {
-                table: table_name(ident),
-                operation: "loading the table to commit a snapshot".into(),
-                source: Box::new(e),
-            })
-    };
+    let load = async || load_table(catalog, ident, "loading the table to commit a snapshot").await;
     let mut attempts = 0;
     loop {
         attempts += 1;

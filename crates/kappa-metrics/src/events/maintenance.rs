@@ -12,6 +12,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::catalog;
 use crate::recorder::{counter_add, gauge_set};
 
+/// Counts `command`'s deleted files and bytes on `table` and marks its success.
+fn deleted(table: &str, command: &str, files: u64, bytes: u64) {
+    let labels = [table, command];
+    counter_add(&catalog::MAINTENANCE_FILES_DELETED, &labels, files);
+    counter_add(&catalog::MAINTENANCE_BYTES_DELETED, &labels, bytes);
+    succeeded(table, command);
+}
+
 fn succeeded(table: &str, command: &str) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -78,18 +86,7 @@ impl Expired<'_> {
             &[self.table],
             self.snapshots,
         );
-        let labels = [self.table, "expire"];
-        counter_add(
-            &catalog::MAINTENANCE_FILES_DELETED,
-            &labels,
-            self.files_deleted,
-        );
-        counter_add(
-            &catalog::MAINTENANCE_BYTES_DELETED,
-            &labels,
-            self.bytes_deleted,
-        );
-        succeeded(self.table, "expire");
+        deleted(self.table, "expire", self.files_deleted, self.bytes_deleted);
         tracing::info!(
             table = self.table,
             snapshots = self.snapshots,
@@ -116,18 +113,12 @@ pub struct OrphansDeleted<'a> {
 impl OrphansDeleted<'_> {
     /// Counts, marks the command's success and logs (info).
     pub fn emit(&self) {
-        let labels = [self.table, "orphans"];
-        counter_add(
-            &catalog::MAINTENANCE_FILES_DELETED,
-            &labels,
+        deleted(
+            self.table,
+            "orphans",
             self.files_deleted,
-        );
-        counter_add(
-            &catalog::MAINTENANCE_BYTES_DELETED,
-            &labels,
             self.bytes_deleted,
         );
-        succeeded(self.table, "orphans");
         tracing::info!(
             table = self.table,
             files_deleted = self.files_deleted,

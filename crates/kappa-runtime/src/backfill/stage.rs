@@ -1,5 +1,7 @@
-//! A sharded backfill's plan and its shards' staged manifests, kept next to the main table's
-//! data: `<table location>/kappa-backfill/<id>/plan.json` and `shard-<i>-of-<n>.json`. No
+//! A sharded backfill's plan and its shards' staged manifests, kept with the main table's
+//! metadata: `<table location>/metadata/kappa-backfill-<id>-plan.avro` and
+//! `kappa-backfill-<id>-shard-<i>-of-<n>.avro` (flat, Avro-named: catalogs that check the files
+//! under a table's location, as SeaweedFS's table buckets do, accept nothing else there). No
 //! snapshot references them (nor the files they list) until the publish.
 
 use std::collections::BTreeMap;
@@ -102,8 +104,13 @@ impl Plan {
         })
     }
 
-    fn dir(table: &Table, id: &str) -> String {
-        format!("{}/kappa-backfill/{id}", table.metadata().location())
+    /// The name every file of backfill `id` starts with.
+    fn prefix(table: &Table, id: &str) -> String {
+        format!(
+            "{}/metadata/{}{id}",
+            table.metadata().location().trim_end_matches('/'),
+            kappa_iceberg::maintenance::orphans::BACKFILL_FILE_PREFIX
+        )
     }
 
     /// Writes the plan (replacing an earlier plan of the same id).
@@ -113,7 +120,7 @@ impl Plan {
             .map_err(|e| RuntimeError::Invariant(format!("backfill plan as JSON: {e}")))?;
         write(
             table,
-            &format!("{}/plan.json", Self::dir(table, &self.id)),
+            &format!("{}-plan.avro", Self::prefix(table, &self.id)),
             json,
         )
         .await
@@ -123,7 +130,7 @@ impl Plan {
     /// The plan of backfill `id`, if one was written.
     pub async fn read(pipeline: &Pipeline, id: &str) -> Result<Option<Plan>, RuntimeError> {
         let table = pipeline.main.table();
-        let path = format!("{}/plan.json", Self::dir(table, id));
+        let path = format!("{}-plan.avro", Self::prefix(table, id));
         let Some(bytes) = read(table, &path)
             .await
             .map_err(|e| table_error(pipeline.main.name(), "reading the backfill plan", e))?
@@ -137,8 +144,8 @@ impl Plan {
 
     fn shard_path(&self, table: &Table, shard: usize) -> String {
         format!(
-            "{}/shard-{shard}-of-{}.json",
-            Self::dir(table, &self.id),
+            "{}-shard-{shard}-of-{}.avro",
+            Self::prefix(table, &self.id),
             self.shards.len()
         )
     }
@@ -243,11 +250,13 @@ impl Plan {
 pub async fn staged_paths(main: &Table) -> Result<std::collections::HashSet<String>, RuntimeError> {
     let name = main.identifier().to_string();
     let mut paths = std::collections::HashSet::new();
-    let listed = kappa_iceberg::maintenance::orphans::list_files(main, "kappa-backfill").await?;
+    let listed = kappa_iceberg::maintenance::orphans::list_files(main, "metadata").await?;
     for path in listed.iter().filter(|p| {
-        p.rsplit('/')
-            .next()
-            .is_some_and(|f| f.starts_with("shard-") && f.ends_with(".json"))
+        p.rsplit('/').next().is_some_and(|f| {
+            f.starts_with(kappa_iceberg::maintenance::orphans::BACKFILL_FILE_PREFIX)
+                && f.contains("-shard-")
+                && f.ends_with(".avro")
+        })
     }) {
         let Some(bytes) = read(main, path)
             .await
@@ -295,7 +304,28 @@ struct ShardManifest {
     quarantined: u64,
 }
 
-async fn write(table: &Table, path: &str, bytes: Vec<u8>) -> iceberg::Result<()> {
+/// The Avro schema of a plan or shard manifest file: one record holding the document's JSON.
+/// Avro, not a bare `.json` file: catalogs that check the names of the files under a table's
+/// location (SeaweedFS's table buckets) accept Iceberg's own formats only.
+const DOCUMENT_SCHEMA: &str = r#"{"type": "record", "name": "kappa_document", "fields": [{"name": "json", "type": "string"}]}"#;
+
+fn document_error(path: &str, e: impl std::fmt::Display) -> iceberg::Error {
+    iceberg::Error::new(
+        iceberg::ErrorKind::DataInvalid,
+        format!("{path}: not a Kappa backfill document: {e}"),
+    )
+}
+
+async fn write(table: &Table, path: &str, json: Vec<u8>) -> iceberg::Result<()> {
+    let json = String::from_utf8(json).map_err(|e| document_error(path, e))?;
+    let schema =
+        apache_avro::Schema::parse_str(DOCUMENT_SCHEMA).map_err(|e| document_error(path, e))?;
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new());
+    let mut record =
+        apache_avro::types::Record::new(&schema).ok_or_else(|| document_error(path, "schema"))?;
+    record.put("json", json);
+    writer.append(record).map_err(|e| document_error(path, e))?;
+    let bytes = writer.into_inner().map_err(|e| document_error(path, e))?;
     table
         .file_io()
         .new_output(path)?
@@ -303,12 +333,24 @@ async fn write(table: &Table, path: &str, bytes: Vec<u8>) -> iceberg::Result<()>
         .await
 }
 
+/// The JSON of the document at `path`, if the file exists.
 async fn read(table: &Table, path: &str) -> iceberg::Result<Option<Bytes>> {
     let io = table.file_io();
     if !io.exists(path).await? {
         return Ok(None);
     }
-    io.new_input(path)?.read().await.map(Some)
+    let bytes = io.new_input(path)?.read().await?;
+    let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| document_error(path, e))?;
+    for value in reader {
+        if let apache_avro::types::Value::Record(fields) =
+            value.map_err(|e| document_error(path, e))?
+            && let Some((_, apache_avro::types::Value::String(json))) =
+                fields.into_iter().find(|(name, _)| name == "json")
+        {
+            return Ok(Some(Bytes::from(json)));
+        }
+    }
+    Err(document_error(path, "no record"))
 }
 
 #[cfg(test)]
