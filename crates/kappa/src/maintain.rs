@@ -147,7 +147,7 @@ impl Tables {
             };
             let options = CompactOptions {
                 target_file_size: self.config.raw.table.target_file_size,
-                zstd_level: 3,
+                zstd_level: kappa_iceberg::writer::WriterOptions::default().zstd_level,
                 event_time_column: self.config.raw.event_time.column.clone(),
                 days,
                 dry_run,
