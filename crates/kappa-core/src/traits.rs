@@ -67,9 +67,9 @@ pub trait Source: Send {
     }
 }
 
-/// Counters a transform reports for one batch.
+/// Counters a logic reports for one batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TransformStats {
+pub struct LogicStats {
     /// Rows dropped because their dedup key was already seen.
     pub duplicates_dropped: u64,
     /// Rows moved to the dead letters by the logic.
@@ -77,14 +77,18 @@ pub struct TransformStats {
 }
 
 /// Business logic: a deterministic function of the batches it has seen (no wall clock, no I/O).
-pub trait Transform: Send {
-    /// The error this transform fails with (schema mismatches, never bad data: bad records become
+/// The same logic runs live and on replay (`[pipeline] logic` names it).
+pub trait Logic: Send {
+    /// The error this logic fails with (schema mismatches, never bad data: bad records become
     /// dead letters).
     type Error: std::error::Error + Classify + Send + Sync + 'static;
 
-    /// Transforms one batch. Rows may be dropped (duplicates, counted in the stats) or moved to
+    /// The name `[pipeline] logic` selects it by (`orders`).
+    fn name(&self) -> &'static str;
+
+    /// Applies the logic to one batch. Rows may be dropped (duplicates, counted in the stats) or moved to
     /// `dead_letters`; nothing else disappears.
-    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, TransformStats), Self::Error>;
+    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, LogicStats), Self::Error>;
 
     /// Feeds an already committed batch to rebuild state (for example the dedup window) without
     /// producing output. Called on restart for the records just before the resume position.

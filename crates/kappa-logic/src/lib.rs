@@ -4,9 +4,9 @@
 //! same code for live Kafka and for archive replay:
 //!
 //! ```text
-//! source ─► decode ─► [ logic: Transform::apply ] ─► gates ─► committer
+//! source ─► decode ─► [ logic: Logic::apply ] ─► gates ─► committer
 //!                        ▲
-//!     restart: Transform::warm_up(the `window` offsets before the resume position)
+//!     restart: Logic::warm_up(the `window` offsets before the resume position)
 //! ```
 //!
 //! Logic is deterministic: the same sequence of records gives the same output however it is split

@@ -7,7 +7,7 @@
 //!    of a rejected record is rejected again: one dead letter per copy.)
 //! 2. `event_id` already seen in the same topic-partition within the previous `window` offsets
 //!    (see [`crate::DedupWindow`]) → the row is dropped and only counted
-//!    ([`TransformStats::duplicates_dropped`]). A NULL `event_id` (the contract forbids it) is
+//!    ([`LogicStats::duplicates_dropped`]). A NULL `event_id` (the contract forbids it) is
 //!    never a duplicate.
 //! 3. `currency` is upper-cased (ASCII only; NULL stays NULL).
 //!
@@ -21,9 +21,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use bytes::Bytes;
-use kappa_core::{
-    DeadLetter, DeadLetterKind, SourceBatch, TopicPartition, Transform, TransformStats,
-};
+use kappa_core::{DeadLetter, DeadLetterKind, Logic, LogicStats, SourceBatch, TopicPartition};
 
 use crate::columns::{self, describe};
 use crate::dedup::DedupWindow;
@@ -116,13 +114,17 @@ fn upper_case(currency: &StringArray) -> Option<StringArray> {
     })
 }
 
-impl Transform for OrdersLogic {
+impl Logic for OrdersLogic {
     type Error = LogicError;
 
-    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, TransformStats), LogicError> {
+    fn name(&self) -> &'static str {
+        "orders"
+    }
+
+    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, LogicStats), LogicError> {
         let cols = columns(&batch)?;
         let rows = batch.records.num_rows();
-        let mut stats = TransformStats::default();
+        let mut stats = LogicStats::default();
         let mut keep = Vec::with_capacity(rows);
         let mut rejected = Vec::new();
         let window = self.window(&batch.partition);

@@ -8,8 +8,7 @@ use arrow_array::types::TimestampMicrosecondType;
 use arrow_array::{BooleanArray, RecordBatch};
 use arrow_schema::DataType;
 use kappa_core::{
-    DeadLetter, DeadLetterKind, EventTimes, OffsetRange, SourceBatch, TopicPartition,
-    TransformStats,
+    DeadLetter, DeadLetterKind, EventTimes, LogicStats, OffsetRange, SourceBatch, TopicPartition,
 };
 use kappa_quality::CommitProfile;
 use kappa_schema::TableMapping;
@@ -86,7 +85,7 @@ impl Buffer {
     pub fn add(
         &mut self,
         batch: SourceBatch,
-        stats: TransformStats,
+        stats: LogicStats,
         table: &TableMapping,
         times: &mut EventTimes,
         lateness: &Lateness,

@@ -1,7 +1,7 @@
 //! `kappa-runtime`: wires a source, the business logic and the committers into a pipeline.
 //!
 //! ```text
-//! Source ──batches──► resume filter ──► Transform (logic) ──► Buffer ──flush──► commit task
+//! Source ──batches──► resume filter ──► Logic ──► Buffer ──flush──► commit task
 //!  (seek to table         (warm-up below the                    (rows / bytes /      DLQ table, then
 //!   state − window)        committed offset)                     interval)          main table
 //! ```

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use futures::FutureExt;
 use futures::future::Fuse;
-use kappa_core::{Classify, Source, SourceEvent, SourcePosition, Transform};
+use kappa_core::{Classify, Logic, Source, SourceEvent, SourcePosition};
 use kappa_iceberg::IcebergError;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, instrument, warn};
@@ -43,7 +43,7 @@ pub async fn run_pipeline<S, T>(
 ) -> Result<RunSummary, RuntimeError>
 where
     S: Source,
-    T: Transform,
+    T: Logic,
 {
     drive(
         pipeline,
@@ -69,7 +69,7 @@ pub async fn run_live<S, T, F>(
 ) -> Result<RunSummary, RuntimeError>
 where
     S: Source,
-    T: Transform,
+    T: Logic,
     F: Future<Output = ()> + Send,
 {
     drive(pipeline, source, logic, Mode::Live, shutdown).await
@@ -110,9 +110,10 @@ async fn drive<S, T, F>(
 ) -> Result<RunSummary, RuntimeError>
 where
     S: Source,
-    T: Transform,
+    T: Logic,
     F: Future<Output = ()> + Send,
 {
+    tracing::info!(logic = logic.name(), mode = ?mode, "pipeline starting");
     let started = Instant::now();
     let Pipeline {
         spec,
@@ -225,7 +226,7 @@ async fn session<S, T, F>(
 ) -> Result<(Tables, SessionEnd), RuntimeError>
 where
     S: Source,
-    T: Transform,
+    T: Logic,
     F: Future<Output = ()> + Send,
 {
     let mut tables = tables;

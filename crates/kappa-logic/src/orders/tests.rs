@@ -97,7 +97,7 @@ fn currency_is_upper_cased_ascii_only_and_null_stays_null() {
             Some("EüR".into())
         ]
     );
-    assert_eq!(stats, TransformStats::default());
+    assert_eq!(stats, LogicStats::default());
     out.check().unwrap();
 }
 
@@ -157,7 +157,7 @@ fn all_rules_together_keep_offsets_range_and_records_in() {
     );
     assert_eq!(
         stats,
-        TransformStats {
+        LogicStats {
             duplicates_dropped: 1,
             rejected: 1
         }
@@ -212,7 +212,7 @@ fn a_rejected_record_does_not_shadow_a_later_valid_one() {
     assert_eq!(out.offsets, [1]);
     assert_eq!(
         stats,
-        TransformStats {
+        LogicStats {
             duplicates_dropped: 0,
             rejected: 1
         }

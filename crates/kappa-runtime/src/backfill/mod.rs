@@ -32,8 +32,8 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use iceberg::spec::DataFile;
 use kappa_core::{
-    DeadLetter, EventTimes, OFFSET_COLUMN, OffsetRange, PARTITION_COLUMN, Source, SourceBatch,
-    SourceEvent, SourcePosition, TopicPartition, Transform,
+    DeadLetter, EventTimes, Logic, OFFSET_COLUMN, OffsetRange, PARTITION_COLUMN, Source,
+    SourceBatch, SourceEvent, SourcePosition, TopicPartition,
 };
 use kappa_quality::{CommitCounts, RuleCounts};
 use tokio::sync::mpsc;
@@ -132,7 +132,7 @@ pub async fn reprocess<S, T>(
 ) -> Result<Staged, RuntimeError>
 where
     S: Source,
-    T: Transform,
+    T: Logic,
 {
     let spec = &pipeline.spec;
     let main = pipeline.main.table().clone();
