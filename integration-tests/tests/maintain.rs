@@ -40,6 +40,19 @@ fn maintain_ok(config: &str, args: &[&str]) -> Value {
     serde_json::from_slice(last_line(&out.stdout)).unwrap()
 }
 
+/// `compact` of every day, whether closed or not, with `--set <target>`.
+fn compact_every_day(target: &str) -> [&str; 7] {
+    [
+        "compact",
+        "--from",
+        "1970-01-01",
+        "--to",
+        "2100-01-01",
+        "--set",
+        target,
+    ]
+}
+
 fn without_scheme(path: &str) -> String {
     path.strip_prefix("file://").unwrap_or(path).to_string()
 }
@@ -181,18 +194,7 @@ fn compact_expire_and_orphans_after_a_killed_replay_keep_every_row_once_on(catal
     let quality_before = quality_report(&config);
 
     let target = format!("table.target_file_size={TARGET}");
-    let compacted = maintain_ok(
-        &config,
-        &[
-            "compact",
-            "--from",
-            "1970-01-01",
-            "--to",
-            "2100-01-01",
-            "--set",
-            &target,
-        ],
-    );
+    let compacted = maintain_ok(&config, &compact_every_day(&target));
     let main = &compacted["tables"][0];
     assert_eq!(main["table"], format!("{}.orders", scene.namespace));
     assert!(
@@ -319,15 +321,7 @@ fn a_crash_inside_each_maintenance_command_is_completed_by_a_rerun_and_never_see
     let scene = Scene::local();
     let (config, expected) = small_commits(&scene, 20_000);
     let target = format!("table.target_file_size={TARGET}");
-    let compact = [
-        "compact",
-        "--from",
-        "1970-01-01",
-        "--to",
-        "2100-01-01",
-        "--set",
-        &target,
-    ];
+    let compact = compact_every_day(&target);
     let snapshots = || {
         files(&scene, "orders").pyiceberg["snapshots"]
             .as_u64()
@@ -474,15 +468,7 @@ fn compaction_while_kappa_run_appends_to_the_same_table_loses_and_repeats_nothin
     // Compactions of every day, the ones the live run appends to included, while the producer
     // runs; each must succeed, and between them the live run must commit.
     let target = format!("table.target_file_size={TARGET}");
-    let compact = [
-        "compact",
-        "--from",
-        "1970-01-01",
-        "--to",
-        "2100-01-01",
-        "--set",
-        &target,
-    ];
+    let compact = compact_every_day(&target);
     let metadata = || scene.count_table_files("orders", "metadata", ".metadata.json");
     let mut rewritten = 0;
     let mut rounds = 0;

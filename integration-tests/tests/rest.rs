@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use kappa_integration_tests::{
     Catalog, Scene, assert_table_matches, free_port, kappa, last_line, python, replay, service,
 };
-use kappa_synth::{ArchiveOptions, HistorySpec};
+use kappa_synth::{ArchiveOptions, Expected, HistorySpec};
 use serde_json::Value;
 
 /// The proxy, killed when dropped.
@@ -85,12 +85,10 @@ impl Proxy {
     }
 }
 
-/// A replay whose commits' responses are lost three times (the connection closed, a 502, a
-/// 504), each after the catalog applied the commit: the replay settles each from the table's
-/// history and goes on; the table holds every event once, and a rerun has nothing to do.
-#[test]
-fn commits_the_catalog_applied_but_never_answered_are_found_in_the_history_not_made_twice() {
-    let scene = Scene::on(Catalog::Rest, "lost");
+/// A REST scene named `name` with an archive of 20,000 events (files of 2,000 records), what
+/// the table must hold, and the pipeline file (batches of 1,000 rows).
+fn replay_scene(name: &str) -> (Scene, Expected, String) {
+    let scene = Scene::on(Catalog::Rest, name);
     let expected = scene.write_local_archive(
         HistorySpec::new(20_000),
         ArchiveOptions {
@@ -98,8 +96,19 @@ fn commits_the_catalog_applied_but_never_answered_are_found_in_the_history_not_m
             ..ArchiveOptions::default()
         },
     );
-    let config = scene.config("[replay]\nbatch_rows = 1000\n");
-    let path = config.display().to_string();
+    let path = scene
+        .config("[replay]\nbatch_rows = 1000\n")
+        .display()
+        .to_string();
+    (scene, expected, path)
+}
+
+/// A replay whose commits' responses are lost three times (the connection closed, a 502, a
+/// 504), each after the catalog applied the commit: the replay settles each from the table's
+/// history and goes on; the table holds every event once, and a rerun has nothing to do.
+#[test]
+fn commits_the_catalog_applied_but_never_answered_are_found_in_the_history_not_made_twice() {
+    let (scene, expected, path) = replay_scene("lost");
     let proxy = Proxy::start(&scene, &[2, 4, 7], &["close", "502", "504"]);
     let out = kappa(
         &["replay", "-c", &path, "--json", "--set", "commit.rows=3000"],
@@ -128,7 +137,7 @@ fn commits_the_catalog_applied_but_never_answered_are_found_in_the_history_not_m
         scene.read("pyiceberg", "orders_dlq")["rows"].as_u64(),
         Some(expected.dead_lettered())
     );
-    let again = replay(&config, &[]);
+    let again = replay(Path::new(&path), &[]);
     assert_eq!(again["records_in"].as_u64(), Some(0), "{again}");
 }
 
@@ -201,16 +210,7 @@ fn a_publish_the_catalog_applied_but_never_answered_is_reported_published_once()
 /// has nothing to do.
 #[test]
 fn a_replay_outlives_its_catalog_tokens() {
-    let scene = Scene::on(Catalog::Rest, "tokens");
-    let expected = scene.write_local_archive(
-        HistorySpec::new(20_000),
-        ArchiveOptions {
-            flush_size: 2_000,
-            ..ArchiveOptions::default()
-        },
-    );
-    let config = scene.config("[replay]\nbatch_rows = 1000\n");
-    let path = config.display().to_string();
+    let (scene, expected, path) = replay_scene("tokens");
     let proxy = Proxy::start_with(&scene, &[], &["close"], &["--expire-tokens-every", "12"]);
     let out = kappa(
         &["replay", "-c", &path, "--json", "--set", "commit.rows=2000"],
@@ -231,6 +231,6 @@ fn a_replay_outlives_its_catalog_tokens() {
     for engine in ["pyiceberg", "duckdb"] {
         assert_table_matches(&scene.read(engine, "orders"), &expected);
     }
-    let again = replay(&config, &[]);
+    let again = replay(Path::new(&path), &[]);
     assert_eq!(again["records_in"].as_u64(), Some(0), "{again}");
 }

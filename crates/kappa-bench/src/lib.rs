@@ -116,6 +116,11 @@ impl Bench {
         if !quality {
             spec.quality = kappa_quality::Quality::new(kappa_quality::QualityConfig::disabled());
         }
+        self.replay_with(spec).await
+    }
+
+    /// The archive replayed through the orders logic into the table of `spec` (created).
+    async fn replay_with(&self, spec: PipelineSpec) -> RunSummary {
         let pipeline = open_pipeline(spec).await.unwrap();
         run_pipeline(
             pipeline,
@@ -130,24 +135,10 @@ impl Bench {
     /// benchmark.
     pub async fn backfill_table(&self, days: usize) -> (String, (i32, i32)) {
         let name = "backfill".to_string();
-        let pipeline = open_pipeline(self.spec(&name)).await.unwrap();
-        run_pipeline(
-            pipeline,
-            self.source().await,
-            kappa_logic::OrdersLogic::new(100_000),
-        )
-        .await
-        .unwrap();
-        let pipeline = kappa_runtime::open_existing_pipeline(self.spec(&name))
-            .await
-            .unwrap();
-        let field = kappa_iceberg::days::DayField::of(pipeline.main.table(), "event_time").unwrap();
-        let all: Vec<i32> = field
-            .rows_in(pipeline.main.table())
-            .await
-            .unwrap()
-            .into_keys()
-            .collect();
+        self.replay_with(self.spec(&name)).await;
+        let table = self.main_table(&name).await;
+        let field = kappa_iceberg::days::DayField::of(&table, "event_time").unwrap();
+        let all: Vec<i32> = field.rows_in(&table).await.unwrap().into_keys().collect();
         let first = all.len().saturating_sub(days) / 2;
         (
             name,
@@ -196,14 +187,7 @@ impl Bench {
         let mut spec = self.spec(name);
         spec.commit.rows = rows;
         spec.quality = kappa_quality::Quality::new(kappa_quality::QualityConfig::disabled());
-        let pipeline = open_pipeline(spec).await.unwrap();
-        run_pipeline(
-            pipeline,
-            self.source().await,
-            kappa_logic::OrdersLogic::new(100_000),
-        )
-        .await
-        .unwrap();
+        self.replay_with(spec).await;
         self.main_table(name).await
     }
 

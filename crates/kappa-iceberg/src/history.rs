@@ -46,9 +46,6 @@ pub struct HistoryEntry {
     pub operation: String,
     /// Its summary properties.
     pub summary: HashMap<String, String>,
-    /// Whether it was expired (its summary is read from the archive).
-    #[serde(skip)]
-    pub expired: bool,
 }
 
 impl HistoryEntry {
@@ -60,7 +57,6 @@ impl HistoryEntry {
             timestamp_ms: snapshot.timestamp_ms(),
             operation: summary.operation.as_str().to_string(),
             summary: summary.additional_properties.clone(),
-            expired: false,
         }
     }
 }
@@ -116,12 +112,9 @@ pub async fn archived(table: &Table) -> Result<Vec<HistoryEntry>, IcebergError> 
     let mut entries = Vec::new();
     for value in reader {
         let value = value.map_err(|e| fail(format!("reading the archive: {e}")))?;
-        let entry: HistoryEntry =
-            apache_avro::from_value(&value).map_err(|e| fail(format!("an archive record: {e}")))?;
-        entries.push(HistoryEntry {
-            expired: true,
-            ..entry
-        });
+        entries.push(
+            apache_avro::from_value(&value).map_err(|e| fail(format!("an archive record: {e}")))?,
+        );
     }
     Ok(entries)
 }
@@ -156,15 +149,7 @@ pub(crate) async fn write_archive(
     if entries.is_empty() {
         return Ok(None);
     }
-    entries.extend(
-        archived(table)
-            .await?
-            .into_iter()
-            .map(|entry| HistoryEntry {
-                expired: false,
-                ..entry
-            }),
-    );
+    entries.extend(archived(table).await?);
     let path = format!(
         "{}/metadata/kappa-history-{}.avro",
         metadata.location().trim_end_matches('/'),

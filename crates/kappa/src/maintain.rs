@@ -20,7 +20,7 @@ use kappa_iceberg::state::TableState;
 use kappa_metrics::events::maintenance;
 use serde_json::json;
 
-use crate::cli::{ConfigArgs, MaintainCommand};
+use crate::cli::MaintainCommand;
 use crate::{Failure, exit, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
@@ -41,8 +41,8 @@ struct Tables {
 }
 
 impl Tables {
-    async fn open(args: &ConfigArgs) -> Result<Self, Failure> {
-        let config = args.load()?;
+    /// The tables of `config` (loaded once, by [`run`]); `json`: print JSON.
+    async fn open(config: PipelineConfig, json: bool) -> Result<Self, Failure> {
         let catalog_config = crate::replay::catalog_config(&config);
         let catalog = kappa_iceberg::connect_read_only(&catalog_config)
             .await
@@ -89,7 +89,7 @@ impl Tables {
             catalog,
             committer,
             tables,
-            json: args.json,
+            json,
         })
     }
 
@@ -299,7 +299,7 @@ pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
     };
     let config = args.load()?;
     if !config.raw.is_set("metrics.listen") {
-        return execute(command).await;
+        return execute(command, config).await;
     }
     let limits = kappa_metrics::Limits {
         max_connections: config.raw.metrics.max_connections,
@@ -314,7 +314,7 @@ pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
     .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
     let linger = config.raw.metrics.linger;
     let shutdown = (!linger.is_zero()).then(crate::shutdown::Shutdown::listen);
-    let result = execute(command).await;
+    let result = execute(command, config).await;
     if let Some(shutdown) = shutdown {
         tracing::info!(
             addr = %endpoint.local_addr(),
@@ -330,7 +330,7 @@ pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
     result
 }
 
-async fn execute(command: MaintainCommand) -> Result<(), Failure> {
+async fn execute(command: MaintainCommand, config: PipelineConfig) -> Result<(), Failure> {
     match command {
         MaintainCommand::Compact(args) => {
             let from = day_arg("--from", args.from.as_deref())?;
@@ -343,24 +343,24 @@ async fn execute(command: MaintainCommand) -> Result<(), Failure> {
                     code: exit::USAGE,
                 });
             }
-            let tables = Tables::open(&args.config).await?;
+            let tables = Tables::open(config, args.config.json).await?;
             let done = tables.compact((from, to), args.dry_run).await?;
             print_compactions(&done, tables.json);
         }
         MaintainCommand::Expire(args) => {
-            let tables = Tables::open(&args.config).await?;
+            let tables = Tables::open(config, args.config.json).await?;
             let options = tables.expire_options(args.older_than, args.retain_last, args.dry_run)?;
             let done = tables.expire(&options).await?;
             print_expiries(&done, tables.json, args.dry_run);
         }
         MaintainCommand::Orphans(args) => {
-            let tables = Tables::open(&args.config).await?;
+            let tables = Tables::open(config, args.config.json).await?;
             let options = tables.orphan_options(args.older_than, args.dry_run);
             let done = tables.orphans(&options).await?;
             print_orphans(&done, tables.json, args.dry_run);
         }
         MaintainCommand::All(args) => {
-            let tables = Tables::open(&args.config).await?;
+            let tables = Tables::open(config, args.config.json).await?;
             let compactions = tables.compact((None, None), args.dry_run).await?;
             print_compactions(&compactions, tables.json);
             let options = tables.expire_options(None, None, args.dry_run)?;

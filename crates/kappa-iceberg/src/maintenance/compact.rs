@@ -164,10 +164,7 @@ pub async fn compact(
             .push(file);
     }
     let mut groups: Vec<Group> = groups.into_values().collect();
-    groups.sort_by(|a, b| {
-        (a.day, partition_name(&table, &a.partition))
-            .cmp(&(b.day, partition_name(&table, &b.partition)))
-    });
+    groups.sort_by_cached_key(|g| (g.day, partition_name(&table, &g.partition)));
     let mut compaction = Compaction {
         table: table_name(ident),
         ..Compaction::default()
@@ -257,10 +254,12 @@ fn order_by_event_time(table: &Table, column: &str, files: &mut [DataFile]) {
         .current_schema()
         .field_by_name(column)
         .map(|f| f.id);
+    fn lower(id: Option<i32>, file: &DataFile) -> Option<&iceberg::spec::Datum> {
+        file.lower_bounds().get(&id?)
+    }
     files.sort_by(|a, b| {
-        let lower = |f: &DataFile| id.and_then(|id| f.lower_bounds().get(&id).cloned());
-        match (lower(a), lower(b)) {
-            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        match (lower(id, a), lower(id, b)) {
+            (Some(x), Some(y)) => x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => std::cmp::Ordering::Equal,
