@@ -281,7 +281,7 @@ pub fn spec(
         late_table: None,
         mapping,
         quality: kappa_quality::Quality::new(
-            kappa_quality::QualityConfig::orders("event_time").unwrap(),
+            kappa_logic::orders::default_quality("event_time").unwrap(),
         ),
         quarantine_table: None,
     }

@@ -38,6 +38,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "metrics",
             "replay",
             "maintenance",
+            "logic",
         ]),
     ),
     ("pipeline", Some(&["name", "logic"])),
@@ -126,7 +127,7 @@ pub(crate) const SECTIONS: &[Section] = &[
         "commit",
         Some(&["interval", "rows", "bytes", "max_attempts"]),
     ),
-    ("dedup", Some(&["window"])),
+    ("dedup", Some(&["key", "window"])),
     (
         "event_time",
         Some(&["column", "allowed_lateness", "late_policy"]),
@@ -185,6 +186,8 @@ pub(crate) const SECTIONS: &[Section] = &[
         "maintenance",
         Some(&["expire_older_than", "retain_last", "orphan_older_than"]),
     ),
+    // `[logic.<name>]`: each logic's own keys, checked against its registry entry.
+    ("logic", None),
 ];
 
 fn section(name: &str) -> Option<&'static Section> {

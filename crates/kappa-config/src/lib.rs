@@ -24,29 +24,56 @@ mod typed;
 mod validate;
 
 pub use error::ConfigError;
+pub use kappa_logic::Registry;
 pub use layer::DEFAULTS;
 pub use partition::{PartitionSpec, PartitionTransform, parse_partition};
 pub use raw::{
     ArchiveSection, CatalogSection, CommitSection, CompletenessSection, DedupSection, DlqSection,
-    EventTimeSection, GatesSection, KafkaProperties, KafkaSection, MetricsSection, NullRateSection,
-    PartitionSection, PipelineSection, QualitySection, RawConfig, ReplaySection, RuleSection,
-    S3Section, SchemaSection, Secret, SourceSection, TableSection, TimelinessSection,
+    EventTimeSection, GatesSection, KafkaProperties, KafkaSection, LogicValue, MetricsSection,
+    NullRateSection, PartitionSection, PipelineSection, QualitySection, RawConfig, ReplaySection,
+    RuleSection, S3Section, SchemaSection, Secret, SourceSection, TableSection, TimelinessSection,
     UniquenessSection,
 };
 pub use typed::{
     ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaAssignment, KafkaConfig,
     KafkaStart, LatePolicy, RegistryConfig, SchemaSource,
 };
-pub use validate::{PipelineConfig, validate};
+pub use validate::{PipelineConfig, validate, validate_with};
 
 use std::path::Path;
 
 /// Loads `path` with the process environment and `overrides` (`("commit.interval", "5s")`).
 /// Environment variables that are not valid Unicode are ignored.
 pub fn load(path: &Path, overrides: &[(String, String)]) -> Result<PipelineConfig, ConfigError> {
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    load_with_env(path, env, overrides)
+    load_with(path, overrides, &Registry::builtin())
+}
+
+/// [`load`] with the logics of `registry`: `[pipeline] logic` may name any of them.
+pub fn load_with(
+    path: &Path,
+    overrides: &[(String, String)],
+    registry: &Registry,
+) -> Result<PipelineConfig, ConfigError> {
+    let text = read(path)?;
+    load_str_with(
+        &text,
+        &path.display().to_string(),
+        process_env(),
+        overrides,
+        registry,
+    )
+}
+
+/// The process environment, without the variables that are not valid Unicode.
+fn process_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// Loads `path` with an explicit environment (tests pass their own) and `overrides`.
@@ -55,10 +82,7 @@ pub fn load_with_env(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &[(String, String)],
 ) -> Result<PipelineConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let text = read(path)?;
     load_str(&text, &path.display().to_string(), env, overrides)
 }
 
@@ -69,6 +93,17 @@ pub fn load_str(
     env: impl IntoIterator<Item = (String, String)>,
     overrides: &[(String, String)],
 ) -> Result<PipelineConfig, ConfigError> {
+    load_str_with(text, origin, env, overrides, &Registry::builtin())
+}
+
+/// [`load_str`] with the logics of `registry`.
+pub fn load_str_with(
+    text: &str,
+    origin: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    overrides: &[(String, String)],
+    registry: &Registry,
+) -> Result<PipelineConfig, ConfigError> {
     let raw = layer::layer(text, origin, env, overrides)?;
-    validate(raw)
+    validate_with(raw, registry)
 }

@@ -7,6 +7,8 @@ use kappa_quality::{
     QualityError, RecordRule, RuleCheck, TimelinessGate, UniquenessGate,
 };
 
+use kappa_logic::LogicEntry;
+
 use crate::error::ConfigError;
 use crate::raw::{QualitySection, RuleSection};
 
@@ -103,15 +105,19 @@ fn rule(index: usize, raw: &RuleSection) -> Result<RecordRule, ConfigError> {
     .map_err(err)
 }
 
-/// `[quality]` → [`QualityConfig`]: the contract's default rules (unless `default_rules =
+/// `[quality]` → [`QualityConfig`]: the logic's default rules (unless `default_rules =
 /// false`), replaced by name or extended by `[[quality.rules]]`, and the gates that are enabled.
+/// A gate's columns default to the logic's; a gate with no column to check (the null-rate and
+/// uniqueness gates of `identity` unless the config names columns) is off.
 pub(crate) fn quality(
     raw: &QualitySection,
-    logic: &str,
+    logic: &LogicEntry,
     event_time: &str,
 ) -> Result<QualityConfig, ConfigError> {
     let mut rules = if raw.default_rules {
-        kappa_quality::default_rules(logic).map_err(|e| quality_error("quality", "", e))?
+        logic
+            .default_rules()
+            .map_err(|e| quality_error("quality", "", e))?
     } else {
         Vec::new()
     };
@@ -147,19 +153,26 @@ pub(crate) fn quality(
         .transpose()?;
     let section = "quality.gates.null_rate";
     let g = &gates.null_rate;
-    let null_rate = g
-        .enabled
+    let columns = g.columns.clone().unwrap_or_else(|| {
+        let defaults = logic.defaults.null_rate_columns.iter();
+        defaults.map(|c| c.to_string()).collect()
+    });
+    let null_rate = (g.enabled && !columns.is_empty())
         .then(|| {
-            NullRateGate::new(policy(section, &g.policy)?, g.columns.clone(), g.max_rate)
+            NullRateGate::new(policy(section, &g.policy)?, columns, g.max_rate)
                 .map_err(|e| quality_error(section, "", e))
         })
         .transpose()?;
     let section = "quality.gates.uniqueness";
     let g = &gates.uniqueness;
-    let uniqueness = g
-        .enabled
-        .then(|| {
-            UniquenessGate::new(policy(section, &g.policy)?, &g.column, g.max_rate)
+    let column = g
+        .column
+        .clone()
+        .or_else(|| logic.defaults.uniqueness_column.map(str::to_string));
+    let uniqueness = column
+        .filter(|_| g.enabled)
+        .map(|column| {
+            UniquenessGate::new(policy(section, &g.policy)?, &column, g.max_rate)
                 .map_err(|e| quality_error(section, "", e))
         })
         .transpose()?;

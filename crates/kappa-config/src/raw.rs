@@ -67,6 +67,9 @@ pub struct RawConfig {
     pub replay: ReplaySection,
     /// `[maintenance]`
     pub maintenance: MaintenanceSection,
+    /// `[logic.<name>]`: each logic's own options, checked by the logic's registry entry.
+    #[serde(default)]
+    pub logic: BTreeMap<String, BTreeMap<String, LogicValue>>,
     /// The dotted keys the file, the environment or `--set` gave (not the embedded defaults).
     #[serde(skip)]
     pub explicit: BTreeSet<String>,
@@ -468,8 +471,27 @@ pub struct CommitSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DedupSection {
-    /// Offsets per partition within which a repeated event id is a duplicate.
+    /// The column whose repeats are dropped; unset: the logic's default (`orders`: `event_id`,
+    /// `identity`: none, no dedup).
+    pub key: Option<String>,
+    /// Offsets per partition within which a repeated key is a duplicate.
     pub window: i64,
+}
+
+/// A value of a `[logic.<name>]` key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LogicValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Text(String),
+    /// An array.
+    List(Vec<LogicValue>),
 }
 
 /// `[event_time]`
@@ -560,9 +582,10 @@ pub struct NullRateSection {
     pub enabled: bool,
     /// `block`, `quarantine` or `warn`.
     pub policy: String,
-    /// Critical columns; a list, or one comma-separated string (env).
-    #[serde(deserialize_with = "list_or_csv")]
-    pub columns: Vec<String>,
+    /// Critical columns; a list, or one comma-separated string (env). Unset: the logic's
+    /// (`orders`: `user_id`; `identity`: none, the gate checks nothing).
+    #[serde(default, deserialize_with = "optional_list_or_csv")]
+    pub columns: Option<Vec<String>>,
     /// Largest NULL share that passes (0.001 is 0.1%).
     pub max_rate: f64,
 }
@@ -575,8 +598,8 @@ pub struct UniquenessSection {
     pub enabled: bool,
     /// `block`, `quarantine` or `warn`.
     pub policy: String,
-    /// Key column.
-    pub column: String,
+    /// Key column. Unset: the logic's (`orders`: `event_id`; `identity`: none, no gate).
+    pub column: Option<String>,
     /// Largest duplicate share within a commit that passes.
     pub max_rate: f64,
 }

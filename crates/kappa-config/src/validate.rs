@@ -5,12 +5,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kappa_core::redact::{Redacted, redact};
+use kappa_logic::{LogicEntry, LogicError, LogicOptions, LogicSettings, OptionValue, Registry};
 use kappa_quality::QualityConfig;
 use url::Url;
 
 use crate::error::ConfigError;
 use crate::partition::{PartitionSpec, parse_partition};
-use crate::raw::{KafkaProperties, RawConfig, S3Section, SchemaSection};
+use crate::raw::{KafkaProperties, LogicValue, RawConfig, S3Section, SchemaSection};
 use crate::typed::{
     ArchiveConfig, ArchiveFormat, ArchiveLimitsConfig, CatalogKind, KafkaAssignment, KafkaConfig,
     KafkaStart, LatePolicy, RegistryConfig, SchemaSource,
@@ -29,6 +30,11 @@ pub struct PipelineConfig {
     pub name: String,
     /// `[pipeline] logic`.
     pub logic: String,
+    /// The registry entry `[pipeline] logic` names.
+    pub logic_entry: LogicEntry,
+    /// What the logic's factory is given: `[dedup]`, `[event_time] column` and
+    /// `[logic.<name>]`, the logic's defaults filled in.
+    pub logic_settings: LogicSettings,
     /// `[source.archive]`, when configured.
     pub source_archive: Option<ArchiveConfig>,
     /// `[source.kafka]`, when configured.
@@ -69,6 +75,7 @@ impl fmt::Debug for PipelineConfig {
         f.debug_struct("PipelineConfig")
             .field("name", &self.name)
             .field("logic", &self.logic)
+            .field("logic_settings", &self.logic_settings)
             .field("source_archive", &self.source_archive)
             .field("source_kafka", &Redacted(&self.source_kafka))
             .field("schema", &Redacted(&self.schema))
@@ -747,8 +754,93 @@ fn check_rest_keys(kind: CatalogKind, c: &crate::raw::CatalogSection) -> Result<
     Ok(())
 }
 
-/// Validates `raw` into a [`PipelineConfig`]; the error names the first bad key.
+/// Validates `raw` into a [`PipelineConfig`] with the logics Kappa ships; the error names the
+/// first bad key.
 pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
+    validate_with(raw, &Registry::builtin())
+}
+
+/// `[logic.<name>]` values as the registry's option values.
+fn logic_value(value: &LogicValue) -> OptionValue {
+    match value {
+        LogicValue::Bool(b) => OptionValue::Bool(*b),
+        LogicValue::Int(i) => OptionValue::Int(*i),
+        LogicValue::Float(x) => OptionValue::Float(*x),
+        LogicValue::Text(s) => OptionValue::Text(s.clone()),
+        LogicValue::List(items) => OptionValue::List(items.iter().map(logic_value).collect()),
+    }
+}
+
+/// A registry error about the config as the [`ConfigError`] naming its key.
+fn logic_error(error: LogicError) -> ConfigError {
+    match error {
+        LogicError::Option {
+            section,
+            key,
+            message,
+        } => ConfigError::invalid(&section, &key, message),
+        LogicError::UnknownLogic { name, known } => ConfigError::invalid(
+            "pipeline",
+            "logic",
+            format!("unknown logic {name:?}; expected one of {known}"),
+        ),
+        other => ConfigError::invalid("pipeline", "logic", other.to_string()),
+    }
+}
+
+/// The logic `[pipeline] logic` names in `registry`, and its settings: `[dedup] key` or the
+/// logic's default, `[logic.<name>]` checked against the keys the logic declares (the section
+/// of another logic is an error: it would be ignored).
+fn logic(
+    raw: &RawConfig,
+    name: &str,
+    registry: &Registry,
+) -> Result<(LogicEntry, LogicSettings), ConfigError> {
+    let entry = *registry.get(name).map_err(logic_error)?;
+    if let Some(other) = raw.logic.keys().find(|k| k.as_str() != entry.name) {
+        return Err(ConfigError::invalid(
+            "logic",
+            other,
+            format!(
+                "options of logic {other:?}, but [pipeline] logic is {:?}; rename the section to [logic.{}] or remove it",
+                entry.name, entry.name
+            ),
+        ));
+    }
+    let values = raw
+        .logic
+        .get(entry.name)
+        .map(|section| {
+            section
+                .iter()
+                .map(|(k, v)| (k.clone(), logic_value(v)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let options = LogicOptions::new(&entry, values).map_err(logic_error)?;
+    let dedup_key = match &raw.dedup.key {
+        Some(key) if key.trim().is_empty() => {
+            return Err(ConfigError::invalid(
+                "dedup",
+                "key",
+                "must not be empty; leave it unset for the logic's default",
+            ));
+        }
+        Some(key) => Some(key.trim().to_string()),
+        None => entry.defaults.dedup_key.map(str::to_string),
+    };
+    let settings = LogicSettings {
+        dedup_key,
+        dedup_window: raw.dedup.window,
+        event_time_column: raw.event_time.column.trim().to_string(),
+        options,
+    };
+    Ok((entry, settings))
+}
+
+/// Validates `raw` into a [`PipelineConfig`] with the logics of `registry` (a program that
+/// embeds Kappa registers its own); the error names the first bad key.
+pub fn validate_with(raw: RawConfig, registry: &Registry) -> Result<PipelineConfig, ConfigError> {
     let name = required(
         raw.pipeline.name.as_ref(),
         "pipeline",
@@ -941,12 +1033,16 @@ pub fn validate(raw: RawConfig) -> Result<PipelineConfig, ConfigError> {
                 ),
             )
         })?;
-    let quality = crate::quality::quality(&raw.quality, &logic, raw.event_time.column.trim())?;
+    let (logic_entry, logic_settings) = self::logic(&raw, &logic, registry)?;
+    let quality =
+        crate::quality::quality(&raw.quality, &logic_entry, raw.event_time.column.trim())?;
     Ok(PipelineConfig {
         quality,
         commit_interval: raw.commit.interval,
         name,
-        logic,
+        logic: logic_entry.name.to_string(),
+        logic_entry,
+        logic_settings,
         source_archive,
         source_kafka,
         schema,

@@ -8,7 +8,7 @@ use kappa_config::{
     ArchiveFormat, CatalogKind, ConfigError, KafkaAssignment, PartitionTransform, SchemaSource,
     load_str, load_with_env,
 };
-use kappa_quality::{Policy, QualityConfig, RuleCheck};
+use kappa_quality::{Policy, RuleCheck};
 
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/examples")
@@ -94,7 +94,7 @@ fn the_shared_contract_example_keeps_its_meaning() {
     assert_eq!(config.metrics_listen.to_string(), "127.0.0.1:9464");
     assert_eq!(
         config.quality,
-        QualityConfig::orders("event_time").unwrap(),
+        kappa_logic::orders::default_quality("event_time").unwrap(),
         "no [quality]: the orders contract's defaults"
     );
 }
@@ -724,7 +724,10 @@ fn the_configuration_reference_documents_every_key() {
 #[test]
 fn quality_defaults_are_the_orders_contracts() {
     let config = load(MINIMAL).unwrap();
-    assert_eq!(config.quality, QualityConfig::orders("event_time").unwrap());
+    assert_eq!(
+        config.quality,
+        kappa_logic::orders::default_quality("event_time").unwrap()
+    );
     // The timeliness gate reads [event_time] column.
     let config = load(&format!(
         "{MINIMAL}\n[event_time]\ncolumn = \"happened_at\"\n"
@@ -1161,4 +1164,153 @@ fn kafka_assignment_defaults_to_every_partition_without_a_group_and_takes_a_shar
         let err = load(&format!("{MINIMAL}\n{kafka}{extra}")).unwrap_err();
         assert_eq!(err.key().as_deref(), Some(key), "{extra}: {err}");
     }
+}
+
+#[test]
+fn identity_gates_only_the_columns_the_config_names_and_has_no_rules() {
+    let identity = format!("{MINIMAL}\n[pipeline]\nlogic = \"identity\"\n")
+        .replace("[pipeline]\nname = \"p\"\n", "")
+        .replace("[pipeline]\n", "[pipeline]\nname = \"p\"\n");
+    let config = load(&identity).unwrap();
+    assert_eq!(config.logic, "identity");
+    assert_eq!(config.logic_settings.dedup_key, None, "no dedup by default");
+    let q = &config.quality;
+    assert!(q.rules.is_empty(), "identity has no contract rules");
+    assert!(q.null_rate.is_none() && q.uniqueness.is_none());
+    assert!(q.completeness.is_some() && q.timeliness.is_some());
+    // Named columns get gates; [dedup] key sets the dedup.
+    let text = format!(
+        "{identity}\n[dedup]\nkey = \"payment_id\"\n[quality.gates.null_rate]\ncolumns = [\"payer\"]\n[quality.gates.uniqueness]\ncolumn = \"payment_id\"\n"
+    );
+    let config = load(&text).unwrap();
+    assert_eq!(
+        config.logic_settings.dedup_key.as_deref(),
+        Some("payment_id")
+    );
+    assert_eq!(
+        config.quality.null_rate.as_ref().unwrap().columns(),
+        ["payer"]
+    );
+    assert_eq!(
+        config.quality.uniqueness.as_ref().unwrap().column(),
+        "payment_id"
+    );
+}
+
+#[test]
+fn orders_takes_its_defaults_from_its_registry_entry_and_the_config_overrides_them() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.logic_settings.dedup_key.as_deref(), Some("event_id"));
+    assert_eq!(config.logic_settings.dedup_window, 100_000);
+    let text = format!(
+        "{MINIMAL}\n[dedup]\nkey = \"order_id\"\n[quality.gates.null_rate]\ncolumns = []\n"
+    );
+    let config = load(&text).unwrap();
+    assert_eq!(config.logic_settings.dedup_key.as_deref(), Some("order_id"));
+    assert!(
+        config.quality.null_rate.is_none(),
+        "an empty list turns the gate off"
+    );
+    assert_eq!(
+        config.quality.uniqueness.as_ref().unwrap().column(),
+        "event_id",
+        "the uniqueness gate keeps the logic's column"
+    );
+}
+
+#[test]
+fn logic_names_and_options_are_checked_against_the_registry() {
+    let err = load(
+        &format!("{MINIMAL}\n[pipeline]\nlogic = \"ordres\"\n")
+            .replacen("[pipeline]\nname = \"p\"\n", "", 1)
+            .replace("[pipeline]\n", "[pipeline]\nname = \"p\"\n"),
+    )
+    .unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("pipeline.logic"), "{err}");
+    assert!(
+        err.to_string().contains("expected one of identity|orders"),
+        "{err}"
+    );
+    let err = load(&format!("{MINIMAL}\n[logic.orders]\nstrict = true\n")).unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("logic.orders.strict"), "{err}");
+    assert!(err.to_string().contains("takes no options"), "{err}");
+    let err = load(&format!("{MINIMAL}\n[logic.identity]\nx = 1\n")).unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("logic.identity"), "{err}");
+    assert!(
+        err.to_string().contains("[pipeline] logic is \"orders\""),
+        "{err}"
+    );
+    let err = load(&format!("{MINIMAL}\n[dedup]\nkey = \" \"\n")).unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("dedup.key"), "{err}");
+}
+
+#[test]
+fn a_registered_logic_is_configured_like_a_builtin_one() {
+    use kappa_logic::{LogicDefaults, LogicEntry, OptionDoc, Registry};
+    const FX: LogicEntry = LogicEntry {
+        name: "fx",
+        about: "converts amounts",
+        defaults: LogicDefaults {
+            dedup_key: Some("payment_id"),
+            null_rate_columns: &["payer"],
+            uniqueness_column: None,
+            rules: || Ok(Vec::new()),
+        },
+        options: &[OptionDoc {
+            key: "rate",
+            about: "the exchange rate, a number (default 1.0)",
+        }],
+        build: |_| unreachable!("not built here"),
+    };
+    let registry = Registry::builtin().with(FX).unwrap();
+    let text = format!("{MINIMAL}\n[logic.fx]\nrate = 1.25\n")
+        .replace("name = \"p\"\n", "name = \"p\"\nlogic = \"fx\"\n");
+    assert_eq!(
+        load(&text).unwrap_err().key().as_deref(),
+        Some("pipeline.logic"),
+        "the builtin registry does not know it"
+    );
+    let config = kappa_config::load_str_with(&text, "p.toml", no_env(), &[], &registry).unwrap();
+    assert_eq!(config.logic, "fx");
+    assert_eq!(
+        config.logic_settings.dedup_key.as_deref(),
+        Some("payment_id")
+    );
+    assert_eq!(
+        config.logic_settings.options.float("rate", 1.0).unwrap(),
+        1.25
+    );
+    assert_eq!(
+        config.quality.null_rate.as_ref().unwrap().columns(),
+        ["payer"]
+    );
+    // The value's type is the factory's to check (typed getters name the key); the key is the
+    // registry's.
+    let config = kappa_config::load_str_with(
+        &text.replace("rate = 1.25", "rate = \"high\""),
+        "p.toml",
+        no_env(),
+        &[],
+        &registry,
+    )
+    .unwrap();
+    let err = config
+        .logic_settings
+        .options
+        .float("rate", 1.0)
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "[logic.fx] rate: \"high\": expected a finite number"
+    );
+    let err = kappa_config::load_str_with(
+        &text.replace("rate = 1.25", "rat = 1.25"),
+        "p.toml",
+        no_env(),
+        &[],
+        &registry,
+    )
+    .unwrap_err();
+    assert_eq!(err.key().as_deref(), Some("logic.fx.rat"), "{err}");
+    assert!(err.to_string().contains("expected one of rate"), "{err}");
 }

@@ -83,7 +83,7 @@ pub trait Logic: Send {
     /// dead letters).
     type Error: std::error::Error + Classify + Send + Sync + 'static;
 
-    /// The name `[pipeline] logic` selects it by (`orders`).
+    /// The name `[pipeline] logic` selects it by (`orders`, `identity`).
     fn name(&self) -> &'static str;
 
     /// Applies the logic to one batch. Rows may be dropped (duplicates, counted in the stats) or moved to
@@ -97,4 +97,25 @@ pub trait Logic: Send {
     /// Forgets all state, as if new (before a re-read from the table's position after a
     /// consumer group rebalance).
     fn reset(&mut self);
+}
+
+/// A boxed logic is a logic: what a registry's factory returns runs like the concrete type.
+impl<L: Logic + ?Sized> Logic for Box<L> {
+    type Error = L::Error;
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, LogicStats), Self::Error> {
+        (**self).apply(batch)
+    }
+
+    fn warm_up(&mut self, batch: &SourceBatch) -> Result<(), Self::Error> {
+        (**self).warm_up(batch)
+    }
+
+    fn reset(&mut self) {
+        (**self).reset()
+    }
 }

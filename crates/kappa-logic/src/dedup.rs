@@ -17,12 +17,22 @@
 //! ids within one window share a hash with probability about `window² / 2¹²⁹` (10⁻²⁹ for the
 //! default 100,000), so the decisions are those of comparing the ids themselves.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Date32Type, Decimal128Type, Int8Type, Int16Type, Int32Type, Int64Type, TimestampMicrosecondType,
+};
+use arrow_array::{Array, BinaryArray, FixedSizeBinaryArray, PrimitiveArray, StringArray};
+use arrow_schema::{DataType, TimeUnit};
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
+use kappa_core::{SourceBatch, TopicPartition};
 use twox_hash::XxHash3_128;
+
+use crate::columns::{self, describe};
+use crate::error::LogicError;
 
 /// A remembered id: its hash, and the newest offset it occurred at.
 #[derive(Debug, Clone, Copy)]
@@ -67,12 +77,12 @@ impl DedupWindow {
 
     /// Whether `id` at `offset` repeats an id within the window; remembers this occurrence
     /// either way. Offsets must be fed in ascending order per window.
-    pub fn check_and_insert(&mut self, id: &str, offset: i64) -> bool {
+    pub fn check_and_insert(&mut self, id: &(impl AsRef<[u8]> + ?Sized), offset: i64) -> bool {
         self.evict_before(offset.saturating_sub(self.window));
         if self.window == 0 {
             return false;
         }
-        let id = XxHash3_128::oneshot_with_seed(self.seed, id.as_bytes());
+        let id = XxHash3_128::oneshot_with_seed(self.seed, id.as_ref());
         let duplicate = match self
             .seen
             .entry(slot(id), |seen| seen.id == id, |seen| slot(seen.id))
@@ -116,6 +126,181 @@ impl DedupWindow {
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
         self.seen.is_empty()
+    }
+}
+
+/// Deduplication on a key column: one [`DedupWindow`] per topic-partition. The building block of
+/// every logic that drops repeated records (`orders` on `event_id`, `identity` on `[dedup] key`).
+#[derive(Debug, Clone)]
+pub struct Dedup {
+    key: Option<String>,
+    window: i64,
+    windows: HashMap<TopicPartition, DedupWindow>,
+}
+
+/// The types a dedup key column may have: its values are compared by their bytes.
+pub const KEY_TYPES: &str = "string, bytes, fixed, uuid, int, long, date, timestamp or decimal";
+
+impl Dedup {
+    /// Drops rows whose `key` repeats within `window` offsets of a partition; `None` keeps
+    /// every row (and remembers nothing).
+    pub fn new(key: Option<String>, window: i64) -> Self {
+        Self {
+            key,
+            window: window.max(0),
+            windows: HashMap::new(),
+        }
+    }
+
+    /// The key column, if any.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The window in offsets.
+    pub fn window(&self) -> i64 {
+        self.window
+    }
+
+    /// Marks the rows of `batch` that repeat a key (sets their `keep` to false) and returns how
+    /// many it marked. Rows already marked (rejected by the logic) are neither checked nor
+    /// remembered: a later record with the same key is the event, not a duplicate of a record
+    /// that never reached the table. A NULL key is never a duplicate.
+    pub fn mark(
+        &mut self,
+        logic: &'static str,
+        batch: &SourceBatch,
+        keep: &mut [bool],
+    ) -> Result<u64, LogicError> {
+        let (Some(key), true) = (self.key.as_deref(), self.window > 0) else {
+            return Ok(0);
+        };
+        let keys = KeyColumn::of(logic, batch, key)?;
+        let window = window(&mut self.windows, self.window, &batch.partition);
+        let mut buffer = [0u8; 16];
+        let mut duplicates = 0;
+        for (row, &offset) in batch.offsets.iter().enumerate() {
+            if !keep[row] {
+                continue;
+            }
+            if let Some(id) = keys.get(row, &mut buffer)
+                && window.check_and_insert(id, offset)
+            {
+                keep[row] = false;
+                duplicates += 1;
+            }
+        }
+        Ok(duplicates)
+    }
+
+    /// Remembers the keys of an already committed batch (restart), except those of the rows
+    /// `eligible` says the logic rejected.
+    pub fn warm_up(
+        &mut self,
+        logic: &'static str,
+        batch: &SourceBatch,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Result<(), LogicError> {
+        let (Some(key), true) = (self.key.as_deref(), self.window > 0) else {
+            return Ok(());
+        };
+        let keys = KeyColumn::of(logic, batch, key)?;
+        let window = window(&mut self.windows, self.window, &batch.partition);
+        let mut buffer = [0u8; 16];
+        for (row, &offset) in batch.offsets.iter().enumerate() {
+            if eligible(row)
+                && let Some(id) = keys.get(row, &mut buffer)
+            {
+                window.check_and_insert(id, offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every key.
+    pub fn reset(&mut self) {
+        self.windows.clear();
+    }
+}
+
+fn window<'w>(
+    windows: &'w mut HashMap<TopicPartition, DedupWindow>,
+    size: i64,
+    partition: &TopicPartition,
+) -> &'w mut DedupWindow {
+    windows
+        .entry(partition.clone())
+        .or_insert_with(|| DedupWindow::new(size))
+}
+
+/// A key column, read as bytes.
+enum KeyColumn<'a> {
+    Utf8(&'a StringArray),
+    Binary(&'a BinaryArray),
+    Fixed(&'a FixedSizeBinaryArray),
+    Int8(&'a PrimitiveArray<Int8Type>),
+    Int16(&'a PrimitiveArray<Int16Type>),
+    Int32(&'a PrimitiveArray<Int32Type>),
+    Int64(&'a PrimitiveArray<Int64Type>),
+    Date32(&'a PrimitiveArray<Date32Type>),
+    Micros(&'a PrimitiveArray<TimestampMicrosecondType>),
+    Decimal(&'a PrimitiveArray<Decimal128Type>),
+}
+
+impl<'a> KeyColumn<'a> {
+    fn of(logic: &'static str, batch: &'a SourceBatch, name: &str) -> Result<Self, LogicError> {
+        let (_, array) = columns::column(logic, batch, name)?;
+        Ok(match array.data_type() {
+            DataType::Utf8 => KeyColumn::Utf8(array.as_string()),
+            DataType::Binary => KeyColumn::Binary(array.as_binary()),
+            DataType::FixedSizeBinary(_) => KeyColumn::Fixed(array.as_fixed_size_binary()),
+            DataType::Int8 => KeyColumn::Int8(array.as_primitive()),
+            DataType::Int16 => KeyColumn::Int16(array.as_primitive()),
+            DataType::Int32 => KeyColumn::Int32(array.as_primitive()),
+            DataType::Int64 => KeyColumn::Int64(array.as_primitive()),
+            DataType::Date32 => KeyColumn::Date32(array.as_primitive()),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                KeyColumn::Micros(array.as_primitive())
+            }
+            DataType::Decimal128(_, _) => KeyColumn::Decimal(array.as_primitive()),
+            other => {
+                return Err(LogicError::Column {
+                    logic,
+                    batch: describe(batch),
+                    column: name.to_string(),
+                    message: format!(
+                        "a dedup key must be a {KEY_TYPES} column; this one is {other}"
+                    ),
+                });
+            }
+        })
+    }
+
+    /// The key of `row` as bytes (numbers little-endian in `buffer`), `None` when NULL.
+    fn get<'b>(&'b self, row: usize, buffer: &'b mut [u8; 16]) -> Option<&'b [u8]> {
+        fn number<'b>(buffer: &'b mut [u8; 16], bytes: &[u8]) -> &'b [u8] {
+            buffer[..bytes.len()].copy_from_slice(bytes);
+            &buffer[..bytes.len()]
+        }
+        macro_rules! primitive {
+            ($array:expr) => {
+                $array
+                    .is_valid(row)
+                    .then(|| number(buffer, &$array.value(row).to_le_bytes()))
+            };
+        }
+        match self {
+            KeyColumn::Utf8(a) => a.is_valid(row).then(|| a.value(row).as_bytes()),
+            KeyColumn::Binary(a) => a.is_valid(row).then(|| a.value(row)),
+            KeyColumn::Fixed(a) => a.is_valid(row).then(|| a.value(row)),
+            KeyColumn::Int8(a) => primitive!(a),
+            KeyColumn::Int16(a) => primitive!(a),
+            KeyColumn::Int32(a) => primitive!(a),
+            KeyColumn::Int64(a) => primitive!(a),
+            KeyColumn::Date32(a) => primitive!(a),
+            KeyColumn::Micros(a) => primitive!(a),
+            KeyColumn::Decimal(a) => primitive!(a),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Logic errors: only unknown logic names and schema mismatches. Bad records never fail the
-//! logic; they become dead letters.
+//! Logic errors: unknown logic names, bad `[logic.<name>]` options and schema mismatches. Bad
+//! records never fail the logic; they become dead letters.
 
 use kappa_core::{Classify, ErrorKind};
 
@@ -14,6 +14,23 @@ pub enum LogicError {
         /// Known names, `|`-separated.
         known: String,
     },
+    /// Two logics registered under one name.
+    #[error("logic {name:?} is registered twice")]
+    Duplicate {
+        /// The name.
+        name: &'static str,
+    },
+    /// A `[logic.<name>]` option is unknown or has a bad value, or a setting the logic needs
+    /// (`[dedup] key`) does not fit it.
+    #[error("[{section}] {key}: {message}")]
+    Option {
+        /// The config section: `logic.orders`, `dedup`.
+        section: String,
+        /// The key.
+        key: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
     /// A column the logic needs is missing or has another type.
     #[error("logic {logic}: batch {batch}: column {column:?}: {message}")]
     Column {
@@ -22,7 +39,7 @@ pub enum LogicError {
         /// The batch: topic-partition and offset range.
         batch: String,
         /// Column name.
-        column: &'static str,
+        column: String,
         /// What is wrong, naming the columns found or the type expected.
         message: String,
     },
@@ -35,6 +52,16 @@ pub enum LogicError {
         batch: String,
         /// The broken invariant.
         message: String,
+    },
+    /// A logic's own failure (for logics outside this crate), classified by the logic.
+    #[error("logic {logic}: {message}")]
+    Failed {
+        /// Logic name.
+        logic: &'static str,
+        /// What failed.
+        message: String,
+        /// Whose fault it is.
+        kind: ErrorKind,
     },
     /// Arrow refused to build the output batch (a bug).
     #[error("logic {logic}: batch {batch}: {operation}: {message}")]
@@ -54,8 +81,13 @@ impl Classify for LogicError {
     fn kind(&self) -> ErrorKind {
         match self {
             // The configured logic does not fit the configured schema: fix the config.
-            LogicError::UnknownLogic { .. } | LogicError::Column { .. } => ErrorKind::User,
-            LogicError::Invariant { .. } | LogicError::Arrow { .. } => ErrorKind::Internal,
+            LogicError::UnknownLogic { .. }
+            | LogicError::Option { .. }
+            | LogicError::Column { .. } => ErrorKind::User,
+            LogicError::Failed { kind, .. } => *kind,
+            LogicError::Duplicate { .. }
+            | LogicError::Invariant { .. }
+            | LogicError::Arrow { .. } => ErrorKind::Internal,
         }
     }
 }

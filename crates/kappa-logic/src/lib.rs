@@ -10,111 +10,103 @@
 //! ```
 //!
 //! Logic is deterministic: the same sequence of records gives the same output however it is split
-//! into batches, with no wall clock and no I/O. Registration is one explicit `match` on
-//! [`LogicKind`] in [`build`]; the `orders` domain ([`OrdersLogic`]) is the worked example.
+//! into batches, with no wall clock and no I/O.
+//!
+//! `[pipeline] logic` names a logic of the [`Registry`] (see [`registry`]): [`identity`] ingests
+//! any subject as it is, [`orders`] is the `orders` contract, a thin specialization over the same
+//! parts ([`Dedup`] and the registry's defaults). `docs/logic.md` shows how to write one.
 
 mod columns;
 mod dedup;
 mod error;
+pub mod identity;
 pub mod orders;
+pub mod registry;
 
-use std::fmt;
-use std::str::FromStr;
-
-pub use dedup::DedupWindow;
+pub use dedup::{Dedup, DedupWindow, KEY_TYPES};
 pub use error::LogicError;
+pub use identity::IdentityLogic;
 pub use orders::OrdersLogic;
+pub use registry::{
+    BoxedLogic, LogicDefaults, LogicEntry, LogicOptions, LogicSettings, OptionDoc, OptionValue,
+    Registry,
+};
 
-/// Default dedup window: offsets per partition within which a repeated `event_id` is dropped.
+/// Default dedup window: offsets per partition within which a repeated key is dropped.
 pub const DEFAULT_DEDUP_WINDOW: i64 = 100_000;
 
-/// The business logics Kappa ships, as named by `[pipeline] logic`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LogicKind {
-    /// The `orders` domain: upper-case currency, reject negative amounts, drop duplicate ids.
-    Orders,
-}
-
-impl LogicKind {
-    /// Every known logic name.
-    pub const NAMES: &'static [&'static str] = &["orders"];
-
-    /// The config name of this logic.
-    pub fn name(self) -> &'static str {
-        match self {
-            LogicKind::Orders => "orders",
-        }
-    }
-}
-
-impl fmt::Display for LogicKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for LogicKind {
-    type Err = LogicError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim() {
-            "orders" => Ok(LogicKind::Orders),
-            other => Err(LogicError::UnknownLogic {
-                name: other.to_string(),
-                known: LogicKind::NAMES.join("|"),
-            }),
-        }
-    }
-}
-
-/// Settings every logic may use (from the pipeline config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogicOptions {
-    /// `[dedup] window`: offsets per partition within which a repeated key is a duplicate.
-    pub dedup_window: i64,
-}
-
-impl Default for LogicOptions {
-    fn default() -> Self {
-        Self {
-            dedup_window: DEFAULT_DEDUP_WINDOW,
-        }
-    }
-}
-
-/// Builds the logic `kind` names. Add a domain here (and to [`LogicKind`]) to register it; when a
-/// second domain arrives this returns an enum over the domains' transforms.
-pub fn build(kind: LogicKind, options: &LogicOptions) -> OrdersLogic {
-    match kind {
-        LogicKind::Orders => OrdersLogic::new(options.dedup_window),
-    }
-}
+/// The logics Kappa ships, in the order `kappa` lists them. A logic of this crate is its module
+/// and its line here; one from elsewhere is added with [`Registry::register`].
+const BUILTIN: &[LogicEntry] = &[identity::ENTRY, orders::ENTRY];
 
 #[cfg(test)]
 mod tests {
-    use kappa_core::Classify;
+    use kappa_core::{Classify, Logic};
 
     use super::*;
 
     #[test]
-    fn logic_names_parse_and_unknown_ones_list_the_known() {
-        assert_eq!("orders".parse::<LogicKind>().unwrap(), LogicKind::Orders);
-        assert_eq!(LogicKind::Orders.to_string(), "orders");
-        let err = "ordres".parse::<LogicKind>().unwrap_err();
+    fn logic_names_resolve_and_unknown_ones_list_the_known() {
+        let registry = Registry::builtin();
+        assert_eq!(registry.names(), ["identity", "orders"]);
+        assert_eq!(registry.get(" orders ").unwrap().name, "orders");
+        let err = registry.get("ordres").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "[pipeline] logic: unknown logic \"ordres\"; expected one of orders"
+            "[pipeline] logic: unknown logic \"ordres\"; expected one of identity|orders"
         );
         assert_eq!(err.kind(), kappa_core::ErrorKind::User);
     }
 
     #[test]
-    fn build_uses_the_options() {
-        let logic = build(LogicKind::Orders, &LogicOptions { dedup_window: 7 });
-        assert_eq!(logic.dedup_window(), 7);
+    fn a_name_registers_once() {
+        let err = Registry::builtin().with(orders::ENTRY).unwrap_err();
+        assert_eq!(err.to_string(), "logic \"orders\" is registered twice");
+    }
+
+    #[test]
+    fn factories_build_the_named_logic_with_the_settings() {
+        let registry = Registry::builtin();
+        for name in registry.names() {
+            let entry = registry.get(name).unwrap();
+            let settings = LogicSettings {
+                dedup_key: entry.defaults.dedup_key.map(str::to_string),
+                dedup_window: 7,
+                event_time_column: "event_time".into(),
+                options: LogicOptions::empty(entry),
+            };
+            assert_eq!(entry.build(&settings).unwrap().name(), name);
+        }
+    }
+
+    #[test]
+    fn options_a_logic_does_not_declare_are_refused_naming_the_key() {
+        let values = [("color".to_string(), OptionValue::Text("red".into()))].into();
+        let err = LogicOptions::new(&orders::ENTRY, values).unwrap_err();
         assert_eq!(
-            build(LogicKind::Orders, &LogicOptions::default()).dedup_window(),
-            DEFAULT_DEDUP_WINDOW
+            err.to_string(),
+            "[logic.orders] color: unknown key; expected none: logic \"orders\" takes no options"
         );
+        assert_eq!(err.kind(), kappa_core::ErrorKind::User);
+    }
+
+    #[test]
+    fn typed_option_getters_name_the_key_and_the_expected_type() {
+        const ENTRY: LogicEntry = LogicEntry {
+            name: "fx",
+            about: "test",
+            defaults: LogicDefaults::NONE,
+            options: &[OptionDoc {
+                key: "rate",
+                about: "a number",
+            }],
+            build: |_| unreachable!("not built"),
+        };
+        let options =
+            LogicOptions::new(&ENTRY, [("rate".to_string(), OptionValue::Int(2))].into()).unwrap();
+        assert_eq!(options.float("rate", 1.0).unwrap(), 2.0);
+        assert_eq!(options.float("other", 1.5).unwrap(), 1.5);
+        let err = options.text("rate", "x").unwrap_err();
+        assert_eq!(err.to_string(), "[logic.fx] rate: 2: expected a string");
     }
 }

@@ -16,24 +16,130 @@
 //! `amount_cents` (Int64), `currency` (Utf8). A missing one is an error naming it, raised before
 //! any state changes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use bytes::Bytes;
-use kappa_core::{DeadLetter, DeadLetterKind, Logic, LogicStats, SourceBatch, TopicPartition};
+use kappa_core::{DeadLetter, DeadLetterKind, Logic, LogicStats, SourceBatch};
+use kappa_quality::{
+    Band, CompletenessGate, NullRateGate, PartitionGate, Pattern, Policy, QualityConfig,
+    QualityError, RecordRule, RuleCheck, TimelinessGate, UniquenessGate,
+};
 
 use crate::columns::{self, describe};
-use crate::dedup::DedupWindow;
+use crate::dedup::Dedup;
 use crate::error::LogicError;
+use crate::registry::{BoxedLogic, LogicDefaults, LogicEntry, LogicSettings};
 
 const LOGIC: &str = "orders";
 
-/// The `orders` business logic; its only state is one dedup window per topic-partition.
+/// The dedup key and uniqueness-gate column of the `orders` contract.
+pub const EVENT_ID: &str = "event_id";
+
+/// The symbols of the `orders` contract's `EventType` enum (`contracts/orders-value`).
+pub const EVENT_TYPES: [&str; 4] = ["CREATED", "PAID", "CANCELLED", "DELIVERED"];
+
+/// The registry entry of `orders`: its defaults are the contract's.
+///
+/// | check | setting | policy |
+/// |---|---|---|
+/// | dedup | `event_id` within `[dedup] window` offsets | drop |
+/// | rule `event_type_allowed` | `event_type` in CREATED, PAID, CANCELLED, DELIVERED | warn |
+/// | rule `amount_cents_range` | `amount_cents >= 0` | warn |
+/// | rule `currency_pattern` | `currency` matches `^[A-Z]{3}$` | warn |
+/// | null rate | `user_id` (at `[quality.gates.null_rate]`'s rate, 0.1%) | block |
+/// | uniqueness | `event_id` within a commit | warn |
+pub const ENTRY: LogicEntry = LogicEntry {
+    name: LOGIC,
+    about: "the orders contract: reject negative amounts, upper-case currency, dedup on event_id",
+    defaults: LogicDefaults {
+        dedup_key: Some(EVENT_ID),
+        null_rate_columns: &["user_id"],
+        uniqueness_column: Some(EVENT_ID),
+        rules,
+    },
+    options: &[],
+    build,
+};
+
+fn build(settings: &LogicSettings) -> Result<BoxedLogic, LogicError> {
+    Ok(Box::new(OrdersLogic::with_key(
+        settings.dedup_key.clone(),
+        settings.dedup_window,
+    )))
+}
+
+/// The record rules of the `orders` contract.
+fn rules() -> Result<Vec<RecordRule>, QualityError> {
+    Ok(vec![
+        RecordRule::new(
+            "",
+            "event_type",
+            RuleCheck::Allowed(EVENT_TYPES.iter().map(|s| s.to_string()).collect()),
+            Policy::Warn,
+            0.0,
+        )?,
+        RecordRule::new(
+            "",
+            "amount_cents",
+            RuleCheck::Range {
+                min: Some(0.0),
+                max: None,
+            },
+            Policy::Warn,
+            0.0,
+        )?,
+        RecordRule::new(
+            "",
+            "currency",
+            RuleCheck::Pattern(Pattern::new("^[A-Z]{3}$")?),
+            Policy::Warn,
+            0.0,
+        )?,
+    ])
+}
+
+/// The quality checks of an `orders` pipeline whose config sets none: the entry's defaults with
+/// the gates' embedded policies and thresholds (`kappa-config`'s `defaults.toml`, which its tests
+/// check this against). For tests and benchmarks that build a pipeline without a config file.
+pub fn default_quality(event_time_column: &str) -> Result<QualityConfig, QualityError> {
+    Ok(QualityConfig {
+        enabled: true,
+        rules: rules()?,
+        completeness: Some(CompletenessGate {
+            policy: Policy::Block,
+        }),
+        null_rate: Some(NullRateGate::new(
+            Policy::Block,
+            ENTRY
+                .defaults
+                .null_rate_columns
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+            0.001,
+        )?),
+        uniqueness: Some(UniquenessGate::new(Policy::Warn, EVENT_ID, 0.0)?),
+        timeliness: Some(TimelinessGate::new(
+            Policy::Warn,
+            event_time_column,
+            Duration::from_secs(15 * 60),
+            0.01,
+        )?),
+        partition: Some(PartitionGate::new(
+            Policy::Warn,
+            7,
+            7,
+            Band::new(0.7, 1.3)?,
+        )?),
+    })
+}
+
+/// The `orders` business logic; its only state is the dedup on `event_id`.
 #[derive(Debug, Clone)]
 pub struct OrdersLogic {
-    window: i64,
-    windows: HashMap<TopicPartition, DedupWindow>,
+    dedup: Dedup,
 }
 
 impl Default for OrdersLogic {
@@ -43,52 +149,36 @@ impl Default for OrdersLogic {
 }
 
 impl OrdersLogic {
-    /// Orders logic with a dedup window of `window` offsets per partition.
+    /// Orders logic deduplicating `event_id` within `window` offsets per partition.
     pub fn new(window: i64) -> Self {
+        Self::with_key(Some(EVENT_ID.to_string()), window)
+    }
+
+    /// Orders logic deduplicating on `key` (`[dedup] key`; `None`: no dedup).
+    pub fn with_key(key: Option<String>, window: i64) -> Self {
         Self {
-            window: window.max(0),
-            windows: HashMap::new(),
+            dedup: Dedup::new(key, window),
         }
     }
 
     /// The dedup window in offsets.
     pub fn dedup_window(&self) -> i64 {
-        self.window
-    }
-
-    fn window(&mut self, tp: &TopicPartition) -> &mut DedupWindow {
-        let size = self.window;
-        self.windows
-            .entry(tp.clone())
-            .or_insert_with(|| DedupWindow::new(size))
+        self.dedup.window()
     }
 }
 
 /// The columns the rules read, checked before anything changes.
 struct Columns<'a> {
-    event_id: &'a StringArray,
     amount_cents: &'a Int64Array,
     currency_index: usize,
     currency: &'a StringArray,
 }
 
 fn columns(batch: &SourceBatch) -> Result<Columns<'_>, LogicError> {
-    if batch.offsets.len() != batch.records.num_rows() {
-        return Err(LogicError::Invariant {
-            logic: LOGIC,
-            batch: describe(batch),
-            message: format!(
-                "{} offsets for {} rows",
-                batch.offsets.len(),
-                batch.records.num_rows()
-            ),
-        });
-    }
-    let (_, event_id) = columns::utf8(LOGIC, batch, "event_id")?;
+    columns::check_offsets(LOGIC, batch)?;
     let amount_cents = columns::int64(LOGIC, batch, "amount_cents")?;
     let (currency_index, currency) = columns::utf8(LOGIC, batch, "currency")?;
     Ok(Columns {
-        event_id,
         amount_cents,
         currency_index,
         currency,
@@ -118,36 +208,32 @@ impl Logic for OrdersLogic {
     type Error = LogicError;
 
     fn name(&self) -> &'static str {
-        "orders"
+        LOGIC
     }
 
     fn apply(&mut self, batch: SourceBatch) -> Result<(SourceBatch, LogicStats), LogicError> {
         let cols = columns(&batch)?;
-        let rows = batch.records.num_rows();
-        let mut stats = LogicStats::default();
-        let mut keep = Vec::with_capacity(rows);
+        let mut keep = Vec::with_capacity(batch.num_rows());
         let mut rejected = Vec::new();
-        let window = self.window(&batch.partition);
         for (row, &offset) in batch.offsets.iter().enumerate() {
-            if let Some(amount) = negative(cols.amount_cents, row) {
-                rejected.push(DeadLetter {
-                    offset,
-                    raw: Bytes::new(),
-                    object_key: None,
-                    kind: DeadLetterKind::Rejected,
-                    message: format!("amount_cents is negative ({amount})"),
-                });
-                keep.push(false);
-            } else if !cols.event_id.is_null(row)
-                && window.check_and_insert(cols.event_id.value(row), offset)
-            {
-                stats.duplicates_dropped += 1;
-                keep.push(false);
-            } else {
-                keep.push(true);
+            match negative(cols.amount_cents, row) {
+                Some(amount) => {
+                    rejected.push(DeadLetter {
+                        offset,
+                        raw: Bytes::new(),
+                        object_key: None,
+                        kind: DeadLetterKind::Rejected,
+                        message: format!("amount_cents is negative ({amount})"),
+                    });
+                    keep.push(false);
+                }
+                None => keep.push(true),
             }
         }
-        stats.rejected = rejected.len() as u64;
+        let stats = LogicStats {
+            duplicates_dropped: self.dedup.mark(LOGIC, &batch, &mut keep)?,
+            rejected: rejected.len() as u64,
+        };
         let mut records = batch.records.clone();
         if let Some(upper) = upper_case(cols.currency) {
             let mut arrays: Vec<ArrayRef> = records.columns().to_vec();
@@ -160,42 +246,21 @@ impl Logic for OrdersLogic {
                     message: e.to_string(),
                 })?;
         }
-        let dropped = keep.iter().any(|k| !k);
-        let mask = dropped.then(|| BooleanArray::from(keep.clone()));
-        let records = columns::filter(LOGIC, &batch, &records, mask.as_ref())?;
-        let mut batch = batch;
-        if dropped {
-            batch.offsets = batch
-                .offsets
-                .iter()
-                .zip(&keep)
-                .filter_map(|(offset, keep)| keep.then_some(*offset))
-                .collect();
-        }
-        batch.records = records;
-        if !rejected.is_empty() {
-            let sorted = batch.dead_letters.is_empty();
-            batch.dead_letters.extend(rejected);
-            if !sorted {
-                batch.dead_letters.sort_by_key(|d| d.offset);
-            }
-        }
-        Ok((batch, stats))
+        Ok((
+            columns::retain(LOGIC, batch, records, &keep, rejected)?,
+            stats,
+        ))
     }
 
     fn warm_up(&mut self, batch: &SourceBatch) -> Result<(), LogicError> {
         let cols = columns(batch)?;
-        let window = self.window(&batch.partition);
-        for (row, &offset) in batch.offsets.iter().enumerate() {
-            if negative(cols.amount_cents, row).is_none() && !cols.event_id.is_null(row) {
-                window.check_and_insert(cols.event_id.value(row), offset);
-            }
-        }
-        Ok(())
+        self.dedup.warm_up(LOGIC, batch, |row| {
+            negative(cols.amount_cents, row).is_none()
+        })
     }
 
     fn reset(&mut self) {
-        self.windows.clear();
+        self.dedup.reset();
     }
 }
 

@@ -2,13 +2,13 @@
 //!
 //! Every type here is valid by construction (`new` checks the values and names the key in its
 //! error), so the checks never meet a band with `lo > hi` or a rate above 100%. `kappa-config`
-//! parses the TOML and calls these constructors ("validate, then build"); [`QualityConfig::orders`]
-//! is the default for the `orders` contract.
+//! parses the TOML and calls these constructors ("validate, then build"); each logic's defaults
+//! (gate columns, record rules) come from its `kappa-logic` registry entry.
 
 use std::time::Duration;
 
 use crate::error::QualityError;
-use crate::rules::{Pattern, RecordRule, RuleCheck};
+use crate::rules::RecordRule;
 use crate::verdict::Policy;
 
 /// A share in `[0, 1]` at `key`, or an error naming it.
@@ -334,131 +334,12 @@ impl QualityConfig {
             partition: None,
         }
     }
-
-    /// The defaults for the `orders` contract (what `[quality]` gives when nothing is set):
-    ///
-    /// | check | setting | policy |
-    /// |---|---|---|
-    /// | rule `event_type_allowed` | `event_type` in CREATED, PAID, CANCELLED, DELIVERED | warn |
-    /// | rule `amount_cents_range` | `amount_cents >= 0` | warn |
-    /// | rule `currency_pattern` | `currency` matches `^[A-Z]{3}$` | warn |
-    /// | completeness | in = written + deduplicated + dead-lettered | block |
-    /// | null rate | `user_id` at most 0.1% NULL | block |
-    /// | uniqueness | `event_id` no duplicates within a commit | warn |
-    /// | timeliness | at most 1% of records later than 15 min | warn |
-    /// | partition | day within ×0.7–×1.3 of the previous 7 days' median | warn |
-    pub fn orders(event_time_column: &str) -> Result<QualityConfig, QualityError> {
-        Ok(QualityConfig {
-            enabled: true,
-            rules: default_rules("orders")?,
-            completeness: Some(CompletenessGate {
-                policy: Policy::Block,
-            }),
-            null_rate: Some(NullRateGate::new(
-                Policy::Block,
-                vec!["user_id".into()],
-                0.001,
-            )?),
-            uniqueness: Some(UniquenessGate::new(Policy::Warn, "event_id", 0.0)?),
-            timeliness: Some(TimelinessGate::new(
-                Policy::Warn,
-                event_time_column,
-                Duration::from_secs(15 * 60),
-                0.01,
-            )?),
-            partition: Some(PartitionGate::new(
-                Policy::Warn,
-                7,
-                7,
-                Band::new(0.7, 1.3)?,
-            )?),
-        })
-    }
-}
-
-/// The symbols of the `orders` contract's `EventType` enum (`contracts/orders-value`).
-pub const ORDERS_EVENT_TYPES: [&str; 4] = ["CREATED", "PAID", "CANCELLED", "DELIVERED"];
-
-/// The built-in record rules of a logic's contract (`[quality] default_rules`); none for a
-/// logic Kappa has no contract rules for.
-pub fn default_rules(logic: &str) -> Result<Vec<RecordRule>, QualityError> {
-    match logic {
-        "orders" => Ok(vec![
-            RecordRule::new(
-                "",
-                "event_type",
-                RuleCheck::Allowed(ORDERS_EVENT_TYPES.iter().map(|s| s.to_string()).collect()),
-                Policy::Warn,
-                0.0,
-            )?,
-            RecordRule::new(
-                "",
-                "amount_cents",
-                RuleCheck::Range {
-                    min: Some(0.0),
-                    max: None,
-                },
-                Policy::Warn,
-                0.0,
-            )?,
-            RecordRule::new(
-                "",
-                "currency",
-                RuleCheck::Pattern(Pattern::new("^[A-Z]{3}$")?),
-                Policy::Warn,
-                0.0,
-            )?,
-        ]),
-        _ => Ok(Vec::new()),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_orders_defaults_follow_the_contract() {
-        let contract: serde_json::Value =
-            serde_json::from_str(include_str!("../../../contracts/orders-value/2.avsc")).unwrap();
-        let fields = contract["fields"].as_array().unwrap();
-        let field = |name: &str| {
-            fields
-                .iter()
-                .find(|f| f["name"] == name)
-                .unwrap_or_else(|| panic!("{name} not in the contract"))
-        };
-        let symbols: Vec<&str> = field("event_type")["type"]["symbols"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
-        assert_eq!(symbols, ORDERS_EVENT_TYPES);
-        let config = QualityConfig::orders("event_time").unwrap();
-        for rule in &config.rules {
-            field(rule.column());
-        }
-        for column in config.null_rate.as_ref().unwrap().columns() {
-            assert_eq!(
-                field(column)["type"][0],
-                "null",
-                "{column} is optional in the contract"
-            );
-        }
-        field(config.uniqueness.as_ref().unwrap().column());
-        field(config.timeliness.as_ref().unwrap().event_time_column());
-        let names: Vec<&str> = config.rules.iter().map(RecordRule::name).collect();
-        assert_eq!(
-            names,
-            [
-                "event_type_allowed",
-                "amount_cents_range",
-                "currency_pattern"
-            ]
-        );
-        assert!(default_rules("other").unwrap().is_empty());
-    }
+    use crate::rules::{Pattern, RuleCheck};
 
     #[test]
     fn bad_values_name_the_key() {

@@ -24,8 +24,8 @@
 //! Every check returns a [`Verdict`] — `(passed, value, threshold)`, name, [`Scope`], [`Policy`]
 //! — and a [`QualityReport`] of verdicts answers the [`Outcome`] (commit, quarantine, block) and
 //! serialises for the snapshot summary under [`SUMMARY_KEY`]. The configuration
-//! ([`QualityConfig`]) is validated by construction; [`QualityConfig::orders`] holds the defaults
-//! for the `orders` contract.
+//! ([`QualityConfig`]) is validated by construction; the defaults of a logic's data contract
+//! (record rules, gate columns) belong to the logic (`kappa-logic`'s registry).
 
 mod config;
 mod day;
@@ -42,8 +42,8 @@ use arrow_array::RecordBatch;
 use kappa_core::SourceBatch;
 
 pub use config::{
-    Band, CompletenessGate, NullRateGate, ORDERS_EVENT_TYPES, PartitionGate, QualityConfig,
-    TimelinessGate, UniquenessGate, default_rules,
+    Band, CompletenessGate, NullRateGate, PartitionGate, QualityConfig, TimelinessGate,
+    UniquenessGate,
 };
 pub use day::{Day, day_closed, days_closed_between};
 pub use error::QualityError;

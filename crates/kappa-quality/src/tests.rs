@@ -53,8 +53,55 @@ fn rows(first: usize, n: usize, null_user: impl Fn(usize) -> bool, event_time: i
     RecordBatch::try_new(schema(), columns).unwrap()
 }
 
+/// The `orders` pipeline's quality with the embedded defaults (`kappa-logic`'s `orders` entry
+/// with `defaults.toml`; `kappa-config`'s tests check that they agree).
+pub(crate) fn orders_config() -> QualityConfig {
+    let rule = |column: &str, check| RecordRule::new("", column, check, Policy::Warn, 0.0).unwrap();
+    QualityConfig {
+        enabled: true,
+        rules: vec![
+            rule(
+                "event_type",
+                RuleCheck::Allowed(
+                    ["CREATED", "PAID", "CANCELLED", "DELIVERED"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            ),
+            rule(
+                "amount_cents",
+                RuleCheck::Range {
+                    min: Some(0.0),
+                    max: None,
+                },
+            ),
+            rule(
+                "currency",
+                RuleCheck::Pattern(Pattern::new("^[A-Z]{3}$").unwrap()),
+            ),
+        ],
+        completeness: Some(CompletenessGate {
+            policy: Policy::Block,
+        }),
+        null_rate: Some(NullRateGate::new(Policy::Block, vec!["user_id".into()], 0.001).unwrap()),
+        uniqueness: Some(UniquenessGate::new(Policy::Warn, "event_id", 0.0).unwrap()),
+        timeliness: Some(
+            TimelinessGate::new(
+                Policy::Warn,
+                "event_time",
+                Duration::from_secs(15 * 60),
+                0.01,
+            )
+            .unwrap(),
+        ),
+        partition: Some(
+            PartitionGate::new(Policy::Warn, 7, 7, Band::new(0.7, 1.3).unwrap()).unwrap(),
+        ),
+    }
+}
+
 fn orders() -> Quality {
-    Quality::new(QualityConfig::orders("event_time").unwrap())
+    Quality::new(orders_config())
 }
 
 fn written(rows: &[RecordBatch]) -> CommitCounts {
@@ -243,7 +290,7 @@ fn rules_then_gates_keep_the_completeness_equation_exact() {
 
 #[test]
 fn a_rule_can_escalate_to_quarantine_past_its_failure_rate() {
-    let mut config = QualityConfig::orders("event_time").unwrap();
+    let mut config = orders_config();
     config.rules = vec![
         RecordRule::new(
             "",
@@ -277,7 +324,7 @@ fn a_rule_can_escalate_to_quarantine_past_its_failure_rate() {
 
 #[test]
 fn duplicate_event_ids_within_a_commit_count_across_its_batches() {
-    let mut config = QualityConfig::orders("event_time").unwrap();
+    let mut config = orders_config();
     config.uniqueness = Some(UniquenessGate::new(Policy::Block, "event_id", 0.01).unwrap());
     let quality = Quality::new(config);
     // e-0..e-99, then e-95..e-104: five duplicates in 110 rows.
@@ -337,7 +384,7 @@ fn timeliness_judges_the_share_of_records_later_than_the_sla() {
 
 #[test]
 fn a_gate_on_a_missing_column_is_an_error_and_counts_nothing() {
-    let mut config = QualityConfig::orders("event_time").unwrap();
+    let mut config = orders_config();
     config.null_rate = Some(
         NullRateGate::new(
             Policy::Block,
@@ -383,7 +430,7 @@ fn disabled_quality_checks_nothing() {
             .verdicts()
             .is_empty()
     );
-    let mut off = QualityConfig::orders("event_time").unwrap();
+    let mut off = orders_config();
     off.enabled = false;
     let quality = Quality::new(off);
     let sb = SourceBatch {

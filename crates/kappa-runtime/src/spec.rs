@@ -43,7 +43,8 @@ pub struct PipelineSpec {
     pub writer: WriterOptions,
     /// When to commit.
     pub commit: CommitPolicy,
-    /// Offsets per partition within which a repeated event id is a duplicate.
+    /// Offsets per partition within which a repeated dedup key is a duplicate: a restart
+    /// re-reads this many before the resume position to warm the logic up (0 without a key).
     pub dedup_window: i64,
     /// Event-time column of the main table.
     pub event_time_column: String,

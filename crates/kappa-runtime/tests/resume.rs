@@ -62,7 +62,7 @@ async fn env_of(spec: HistorySpec) -> Env {
         lateness: Duration::from_secs(3600),
         late_table: None,
         quality: kappa_quality::Quality::new(
-            kappa_quality::QualityConfig::orders("event_time").unwrap(),
+            kappa_logic::orders::default_quality("event_time").unwrap(),
         ),
     }
 }
@@ -394,7 +394,7 @@ async fn fifteen_percent_null_user_ids_block_the_commit_and_leave_every_table_un
 #[tokio::test]
 async fn a_quarantine_gate_sends_the_flush_to_the_quarantine_table_and_nothing_to_the_main_table() {
     let mut env = nulls_env(3_000, 0.15).await;
-    let mut config = kappa_quality::QualityConfig::orders("event_time").unwrap();
+    let mut config = kappa_logic::orders::default_quality("event_time").unwrap();
     config.null_rate = Some(
         kappa_quality::NullRateGate::new(
             kappa_quality::Policy::Quarantine,

@@ -12,7 +12,6 @@ use chrono::NaiveDate;
 use kappa_core::{Classify, OffsetRange, Source, SourceEvent, TopicPartition};
 use kappa_iceberg::days::DayField;
 use kappa_iceberg::summary;
-use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_quality::{Day, Outcome};
 use kappa_runtime::backfill::{self, Audit, Plan, Request, Staged};
 use kappa_schema::{SchemaRegistry, TableMapping};
@@ -104,7 +103,6 @@ fn excluded(state: &kappa_iceberg::TableState) -> BTreeMap<TopicPartition, Vec<O
 /// The pipeline's tables opened for a backfill of `from..=to`.
 struct Setup {
     config: kappa_config::PipelineConfig,
-    logic: LogicKind,
     key_column: String,
     registry: Arc<dyn SchemaRegistry>,
     mapping: Arc<TableMapping>,
@@ -127,20 +125,14 @@ async fn setup(config_args: &ConfigArgs, from: &str, to: &str) -> Result<Setup, 
     if to_day < from_day {
         return Err(usage(format!("--to {to} is before --from {from}")));
     }
-    let logic = config
-        .raw
-        .pipeline
-        .logic
-        .parse::<LogicKind>()
-        .map_err(|e| usage(e.to_string()))?;
-    let key_column = crate::diff::logic_key(&config.raw.pipeline.logic)
-        .ok_or_else(|| {
-            usage(format!(
-                "logic {:?} has no dedup key Kappa knows to compare days on",
-                config.raw.pipeline.logic
-            ))
-        })?
-        .to_string();
+    // Checked before anything is opened: a bad [logic.<name>] option fails at once.
+    crate::replay::build_logic(&config)?;
+    let key_column = crate::diff::logic_key(&config).ok_or_else(|| {
+        usage(format!(
+            "logic {:?} has no dedup key to compare days on: set [dedup] key",
+            config.logic
+        ))
+    })?;
     let registry = crate::replay::registry(&config, Some(&config_args.config))?;
     let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
     let spec = crate::replay::pipeline_spec(&config, mapping.clone())?;
@@ -157,7 +149,6 @@ async fn setup(config_args: &ConfigArgs, from: &str, to: &str) -> Result<Setup, 
     }
     Ok(Setup {
         config,
-        logic,
         key_column,
         registry,
         mapping,
@@ -343,18 +334,10 @@ async fn stage(
         setup.mapping.clone(),
         setup.registry.clone(),
     );
-    let staged = match setup.logic {
-        LogicKind::Orders => {
-            backfill::reprocess(
-                &setup.pipeline,
-                source,
-                OrdersLogic::new(setup.config.raw.dedup.window),
-                &request,
-            )
-            .await
-        }
-    }
-    .map_err(fail)?;
+    let logic = crate::replay::build_logic(&setup.config)?;
+    let staged = backfill::reprocess(&setup.pipeline, source, logic, &request)
+        .await
+        .map_err(fail)?;
     Ok((request, staged))
 }
 

@@ -16,12 +16,9 @@ fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
     Failure::from_kind(e.kind(), e.to_string())
 }
 
-/// The dedup key of a logic.
-pub(crate) fn logic_key(logic: &str) -> Option<&'static str> {
-    match logic {
-        "orders" => Some("event_id"),
-        _ => None,
-    }
+/// The pipeline's dedup key: `[dedup] key`, or its logic's default.
+pub(crate) fn logic_key(config: &kappa_config::PipelineConfig) -> Option<String> {
+    config.logic_settings.dedup_key.clone()
 }
 
 pub async fn run(args: DiffArgs) -> Result<(), Failure> {
@@ -32,14 +29,12 @@ pub async fn run(args: DiffArgs) -> Result<(), Failure> {
     };
     let key = match &args.key {
         Some(key) => key.clone(),
-        None => logic_key(&config.raw.pipeline.logic)
-            .ok_or_else(|| {
-                usage(format!(
-                    "logic {:?} has no dedup key Kappa knows: name the key column with --key",
-                    config.raw.pipeline.logic
-                ))
-            })?
-            .to_string(),
+        None => logic_key(&config).ok_or_else(|| {
+            usage(format!(
+                "logic {:?} has no dedup key: name the key column with --key (or set [dedup] key)",
+                config.logic
+            ))
+        })?,
     };
     let namespace = &config.raw.table.namespace;
     let (other_namespace, other_name) = match args.other.rsplit_once('.') {

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use kappa_config::PipelineConfig;
 use kappa_core::Classify;
-use kappa_logic::{LogicKind, OrdersLogic};
 use kappa_metrics::{Condition, Health, StallWatch};
 use kappa_runtime::{RunSummary, open_pipeline, run_live};
 use kappa_source_kafka::{KafkaOptions, KafkaSource};
@@ -12,9 +11,9 @@ use tracing::info;
 
 use crate::cli::ConfigArgs;
 use crate::endpoint::PipelineEndpoint;
-use crate::replay::{mapping, pipeline_spec, registry};
+use crate::replay::{build_logic, mapping, pipeline_spec, registry};
 use crate::shutdown::Shutdown;
-use crate::{Failure, exit, output};
+use crate::{Failure, output};
 
 fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
     Failure::from_kind(e.kind(), e.to_string())
@@ -29,15 +28,8 @@ fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let config = args.load()?;
     let kafka = config.kafka().map_err(Failure::config)?;
-    let logic = config
-        .raw
-        .pipeline
-        .logic
-        .parse::<LogicKind>()
-        .map_err(|e| Failure {
-            message: e.to_string(),
-            code: exit::USAGE,
-        })?;
+    // Built once, so that a bad [logic.<name>] option fails before anything connects.
+    let mut logic = Some(build_logic(&config)?);
     let registry = registry(&config, Some(&args.config))?;
     // /metrics, /healthz, /readyz on [metrics] listen for the whole process.
     let health = Health::starting();
@@ -87,22 +79,18 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         let stopped = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
-        let summary = match logic {
-            LogicKind::Orders => {
-                run_live(
-                    pipeline,
-                    source,
-                    OrdersLogic::new(config.raw.dedup.window),
-                    stopped,
-                )
-                .await
-            }
-        }
-        .map_err(|e| {
-            let failure = fail(e);
-            endpoint.failed(&failure);
-            failure
-        })?;
+        // Each run starts with fresh state: it warms up from the table's position.
+        let logic = match logic.take() {
+            Some(logic) => logic,
+            None => build_logic(&config)?,
+        };
+        let summary = run_live(pipeline, source, logic, stopped)
+            .await
+            .map_err(|e| {
+                let failure = fail(e);
+                endpoint.failed(&failure);
+                failure
+            })?;
         total.absorb(&summary);
         total.positions = summary.positions;
         total.snapshot_id = summary.snapshot_id;

@@ -9,7 +9,7 @@ use kappa_config::{CatalogKind, PartitionTransform, PipelineConfig, S3Section, S
 use kappa_core::Classify;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{CatalogConfig, PartitionField};
-use kappa_logic::{LogicKind, OrdersLogic};
+use kappa_logic::BoxedLogic;
 use kappa_metrics::{Condition, Health};
 use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{
@@ -295,7 +295,11 @@ pub fn pipeline_spec(
             bytes: raw.commit.bytes as usize,
             max_attempts: raw.commit.max_attempts,
         },
-        dedup_window: raw.dedup.window,
+        // Only a dedup key needs the offsets before the resume position re-read at a restart.
+        dedup_window: match config.logic_settings.dedup_key {
+            Some(_) => raw.dedup.window,
+            None => 0,
+        },
         event_time_column: raw.event_time.column.clone(),
         allowed_lateness: raw.event_time.allowed_lateness,
         late_table: match config.late_policy {
@@ -309,6 +313,15 @@ pub fn pipeline_spec(
             .uses(kappa_quality::Policy::Quarantine)
             .then(|| config.quarantine_table.clone()),
     })
+}
+
+/// The logic `[pipeline] logic` names, built from its settings; a setting that does not fit it
+/// is a usage error naming the key.
+pub fn build_logic(config: &PipelineConfig) -> Result<BoxedLogic, Failure> {
+    config
+        .logic_entry
+        .build(&config.logic_settings)
+        .map_err(|e| Failure::from_kind(e.kind(), e.to_string()))
 }
 
 /// What a replay did, plus the plan it ran.
@@ -336,12 +349,7 @@ pub async fn execute(
     first_commit: kappa_iceberg::FirstCommit,
     endpoint: Option<&PipelineEndpoint>,
 ) -> Result<ReplayReport, Failure> {
-    let logic = config
-        .raw
-        .pipeline
-        .logic
-        .parse::<LogicKind>()
-        .map_err(|e| usage(e.to_string()))?;
+    let logic = build_logic(config)?;
     let mapping = mapping(config, registry.as_ref()).await?;
     let (url, topic, s3) = config.archive().map_err(Failure::config)?;
     let (store, prefix) = open_store(&url, &s3_options(s3)).map_err(fail)?;
@@ -361,12 +369,7 @@ pub async fn execute(
     }
     let catalog = pipeline.catalog.clone();
     let ident = pipeline.main.table().identifier().clone();
-    let summary = match logic {
-        LogicKind::Orders => {
-            run_pipeline(pipeline, source, OrdersLogic::new(config.raw.dedup.window)).await
-        }
-    }
-    .map_err(fail)?;
+    let summary = run_pipeline(pipeline, source, logic).await.map_err(fail)?;
     let table = catalog.load_table(&ident).await.map_err(|e| Failure {
         message: format!("reloading {ident} after the run: {e}"),
         code: exit::FAILURE,

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
-use arrow_array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use kappa_core::{Classify, ErrorKind, OffsetRange};
+use kappa_core::{Classify, ErrorKind, OffsetRange, TopicPartition};
 use proptest::prelude::*;
 
 use super::*;
@@ -421,4 +421,51 @@ proptest! {
         let expected_dead: Vec<i64> = reference.dead.iter().copied().filter(|o| *o >= at).collect();
         prop_assert_eq!(tail.dead, expected_dead);
     }
+}
+
+#[test]
+fn the_defaults_follow_the_contract() {
+    let contract: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../contracts/orders-value/2.avsc")).unwrap();
+    let fields = contract["fields"].as_array().unwrap();
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the contract"))
+    };
+    let symbols: Vec<&str> = field("event_type")["type"]["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(symbols, EVENT_TYPES);
+    let config = default_quality("event_time").unwrap();
+    for rule in &config.rules {
+        field(rule.column());
+    }
+    for column in ENTRY.defaults.null_rate_columns {
+        assert_eq!(
+            field(column)["type"][0],
+            "null",
+            "{column} is optional in the contract"
+        );
+    }
+    assert_eq!(
+        field(EVENT_ID)["type"]["type"],
+        "string",
+        "a required string (uuid)"
+    );
+    assert_eq!(ENTRY.defaults.dedup_key, Some(EVENT_ID));
+    assert_eq!(ENTRY.defaults.uniqueness_column, Some(EVENT_ID));
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "event_type_allowed",
+            "amount_cents_range",
+            "currency_pattern"
+        ]
+    );
 }

@@ -62,7 +62,7 @@ fn batch(rows: &[Row<'_>]) -> SourceBatch {
 }
 
 fn orders_rules() -> Vec<RecordRule> {
-    crate::default_rules("orders").unwrap()
+    crate::tests::orders_config().rules
 }
 
 fn rule(column: &str, check: RuleCheck) -> RecordRule {
