@@ -126,16 +126,16 @@ async fn setup(config_args: &ConfigArgs, from: &str, to: &str) -> Result<Setup, 
         return Err(usage(format!("--to {to} is before --from {from}")));
     }
     // Checked before anything is opened: a bad [logic.<name>] option fails at once.
-    crate::replay::build_logic(&config)?;
+    kappa_pipeline::build_logic(&config)?;
     let key_column = crate::diff::logic_key(&config).ok_or_else(|| {
         usage(format!(
             "logic {:?} has no dedup key to compare days on: set [dedup] key",
             config.logic
         ))
     })?;
-    let registry = crate::replay::registry(&config, Some(&config_args.config))?;
-    let mapping = crate::replay::mapping(&config, registry.as_ref()).await?;
-    let spec = crate::replay::pipeline_spec(&config, mapping.clone())?;
+    let registry = kappa_pipeline::schema_registry(&config, Some(&config_args.config))?;
+    let mapping = kappa_pipeline::table_mapping(&config, registry.as_ref()).await?;
+    let spec = kappa_pipeline::pipeline_spec(&config, mapping.clone())?;
     let pipeline = kappa_runtime::open_existing_pipeline(spec)
         .await
         .map_err(fail)?;
@@ -160,7 +160,7 @@ async fn setup(config_args: &ConfigArgs, from: &str, to: &str) -> Result<Setup, 
 
 async fn archive(setup: &Setup) -> Result<Archive, Failure> {
     let (url, topic, s3) = setup.config.archive().map_err(Failure::config)?;
-    let (store, prefix) = open_store(&url, &crate::replay::s3_options(s3)).map_err(fail)?;
+    let (store, prefix) = open_store(&url, &kappa_pipeline::s3_options(s3)).map_err(fail)?;
     let plan = ArchivePlan::list(
         store.as_ref(),
         &url,
@@ -171,7 +171,7 @@ async fn archive(setup: &Setup) -> Result<Archive, Failure> {
     )
     .await
     .map_err(fail)?;
-    let options = crate::replay::replay_options(&setup.config, topic.clone());
+    let options = kappa_pipeline::replay_options(&setup.config, topic.clone());
     Ok(Archive {
         store,
         topic,
@@ -334,7 +334,7 @@ async fn stage(
         setup.mapping.clone(),
         setup.registry.clone(),
     );
-    let logic = crate::replay::build_logic(&setup.config)?;
+    let logic = kappa_pipeline::build_logic(&setup.config)?;
     let staged = backfill::reprocess(&setup.pipeline, source, logic, &request)
         .await
         .map_err(fail)?;

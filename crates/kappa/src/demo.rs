@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use kappa_config::PipelineConfig;
 use kappa_schema::{FileRegistry, SchemaRegistry};
-use kappa_source_replay::{PartitionFilter, TimeWindow};
 use kappa_synth::{
     ArchiveOptions, Codec, Expected, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2,
     RecordShape, write_archive,
@@ -14,8 +13,8 @@ use object_store::path::Path as StorePath;
 use serde_json::json;
 
 use crate::cli::DemoArgs;
-use crate::replay::{ReplayReport, execute};
 use crate::{Failure, exit, output};
+use kappa_pipeline::{ReplayReport, ReplayRequest};
 
 const DEMO_CONFIG: &str = include_str!("../../../deploy/examples/orders-demo.toml");
 
@@ -60,15 +59,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         FileRegistry::from_schemas(&config.subject, [ORDERS_V1, ORDERS_V2])
             .map_err(|e| failure(e.to_string()))?,
     );
-    let report = execute(
-        &config,
-        registry,
-        PartitionFilter::All,
-        TimeWindow::default(),
-        kappa_iceberg::FirstCommit::AtZero,
-        None,
-    )
-    .await?;
+    let report =
+        kappa_pipeline::replay(&config, registry, &ReplayRequest::default(), |_| {}).await?;
     if args.json {
         output::line(&summary_json(&report, Some(&generated.expected)).to_string());
     } else {

@@ -53,7 +53,7 @@ pub async fn run(args: DiffArgs) -> Result<(), Failure> {
             args.other
         )));
     }
-    let catalog = kappa_iceberg::connect_read_only(&crate::replay::catalog_config(&config))
+    let catalog = kappa_iceberg::connect_read_only(&kappa_pipeline::catalog_config(&config))
         .await
         .map_err(fail)?;
     let load = |ident: TableIdent| {

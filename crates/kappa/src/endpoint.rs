@@ -89,12 +89,21 @@ impl PipelineEndpoint {
     /// The main table's state is loaded (at start, or again after a schema change): its clocks
     /// start from it and `table_state` is ready.
     pub fn state_loaded(&self, max_event_time_micros: Option<i64>) {
-        table::StateLoaded {
-            table: &self.table,
-            max_event_time_micros,
-        }
-        .emit();
-        self.health.set_ready(Condition::TableState);
+        (self.state_hook())(max_event_time_micros);
+    }
+
+    /// [`PipelineEndpoint::state_loaded`] as a function of its own, for a pipeline that loads
+    /// its state more than once (`kappa_pipeline::live::LiveHooks`).
+    pub fn state_hook(&self) -> Box<dyn Fn(Option<i64>) + Send + Sync> {
+        let (table, health) = (self.table.clone(), self.health.clone());
+        Box::new(move |max_event_time_micros| {
+            table::StateLoaded {
+                table: &table,
+                max_event_time_micros,
+            }
+            .emit();
+            health.set_ready(Condition::TableState);
+        })
     }
 
     /// The run failed: when a blocking gate stopped it, `/readyz` names the gate's failure (the

@@ -1,23 +1,15 @@
-//! `kappa run`: config → Kafka source + orders logic + committers, until SIGTERM.
-
-use std::time::Instant;
+//! `kappa run`: the configured live pipeline (`kappa_pipeline::live`) until SIGTERM, with its
+//! metrics endpoint; then the run summary.
 
 use kappa_config::PipelineConfig;
-use kappa_core::Classify;
-use kappa_metrics::{Condition, Health, StallWatch};
-use kappa_runtime::{RunSummary, open_pipeline, run_live};
-use kappa_source_kafka::{KafkaOptions, KafkaSource};
-use tracing::info;
+use kappa_metrics::{Health, StallWatch};
+use kappa_pipeline::live::LiveHooks;
+use kappa_runtime::RunSummary;
 
 use crate::cli::ConfigArgs;
 use crate::endpoint::PipelineEndpoint;
-use crate::replay::{build_logic, mapping, pipeline_spec, registry};
 use crate::shutdown::Shutdown;
 use crate::{Failure, output};
-
-fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
-    Failure::from_kind(e.kind(), e.to_string())
-}
 
 /// `kappa run`.
 ///
@@ -28,9 +20,9 @@ fn fail<E: std::fmt::Display + Classify>(e: E) -> Failure {
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let config = args.load()?;
     let kafka = config.kafka().map_err(Failure::config)?;
-    // Built once, so that a bad [logic.<name>] option fails before anything connects.
-    let mut logic = Some(build_logic(&config)?);
-    let registry = registry(&config, Some(&args.config))?;
+    // Checked before the endpoint takes its port: a bad [logic.<name>] option fails at once.
+    kappa_pipeline::build_logic(&config)?;
+    let registry = kappa_pipeline::schema_registry(&config, Some(&args.config))?;
     // /metrics, /healthz, /readyz on [metrics] listen for the whole process.
     let health = Health::starting();
     let stall = StallWatch::new(
@@ -39,70 +31,25 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         config.raw.metrics.stall_after,
     );
     let endpoint = PipelineEndpoint::start(&config, health.clone(), Some(stall.clone())).await?;
-    // One signal for every run of the loop below.
+    // One signal for every run of the pipeline's schema-evolution loop.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let shutdown = Shutdown::listen();
     tokio::spawn(async move {
         shutdown.received().await;
         let _ = stop_tx.send(true);
     });
-    let started = Instant::now();
-    let mut total = RunSummary::default();
-    loop {
-        let mapping = mapping(&config, registry.as_ref()).await?;
-        // `start = "latest"` or `"earliest-available"` asks for the partitions the table holds
-        // nothing of to start past offset 0: what came before is recorded as skipped, not as
-        // ingested. `"earliest"` wants the whole history.
-        let first_commit = match kafka.start {
-            kappa_config::KafkaStart::Latest | kappa_config::KafkaStart::EarliestAvailable => {
-                kappa_iceberg::FirstCommit::SkipMissingHistory
-            }
-            kappa_config::KafkaStart::Earliest => kappa_iceberg::FirstCommit::AtZero,
-        };
-        let spec = kappa_runtime::PipelineSpec {
-            first_commit,
-            ..pipeline_spec(&config, mapping.clone())?
-        };
-        let mut pipeline = open_pipeline(spec).await.map_err(fail)?;
-        // A blocking gate pauses the pipeline; /readyz says so until it goes on.
-        pipeline.health = Some(health.clone());
-        endpoint.state_loaded(pipeline.main.state().max_event_time);
-        let mut options = KafkaOptions::from_config(kafka);
-        options.evolve_subject = Some(config.subject.clone());
-        options.progress = Some(stall.clone());
-        options.health = Some(health.clone());
-        let source = KafkaSource::connect(options, mapping, registry.clone())
-            .await
-            .map_err(fail)?;
-        health.set_ready(Condition::Source);
-        let mut stop = stop_rx.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        // Each run starts with fresh state: it warms up from the table's position.
-        let logic = match logic.take() {
-            Some(logic) => logic,
-            None => build_logic(&config)?,
-        };
-        let summary = run_live(pipeline, source, logic, stopped)
-            .await
-            .map_err(|e| {
-                let failure = fail(e);
-                endpoint.failed(&failure);
-                failure
-            })?;
-        total.absorb(&summary);
-        total.positions = summary.positions;
-        total.snapshot_id = summary.snapshot_id;
-        match summary.schema_change {
-            Some(reason) if !*stop_rx.borrow() => {
-                total.schema_changes += 1;
-                info!(%reason, subject = %config.subject, "evolving the table to the subject's newest version, then continuing from the table's position");
-            }
-            _ => break,
-        }
-    }
-    total.elapsed = started.elapsed();
+    let hooks = LiveHooks {
+        health,
+        stall: Some(stall),
+        state_loaded: endpoint.state_hook(),
+    };
+    let total = kappa_pipeline::live::run(&config, registry, &hooks, stop_rx)
+        .await
+        .map_err(|e| {
+            let failure = Failure::from(e);
+            endpoint.failed(&failure);
+            failure
+        })?;
     endpoint.stop().await;
     if args.json {
         output::line(&summary_json(&total).to_string());

@@ -64,6 +64,12 @@ impl Failure {
     }
 }
 
+impl From<kappa_pipeline::PipelineError> for Failure {
+    fn from(e: kappa_pipeline::PipelineError) -> Self {
+        Failure::from_kind(e.kind, e.message)
+    }
+}
+
 fn main() -> ExitCode {
     // Test builds only: crash points configured by the FAILPOINTS environment variable.
     #[cfg(feature = "failpoints")]

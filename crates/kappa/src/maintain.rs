@@ -43,7 +43,7 @@ struct Tables {
 impl Tables {
     /// The tables of `config` (loaded once, by [`run`]); `json`: print JSON.
     async fn open(config: PipelineConfig, json: bool) -> Result<Self, Failure> {
-        let catalog_config = crate::replay::catalog_config(&config);
+        let catalog_config = kappa_pipeline::catalog_config(&config);
         let catalog = kappa_iceberg::connect_read_only(&catalog_config)
             .await
             .map_err(fail)?;

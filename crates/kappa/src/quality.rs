@@ -61,7 +61,7 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
         None => None,
     };
     let (config, pipeline) =
-        crate::replay::open_configured(&args.config, crate::replay::Access::Read).await?;
+        crate::replay::open_configured(&args.config, kappa_pipeline::Access::Read).await?;
     let mut commits = judged(pipeline.main.name(), pipeline.main.table(), &config.name).await?;
     if let Some(quarantine) = &pipeline.quarantine {
         commits.extend(judged(quarantine.name(), quarantine.table(), &config.name).await?);
@@ -216,7 +216,7 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
         });
     }
     let (config, pipeline) =
-        crate::replay::open_configured(&args.config, crate::replay::Access::SetProperty).await?;
+        crate::replay::open_configured(&args.config, kappa_pipeline::Access::SetProperty).await?;
     let at = pipeline.main.state().position.to_json();
     let by = format!(
         "{} at {}",

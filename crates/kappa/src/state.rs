@@ -57,7 +57,7 @@ pub async fn takeover(args: StateTakeoverArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         });
     }
-    let catalog = kappa_iceberg::connect(&crate::replay::catalog_config(&config))
+    let catalog = kappa_iceberg::connect(&kappa_pipeline::catalog_config(&config))
         .await
         .map_err(fail)?;
     let mut rows = Vec::new();
@@ -119,7 +119,7 @@ pub async fn recover(args: StateRecoverArgs) -> Result<(), Failure> {
             });
         }
     };
-    let catalog = kappa_iceberg::connect(&crate::replay::catalog_config(&config))
+    let catalog = kappa_iceberg::connect(&kappa_pipeline::catalog_config(&config))
         .await
         .map_err(fail)?;
     let mut rows = Vec::new();
@@ -244,7 +244,7 @@ pub async fn skip(args: StateSkipArgs) -> Result<(), Failure> {
         )));
     }
     let partition = kappa_core::TopicPartition::new(kafka.topic.clone(), args.partition);
-    let catalog = kappa_iceberg::connect(&crate::replay::catalog_config(&config))
+    let catalog = kappa_iceberg::connect(&kappa_pipeline::catalog_config(&config))
         .await
         .map_err(fail)?;
     let mut rows = Vec::new();

@@ -20,7 +20,7 @@ fn time(micros: Option<i64>) -> String {
 /// `kappa status`.
 pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
     let (config, pipeline) =
-        crate::replay::open_configured(&args, crate::replay::Access::Read).await?;
+        crate::replay::open_configured(&args, kappa_pipeline::Access::Read).await?;
     let table = pipeline.main.table();
     let state: &TableState = pipeline.main.state();
     let now_us = SystemTime::now()
