@@ -57,7 +57,7 @@ pub struct NewerSchema {
     pub subject: String,
     /// Versions the subject has now (the mapping knows fewer).
     pub versions: usize,
-    /// Its fields the table's mapping does not have.
+    /// Its fields the table's mapping does not have, by path (`tip_cents`, `payment.tip`).
     pub new_fields: Vec<String>,
 }
 
@@ -229,20 +229,12 @@ impl WireDecoder {
         let Some(subject) = &self.evolving else {
             return Ok(None);
         };
-        let apache_avro::Schema::Record(record) = &writer.schema else {
-            return Ok(None);
-        };
         // A writer the table cannot read goes to the DLQ whatever the registry holds.
         if self.mapping.unreadable_writer(&writer.schema).is_some() {
             return Ok(None);
         }
-        let values = self.mapping.value_schema();
-        let new_fields: Vec<String> = record
-            .fields
-            .iter()
-            .filter(|f| values.field_with_name(&f.name).is_err())
-            .map(|f| f.name.clone())
-            .collect();
+        // New columns and new fields of nested records alike.
+        let new_fields = self.mapping.fields_the_table_lacks(&writer.schema);
         if new_fields.is_empty() {
             return Ok(None);
         }

@@ -357,6 +357,124 @@ fn cases() -> Vec<Case> {
             Some(("f", BreakKind::TypeMismatch)),
         ),
         c(
+            "decimal on fixed: the fixed grows",
+            one(
+                r#"{"type":"fixed","name":"D","size":8,"logicalType":"decimal","precision":10,"scale":2}"#,
+            ),
+            one(
+                r#"{"type":"fixed","name":"D","size":16,"logicalType":"decimal","precision":10,"scale":2}"#,
+            ),
+            false,
+            false,
+            Some(("f", BreakKind::FixedSizeMismatch)),
+        ),
+        c(
+            "decimal moved from bytes to fixed",
+            one(r#"{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}"#),
+            one(
+                r#"{"type":"fixed","name":"D","size":8,"logicalType":"decimal","precision":10,"scale":2}"#,
+            ),
+            false,
+            false,
+            Some(("f", BreakKind::TypeMismatch)),
+        ),
+        c(
+            "decimal scale changed",
+            one(r#"["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}]"#),
+            one(r#"["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":3}]"#),
+            false,
+            false,
+            Some(("f", BreakKind::MissingUnionBranch)),
+        ),
+        c(
+            "time-millis became time-micros",
+            one(r#"{"type":"int","logicalType":"time-millis"}"#),
+            one(r#"{"type":"long","logicalType":"time-micros"}"#),
+            false,
+            false,
+            Some(("f", BreakKind::LogicalTypeMismatch)),
+        ),
+        c(
+            "date became a plain int",
+            one(r#"{"type":"int","logicalType":"date"}"#),
+            one(r#""int""#),
+            false,
+            false,
+            Some(("f", BreakKind::LogicalTypeMismatch)),
+        ),
+        c(
+            "enum in a nested record gains a symbol",
+            one(&record(
+                "Inner",
+                &format!(r#"{{"name":"e","type":{}}}"#, enum_of(r#""A""#, "")),
+            )),
+            one(&record(
+                "Inner",
+                &format!(r#"{{"name":"e","type":{}}}"#, enum_of(r#""A","B""#, "")),
+            )),
+            true,
+            false,
+            Some(("f.e", BreakKind::MissingEnumSymbols)),
+        ),
+        c(
+            "nullable nested record gains an optional field",
+            one(&format!(
+                r#"["null",{}]"#,
+                record("Inner", r#"{"name":"b","type":"int"}"#)
+            )),
+            one(&format!(
+                r#"["null",{}]"#,
+                record(
+                    "Inner",
+                    r#"{"name":"b","type":"int"},{"name":"c","type":["null","long"],"default":null}"#
+                )
+            )),
+            true,
+            true,
+            None,
+        ),
+        c(
+            "array items become nullable",
+            one(r#"{"type":"array","items":"int"}"#),
+            one(r#"{"type":"array","items":["null","int"]}"#),
+            true,
+            false,
+            Some(("f[]", BreakKind::MissingUnionBranch)),
+        ),
+        c(
+            "map values promoted",
+            one(r#"{"type":"map","values":"int"}"#),
+            one(r#"{"type":"map","values":"long"}"#),
+            true,
+            false,
+            Some(("f{}", BreakKind::TypeMismatch)),
+        ),
+        c(
+            "map of records gains a field without default",
+            one(&format!(
+                r#"{{"type":"map","values":{}}}"#,
+                record("V", r#"{"name":"a","type":"string"}"#)
+            )),
+            one(&format!(
+                r#"{{"type":"map","values":{}}}"#,
+                record(
+                    "V",
+                    r#"{"name":"a","type":"string"},{"name":"b","type":"double"}"#
+                )
+            )),
+            false,
+            true,
+            Some(("f{}.b", BreakKind::MissingDefault)),
+        ),
+        c(
+            "fixed renamed with an alias",
+            one(r#"{"type":"fixed","name":"F","size":4}"#),
+            one(r#"{"type":"fixed","name":"G","aliases":["F"],"size":4}"#),
+            true,
+            false,
+            Some(("f", BreakKind::NameMismatch)),
+        ),
+        c(
             "fixed size changed",
             one(r#"{"type":"fixed","name":"F","size":8}"#),
             one(r#"{"type":"fixed","name":"F","size":16}"#),

@@ -125,6 +125,9 @@ fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
 struct Container<'b> {
     bytes: &'b [u8],
     schema: Schema,
+    /// The writer schema as its encoding lays values out, for the walk over the records
+    /// ([`kappa_schema::names::parse_encoding`]: a `fixed` UUID stays a `fixed`).
+    layout: Schema,
     json: &'b str,
     codec: Codec,
     shape: Shape,
@@ -157,6 +160,12 @@ impl<'b> Container<'b> {
                 format!("the header's writer schema is not a valid Avro schema ({e})"),
             )
         })?;
+        let layout = kappa_schema::names::parse_encoding(json).map_err(|e| {
+            corrupt(
+                key,
+                format!("the header's writer schema is not a valid Avro schema ({e})"),
+            )
+        })?;
         let codec = Codec::from_header(header.codec).map_err(|m| corrupt(key, m))?;
         let shape = match &schema {
             Schema::Bytes => Shape::RawBytes,
@@ -183,6 +192,7 @@ impl<'b> Container<'b> {
         Ok(Self {
             bytes,
             schema,
+            layout,
             json,
             codec,
             shape,
@@ -306,7 +316,7 @@ fn decode_values(
     container: &Container<'_>,
     mapping: &Arc<TableMapping>,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let walker = Walker::new(&container.schema).map_err(|m| corrupt(file.key, m))?;
+    let walker = Walker::new(&container.layout).map_err(|m| corrupt(file.key, m))?;
     // A writer schema the table cannot read: every record is an `unmappable-schema` dead letter
     // with this reason, and the replay goes on with the next file.
     let unreadable = mapping
@@ -318,7 +328,7 @@ fn decode_values(
             )
         });
     let mut decoder = ValueDecoder {
-        json: container.json,
+        json: Cow::Borrowed(container.json),
         decoder: None,
     };
     let key: Arc<str> = Arc::from(file.key);
@@ -385,7 +395,9 @@ const PREFIX: [u8; 5] = [0; 5];
 
 /// Decodes value records with arrow-avro against the file's writer schema, isolating bad ones.
 struct ValueDecoder<'j> {
-    json: &'j str,
+    /// The header's writer schema, or its text re-serialized when arrow-avro refuses the
+    /// original (see [`ValueDecoder::build`]).
+    json: Cow<'j, str>,
     decoder: Option<Decoder>,
 }
 
@@ -527,10 +539,30 @@ impl ValueDecoder<'_> {
         Ok(mapping.normalize(batch).map_err(|e| e.to_string()))
     }
 
-    fn build(&self, capacity: usize) -> Result<Decoder, String> {
+    /// A decoder for the header's writer schema. A schema text arrow-avro refuses is tried once
+    /// more re-serialized ([`kappa_schema::names::reserialized`]): `apache-avro` 0.21 writes the
+    /// attributes of a decimal on `fixed` twice in a file's header, and arrow-avro refuses
+    /// duplicate keys.
+    fn build(&mut self, capacity: usize) -> Result<Decoder, String> {
+        match Self::build_for(&self.json, capacity) {
+            Ok(decoder) => Ok(decoder),
+            Err(refused) => {
+                let Some(json) = kappa_schema::names::reserialized(&self.json)
+                    .filter(|json| json.as_str() != self.json)
+                else {
+                    return Err(refused);
+                };
+                let decoder = Self::build_for(&json, capacity).map_err(|_| refused)?;
+                self.json = Cow::Owned(json);
+                Ok(decoder)
+            }
+        }
+    }
+
+    fn build_for(json: &str, capacity: usize) -> Result<Decoder, String> {
         let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
         store
-            .set(Fingerprint::Id(0), AvroSchema::new(self.json.to_string()))
+            .set(Fingerprint::Id(0), AvroSchema::new(json.to_string()))
             .map_err(|e| format!("arrow-avro cannot use the header's writer schema: {e}"))?;
         ReaderBuilder::new()
             .with_batch_size(capacity.max(1))
@@ -546,7 +578,7 @@ fn decode_framed(
     container: &Container<'_>,
     wire: &mut WireDecoder,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let walker = Walker::new(&container.schema).map_err(|m| corrupt(file.key, m))?;
+    let walker = Walker::new(&container.layout).map_err(|m| corrupt(file.key, m))?;
     let mut budget = file.limits.max_inflated_bytes;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();

@@ -44,7 +44,8 @@ pub(crate) struct Walker<'s> {
 }
 
 impl<'s> Walker<'s> {
-    /// A walker for `root` (its named types resolved).
+    /// A walker for `root` (its named types resolved), parsed as its encoding lays values out
+    /// (`kappa_schema::names::parse_encoding`).
     pub(crate) fn new(root: &'s Schema) -> Result<Self, String> {
         let resolved = ResolvedSchema::try_from(root)
             .map_err(|e| format!("the header's writer schema: {e}"))?;
@@ -191,8 +192,9 @@ impl<'s> Walk<'_, 's, '_> {
                     self.flag("is not valid UTF-8".into());
                 }
             }
-            // apache-avro parses both a uuid string and a 16-byte fixed as `Uuid`; Kafka Connect
-            // writes strings. Like apache-avro, 16 bytes are a binary UUID, anything else a string.
+            // A `uuid` string (the walk's schema keeps a `fixed` UUID a `fixed`:
+            // `kappa_schema::names::parse_encoding`). Like apache-avro, 16 bytes are a binary
+            // UUID, anything else its text.
             Schema::Uuid => {
                 let len = self.length("uuid")?;
                 let range = self.take(len, "uuid")?;
@@ -540,5 +542,117 @@ mod tests {
         let raw = Schema::parse_str(r#""bytes""#).unwrap();
         let records = Walker::new(&raw).unwrap().records(&[4, 1, 2], 1).unwrap();
         assert_eq!(records[0].value, Some(1..3));
+    }
+
+    /// Every nested type, with values of different sizes: arrays and maps of records, records
+    /// in records, fixed (a UUID on `fixed(16)` too), decimals on bytes and on fixed.
+    const NESTED: &str = r#"{"type":"record","name":"r","namespace":"n","fields":[
+        {"name":"id","type":{"type":"fixed","name":"U","size":16,"logicalType":"uuid"}},
+        {"name":"amount","type":{"type":"bytes","logicalType":"decimal","precision":12,"scale":2}},
+        {"name":"fee","type":["null",{"type":"fixed","name":"F","size":8,"logicalType":"decimal","precision":18,"scale":4}]},
+        {"name":"lines","type":{"type":"array","items":{"type":"record","name":"L","fields":[
+            {"name":"sku","type":"string"},{"name":"tags","type":{"type":"array","items":"string"}}]}}},
+        {"name":"extras","type":{"type":"map","values":{"type":"record","name":"E","fields":[
+            {"name":"w","type":"double"},{"name":"h","type":"U"}]}}},
+        {"name":"inner","type":{"type":"record","name":"I","fields":[
+            {"name":"deep","type":{"type":"record","name":"D","fields":[
+                {"name":"x","type":"long"},{"name":"f","type":{"type":"fixed","name":"F3","size":3}}]}}]}},
+        {"name":"last","type":"string"}]}"#;
+
+    /// Record `i` of [`NESTED`], its strings as bytes (so that a bad one can be written), encoded
+    /// against a schema of the same layout without the logical types apache-avro would check.
+    fn nested(i: usize, tag: &[u8]) -> Vec<u8> {
+        let loose = NESTED.replace(r#","logicalType":"uuid""#, "").replace(
+            r#"{"type":"array","items":"string"}"#,
+            r#"{"type":"array","items":"bytes"}"#,
+        );
+        let loose = Schema::parse_str(&loose).unwrap();
+        let decimal = |v: i64| Value::Decimal(apache_avro::Decimal::from(v.to_be_bytes()));
+        let lines = (0..i)
+            .map(|l| {
+                Value::Record(vec![
+                    ("sku".into(), Value::String(format!("sku-{i}-{l}"))),
+                    (
+                        "tags".into(),
+                        Value::Array((0..l + 1).map(|_| Value::Bytes(tag.to_vec())).collect()),
+                    ),
+                ])
+            })
+            .collect();
+        let extras = (0..i % 3)
+            .map(|e| {
+                let record = Value::Record(vec![
+                    ("w".into(), Value::Double(e as f64)),
+                    ("h".into(), Value::Fixed(16, vec![e as u8; 16])),
+                ]);
+                (format!("x{e}"), record)
+            })
+            .collect();
+        let value = Value::Record(vec![
+            ("id".into(), Value::Fixed(16, vec![i as u8; 16])),
+            ("amount".into(), decimal(-12_345 * i as i64)),
+            (
+                "fee".into(),
+                if i.is_multiple_of(2) {
+                    Value::Union(1, Box::new(decimal(99 * i as i64)))
+                } else {
+                    Value::Union(0, Box::new(Value::Null))
+                },
+            ),
+            ("lines".into(), Value::Array(lines)),
+            ("extras".into(), Value::Map(extras)),
+            (
+                "inner".into(),
+                Value::Record(vec![(
+                    "deep".into(),
+                    Value::Record(vec![
+                        ("x".into(), Value::Long(1 << (10 * i))),
+                        ("f".into(), Value::Fixed(3, vec![1, 2, i as u8])),
+                    ]),
+                )]),
+            ),
+            ("last".into(), Value::String(format!("end-{i}"))),
+        ]);
+        apache_avro::to_avro_datum(&loose, value).unwrap()
+    }
+
+    #[test]
+    fn walks_arrays_maps_nested_records_fixed_and_decimals_to_each_records_end() {
+        let schema = kappa_schema::names::parse_encoding(NESTED).unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let encoded: Vec<Vec<u8>> = (0..5).map(|i| nested(i, b"tag")).collect();
+        let data = encoded.concat();
+        let records = walker.records(&data, 5).unwrap();
+        let mut start = 0;
+        for (record, bytes) in records.iter().zip(&encoded) {
+            assert_eq!(record.range, start..start + bytes.len());
+            assert_eq!(record.bad, None);
+            start += bytes.len();
+        }
+        // A bad value deep inside names its field, and the records around it still frame.
+        let bad = nested(3, &[0xff, 0xfe]);
+        let data = [encoded[1].clone(), bad.clone(), encoded[2].clone()].concat();
+        let records = walker.records(&data, 3).unwrap();
+        assert_eq!(
+            records[1].range,
+            encoded[1].len()..encoded[1].len() + bad.len()
+        );
+        assert_eq!(
+            records[1].bad.as_deref(),
+            Some("field lines.tags: is not valid UTF-8")
+        );
+        assert_eq!(
+            (records[0].bad.clone(), records[2].bad.clone()),
+            (None, None)
+        );
+        // apache-avro's own parse makes the fixed UUID a string (and forgets its name, which
+        // `extras` refers to): no walk.
+        let as_string = kappa_schema::names::parse_schema(NESTED).unwrap();
+        let data = encoded.concat();
+        assert!(
+            Walker::new(&as_string)
+                .and_then(|w| w.records(&data, 5))
+                .is_err()
+        );
     }
 }
