@@ -190,14 +190,9 @@ impl Live {
             milestones,
             reading,
         };
-        let summary = run_live(
-            pipeline,
-            source,
-            kappa_logic::OrdersLogic::new(self.spec.dedup_window),
-            shutdown,
-        )
-        .await
-        .unwrap();
+        let summary = run_live(pipeline, source, crate::logic(), shutdown)
+            .await
+            .unwrap();
         (summary, result_rx.await.unwrap())
     }
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::RecordBatch;
+use kappa_config::PipelineConfig;
 use kappa_core::Source;
-use kappa_iceberg::CatalogConfig;
 use kappa_iceberg::writer::WriterOptions;
-use kappa_runtime::{CommitPolicy, PipelineSpec, RunSummary, open_pipeline, run_pipeline};
+use kappa_runtime::{PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
 use kappa_source_replay::{ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow};
 use kappa_synth::{
@@ -122,13 +122,9 @@ impl Bench {
     /// The archive replayed through the orders logic into the table of `spec` (created).
     async fn replay_with(&self, spec: PipelineSpec) -> RunSummary {
         let pipeline = open_pipeline(spec).await.unwrap();
-        run_pipeline(
-            pipeline,
-            self.source().await,
-            kappa_logic::OrdersLogic::new(100_000),
-        )
-        .await
-        .unwrap()
+        run_pipeline(pipeline, self.source().await, logic())
+            .await
+            .unwrap()
     }
 
     /// A table replayed once, and the middle `days` days of its history, for the backfill
@@ -164,14 +160,9 @@ impl Bench {
             key_column: "event_id".into(),
             quarantine_table: None,
         };
-        let staged = backfill::reprocess(
-            &pipeline,
-            self.source().await,
-            kappa_logic::OrdersLogic::new(100_000),
-            &request,
-        )
-        .await
-        .unwrap();
+        let staged = backfill::reprocess(&pipeline, self.source().await, logic(), &request)
+            .await
+            .unwrap();
         let audit = backfill::audit(&pipeline, &staged, &request).await.unwrap();
         assert!(audit.days.iter().all(|d| d.matches()), "{:?}", audit.days);
         backfill::publish(&pipeline, &staged, &request, HashMap::new())
@@ -243,52 +234,52 @@ impl Bench {
     }
 }
 
-/// The benchmark pipeline: a SQLite catalog and a local warehouse under `dir/name`, day
-/// partitions, the default writer and commit policy apart from `interval`.
+/// The benchmark pipeline's configuration: the `orders` logic with its defaults, a SQLite
+/// catalog and a local warehouse under `dir/name`, day partitions, the default writer and commit
+/// policy apart from `interval`. Loaded like a pipeline file, so that benchmarks build their
+/// pipelines as `kappa` does ([`kappa_pipeline`]).
+pub fn config(dir: &std::path::Path, name: &str, interval: Duration) -> PipelineConfig {
+    let root = dir.join(name);
+    let text = format!(
+        r#"
+[pipeline]
+name = "bench"
+logic = "orders"
+
+[source.archive]
+url = "file://{root}/archive"
+topic = "orders"
+
+[catalog]
+uri = "sqlite:///{root}/catalog.db"
+warehouse = "file://{root}/warehouse"
+
+[table]
+name = "orders"
+
+[commit]
+interval = "{interval}ms"
+"#,
+        root = root.display(),
+        interval = interval.as_millis(),
+    );
+    kappa_config::load_str(&text, "benchmark config", std::iter::empty(), &[]).unwrap()
+}
+
+/// The runtime's spec of the benchmark pipeline ([`config`]).
 pub fn spec(
     dir: &std::path::Path,
     name: &str,
     mapping: Arc<TableMapping>,
     interval: Duration,
 ) -> PipelineSpec {
-    let root = dir.join(name);
-    PipelineSpec {
-        pipeline: "bench".into(),
-        topics: vec!["orders".into()],
-        first_commit: kappa_iceberg::FirstCommit::AtZero,
-        catalog: CatalogConfig {
-            name: "kappa".into(),
-            kind: kappa_iceberg::CatalogType::Sql,
-            uri: format!("sqlite:///{}/catalog.db", root.display()),
-            warehouse: format!("file://{}/warehouse", root.display()),
-            properties: HashMap::new(),
-        },
-        namespace: "kappa".into(),
-        table: "orders".into(),
-        dlq_table: "orders_dlq".into(),
-        partition_by: vec![kappa_iceberg::PartitionField {
-            column: "event_time".into(),
-            transform: iceberg_day(),
-        }],
-        writer: WriterOptions::default(),
-        commit: CommitPolicy {
-            interval,
-            ..CommitPolicy::default()
-        },
-        dedup_window: 100_000,
-        event_time_column: "event_time".into(),
-        allowed_lateness: Duration::from_secs(3600),
-        late_table: None,
-        mapping,
-        quality: kappa_quality::Quality::new(
-            kappa_logic::orders::default_quality("event_time").unwrap(),
-        ),
-        quarantine_table: None,
-    }
+    kappa_pipeline::pipeline_spec(&config(dir, name, interval), mapping).unwrap()
 }
 
-fn iceberg_day() -> kappa_iceberg::table::Transform {
-    kappa_iceberg::table::Transform::Day
+/// The benchmark pipeline's logic (`orders`), built from its config as `kappa` builds it.
+pub fn logic() -> kappa_logic::BoxedLogic {
+    let dir = std::env::temp_dir();
+    kappa_pipeline::build_logic(&config(&dir, "logic", Duration::from_secs(60))).unwrap()
 }
 
 /// Encode only, as the sink does it: the decoded rows through the table's writer (day

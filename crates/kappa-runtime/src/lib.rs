@@ -30,4 +30,4 @@ pub use run::{run_live, run_pipeline};
 pub use spec::{
     Pipeline, PipelineSpec, open_existing_pipeline, open_pipeline, open_pipeline_read_only,
 };
-pub use stats::RunSummary;
+pub use stats::{RunSummary, SummaryReport};

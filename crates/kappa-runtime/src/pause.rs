@@ -77,6 +77,36 @@ impl QualityOverride {
         }
     }
 
+    /// Records an override for the flush `pipeline`'s main table is paused at (its current
+    /// position): writes it to the table's [`OVERRIDE_PROPERTY`], where every replica of the paused
+    /// pipeline reads it. `checks` empty lets every failed check through; `by` names who and when.
+    pub async fn record(
+        pipeline: &crate::Pipeline,
+        checks: Vec<String>,
+        reason: String,
+        by: String,
+        made_at_ms: i64,
+    ) -> Result<QualityOverride, RuntimeError> {
+        let decision = QualityOverride {
+            pipeline: pipeline.spec.pipeline.clone(),
+            at: pipeline.main.state().position.to_json(),
+            checks,
+            reason,
+            by,
+            made_at_ms,
+        };
+        let value = serde_json::to_string(&decision)
+            .map_err(|e| RuntimeError::Invariant(format!("cannot write the override: {e}")))?;
+        kappa_iceberg::table::set_property(
+            pipeline.catalog.as_ref(),
+            pipeline.main.table(),
+            OVERRIDE_PROPERTY,
+            &value,
+        )
+        .await?;
+        Ok(decision)
+    }
+
     /// Whether it is for `pipeline` paused at `position` since `paused_at_ms`.
     pub fn applies(&self, pipeline: &str, position: &SourcePosition, paused_at_ms: i64) -> bool {
         self.pipeline == pipeline

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kappa_core::TopicPartition;
+use serde::{Serialize, Serializer};
 
-/// Counters of one pipeline run.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Counters of one pipeline run. Serialized (`--json` of `run`, `replay` and `demo`) through
+/// [`RunSummary::report`], which adds the figures derived from them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunSummary {
     /// Records read past the committed position (the input of this run).
     pub records_in: u64,
@@ -19,6 +21,7 @@ pub struct RunSummary {
     /// Records that could not be decoded (in the DLQ).
     pub undecodable: u64,
     /// Records whose writer schema cannot be read as the table's (in the DLQ).
+    #[serde(rename = "unmappable_schema")]
     pub unmappable: u64,
     /// Records the logic rejected (in the DLQ).
     pub rejected: u64,
@@ -52,21 +55,59 @@ pub struct RunSummary {
     pub data_files: u64,
     /// Bytes of data files written to the main table.
     pub bytes_written: u64,
-    /// Next offset per partition after the run.
+    /// Next offset per partition after the run (`{"orders-0": 123}`).
+    #[serde(serialize_with = "by_partition_name")]
     pub positions: BTreeMap<TopicPartition, i64>,
     /// Current snapshot of the main table after the run.
     pub snapshot_id: Option<i64>,
     /// Wall time.
+    #[serde(rename = "elapsed_seconds", serialize_with = "seconds")]
     pub elapsed: Duration,
     /// Set when the run ended because the source met records of a newer schema version than
     /// the table has (everything before them is committed): the caller evolves the table and
     /// runs again.
+    #[serde(skip)]
     pub schema_change: Option<String>,
     /// Times a live pipeline evolved its table to a newer schema version and went on.
     pub schema_changes: u64,
 }
 
+fn by_partition_name<S: Serializer>(
+    positions: &BTreeMap<TopicPartition, i64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(positions.iter().map(|(tp, next)| (tp.to_string(), next)))
+}
+
+fn seconds<S: Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(elapsed.as_secs_f64())
+}
+
+/// A run summary with the figures derived from its counters, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct SummaryReport<'a> {
+    /// The counters.
+    #[serde(flatten)]
+    pub summary: &'a RunSummary,
+    /// [`RunSummary::dead_lettered`].
+    pub dead_lettered: u64,
+    /// [`RunSummary::is_complete`].
+    pub complete: bool,
+    /// [`RunSummary::events_per_second`].
+    pub events_per_second: f64,
+}
+
 impl RunSummary {
+    /// The summary with its derived figures, to serialize.
+    pub fn report(&self) -> SummaryReport<'_> {
+        SummaryReport {
+            summary: self,
+            dead_lettered: self.dead_lettered(),
+            complete: self.is_complete(),
+            events_per_second: self.events_per_second(),
+        }
+    }
+
     /// Adds the counters of `other` (a session's, or a commit's) to these. Positions, snapshot
     /// and wall time are the run's own and stay.
     pub fn absorb(&mut self, other: &RunSummary) {
@@ -118,5 +159,38 @@ impl RunSummary {
         } else {
             0.0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_report_names_every_counter_and_the_derived_figures() {
+        let summary = RunSummary {
+            records_in: 10,
+            rows_written: 6,
+            duplicates: 1,
+            undecodable: 1,
+            unmappable: 1,
+            rejected: 1,
+            positions: BTreeMap::from([(TopicPartition::new("orders", 2), 11)]),
+            elapsed: Duration::from_millis(2_500),
+            schema_change: Some("new field".into()),
+            ..RunSummary::default()
+        };
+        let json = serde_json::to_value(summary.report()).unwrap();
+        assert_eq!(json["records_in"], 10);
+        assert_eq!(json["unmappable_schema"], 1);
+        assert_eq!(json["dead_lettered"], 3);
+        assert_eq!(json["complete"], true);
+        assert_eq!(json["events_per_second"], 4.0);
+        assert_eq!(json["elapsed_seconds"], 2.5);
+        assert_eq!(json["positions"], serde_json::json!({"orders-2": 11}));
+        assert_eq!(json["snapshot_id"], serde_json::Value::Null);
+        assert!(json.get("schema_change").is_none() && json.get("unmappable").is_none());
+        // Every counter field is printed: 25 of the struct (schema_change skipped) + 3 derived.
+        assert_eq!(json.as_object().unwrap().len(), 28, "{json}");
     }
 }

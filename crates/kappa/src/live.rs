@@ -61,36 +61,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
 
 /// The run summary as JSON (`--json` of `run`, and the base of `replay`'s and `demo`'s).
 pub fn summary_json(s: &RunSummary) -> serde_json::Value {
-    serde_json::json!({
-        "records_in": s.records_in,
-        "rows_written": s.rows_written,
-        "duplicates": s.duplicates,
-        "undecodable": s.undecodable,
-        "unmappable_schema": s.unmappable,
-        "rejected": s.rejected,
-        "dead_lettered": s.dead_lettered(),
-        "late": s.late,
-        "late_rows_written": s.late_rows_written,
-        "late_commits": s.late_commits,
-        "quarantined_rows": s.quarantined_rows,
-        "quarantine_commits": s.quarantine_commits,
-        "dlq_rows_written": s.dlq_rows_written,
-        "warm_up_records": s.warm_up_records,
-        "commits": s.commits,
-        "dlq_commits": s.dlq_commits,
-        "already_committed": s.already_committed,
-        "conflict_retries": s.conflict_retries,
-        "rewinds": s.rewinds,
-        "pauses": s.pauses,
-        "schema_changes": s.schema_changes,
-        "data_files": s.data_files,
-        "bytes_written": s.bytes_written,
-        "snapshot_id": s.snapshot_id,
-        "complete": s.is_complete(),
-        "positions": s.positions.iter().map(|(tp, next)| (tp.to_string(), *next)).collect::<std::collections::BTreeMap<_, _>>(),
-        "elapsed_seconds": s.elapsed.as_secs_f64(),
-        "events_per_second": s.events_per_second(),
-    })
+    serde_json::to_value(s.report()).unwrap_or_default()
 }
 
 /// `N late (appended)`, or `N late (M to the late table)` when late rows are routed there.

@@ -215,34 +215,23 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         });
     }
-    let (config, pipeline) =
+    let (_, pipeline) =
         crate::replay::open_configured(&args.config, kappa_pipeline::Access::SetProperty).await?;
-    let at = pipeline.main.state().position.to_json();
     let by = format!(
         "{} at {}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
-    let decision = kappa_runtime::QualityOverride {
-        pipeline: config.name.clone(),
-        at: at.clone(),
-        checks: args.checks.clone(),
-        reason: args.reason.clone(),
+    let decision = kappa_runtime::QualityOverride::record(
+        &pipeline,
+        args.checks.clone(),
+        args.reason.clone(),
         by,
-        made_at_ms: chrono::Utc::now().timestamp_millis(),
-    };
-    let value = serde_json::to_string(&decision).map_err(|e| Failure {
-        message: format!("cannot write the override: {e}"),
-        code: exit::FAILURE,
-    })?;
-    kappa_iceberg::table::set_property(
-        pipeline.catalog.as_ref(),
-        pipeline.main.table(),
-        kappa_runtime::OVERRIDE_PROPERTY,
-        &value,
+        chrono::Utc::now().timestamp_millis(),
     )
     .await
     .map_err(fail)?;
+    let at = decision.at.clone();
     let checks = if args.checks.is_empty() {
         "every failed check".to_string()
     } else {

@@ -46,7 +46,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         })
         .collect();
     // Every commit's counts, the expired ones' from the history archive.
-    let dead = dead_letter_counts(&config.name, history.iter().map(|s| &s.summary));
+    let dead = summary::dead_letter_counts(&config.name, history.iter().map(|s| &s.summary));
     let kafka = match &config.source_kafka {
         Some(kafka) => Some(consumer_lag(kafka, &state.position).await),
         None => None,
@@ -175,75 +175,6 @@ fn stored_in(state: &TableState) -> String {
     }
 }
 
-/// A pipeline's dead letters by kind, summed over the snapshot summaries of its commits to the
-/// main table: each commit counts the dead letters of its own input, so the sum is exact over
-/// the snapshots the table still has (expiring snapshots drops their counts from the sum).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct DeadLetterCounts {
-    /// `kappa.dead-lettered`, all kinds.
-    total: u64,
-    /// `kappa.dead-lettered.undecodable`.
-    undecodable: u64,
-    /// `kappa.dead-lettered.unmappable-schema`.
-    unmappable_schema: u64,
-    /// `kappa.dead-lettered.rejected`.
-    rejected: u64,
-    /// Dead letters of commits written before the per-kind keys existed (total only).
-    unclassified: u64,
-}
-
-impl DeadLetterCounts {
-    fn describe(&self) -> String {
-        let mut text = format!(
-            "{} ({} undecodable, {} unmappable schema, {} rejected",
-            self.total, self.undecodable, self.unmappable_schema, self.rejected
-        );
-        if self.unclassified > 0 {
-            text.push_str(&format!(
-                ", {} by older commits that do not record the kind",
-                self.unclassified
-            ));
-        }
-        text.push(')');
-        text
-    }
-}
-
-/// Sums the dead-letter counters of `pipeline`'s snapshot summaries (other pipelines' commits and
-/// snapshots without Kappa's keys are skipped).
-fn dead_letter_counts<'a>(
-    pipeline: &str,
-    summaries: impl IntoIterator<Item = &'a std::collections::HashMap<String, String>>,
-) -> DeadLetterCounts {
-    let mut counts = DeadLetterCounts::default();
-    for properties in summaries {
-        if properties.get(summary::PIPELINE).map(String::as_str) != Some(pipeline) {
-            continue;
-        }
-        let count = |key: &str| {
-            properties
-                .get(key)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let total = count(summary::DEAD_LETTERED).unwrap_or(0);
-        counts.total += total;
-        let kinds = [
-            count(summary::DEAD_LETTERED_UNDECODABLE),
-            count(summary::DEAD_LETTERED_UNMAPPABLE),
-            count(summary::DEAD_LETTERED_REJECTED),
-        ];
-        if kinds.iter().all(Option::is_none) {
-            counts.unclassified += total;
-            continue;
-        }
-        let [undecodable, unmappable, rejected] = kinds.map(|k| k.unwrap_or(0));
-        counts.undecodable += undecodable;
-        counts.unmappable_schema += unmappable;
-        counts.rejected += rejected;
-    }
-    counts
-}
-
 /// One partition's lag: what the broker has against what the table holds.
 struct PartitionLag {
     partition: i32,
@@ -289,75 +220,4 @@ async fn consumer_lag(
             }
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn commit(pipeline: &str, counters: &[(&str, u64)]) -> HashMap<String, String> {
-        let mut properties: HashMap<String, String> = counters
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        properties.insert(summary::PIPELINE.into(), pipeline.into());
-        properties
-    }
-
-    #[test]
-    fn dead_letters_are_summed_by_kind_over_the_pipelines_commits() {
-        let commits = [
-            commit(
-                "orders",
-                &[
-                    (summary::DEAD_LETTERED, 7),
-                    (summary::DEAD_LETTERED_UNDECODABLE, 2),
-                    (summary::DEAD_LETTERED_UNMAPPABLE, 4),
-                    (summary::DEAD_LETTERED_REJECTED, 1),
-                ],
-            ),
-            commit(
-                "orders",
-                &[
-                    (summary::DEAD_LETTERED, 3),
-                    (summary::DEAD_LETTERED_UNDECODABLE, 0),
-                    (summary::DEAD_LETTERED_UNMAPPABLE, 3),
-                    (summary::DEAD_LETTERED_REJECTED, 0),
-                ],
-            ),
-            // Another pipeline writing to the same table does not count.
-            commit(
-                "backfill",
-                &[
-                    (summary::DEAD_LETTERED, 100),
-                    (summary::DEAD_LETTERED_UNDECODABLE, 100),
-                ],
-            ),
-            // A commit from before the per-kind keys: only its total is known.
-            commit("orders", &[(summary::DEAD_LETTERED, 5)]),
-            // A snapshot some other tool wrote.
-            HashMap::from([("added-records".to_string(), "9".to_string())]),
-        ];
-        let counts = dead_letter_counts("orders", commits.iter());
-        assert_eq!(
-            counts,
-            DeadLetterCounts {
-                total: 15,
-                undecodable: 2,
-                unmappable_schema: 7,
-                rejected: 1,
-                unclassified: 5,
-            }
-        );
-        assert_eq!(
-            counts.describe(),
-            "15 (2 undecodable, 7 unmappable schema, 1 rejected, 5 by older commits that do not record the kind)"
-        );
-        assert_eq!(
-            dead_letter_counts("nobody", commits.iter()),
-            DeadLetterCounts::default()
-        );
-    }
 }
