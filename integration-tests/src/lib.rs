@@ -6,6 +6,7 @@
 
 pub mod endpoint;
 pub mod kafka;
+pub mod payments;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
