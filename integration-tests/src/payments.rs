@@ -159,6 +159,59 @@ impl Payment {
         ])
     }
 
+    /// The Kafka record timestamp it is produced with: its payment time, in ms.
+    pub fn timestamp_ms(&self) -> i64 {
+        self.paid_at_micros.div_euclid(1_000)
+    }
+
+    /// The Kafka headers it is produced with: none for every third payment, else a `source` and
+    /// one or two `trace` headers (a repeated key), the last without a value for every fifth.
+    pub fn headers(&self) -> Vec<(String, Option<Vec<u8>>)> {
+        let n: u64 = self.payment_id[4..].parse().unwrap_or(0);
+        if n.is_multiple_of(3) {
+            return Vec::new();
+        }
+        let mut headers = vec![
+            (
+                "source".to_string(),
+                Some(format!("pos-{}", n % 7).into_bytes()),
+            ),
+            (
+                "trace".to_string(),
+                Some(self.payment_id.clone().into_bytes()),
+            ),
+        ];
+        if n.is_multiple_of(2) {
+            headers.push((
+                "trace".to_string(),
+                (!n.is_multiple_of(5)).then(|| b"second".to_vec()),
+            ));
+        }
+        headers
+    }
+
+    /// The Kafka metadata columns as `dump_rows.py` prints them (bytes as hex); `headers`
+    /// `None` when the source cannot know them (NULL).
+    pub fn canonical_metadata(&self, headers: bool) -> BTreeMap<String, Value> {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let listed: Vec<Value> = self
+            .headers()
+            .iter()
+            .map(|(k, v)| json!({"key": k, "value": v.as_deref().map(hex)}))
+            .collect();
+        BTreeMap::from([
+            ("_kafka_key".into(), json!(hex(self.payment_id.as_bytes()))),
+            (
+                "_kafka_timestamp".into(),
+                json!(self.timestamp_ms() * 1_000),
+            ),
+            (
+                "_kafka_headers".into(),
+                if headers { json!(listed) } else { Value::Null },
+            ),
+        ])
+    }
+
     /// The amount as its decimal string with two digits of scale.
     pub fn amount(&self) -> String {
         let sign = if self.amount_cents < 0 { "-" } else { "" };
@@ -242,9 +295,18 @@ pub fn produce(producer: &BaseProducer, topic: &str, messages: &[PaymentMessage]
     for m in messages {
         let value = wire(&m.payment);
         loop {
+            let mut headers = rdkafka::message::OwnedHeaders::new();
+            for (key, value) in m.payment.headers() {
+                headers = headers.insert(rdkafka::message::Header {
+                    key: &key,
+                    value: value.as_deref(),
+                });
+            }
             let record = BaseRecord::to(topic)
                 .partition(m.partition)
                 .key(m.payment.payment_id.as_bytes())
+                .timestamp(m.payment.timestamp_ms())
+                .headers(headers)
                 .payload(&value);
             match producer.send(record) {
                 Ok(()) => break,
@@ -274,6 +336,81 @@ pub fn expected_rows(messages: &[PaymentMessage]) -> Vec<Value> {
         .collect();
     rows.sort_by_key(|(p, o, _)| (*p, *o));
     rows.into_iter().map(|(_, _, row)| row).collect()
+}
+
+/// [`expected_rows`] with the three Kafka metadata columns; `headers`: whether the source knows
+/// them (live), or leaves them NULL (an envelope archive).
+pub fn expected_rows_with_metadata(messages: &[PaymentMessage], headers: bool) -> Vec<Value> {
+    let mut by_coordinates: BTreeMap<(i64, i64), &Payment> = BTreeMap::new();
+    for m in messages.iter().filter(|m| !m.duplicate) {
+        by_coordinates.insert((m.partition as i64, m.offset), &m.payment);
+    }
+    expected_rows(messages)
+        .into_iter()
+        .map(|mut row| {
+            let at = (
+                row["_kafka_partition"].as_i64().unwrap(),
+                row["_kafka_offset"].as_i64().unwrap(),
+            );
+            let payment = by_coordinates[&at];
+            for (column, value) in payment.canonical_metadata(headers) {
+                row[column] = value;
+            }
+            row
+        })
+        .collect()
+}
+
+/// Writes `messages` as a full-record backup: envelope records (`topic`, `partition`, `offset`,
+/// `timestamp`, `key`, `value` in the wire format), snappy, `flush_size` per file.
+pub fn write_envelope_archive(
+    archive: &Path,
+    topic: &str,
+    messages: &[PaymentMessage],
+    flush_size: usize,
+) {
+    let schema = Schema::parse_str(kappa_synth::ENVELOPE_SCHEMA).unwrap();
+    let mut by_partition: BTreeMap<i32, Vec<&PaymentMessage>> = BTreeMap::new();
+    for m in messages {
+        by_partition.entry(m.partition).or_default().push(m);
+    }
+    for (partition, messages) in by_partition {
+        let dir = archive.join(topic).join(format!("partition={partition}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for chunk in messages.chunks(flush_size) {
+            let start = chunk[0].offset;
+            let mut writer = Writer::with_codec(&schema, Vec::new(), Codec::Snappy);
+            for m in chunk {
+                let record = Avro::Record(vec![
+                    ("topic".into(), Avro::String(topic.into())),
+                    ("partition".into(), Avro::Int(m.partition)),
+                    ("offset".into(), Avro::Long(m.offset)),
+                    (
+                        "timestamp".into(),
+                        Avro::TimestampMillis(m.payment.timestamp_ms()),
+                    ),
+                    (
+                        "key".into(),
+                        Avro::Union(
+                            1,
+                            Box::new(Avro::Bytes(m.payment.payment_id.clone().into_bytes())),
+                        ),
+                    ),
+                    (
+                        "value".into(),
+                        Avro::Union(1, Box::new(Avro::Bytes(wire(&m.payment)))),
+                    ),
+                ]);
+                writer.append(record).unwrap();
+            }
+            let bytes = writer.into_inner().unwrap();
+            std::fs::write(
+                dir.join(format!("{topic}+{partition}+{start:010}.avro")),
+                bytes,
+            )
+            .unwrap();
+        }
+    }
 }
 
 /// Next offset per partition after `messages`.

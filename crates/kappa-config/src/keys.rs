@@ -121,6 +121,7 @@ pub(crate) const SECTIONS: &[Section] = &[
             "dlq_name",
             "late_name",
             "quarantine_name",
+            "kafka_metadata",
         ]),
     ),
     (

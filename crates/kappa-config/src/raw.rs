@@ -431,6 +431,10 @@ pub struct TableSection {
     pub late_name: Option<String>,
     /// Where flushes failing a `quarantine` quality check go, default `<name>_quarantine`.
     pub quarantine_name: Option<String>,
+    /// Kafka record attributes kept as columns: `key`, `timestamp`, `headers`; a list, or one
+    /// comma-separated string (env).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub kafka_metadata: Vec<String>,
 }
 
 /// A list, or a comma-separated string (how env vars and `--set` flags give lists).

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use kappa_core::KafkaMetadata;
 use kappa_core::redact::{Redacted, redact};
 use kappa_logic::{LogicEntry, LogicError, LogicOptions, LogicSettings, OptionValue, Registry};
 use kappa_quality::QualityConfig;
@@ -62,6 +63,8 @@ pub struct PipelineConfig {
     pub quarantine_table: String,
     /// Parsed `[table] partition_by`.
     pub partition_by: Vec<PartitionSpec>,
+    /// `[table] kafka_metadata`: the Kafka record attributes kept as columns, in column order.
+    pub kafka_metadata: Vec<KafkaMetadata>,
     /// `[commit] interval`.
     pub commit_interval: Duration,
     /// `[metrics] listen`.
@@ -89,6 +92,7 @@ impl fmt::Debug for PipelineConfig {
             .field("late_table", &self.late_table)
             .field("quarantine_table", &self.quarantine_table)
             .field("partition_by", &self.partition_by)
+            .field("kafka_metadata", &self.kafka_metadata)
             .field("commit_interval", &self.commit_interval)
             .field("metrics_listen", &self.metrics_listen)
             .field("quality", &self.quality)
@@ -966,6 +970,21 @@ pub fn validate_with(raw: RawConfig, registry: &Registry) -> Result<PipelineConf
         .iter()
         .map(|s| parse_partition(s))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut kafka_metadata = Vec::new();
+    for text in &raw.table.kafka_metadata {
+        let attribute = text
+            .parse::<KafkaMetadata>()
+            .map_err(|why| ConfigError::invalid("table", "kafka_metadata", why))?;
+        if kafka_metadata.contains(&attribute) {
+            return Err(ConfigError::invalid(
+                "table",
+                "kafka_metadata",
+                format!("{text:?} is listed twice"),
+            ));
+        }
+        kafka_metadata.push(attribute);
+    }
+    kafka_metadata.sort();
     positive("table", "target_file_size", raw.table.target_file_size)?;
     positive("table", "writers", raw.table.writers)?;
     if raw.metrics.stall_after.is_zero() {
@@ -1056,6 +1075,7 @@ pub fn validate_with(raw: RawConfig, registry: &Registry) -> Result<PipelineConf
         late_table,
         quarantine_table,
         partition_by,
+        kafka_metadata,
         metrics_listen,
         raw,
     })

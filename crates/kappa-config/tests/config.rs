@@ -1314,3 +1314,32 @@ fn a_registered_logic_is_configured_like_a_builtin_one() {
     assert_eq!(err.key().as_deref(), Some("logic.fx.rat"), "{err}");
     assert!(err.to_string().contains("expected one of rate"), "{err}");
 }
+
+#[test]
+fn kafka_metadata_lists_the_attributes_kept_as_columns() {
+    use kappa_core::KafkaMetadata;
+    assert!(load(MINIMAL).unwrap().kafka_metadata.is_empty());
+    let config = load(&format!(
+        "{MINIMAL}kafka_metadata = [\"headers\", \"key\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.kafka_metadata,
+        [KafkaMetadata::Key, KafkaMetadata::Headers],
+        "in column order"
+    );
+    let env = env(&[("KAPPA__TABLE__KAFKA_METADATA", "timestamp,key")]);
+    let config = load_str(MINIMAL, "p.toml", env, &[]).unwrap();
+    assert_eq!(
+        config.kafka_metadata,
+        [KafkaMetadata::Key, KafkaMetadata::Timestamp]
+    );
+    for (value, why) in [
+        ("[\"offset\"]", "expected key, timestamp or headers"),
+        ("[\"key\", \"key\"]", "listed twice"),
+    ] {
+        let err = load(&format!("{MINIMAL}kafka_metadata = {value}\n")).unwrap_err();
+        assert_eq!(err.key().as_deref(), Some("table.kafka_metadata"), "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+}

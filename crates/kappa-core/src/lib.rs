@@ -16,6 +16,7 @@ mod batch;
 mod crash;
 mod error;
 mod event_time;
+pub mod metadata;
 mod position;
 pub mod redact;
 mod traits;
@@ -24,6 +25,7 @@ pub use batch::{DeadLetter, DeadLetterKind, SourceBatch};
 pub use crash::crash_point;
 pub use error::{Classify, ErrorKind};
 pub use event_time::EventTimes;
+pub use metadata::KafkaMetadata;
 pub use position::{Coverage, OffsetRange, PositionError, SourcePosition, TopicPartition};
 pub use traits::{Logic, LogicStats, Source, SourceEvent};
 

@@ -74,7 +74,7 @@ pub async fn table_mapping(
             message: format!("[schema] subject: {e}"),
         })?;
     let texts: Vec<&str> = versions.iter().map(|v| v.json.as_str()).collect();
-    TableMapping::from_history(&texts)
+    TableMapping::from_history_with(&texts, &config.kafka_metadata)
         .map(Arc::new)
         .map_err(|e| PipelineError::user(format!("[schema] subject {}: {e}", config.subject)))
 }

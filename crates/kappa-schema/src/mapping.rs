@@ -37,6 +37,12 @@
 //! numbers its columns as before. Columns and nested fields keep that order; a field added after
 //! version 1 is optional (older rows lack it), and so is a field a later version dropped (newer
 //! rows lack it). The reader schema is the newest version.
+//!
+//! `[table] kafka_metadata` adds optional columns for Kafka record attributes
+//! ([`TableMapping::from_history_with`]): `_kafka_key` (`binary`), `_kafka_timestamp`
+//! (`timestamptz`) and `_kafka_headers` (`list<struct<key: string, value: binary>>`), numbered
+//! right after the coordinate columns as if the first version had them; decoders leave them NULL
+//! and the source fills them ([`TableMapping::fill_kafka_metadata`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -48,7 +54,9 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, DecimalType};
 use arrow_array::{Array, ArrayRef, ListArray, MapArray, RecordBatch, StringArray, StructArray};
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
-use kappa_core::{OFFSET_COLUMN, PARTITION_COLUMN};
+use kappa_core::{KafkaMetadata, OFFSET_COLUMN, PARTITION_COLUMN};
+
+pub use crate::metadata::KafkaRecordMetadata;
 
 use crate::error::SchemaError;
 
@@ -85,6 +93,8 @@ pub struct TableMapping {
     table: SchemaRef,
     /// Versions of the subject's history this mapping was derived from.
     versions: usize,
+    /// The Kafka record attributes kept as columns (`[table] kafka_metadata`).
+    kafka_metadata: Vec<KafkaMetadata>,
 }
 
 impl TableMapping {
@@ -98,6 +108,22 @@ impl TableMapping {
     /// as Iceberg allows (`int` → `long`, `float` → `double`); anything else is an error naming
     /// the field's path.
     pub fn from_history(versions: &[&str]) -> Result<Self, SchemaError> {
+        Self::from_history_with(versions, &[])
+    }
+
+    /// [`TableMapping::from_history`] with Kafka record attributes kept as optional columns
+    /// (`[table] kafka_metadata`): `_kafka_key`, `_kafka_timestamp`, `_kafka_headers`, numbered
+    /// right after the coordinate columns (their nested fields with the first version's), and
+    /// in the value schema after the value columns: decoders leave them NULL and the source
+    /// fills them ([`TableMapping::fill_kafka_metadata`]).
+    pub fn from_history_with(
+        versions: &[&str],
+        kafka_metadata: &[KafkaMetadata],
+    ) -> Result<Self, SchemaError> {
+        let kafka_metadata: Vec<KafkaMetadata> = KafkaMetadata::ALL
+            .into_iter()
+            .filter(|m| kafka_metadata.contains(m))
+            .collect();
         let Some(newest) = versions.last() else {
             return Err(SchemaError::Unsupported {
                 path: "<root>".into(),
@@ -157,6 +183,20 @@ impl TableMapping {
                         kind: Kind::Primitive(data_type),
                     });
                 }
+                for attribute in &kafka_metadata {
+                    if let Some(clash) = columns.iter().find(|c| c.name == attribute.column()) {
+                        return Err(SchemaError::Unsupported {
+                            path: clash.name.clone(),
+                            message: format!(
+                                "the value schema has a field named like the column of [table] kafka_metadata {:?}",
+                                attribute.name()
+                            ),
+                        });
+                    }
+                    let mut node = metadata_node(*attribute);
+                    node.id = Some(take(&mut next_id));
+                    columns.push(node);
+                }
                 assign_level(&mut columns, &mut next_id);
             } else {
                 for column in columns.iter_mut() {
@@ -167,7 +207,9 @@ impl TableMapping {
         }
         let values: Vec<Field> = newest_names
             .iter()
-            .filter_map(|name| columns.iter().find(|c| &c.name == name))
+            .map(String::as_str)
+            .chain(kafka_metadata.iter().map(|m| m.column()))
+            .filter_map(|name| columns.iter().find(|c| c.name == name))
             .map(Node::field)
             .collect();
         let Some(reader) = reader else {
@@ -184,7 +226,55 @@ impl TableMapping {
                 columns.iter().map(Node::field).collect::<Vec<_>>(),
             )),
             versions: versions.len(),
+            kafka_metadata,
         })
+    }
+
+    /// The Kafka record attributes kept as columns, in column order.
+    pub fn kafka_metadata(&self) -> &[KafkaMetadata] {
+        &self.kafka_metadata
+    }
+
+    /// `records` (in the value schema) with its Kafka metadata columns holding `rows`, one per
+    /// row in order: the source's part, since decoders see only the value. Without metadata
+    /// columns, `records` as it is.
+    pub fn fill_kafka_metadata<'r>(
+        &self,
+        records: RecordBatch,
+        rows: impl ExactSizeIterator<Item = KafkaRecordMetadata<'r>>,
+    ) -> Result<RecordBatch, SchemaError> {
+        if self.kafka_metadata.is_empty() {
+            return Ok(records);
+        }
+        let err = |message: String| SchemaError::Normalize {
+            column: "<kafka metadata>".into(),
+            from: records.schema().to_string(),
+            to: self.values.to_string(),
+            message,
+        };
+        if rows.len() != records.num_rows() {
+            return Err(err(format!(
+                "{} metadata rows for {} records",
+                rows.len(),
+                records.num_rows()
+            )));
+        }
+        let mut builder = crate::metadata::MetadataBuilder::new(rows.len());
+        for row in rows {
+            builder.push(&row);
+        }
+        let mut columns = records.columns().to_vec();
+        for attribute in &self.kafka_metadata {
+            let index = self
+                .values
+                .index_of(attribute.column())
+                .map_err(|e| err(e.to_string()))?;
+            let field = self.values.field(index);
+            columns[index] = builder
+                .finish(*attribute, field)
+                .map_err(|e| err(format!("{}: {e}", attribute.column())))?;
+        }
+        RecordBatch::try_new(self.values.clone(), columns).map_err(|e| err(e.to_string()))
     }
 
     /// How many versions of the subject's history the mapping knows (the reader schema is the
@@ -617,6 +707,31 @@ impl Kind {
 
 /// Numbers `fields` (those without an id), then the nested fields of each: see
 /// [`Kind::assign_within`].
+/// The column of a Kafka record attribute (its id assigned by the caller).
+fn metadata_node(attribute: KafkaMetadata) -> Node {
+    let node = |name: &str, nullable, kind| Node {
+        name: name.to_string(),
+        id: None,
+        nullable,
+        kind,
+    };
+    let kind = match attribute {
+        KafkaMetadata::Key => Kind::Primitive(DataType::Binary),
+        KafkaMetadata::Timestamp => {
+            Kind::Primitive(DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())))
+        }
+        KafkaMetadata::Headers => Kind::List(Box::new(node(
+            LIST_ELEMENT,
+            false,
+            Kind::Struct(vec![
+                node("key", false, Kind::Primitive(DataType::Utf8)),
+                node("value", true, Kind::Primitive(DataType::Binary)),
+            ]),
+        ))),
+    };
+    node(attribute.column(), true, kind)
+}
+
 fn assign_level(fields: &mut [Node], next: &mut usize) {
     for field in fields.iter_mut() {
         field.id.get_or_insert_with(|| take(next));

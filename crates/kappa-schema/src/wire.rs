@@ -127,6 +127,11 @@ impl std::fmt::Debug for WireDecoder {
 }
 
 impl WireDecoder {
+    /// The table mapping records are decoded for.
+    pub fn mapping(&self) -> &Arc<TableMapping> {
+        &self.mapping
+    }
+
     /// A decoder producing `mapping`'s value schema, with writer schemas from `registry`.
     pub fn new(mapping: Arc<TableMapping>, registry: Arc<dyn SchemaRegistry>) -> Self {
         Self {

@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kappa_core::{OffsetRange, SourceBatch, TopicPartition};
-use kappa_schema::{NewerSchema, WireDecoder};
+use kappa_core::{KafkaMetadata, OffsetRange, SourceBatch, TopicPartition};
+use kappa_schema::{KafkaRecordMetadata, NewerSchema, WireDecoder};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
@@ -401,6 +401,17 @@ struct Raw {
     partition: i32,
     offset: i64,
     value: Option<Range<usize>>,
+    /// Kept only when the table has Kafka metadata columns (`[table] kafka_metadata`).
+    metadata: Option<RawMetadata>,
+}
+
+/// What a record carries besides its value, for the table's Kafka metadata columns.
+struct RawMetadata {
+    /// In the poller's payload buffer, like the value.
+    key: Option<Range<usize>>,
+    timestamp_ms: Option<i64>,
+    /// Only when the table keeps headers.
+    headers: Option<Vec<(String, Option<Vec<u8>>)>>,
 }
 
 /// The consumer thread's state.
@@ -515,6 +526,9 @@ impl Poller {
         // offset: where each partition is).
         let mut expected: BTreeMap<i32, i64> = BTreeMap::new();
         let mut last_refused: Option<Instant> = None;
+        let kept = self.decoder.mapping().kafka_metadata();
+        let wants_metadata = !kept.is_empty();
+        let wants_headers = kept.contains(&KafkaMetadata::Headers);
         while !self.context().stop.load(Ordering::Acquire) {
             if pending.is_empty() {
                 payloads.clear();
@@ -555,14 +569,31 @@ impl Poller {
             let message = match polled {
                 Some(Ok(m)) => {
                     expected.insert(m.partition(), m.offset() + 1);
+                    let mut keep = |bytes: &[u8]| {
+                        let start = payloads.len();
+                        payloads.extend_from_slice(bytes);
+                        start..payloads.len()
+                    };
+                    let value = m.payload().map(&mut keep);
+                    let metadata = wants_metadata.then(|| RawMetadata {
+                        key: m.key().map(&mut keep),
+                        timestamp_ms: m.timestamp().to_millis(),
+                        headers: wants_headers.then(|| {
+                            m.headers()
+                                .map(|headers| {
+                                    headers
+                                        .iter()
+                                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        }),
+                    });
                     Some(Raw {
                         partition: m.partition(),
                         offset: m.offset(),
-                        value: m.payload().map(|value| {
-                            let start = payloads.len();
-                            payloads.extend_from_slice(value);
-                            start..payloads.len()
-                        }),
+                        value,
+                        metadata,
                     })
                 }
                 Some(Err(e)) => {
@@ -847,11 +878,40 @@ impl Poller {
                 messages.len(),
             ),
         };
+        let records = if self.decoder.mapping().kafka_metadata().is_empty() {
+            decoded.records
+        } else {
+            // The decoded rows are the messages at `decoded.offsets`, in order.
+            let mut by_offset = messages.iter().peekable();
+            let rows = decoded.offsets.iter().map(|offset| {
+                while by_offset.next_if(|m| m.offset < *offset).is_some() {}
+                let Some(m) = by_offset.peek().filter(|m| m.offset == *offset) else {
+                    return KafkaRecordMetadata::default();
+                };
+                let Some(meta) = &m.metadata else {
+                    return KafkaRecordMetadata::default();
+                };
+                KafkaRecordMetadata {
+                    key: meta.key.clone().map(|range| &payloads[range]),
+                    timestamp_ms: meta.timestamp_ms,
+                    headers: meta.headers.as_deref(),
+                }
+            });
+            let rows: Vec<KafkaRecordMetadata<'_>> = rows.collect();
+            self.decoder
+                .mapping()
+                .fill_kafka_metadata(decoded.records, rows.into_iter())
+                .map_err(|source| KafkaSourceError::Schema {
+                    topic: topic.to_string(),
+                    partition,
+                    source: Box::new(source),
+                })?
+        };
         let batch = SourceBatch {
             partition: TopicPartition::new(topic, partition),
             range: OffsetRange::new(first, end),
             offsets: decoded.offsets,
-            records: decoded.records,
+            records,
             dead_letters: decoded.dead_letters,
             records_in: records_in as u64,
         };

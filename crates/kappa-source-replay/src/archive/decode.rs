@@ -582,6 +582,9 @@ fn decode_framed(
     let mut budget = file.limits.max_inflated_bytes;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
+    // An envelope's key and timestamp, per record, when the table keeps them.
+    let keeps_metadata = !wire.mapping().kafka_metadata().is_empty();
+    let mut metadata: Vec<(Option<Vec<u8>>, Option<i64>)> = Vec::new();
     let mut index = 0i64;
     for block in 0..container.blocks.len() {
         if container.blocks[block].count == 0 {
@@ -612,21 +615,48 @@ fn decode_framed(
                 ));
             }
             records.push(record);
+            if keeps_metadata && container.shape == Shape::Envelope {
+                metadata.push((found.key.map(|r| data[r].to_vec()), found.timestamp_ms));
+            }
             index += 1;
         }
     }
     let key: Arc<str> = Arc::from(file.key);
     let mut batches = Vec::new();
     let mut previous_end = file.start_offset;
+    let mut first = 0;
     for chunk in records.chunks(file.batch_rows.max(1)) {
         let framed: Vec<(i64, Option<&[u8]>)> =
             chunk.iter().map(|(o, v)| (*o, v.as_deref())).collect();
-        let decoded =
+        let mut decoded =
             wire.decode_records(&framed, Some(&key))
                 .map_err(|source| ReplayError::Schema {
                     key: file.key.to_string(),
                     source,
                 })?;
+        if !metadata.is_empty() {
+            // The decoded rows are the records at `decoded.offsets`, in order.
+            let known = &metadata[first..first + chunk.len()];
+            let rows = decoded.offsets.iter().map(|offset| {
+                match chunk.binary_search_by_key(offset, |(o, _)| *o) {
+                    Ok(at) => kappa_schema::KafkaRecordMetadata {
+                        key: known[at].0.as_deref(),
+                        timestamp_ms: known[at].1,
+                        headers: None,
+                    },
+                    Err(_) => kappa_schema::KafkaRecordMetadata::default(),
+                }
+            });
+            let rows: Vec<_> = rows.collect();
+            decoded.records = wire
+                .mapping()
+                .fill_kafka_metadata(decoded.records, rows.into_iter())
+                .map_err(|source| ReplayError::Schema {
+                    key: file.key.to_string(),
+                    source,
+                })?;
+        }
+        first += chunk.len();
         let last = chunk.last().map_or(previous_end, |(o, _)| *o);
         batches.push(SourceBatch {
             partition: file.partition.clone(),

@@ -35,6 +35,11 @@ pub(crate) struct Record {
     /// The message value: a `"bytes"` root's content, or a root record's `value` field (`bytes`,
     /// or a union of it with `null`; `None` for a null).
     pub value: Option<Range<usize>>,
+    /// A root record's `key` field (`bytes`, or a union of it with `null`).
+    pub key: Option<Range<usize>>,
+    /// A root record's `timestamp` field in ms (`timestamp-millis`, `timestamp-micros` or a
+    /// plain `long` of ms, or a union of one with `null`).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Walks records of one writer schema.
@@ -78,6 +83,8 @@ impl<'s> Walker<'s> {
                 bad: None,
                 offset: None,
                 value: None,
+                key: None,
+                timestamp_ms: None,
             };
             walk.root(self.root, &mut record)
                 .map_err(|e| format!("record {index} of the block (byte {start}): {e}"))?;
@@ -140,6 +147,14 @@ impl<'s> Walk<'_, 's, '_> {
                             record.value =
                                 captured_bytes(&field.schema, &self.data[start..self.at])
                                     .map(|r| start + r.start..start + r.end);
+                        }
+                        "key" => {
+                            record.key = captured_bytes(&field.schema, &self.data[start..self.at])
+                                .map(|r| start + r.start..start + r.end);
+                        }
+                        "timestamp" => {
+                            record.timestamp_ms =
+                                captured_millis(&field.schema, &self.data[start..self.at]);
                         }
                         _ => {}
                     }
@@ -369,6 +384,21 @@ fn captured_long(schema: &Schema, bytes: &[u8]) -> Option<i64> {
             let (branch, used) = read_long(bytes)?;
             let branch = union.variants().get(usize::try_from(branch).ok()?)?;
             captured_long(branch, &bytes[used..])
+        }
+        _ => None,
+    }
+}
+
+/// The timestamp encoded in `bytes`, in ms: `timestamp-millis` or a plain `long` as it is,
+/// `timestamp-micros` divided (a union with `null` followed).
+fn captured_millis(schema: &Schema, bytes: &[u8]) -> Option<i64> {
+    match schema {
+        Schema::Long | Schema::TimestampMillis => read_long(bytes).map(|(v, _)| v),
+        Schema::TimestampMicros => read_long(bytes).map(|(v, _)| v.div_euclid(1_000)),
+        Schema::Union(union) => {
+            let (branch, used) = read_long(bytes)?;
+            let branch = union.variants().get(usize::try_from(branch).ok()?)?;
+            captured_millis(branch, &bytes[used..])
         }
         _ => None,
     }
