@@ -2,7 +2,11 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, GenericListArray, MapArray, OffsetSizeTrait, RecordBatch, StructArray,
+};
+use arrow_schema::{DataType, FieldRef, Fields};
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
@@ -160,9 +164,15 @@ impl StreamingWriter {
         }
     }
 
-    /// `batch` with the table's columns, matched by name (never by position), with the table's exact Arrow
-    /// types (e.g. iceberg-rust reads `binary` as LargeBinary) and field ids; a column the batch
-    /// lacks is NULL if the table allows it.
+    /// `batch` with the table's columns, matched by name (never by position), with the table's
+    /// exact Arrow types (e.g. iceberg-rust reads `binary` as LargeBinary), nullability and field
+    /// ids, at every depth; a column the batch lacks is NULL if the table allows it.
+    ///
+    /// A column whose type already equals the table's is taken as it is (no per-row work).
+    /// Otherwise nested values are conformed recursively: a struct's fields by name (one the
+    /// rows lack NULL if the table allows it: rows written before a nested field was added, or
+    /// by an older schema version; a required one an error naming its path, `payer.country`), a
+    /// list's element, a map's key and value; only leaf values are cast.
     pub fn conform(&self, batch: &RecordBatch) -> iceberg::Result<RecordBatch> {
         let invalid = |message: String| {
             Error::new(
@@ -176,8 +186,9 @@ impl StreamingWriter {
             .iter()
             .map(|field| match batch.column_by_name(field.name()) {
                 Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
-                Some(column) => arrow_cast::cast(column, field.data_type())
-                    .map_err(|e| invalid(format!("column {}: {e}", field.name()))),
+                Some(column) => {
+                    conform_array(column, field.data_type(), field.name()).map_err(invalid)
+                }
                 None if field.is_nullable() => Ok(arrow_array::new_null_array(
                     field.data_type(),
                     batch.num_rows(),
@@ -191,6 +202,133 @@ impl StreamingWriter {
         RecordBatch::try_new(self.arrow_schema.clone(), columns).map_err(|e| invalid(e.to_string()))
     }
 }
+
+/// `array` (the rows' values at `path`, Iceberg's full name: `payer.country`,
+/// `lines.element.sku`, `attrs.value`) as `target`, the table's Arrow type there: struct fields
+/// matched by name, a field the rows lack NULL if the table allows it (an error naming its path
+/// if not), one the table lacks left out (as a column is); list elements and map keys and values conformed in turn; leaf values cast. The
+/// result carries the table's field names, nullability and metadata (`PARQUET:field_id`) at
+/// every depth. An array of the target type already is returned as it is.
+fn conform_array(array: &ArrayRef, target: &DataType, path: &str) -> Result<ArrayRef, String> {
+    if array.data_type() == target {
+        return Ok(array.clone());
+    }
+    let failed = |e: arrow_schema::ArrowError| format!("column {path}: {e}");
+    match (array.data_type(), target) {
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            conform_struct(array.as_struct(), fields, path).map(|a| Arc::new(a) as ArrayRef)
+        }
+        (DataType::List(_), DataType::List(element)) => {
+            conform_list(array.as_list::<i32>(), element, path)
+        }
+        (DataType::LargeList(_), DataType::LargeList(element)) => {
+            conform_list(array.as_list::<i64>(), element, path)
+        }
+        // Another offset width: the elements conformed first, so that the cast only widens or
+        // narrows the offsets.
+        (DataType::List(_), DataType::LargeList(element)) => {
+            let list = conform_list(array.as_list::<i32>(), element, path)?;
+            arrow_cast::cast(&list, target).map_err(failed)
+        }
+        (DataType::LargeList(_), DataType::List(element)) => {
+            let list = conform_list(array.as_list::<i64>(), element, path)?;
+            arrow_cast::cast(&list, target).map_err(failed)
+        }
+        (DataType::Map(_, _), DataType::Map(entries, sorted)) => {
+            conform_map(array.as_map(), entries, *sorted, path)
+        }
+        _ => arrow_cast::cast(array, target).map_err(failed),
+    }
+}
+
+/// A struct's fields matched by name (see [`conform_array`]); its own NULLs kept.
+fn conform_struct(array: &StructArray, fields: &Fields, path: &str) -> Result<StructArray, String> {
+    let children = fields
+        .iter()
+        .map(|field| {
+            let inner = format!("{path}.{}", field.name());
+            match array.column_by_name(field.name()) {
+                Some(child) => conform_array(child, field.data_type(), &inner),
+                None if field.is_nullable() => {
+                    Ok(arrow_array::new_null_array(field.data_type(), array.len()))
+                }
+                None => Err(format!(
+                    "the rows have no field {inner:?}, which the table requires"
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    StructArray::try_new_with_length(
+        fields.clone(),
+        children,
+        array.nulls().cloned(),
+        array.len(),
+    )
+    .map_err(|e| format!("column {path}: {e}"))
+}
+
+/// A list with its elements conformed to `element` (at `<path>.element`), as a list of the
+/// same offset width.
+fn conform_list<O: OffsetSizeTrait>(
+    list: &GenericListArray<O>,
+    element: &FieldRef,
+    path: &str,
+) -> Result<ArrayRef, String> {
+    let values = conform_array(
+        list.values(),
+        element.data_type(),
+        &format!("{path}.element"),
+    )?;
+    GenericListArray::<O>::try_new(
+        element.clone(),
+        list.offsets().clone(),
+        values,
+        list.nulls().cloned(),
+    )
+    .map(|a| Arc::new(a) as ArrayRef)
+    .map_err(|e| format!("column {path}: {e}"))
+}
+
+/// A map with its keys and values (by position: an Arrow map's entries are a key and a value,
+/// whatever they are named) conformed to `entries`'s (at `<path>.key`, `<path>.value`).
+fn conform_map(
+    map: &MapArray,
+    entries: &FieldRef,
+    sorted: bool,
+    path: &str,
+) -> Result<ArrayRef, String> {
+    let DataType::Struct(pair) = entries.data_type() else {
+        return Err(format!(
+            "column {path}: the table's map entries are {}, not a struct",
+            entries.data_type()
+        ));
+    };
+    let rows = map.entries();
+    let ([key_field, value_field], [keys, values]) = (&pair[..], rows.columns()) else {
+        return Err(format!(
+            "column {path}: a map's entries must be a key and a value"
+        ));
+    };
+    let keys = conform_array(keys, key_field.data_type(), &format!("{path}.key"))?;
+    let values = conform_array(values, value_field.data_type(), &format!("{path}.value"))?;
+    let rows = StructArray::try_new_with_length(
+        pair.clone(),
+        vec![keys, values],
+        rows.nulls().cloned(),
+        rows.len(),
+    )
+    .map_err(|e| format!("column {path}: {e}"))?;
+    MapArray::try_new(
+        entries.clone(),
+        map.offsets().clone(),
+        rows,
+        map.nulls().cloned(),
+        sorted,
+    )
+    .map(|a| Arc::new(a) as ArrayRef)
+    .map_err(|e| format!("column {path}: {e}"))
+}
+
 /// Reads a data file of `table` that no snapshot may reference yet (a backfill's staged file),
 /// calling `each` with its batches. The file is read whole into memory (one file at a time:
 /// data files are at most about `target_file_size`).
@@ -276,4 +414,141 @@ pub async fn copy_data_files(
         copies.push(data_file_from_json(to, &json.to_string())?);
     }
     Ok(copies)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use arrow_array::builder::{Int32Builder, MapBuilder, StringBuilder};
+    use arrow_array::types::{Int32Type, Int64Type};
+    use arrow_array::{Int32Array, LargeListArray, StringArray};
+    use arrow_schema::Field;
+
+    use super::*;
+
+    /// A field with a `PARQUET:field_id`.
+    fn field(name: &str, data_type: DataType, nullable: bool, id: i32) -> FieldRef {
+        Arc::new(
+            Field::new(name, data_type, nullable).with_metadata(HashMap::from([(
+                parquet::arrow::PARQUET_FIELD_ID_META_KEY.to_string(),
+                id.to_string(),
+            )])),
+        )
+    }
+
+    /// `{b: int, a: string}`, the second row NULL.
+    fn older() -> ArrayRef {
+        let fields = Fields::from(vec![
+            Field::new("b", DataType::Int32, true),
+            Field::new("a", DataType::Utf8, false),
+        ]);
+        Arc::new(
+            StructArray::try_new(
+                fields,
+                vec![
+                    Arc::new(Int32Array::from(vec![1, 2])),
+                    Arc::new(StringArray::from(vec!["x", "y"])),
+                ],
+                Some(vec![true, false].into()),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// The table's `{a: string (required), b: long, c: string}`, with field ids.
+    fn table_struct() -> DataType {
+        DataType::Struct(Fields::from(vec![
+            field("a", DataType::Utf8, false, 5),
+            field("b", DataType::Int64, true, 6),
+            field("c", DataType::Utf8, true, 7),
+        ]))
+    }
+
+    #[test]
+    fn an_array_of_the_table_type_is_taken_as_it_is() {
+        let array = older();
+        let same = conform_array(&array, array.data_type(), "s").unwrap();
+        assert!(Arc::ptr_eq(&array, &same));
+    }
+
+    #[test]
+    fn struct_fields_are_matched_by_name_and_missing_ones_are_null() {
+        let conformed = conform_array(&older(), &table_struct(), "s").unwrap();
+        assert_eq!(conformed.data_type(), &table_struct());
+        let s = conformed.as_struct();
+        assert_eq!(s.column(0).as_string::<i32>().value(0), "x");
+        assert_eq!(s.column(1).as_primitive::<Int64Type>().value(0), 1);
+        assert_eq!(s.column(2).null_count(), 2);
+        assert!(s.is_valid(0) && s.is_null(1));
+    }
+
+    #[test]
+    fn list_elements_are_conformed_and_the_offsets_kept() {
+        // Offsets [0, 2, 2], the second list NULL.
+        let shape = LargeListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(0), Some(0)]),
+            None,
+        ]);
+        let element = Arc::new(Field::new("item", older().data_type().clone(), true));
+        let list: ArrayRef = Arc::new(
+            LargeListArray::try_new(
+                element,
+                shape.offsets().clone(),
+                older(),
+                shape.nulls().cloned(),
+            )
+            .unwrap(),
+        );
+        let target = DataType::List(field("element", table_struct(), true, 4));
+        let conformed = conform_array(&list, &target, "lines").unwrap();
+        assert_eq!(conformed.data_type(), &target);
+        let list = conformed.as_list::<i32>();
+        assert_eq!(list.value_offsets(), &[0, 2, 2]);
+        assert!(list.is_null(1));
+        assert_eq!(
+            list.value(0)
+                .as_struct()
+                .column(0)
+                .as_string::<i32>()
+                .value(1),
+            "y"
+        );
+        // A required field the elements lack is named by its path.
+        let target = DataType::List(field(
+            "element",
+            DataType::Struct(Fields::from(vec![field("d", DataType::Utf8, false, 8)])),
+            true,
+            4,
+        ));
+        let list: ArrayRef = Arc::new(list.clone());
+        let err = conform_array(&list, &target, "lines").unwrap_err();
+        assert!(err.contains("\"lines.element.d\""), "{err}");
+    }
+
+    #[test]
+    fn map_keys_and_values_are_conformed_by_position() {
+        // arrow-rs's builder names the entries `entries`, `keys` and `values`.
+        let mut builder = MapBuilder::new(None, StringBuilder::new(), Int32Builder::new());
+        builder.keys().append_value("k");
+        builder.values().append_value(3);
+        builder.append(true).unwrap();
+        builder.append(false).unwrap();
+        let map: ArrayRef = Arc::new(builder.finish());
+        let entries = Arc::new(Field::new(
+            "key_value",
+            DataType::Struct(Fields::from(vec![
+                field("key", DataType::Utf8, false, 2),
+                field("value", DataType::Int64, true, 3),
+            ])),
+            false,
+        ));
+        let target = DataType::Map(entries, false);
+        let conformed = conform_array(&map, &target, "attrs").unwrap();
+        assert_eq!(conformed.data_type(), &target);
+        let map = conformed.as_map();
+        assert_eq!(map.keys().as_string::<i32>().value(0), "k");
+        assert_eq!(map.values().as_primitive::<Int64Type>().value(0), 3);
+        assert!(map.is_null(1));
+    }
 }
