@@ -11,10 +11,12 @@
 //! The logic comes from the config itself: `kappa_config::load_with(.., &registry)` resolves
 //! `[pipeline] logic` in a [`kappa_logic::Registry`], so a logic registered by the embedding
 //! program runs here exactly like a builtin one. [`replay`] replays the archive, [`live`] runs the
-//! Kafka consumer (with the schema-evolution restart loop), [`open`] opens existing tables for
-//! the commands that inspect or annotate them.
+//! Kafka consumer (with the schema-evolution restart loop), [`backfill`] opens a backfill's
+//! tables and archive, plans it and reprocesses a shard, [`open`] opens existing tables for the
+//! commands that inspect or annotate them.
 
 mod assemble;
+pub mod backfill;
 mod error;
 pub mod live;
 mod open;
