@@ -61,6 +61,37 @@ fn replay(config: &Path) -> Value {
     serde_json::from_slice(last_line(&out.stdout)).unwrap()
 }
 
+/// Produces `messages` to a new topic, runs `kappa run` on a payments pipeline reading it
+/// (`configure` edits its config first) until the table holds every offset, stops it, and
+/// returns the scene and the run summary.
+fn consume_live(
+    messages: &[PaymentMessage],
+    name: &str,
+    configure: impl Fn(&Path),
+) -> (Scene, Value) {
+    let brokers = brokers();
+    let topic = unique_topic(name);
+    create_topic(&brokers, &topic, PARTITIONS);
+    payments::produce(&kafka::producer(&brokers), &topic, messages);
+    let scene = Scene::local();
+    payments::write_schema_dir(&scene.path("schemas"), "payments-value");
+    let config = payments::config(
+        &scene,
+        &scene.path("schemas"),
+        &kafka::kafka_section_at(&brokers, &topic, &format!("{topic}-group")),
+    );
+    configure(&config);
+    let run = kafka::run_live(&config, &[]);
+    let offsets = kappa_synth::Expected {
+        next_offsets: payments::next_offsets(messages, PARTITIONS),
+        ..Default::default()
+    };
+    kafka::wait_until_committed(&config, &topic, &offsets, Duration::from_secs(120));
+    let (code, summary) = kappa_integration_tests::endpoint::terminate(run);
+    assert_eq!(code, Some(0), "{summary}");
+    (scene, summary)
+}
+
 fn history() -> Vec<PaymentMessage> {
     payments::history(3_000, PARTITIONS)
 }
@@ -91,26 +122,8 @@ fn a_topic_no_code_knows_is_replayed_with_identity_and_reads_back_exactly() {
 
 #[test]
 fn the_same_topic_consumed_live_gives_the_rows_its_replay_gives() {
-    let brokers = brokers();
-    let topic = unique_topic("payments");
-    create_topic(&brokers, &topic, PARTITIONS);
     let messages = history();
-    payments::produce(&kafka::producer(&brokers), &topic, &messages);
-    let scene = Scene::local();
-    payments::write_schema_dir(&scene.path("schemas"), "payments-value");
-    let config = payments::config(
-        &scene,
-        &scene.path("schemas"),
-        &kafka::kafka_section_at(&brokers, &topic, &format!("{topic}-group")),
-    );
-    let run = kafka::run_live(&config, &[]);
-    let expected_offsets = kappa_synth::Expected {
-        next_offsets: payments::next_offsets(&messages, PARTITIONS),
-        ..Default::default()
-    };
-    kafka::wait_until_committed(&config, &topic, &expected_offsets, Duration::from_secs(120));
-    let (code, summary) = kappa_integration_tests::endpoint::terminate(run);
-    assert_eq!(code, Some(0), "{summary}");
+    let (scene, summary) = consume_live(&messages, "payments", |_| {});
     assert_eq!(summary["records_in"], messages.len() as u64, "{summary}");
     assert_rows(&scene, "payments", &payments::expected_rows(&messages));
 }
@@ -193,26 +206,7 @@ fn with_metadata(config: &Path) {
 fn kafka_metadata_columns_hold_each_records_key_timestamp_and_headers() {
     let messages = history();
     // Live: the key, timestamp and headers every record was produced with.
-    let brokers = brokers();
-    let topic = unique_topic("payments-meta");
-    create_topic(&brokers, &topic, PARTITIONS);
-    payments::produce(&kafka::producer(&brokers), &topic, &messages);
-    let scene = Scene::local();
-    payments::write_schema_dir(&scene.path("schemas"), "payments-value");
-    let config = payments::config(
-        &scene,
-        &scene.path("schemas"),
-        &kafka::kafka_section_at(&brokers, &topic, &format!("{topic}-group")),
-    );
-    with_metadata(&config);
-    let run = kafka::run_live(&config, &[]);
-    let offsets = kappa_synth::Expected {
-        next_offsets: payments::next_offsets(&messages, PARTITIONS),
-        ..Default::default()
-    };
-    kafka::wait_until_committed(&config, &topic, &offsets, Duration::from_secs(120));
-    let (code, summary) = kappa_integration_tests::endpoint::terminate(run);
-    assert_eq!(code, Some(0), "{summary}");
+    let (scene, _) = consume_live(&messages, "payments-meta", with_metadata);
     assert_rows(
         &scene,
         "payments",

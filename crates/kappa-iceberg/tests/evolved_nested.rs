@@ -34,7 +34,6 @@ use kappa_iceberg::producer::CatalogCommitter;
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::{WriterOptions, read_data_file};
 use kappa_iceberg::{Committer, PartitionField, PendingCommit, TableSpec};
-use parquet::arrow::PARQUET_FIELD_ID_META_KEY;
 
 const DAY: i64 = 86_400_000_000;
 
@@ -391,36 +390,6 @@ fn read(batch: &RecordBatch) -> Vec<Payment> {
         .collect()
 }
 
-/// Field ids by full name (`lines.element.sku`, a map's entries left out of the name) of Arrow
-/// fields, from their metadata.
-fn arrow_ids(fields: &Fields) -> BTreeMap<String, i32> {
-    fn walk(prefix: &str, field: &Field, out: &mut BTreeMap<String, i32>) {
-        let path = if prefix.is_empty() {
-            field.name().clone()
-        } else {
-            format!("{prefix}.{}", field.name())
-        };
-        let id = field
-            .metadata()
-            .get(PARQUET_FIELD_ID_META_KEY)
-            .unwrap_or_else(|| panic!("{path} has no field id"))
-            .parse()
-            .unwrap();
-        out.insert(path.clone(), id);
-        match field.data_type() {
-            DataType::Struct(fields) => fields.iter().for_each(|f| walk(&path, f, out)),
-            DataType::List(element) => walk(&path, element, out),
-            DataType::Map(entries, _) => struct_fields(entries.data_type())
-                .iter()
-                .for_each(|f| walk(&path, f, out)),
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    fields.iter().for_each(|f| walk("", f, &mut out));
-    out
-}
-
 /// `data_type` as another writer may shape it: struct fields in reverse order, a map's entries
 /// named as arrow-rs's `MapBuilder` names them, no metadata, at every depth.
 fn reshaped(data_type: &DataType) -> DataType {
@@ -512,7 +481,7 @@ async fn evolved_table() -> (
     commit(&catalog, table, batch(&v1_arrow(), &first)).await;
     // Version 2 adds a field to each nested struct: the table evolves.
     let table = ensure_table(catalog.as_ref(), &spec(true)).await.unwrap();
-    let ids = arrow_ids(table_arrow(&table).fields());
+    let ids = common::arrow_ids(table_arrow(&table).fields());
     assert_eq!(
         (
             ids["payer.country"],
@@ -544,7 +513,7 @@ async fn reload(catalog: &Arc<dyn Catalog>) -> Table {
 #[tokio::test]
 async fn rows_of_an_older_or_another_nested_shape_are_written_by_name() {
     let (_dir, _config, catalog, table, first) = evolved_table().await;
-    let ids = arrow_ids(table_arrow(&table).fields());
+    let ids = common::arrow_ids(table_arrow(&table).fields());
 
     // Rows of version 1's shape (a stale mapping): the table's structs have more fields than
     // theirs.
@@ -596,9 +565,9 @@ async fn rows_of_an_older_or_another_nested_shape_are_written_by_name() {
     assert_eq!(rows, expected);
     // The files written on the evolved table carry its field ids at every depth (version 1's
     // file those of version 1).
-    assert_eq!(arrow_ids(files[1].0.fields()), ids);
-    assert_eq!(arrow_ids(files[2].0.fields()), ids);
-    let old = arrow_ids(files[0].0.fields());
+    assert_eq!(common::arrow_ids(files[1].0.fields()), ids);
+    assert_eq!(common::arrow_ids(files[2].0.fields()), ids);
+    let old = common::arrow_ids(files[0].0.fields());
     assert_eq!(old.len(), ids.len() - 3);
     assert!(old.iter().all(|(path, id)| ids.get(path) == Some(id)));
 }
@@ -606,7 +575,7 @@ async fn rows_of_an_older_or_another_nested_shape_are_written_by_name() {
 #[tokio::test]
 async fn a_file_written_before_nested_fields_were_added_compacts() {
     let (_dir, config, catalog, table, first) = evolved_table().await;
-    let ids = arrow_ids(table_arrow(&table).fields());
+    let ids = common::arrow_ids(table_arrow(&table).fields());
     let second = payments(6..12, true);
     commit(
         &catalog,
@@ -638,7 +607,7 @@ async fn a_file_written_before_nested_fields_were_added_compacts() {
     );
     let files = data_files(&reload(&catalog).await).await;
     assert_eq!(files.len(), 1);
-    assert_eq!(arrow_ids(files[0].0.fields()), ids);
+    assert_eq!(common::arrow_ids(files[0].0.fields()), ids);
     let mut rows = files[0].1.clone();
     assert!(rows.is_sorted_by_key(|p| p.event_time));
     rows.sort_by_key(|p| p.offset);

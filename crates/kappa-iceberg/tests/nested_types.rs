@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
-use arrow_schema::{DataType, Field};
+use arrow_schema::DataType;
 use futures::TryStreamExt;
 use iceberg::Catalog;
 use iceberg::spec::{NestedField, PrimitiveType, StructType, Type};
@@ -24,7 +24,6 @@ use kappa_core::{OFFSET_COLUMN, OffsetRange, PARTITION_COLUMN, TopicPartition};
 use kappa_iceberg::table::ensure_table;
 use kappa_iceberg::writer::WriterOptions;
 use kappa_iceberg::{Committer, PartitionField, PendingCommit, TableSpec};
-use kappa_schema::mapping::FIELD_ID_KEY;
 use kappa_schema::{FileRegistry, TableMapping, WireDecoder};
 
 include!("../../kappa-schema/tests/data/payments.rs");
@@ -52,37 +51,6 @@ fn iceberg_ids(schema: &iceberg::spec::Schema) -> BTreeMap<String, i32> {
         .iter()
         .map(|(id, name)| (name.clone(), *id))
         .collect()
-}
-
-/// Field ids by full name of an Arrow schema, from the field metadata (a map's entries field,
-/// which is no Iceberg field, left out of the name).
-fn arrow_ids(fields: &[Arc<Field>]) -> BTreeMap<String, i32> {
-    fn walk(prefix: &str, field: &Field, out: &mut BTreeMap<String, i32>) {
-        let path = if prefix.is_empty() {
-            field.name().clone()
-        } else {
-            format!("{prefix}.{}", field.name())
-        };
-        let id = field
-            .metadata()
-            .get(FIELD_ID_KEY)
-            .unwrap_or_else(|| panic!("{path} has no field id"))
-            .parse()
-            .unwrap();
-        out.insert(path.clone(), id);
-        match field.data_type() {
-            DataType::Struct(fields) => fields.iter().for_each(|f| walk(&path, f, out)),
-            DataType::List(element) | DataType::LargeList(element) => walk(&path, element, out),
-            DataType::Map(entries, _) => match entries.data_type() {
-                DataType::Struct(pair) => pair.iter().for_each(|f| walk(&path, f, out)),
-                other => panic!("map entries {other}"),
-            },
-            _ => {}
-        }
-    }
-    let mut out = BTreeMap::new();
-    fields.iter().for_each(|f| walk("", f, &mut out));
-    out
 }
 
 /// Wire-format messages of `payments` (with version 2's writer schema where `v2`), decoded and
@@ -284,7 +252,7 @@ async fn every_type_round_trips_through_a_table_evolved_with_nested_fields() {
     let ids = iceberg_ids(table.metadata().current_schema());
     let mut sizes = Vec::new();
     for (schema, _) in &files {
-        let in_file = arrow_ids(schema.fields());
+        let in_file = common::arrow_ids(schema.fields());
         for (path, id) in &in_file {
             assert_eq!(ids.get(path), Some(id), "{path}");
         }

@@ -78,3 +78,34 @@ pub fn pending(partition: i32, start: i64, end: i64) -> PendingCommit {
         ..PendingCommit::default()
     }
 }
+
+/// Field ids by full name (`lines.element.sku`; a map's entries field, which is no Iceberg
+/// field, left out of the name) of Arrow fields, from their `PARQUET:field_id` metadata.
+pub fn arrow_ids(fields: &[Arc<Field>]) -> BTreeMap<String, i32> {
+    fn walk(prefix: &str, field: &Field, out: &mut BTreeMap<String, i32>) {
+        let path = if prefix.is_empty() {
+            field.name().clone()
+        } else {
+            format!("{prefix}.{}", field.name())
+        };
+        let id = field
+            .metadata()
+            .get("PARQUET:field_id")
+            .unwrap_or_else(|| panic!("{path} has no field id"))
+            .parse()
+            .unwrap();
+        out.insert(path.clone(), id);
+        match field.data_type() {
+            DataType::Struct(fields) => fields.iter().for_each(|f| walk(&path, f, out)),
+            DataType::List(element) | DataType::LargeList(element) => walk(&path, element, out),
+            DataType::Map(entries, _) => match entries.data_type() {
+                DataType::Struct(pair) => pair.iter().for_each(|f| walk(&path, f, out)),
+                other => panic!("map entries {other}"),
+            },
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    fields.iter().for_each(|f| walk("", f, &mut out));
+    out
+}
