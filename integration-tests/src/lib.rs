@@ -164,12 +164,20 @@ impl Scene {
             .enable_all()
             .build()
             .unwrap();
+        // A failed listing is retried and then fails the test: read as "no files" it would hide
+        // progress a crash test waits for (a missing prefix lists as empty, not as an error).
         runtime.block_on(async {
-            let objects: Vec<_> = store
-                .list(Some(&prefix))
-                .try_collect()
-                .await
-                .unwrap_or_default();
+            let mut attempt = 0;
+            let objects: Vec<_> = loop {
+                match store.list(Some(&prefix)).try_collect().await {
+                    Ok(objects) => break objects,
+                    Err(_) if attempt < 5 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                    }
+                    Err(e) => panic!("listing s3://iceberg/{prefix}: {e}"),
+                }
+            };
             objects
                 .iter()
                 .filter(|o| o.location.as_ref().ends_with(suffix))

@@ -16,7 +16,8 @@ use kappa_runtime::{PipelineSpec, RunSummary, open_pipeline, run_pipeline};
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping};
 use kappa_source_replay::{ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow};
 use kappa_synth::{
-    ArchiveOptions, Expected, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2, write_archive,
+    ArchiveOptions, Codec, Expected, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2,
+    RecordShape, write_archive,
 };
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
@@ -28,6 +29,79 @@ pub fn events() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000)
+}
+
+/// An archive shape Kafka Connect's S3 sink writes: what each record is, the block codec, records
+/// per file (`flush.size`) and the object layout.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// The benchmark's name for it.
+    pub name: &'static str,
+    /// Value records (`AvroFormat` with `AvroConverter`) or raw wire-format bytes
+    /// (`ByteArrayConverter`).
+    pub records: RecordShape,
+    /// Block codec.
+    pub codec: Codec,
+    /// Records per file.
+    pub flush_size: usize,
+    /// Object layout.
+    pub layout: Layout,
+}
+
+impl Shape {
+    /// The demo's archive: raw wire-format bytes, snappy, hourly files of at most 50,000.
+    pub const RAW_SNAPPY: Shape = Shape {
+        name: "raw_snappy",
+        records: RecordShape::RawBytes,
+        codec: Codec::Snappy,
+        flush_size: 50_000,
+        layout: Layout::Hourly,
+    };
+
+    /// What Kafka Connect writes: value records, deflate, `flush.size` 1,000.
+    pub const VALUE_DEFLATE: Shape = Shape {
+        name: "value_deflate_1k",
+        records: RecordShape::Value,
+        codec: Codec::Deflate,
+        flush_size: 1_000,
+        layout: Layout::Default,
+    };
+
+    /// Value records, snappy, 10,000 per file.
+    pub const VALUE_SNAPPY: Shape = Shape {
+        name: "value_snappy_10k",
+        records: RecordShape::Value,
+        codec: Codec::Snappy,
+        flush_size: 10_000,
+        layout: Layout::Default,
+    };
+
+    /// Value records, zstandard, 1,000 per file.
+    pub const VALUE_ZSTD: Shape = Shape {
+        name: "value_zstd_1k",
+        records: RecordShape::Value,
+        codec: Codec::Zstd,
+        flush_size: 1_000,
+        layout: Layout::Default,
+    };
+
+    /// Every shape the benchmarks measure.
+    pub const ALL: [Shape; 4] = [
+        Shape::VALUE_DEFLATE,
+        Shape::VALUE_SNAPPY,
+        Shape::RAW_SNAPPY,
+        Shape::VALUE_ZSTD,
+    ];
+
+    /// The synthetic archive's options for this shape.
+    pub fn options(&self) -> ArchiveOptions {
+        ArchiveOptions {
+            layout: self.layout,
+            shape: self.records,
+            codec: self.codec,
+            flush_size: self.flush_size,
+        }
+    }
 }
 
 /// A generated archive on local disk.
@@ -47,19 +121,20 @@ pub struct Bench {
 impl Bench {
     /// Generates the history (the demo's shape: raw wire-format values, snappy, hourly files).
     pub async fn new(events: u64) -> Self {
+        Self::archived(events, &Shape::RAW_SNAPPY.options()).await
+    }
+
+    /// Generates the history, archived with `options`.
+    pub async fn archived(events: u64, options: &ArchiveOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("archive")).unwrap();
         let store: Arc<dyn ObjectStore> =
             Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("archive")).unwrap());
-        let options = ArchiveOptions {
-            layout: Layout::Hourly,
-            ..ArchiveOptions::default()
-        };
         let summary = write_archive(
             store.as_ref(),
             &Path::default(),
             History::new(HistorySpec::new(events)).unwrap(),
-            &options,
+            options,
         )
         .await
         .unwrap();

@@ -52,7 +52,7 @@ use apache_avro::schema::{Name, Namespace, RecordSchema, ResolvedSchema};
 use arrow_array::builder::OffsetBufferBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Decimal128Type, DecimalType};
-use arrow_array::{Array, ArrayRef, ListArray, MapArray, RecordBatch, StringArray, StructArray};
+use arrow_array::{Array, ArrayRef, ListArray, MapArray, RecordBatch, StructArray};
 use arrow_schema::{DataType, Field, FieldRef, Fields, Schema, SchemaRef, TimeUnit};
 use kappa_core::{KafkaMetadata, OFFSET_COLUMN, PARTITION_COLUMN};
 
@@ -1409,17 +1409,19 @@ fn cast_leaf(
     };
     match (column.data_type(), to) {
         (DataType::FixedSizeBinary(16), DataType::Utf8) => {
+            // Every event id of a replay passes here: formatted in place, no string per row.
             let bytes = column.as_fixed_size_binary();
-            let strings: StringArray = (0..bytes.len())
-                .map(|i| {
-                    (!bytes.is_null(i)).then(|| {
-                        let mut raw = [0u8; 16];
-                        raw.copy_from_slice(bytes.value(i));
-                        format_uuid(&raw)
-                    })
-                })
-                .collect();
-            Ok((Arc::new(strings), Vec::new()))
+            let mut strings =
+                arrow_array::builder::StringBuilder::with_capacity(bytes.len(), bytes.len() * 36);
+            let mut text = [0u8; 36];
+            for i in 0..bytes.len() {
+                if bytes.is_null(i) {
+                    strings.append_null();
+                } else {
+                    strings.append_value(format_uuid(bytes.value(i), &mut text));
+                }
+            }
+            Ok((Arc::new(strings.finish()), Vec::new()))
         }
         (from, to) if !arrow_cast::can_cast_types(from, to) => {
             Err(err("the mapping has no such conversion".into()))
@@ -1453,6 +1455,23 @@ fn cast_leaf(
             }
         },
     }
+}
+
+/// A 16-byte UUID in its canonical text (lower-case, hyphenated), written into `out`.
+fn format_uuid<'a>(raw: &[u8], out: &'a mut [u8; 36]) -> &'a str {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut at = 0;
+    for (i, byte) in raw.iter().take(16).enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at] = HEX[(byte >> 4) as usize];
+        out[at + 1] = HEX[(byte & 0xf) as usize];
+        at += 2;
+    }
+    // Hex digits and hyphens only.
+    std::str::from_utf8(&out[..at]).unwrap_or_default()
 }
 
 /// One value of `column` for a message: temporal values as their raw count since the epoch or
@@ -1499,20 +1518,6 @@ fn show(column: &ArrayRef, row: usize) -> String {
     } else {
         text
     }
-}
-
-/// Formats 16 bytes as a lower-case hyphenated UUID.
-fn format_uuid(raw: &[u8; 16]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for (i, byte) in raw.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
-        }
-        out.push(HEX[(byte >> 4) as usize] as char);
-        out.push(HEX[(byte & 0xf) as usize] as char);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1686,10 +1691,20 @@ mod tests {
     #[test]
     fn uuid_bytes_format_canonically() {
         let raw = [
-            0x55, 0x0e, 0x84, 0x00, 0xe2, 0x9b, 0x41, 0xd4, 0xa7, 0x16, 0x44, 0x66, 0x55, 0x44,
+            0x55, 0x0e, 0x84, 0x00, 0xE2, 0x9b, 0x41, 0xd4, 0xa7, 0x16, 0x44, 0x66, 0x55, 0x44,
             0x00, 0x00,
         ];
-        assert_eq!(format_uuid(&raw), "550e8400-e29b-41d4-a716-446655440000");
+        let mut ids = arrow_array::builder::FixedSizeBinaryBuilder::new(16);
+        ids.append_value(raw).unwrap();
+        ids.append_null();
+        ids.append_value([0xff; 16]).unwrap();
+        let column: ArrayRef = Arc::new(ids.finish());
+        let (out, failed) = cast_leaf(&DataType::Utf8, &column, "id").unwrap();
+        assert!(failed.is_empty());
+        let out = out.as_string::<i32>();
+        assert_eq!(out.value(0), "550e8400-e29b-41d4-a716-446655440000");
+        assert!(out.is_null(1));
+        assert_eq!(out.value(2), "ffffffff-ffff-ffff-ffff-ffffffffffff");
     }
 
     /// Field ids of `schema` by path (`a`, `s.x`, `l.element`, `m.key`), from the Arrow metadata.
@@ -2193,7 +2208,7 @@ mod tests {
         let kind: ArrayRef = Arc::new(
             arrow_array::DictionaryArray::<arrow_array::types::Int32Type>::try_new(
                 arrow_array::Int32Array::from(vec![0, 1, 0, 1, 0, 1, 0]),
-                Arc::new(StringArray::from(vec!["A", "B"])),
+                Arc::new(arrow_array::StringArray::from(vec!["A", "B"])),
             )
             .unwrap(),
         );

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
-use crate::archive::decode::{ArchiveLimits, FileToDecode, decode_file};
+use crate::archive::decode::{ArchiveLimits, DecodeState, FileToDecode, decode_file};
 use crate::archive::listing::{ArchiveFile, ArchivePlan};
 use crate::error::ReplayError;
 
@@ -101,7 +101,10 @@ impl ArchiveSource {
                 batch_rows: self.options.batch_rows,
                 limits: self.options.limits,
                 mapping: self.mapping.clone(),
-                wire: WireDecoder::new(self.mapping.clone(), self.registry.clone()),
+                state: DecodeState::new(WireDecoder::new(
+                    self.mapping.clone(),
+                    self.registry.clone(),
+                )),
             };
             let tx = tx.clone();
             let permits = permits.clone();
@@ -168,7 +171,8 @@ struct PartitionReader {
     batch_rows: usize,
     limits: ArchiveLimits,
     mapping: Arc<TableMapping>,
-    wire: WireDecoder,
+    /// Kept from file to file (buffers, decoders, parsed writer schemas).
+    state: DecodeState,
 }
 
 impl PartitionReader {
@@ -245,8 +249,8 @@ impl PartitionReader {
                 limits: self.limits,
             };
             let mapping = self.mapping.clone();
-            let mut wire = self.wire;
-            let (wire_back, result) = tokio::task::spawn_blocking(move || {
+            let mut state = self.state;
+            let (state_back, result) = tokio::task::spawn_blocking(move || {
                 let file = FileToDecode {
                     key: &job.key,
                     partition: &job.partition,
@@ -256,15 +260,15 @@ impl PartitionReader {
                     batch_rows: job.batch_rows,
                     limits: job.limits,
                 };
-                let result = decode_file(&file, &bytes, &mapping, &mut wire);
-                (wire, result)
+                let result = decode_file(&file, &bytes, &mapping, &mut state);
+                (state, result)
             })
             .await
             .map_err(|e| ReplayError::Task {
                 partition: self.partition.partition,
                 message: e.to_string(),
             })?;
-            self.wire = wire_back;
+            self.state = state_back;
             let batches = result?;
             if let Some(last) = batches.last() {
                 next = next.max(last.range.end);

@@ -17,7 +17,7 @@ use apache_avro::types::Value;
 use bytes::Bytes;
 use kappa_core::{DeadLetterKind, SourceBatch, TopicPartition};
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping, WireDecoder};
-use kappa_source_replay::archive::decode::{FileToDecode, decode_file};
+use kappa_source_replay::archive::decode::{DecodeState, FileToDecode, decode_file};
 use kappa_source_replay::{ArchiveLimits, ReplayError};
 use kappa_synth::{ENVELOPE_SCHEMA, ORDERS_V1};
 
@@ -268,8 +268,8 @@ fn decode(bytes: Vec<u8>) -> Result<Vec<SourceBatch>, ReplayError> {
         batch_rows: 3,
         limits: LIMITS,
     };
-    let mut wire = WireDecoder::new(mapping.clone(), registry.clone());
-    decode_file(&file, &Bytes::from(bytes), mapping, &mut wire)
+    let mut state = DecodeState::new(WireDecoder::new(mapping.clone(), registry.clone()));
+    decode_file(&file, &Bytes::from(bytes), mapping, &mut state)
 }
 
 /// What a crafted object must end in.

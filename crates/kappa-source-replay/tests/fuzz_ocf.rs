@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use kappa_core::TopicPartition;
 use kappa_schema::{FileRegistry, SchemaRegistry, TableMapping, WireDecoder};
 use kappa_source_replay::ArchiveLimits;
-use kappa_source_replay::archive::decode::{FileToDecode, decode_file};
+use kappa_source_replay::archive::decode::{DecodeState, FileToDecode, decode_file};
 use kappa_synth::{
     ArchiveOptions, Codec, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2, RecordShape,
     write_archive,
@@ -224,8 +224,24 @@ proptest! {
             batch_rows,
             limits: ArchiveLimits::default(),
         };
-        let mut wire = WireDecoder::new(mapping.clone(), registry.clone());
-        match decode_file(&file, &bytes, mapping, &mut wire) {
+        // The reader's state lives from file to file: it first decodes the pristine file, then
+        // the damaged one, then the pristine one again, which must give what a fresh state gives.
+        let mut state = DecodeState::new(WireDecoder::new(mapping.clone(), registry.clone()));
+        let pristine = Bytes::from(sample.bytes.clone());
+        let summary = |batches: &[kappa_core::SourceBatch]| {
+            batches
+                .iter()
+                .map(|b| {
+                    let letters: Vec<_> = b.dead_letters.iter().map(|d| (d.offset, d.kind)).collect();
+                    (b.range, b.records.clone(), b.offsets.clone(), letters)
+                })
+                .collect::<Vec<_>>()
+        };
+        let fresh = summary(&decode_file(&file, &pristine, mapping, &mut state).unwrap());
+        let damaged = decode_file(&file, &bytes, mapping, &mut state);
+        let after = summary(&decode_file(&file, &pristine, mapping, &mut state).unwrap());
+        prop_assert_eq!(&fresh, &after, "a damaged file changed how the next one decodes");
+        match damaged {
             Ok(batches) => {
                 let mut next = sample.start_offset;
                 for batch in &batches {
@@ -266,12 +282,12 @@ fn the_samples_cover_every_shape_and_decode_cleanly() {
             batch_rows: 16,
             limits: ArchiveLimits::default(),
         };
-        let mut wire = WireDecoder::new(mapping.clone(), registry.clone());
+        let mut state = DecodeState::new(WireDecoder::new(mapping.clone(), registry.clone()));
         let batches = decode_file(
             &file,
             &Bytes::from(sample.bytes.clone()),
             mapping,
-            &mut wire,
+            &mut state,
         )
         .unwrap_or_else(|e| panic!("{}: {e}", sample.key));
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();

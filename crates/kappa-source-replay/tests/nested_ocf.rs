@@ -13,7 +13,7 @@ use apache_avro::{Codec, Schema, Writer};
 use bytes::Bytes;
 use kappa_core::{DeadLetterKind, SourceBatch, TopicPartition};
 use kappa_schema::{FileRegistry, TableMapping, WireDecoder};
-use kappa_source_replay::archive::decode::{FileToDecode, decode_file};
+use kappa_source_replay::archive::decode::{DecodeState, FileToDecode, decode_file};
 use kappa_source_replay::{ArchiveLimits, ReplayError};
 
 include!("../../kappa-schema/tests/data/payments.rs");
@@ -52,8 +52,8 @@ fn decode(bytes: Vec<u8>, history: &[&str]) -> Result<Vec<SourceBatch>, ReplayEr
         batch_rows: 4,
         limits: ArchiveLimits::default(),
     };
-    let mut wire = WireDecoder::new(mapping.clone(), registry);
-    decode_file(&file, &Bytes::from(bytes), &mapping, &mut wire)
+    let mut state = DecodeState::new(WireDecoder::new(mapping.clone(), registry));
+    decode_file(&file, &Bytes::from(bytes), &mapping, &mut state)
 }
 
 /// Every row of `batches`, read back, with its offset.

@@ -3,12 +3,12 @@
 //! The Avro crates inflate a block in one go, to whatever size the block says or inflates to: a
 //! 67 KB zstd block that inflates to 2 GiB, or a snappy block that declares 2 GiB, is allocated
 //! before anything can object, and a snappy block shorter than its 4-byte checksum panics inside
-//! them. Here every codec reads through a limit: deflate and zstd stream through
-//! [`Read::take`] (one byte past the limit is the error), snappy's declared length is checked
-//! before its buffer is allocated, and zstd's window is capped so a frame cannot ask for a larger
-//! one. The Avro crates only ever see inflated, framing-checked bytes.
+//! them. Here every codec inflates within a limit: deflate into a buffer never larger than the
+//! limit (libdeflate stops when the output does not fit), zstd through [`Read::take`] (one byte
+//! past the limit is the error) with its window capped so a frame cannot ask for a larger one,
+//! and snappy's declared length is checked before its buffer is sized. The Avro crates only ever
+//! see inflated, framing-checked bytes.
 
-use std::borrow::Cow;
 use std::io::Read;
 
 /// The codecs of the Avro object container format that Kafka Connect writes.
@@ -67,87 +67,168 @@ impl std::fmt::Display for InflateError {
     }
 }
 
-/// The inflated bytes of one block's `data`, or why not: damaged data, or more than `limit`
-/// bytes (`limit_key` names the setting that raises the limit).
-pub(crate) fn inflate<'a>(
-    codec: Codec,
-    data: &'a [u8],
-    limit: usize,
-    limit_key: &str,
-) -> Result<Cow<'a, [u8]>, InflateError> {
-    let too_big = |size: &str| {
-        InflateError::TooLarge(format!(
-            "{} data inflates to {size} bytes, more than the limit of {limit} ({limit_key})",
-            codec.name()
-        ))
-    };
-    let damaged = |m: String| InflateError::Damaged(m);
-    match codec {
-        Codec::Null => {
-            if data.len() > limit {
-                return Err(too_big(&data.len().to_string()));
-            }
-            Ok(Cow::Borrowed(data))
-        }
-        Codec::Deflate => read_bounded(
-            flate2::read::DeflateDecoder::new(data),
-            limit,
-            codec,
-            &too_big,
-        ),
-        Codec::Zstandard => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(data)
-                .map_err(|e| damaged(format!("zstandard decoder: {e}")))?;
-            decoder
-                .window_log_max(zstd_window_log(limit))
-                .map_err(|e| damaged(format!("zstandard decoder: {e}")))?;
-            read_bounded(decoder, limit, codec, &too_big)
-        }
-        Codec::Snappy => {
-            let Some(split) = data.len().checked_sub(4) else {
-                return Err(damaged(format!(
-                    "snappy data is {} bytes, shorter than its 4-byte checksum",
-                    data.len()
-                )));
-            };
-            let (compressed, checksum) = data.split_at(split);
-            let declared = snap::raw::decompress_len(compressed)
-                .map_err(|e| damaged(format!("snappy data is damaged: {e}")))?;
-            if declared > limit {
-                return Err(too_big(&declared.to_string()));
-            }
-            let inflated = snap::raw::Decoder::new()
-                .decompress_vec(compressed)
-                .map_err(|e| damaged(format!("snappy data is damaged: {e}")))?;
-            let expected = u32::from_be_bytes([checksum[0], checksum[1], checksum[2], checksum[3]]);
-            let actual = crc32fast::hash(&inflated);
-            if actual != expected {
-                return Err(damaged(format!(
-                    "snappy data fails its checksum (CRC32 {actual:08x}, the block says {expected:08x})"
-                )));
-            }
-            Ok(Cow::Owned(inflated))
+/// Inflates blocks into one buffer reused from block to block (and file to file), with the
+/// decompressors' state kept: a replay of small files inflates thousands of blocks, and a fresh
+/// buffer and context for each cost more than the data ([`Inflater::inflate`]).
+pub(crate) struct Inflater {
+    /// The last block's inflated bytes; its capacity is kept.
+    buffer: Vec<u8>,
+    deflate: libdeflater::Decompressor,
+    zstd: zstd::zstd_safe::DCtx<'static>,
+    snappy: snap::raw::Decoder,
+}
+
+impl std::fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inflater")
+            .field("buffer", &self.buffer.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Self {
+            buffer: Vec::new(),
+            deflate: libdeflater::Decompressor::new(),
+            zstd: zstd::zstd_safe::DCtx::create(),
+            snappy: snap::raw::Decoder::new(),
         }
     }
 }
 
-/// Reads `reader` to its end, but never more than `limit + 1` bytes.
+impl Inflater {
+    /// The inflated bytes of one block's `data`, or why not: damaged data, or more than `limit`
+    /// bytes (`limit_key` names the setting that raises the limit). The bytes live until the
+    /// next call.
+    ///
+    /// Deflate is inflated whole by libdeflate into the buffer, which grows (doubling, never past
+    /// `limit`) only when a block does not fit; zstd streams through a reused context whose
+    /// window is capped; snappy's declared length is checked before the buffer is sized.
+    pub(crate) fn inflate<'a>(
+        &'a mut self,
+        codec: Codec,
+        data: &'a [u8],
+        limit: usize,
+        limit_key: &str,
+    ) -> Result<&'a [u8], InflateError> {
+        let too_big = |size: &str| {
+            InflateError::TooLarge(format!(
+                "{} data inflates to {size} bytes, more than the limit of {limit} ({limit_key})",
+                codec.name()
+            ))
+        };
+        let damaged = |m: String| InflateError::Damaged(m);
+        match codec {
+            Codec::Null => {
+                if data.len() > limit {
+                    return Err(too_big(&data.len().to_string()));
+                }
+                Ok(data)
+            }
+            Codec::Deflate => {
+                // Kafka Connect's blocks inflate to a few times their size; start from the
+                // largest block so far, at least 8 times this one's.
+                let mut size = self
+                    .buffer
+                    .len()
+                    .max(data.len().saturating_mul(8))
+                    .clamp(1, limit.max(1));
+                loop {
+                    if self.buffer.len() < size {
+                        self.buffer.resize(size, 0);
+                    }
+                    match self
+                        .deflate
+                        .deflate_decompress(data, &mut self.buffer[..size])
+                    {
+                        Ok(n) if n > limit => return Err(too_big(&n.to_string())),
+                        Ok(n) => return Ok(&self.buffer[..n]),
+                        Err(libdeflater::DecompressionError::InsufficientSpace) => {
+                            if size >= limit {
+                                return Err(too_big(&format!("more than {limit}")));
+                            }
+                            size = size.saturating_mul(2).min(limit);
+                        }
+                        Err(libdeflater::DecompressionError::BadData) => {
+                            return Err(damaged(
+                                "deflate data is damaged: invalid deflate stream".into(),
+                            ));
+                        }
+                    }
+                }
+            }
+            Codec::Zstandard => {
+                use zstd::zstd_safe::{DParameter, ResetDirective};
+                let name = zstd::zstd_safe::get_error_name;
+                // A session a damaged frame left half-way refuses new parameters: reset it.
+                self.zstd
+                    .reset(ResetDirective::SessionOnly)
+                    .map_err(|code| damaged(format!("zstandard decoder: {}", name(code))))?;
+                self.zstd
+                    .set_parameter(DParameter::WindowLogMax(zstd_window_log(limit)))
+                    .map_err(|code| {
+                        damaged(format!(
+                            "zstandard decoder: {}",
+                            zstd::zstd_safe::get_error_name(code)
+                        ))
+                    })?;
+                let decoder = zstd::stream::read::Decoder::with_context(data, &mut self.zstd);
+                read_bounded(decoder, &mut self.buffer, limit, codec, &too_big)?;
+                Ok(&self.buffer)
+            }
+            Codec::Snappy => {
+                let Some(split) = data.len().checked_sub(4) else {
+                    return Err(damaged(format!(
+                        "snappy data is {} bytes, shorter than its 4-byte checksum",
+                        data.len()
+                    )));
+                };
+                let (compressed, checksum) = data.split_at(split);
+                let declared = snap::raw::decompress_len(compressed)
+                    .map_err(|e| damaged(format!("snappy data is damaged: {e}")))?;
+                if declared > limit {
+                    return Err(too_big(&declared.to_string()));
+                }
+                self.buffer.resize(declared, 0);
+                let n = self
+                    .snappy
+                    .decompress(compressed, &mut self.buffer)
+                    .map_err(|e| damaged(format!("snappy data is damaged: {e}")))?;
+                let inflated = &self.buffer[..n];
+                let expected =
+                    u32::from_be_bytes([checksum[0], checksum[1], checksum[2], checksum[3]]);
+                let actual = crc32fast::hash(inflated);
+                if actual != expected {
+                    return Err(damaged(format!(
+                        "snappy data fails its checksum (CRC32 {actual:08x}, the block says {expected:08x})"
+                    )));
+                }
+                Ok(inflated)
+            }
+        }
+    }
+}
+
+/// Reads `reader` to its end into `out` (cleared first, its capacity kept), but never more than
+/// `limit + 1` bytes.
 fn read_bounded(
     reader: impl Read,
+    out: &mut Vec<u8>,
     limit: usize,
     codec: Codec,
     too_big: &dyn Fn(&str) -> InflateError,
-) -> Result<Cow<'static, [u8]>, InflateError> {
-    let mut out = Vec::new();
+) -> Result<(), InflateError> {
+    out.clear();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     reader
         .take(cap)
-        .read_to_end(&mut out)
+        .read_to_end(out)
         .map_err(|e| InflateError::Damaged(format!("{} data is damaged: {e}", codec.name())))?;
     if out.len() > limit {
         return Err(too_big(&format!("more than {limit}")));
     }
-    Ok(Cow::Owned(out))
+    Ok(())
 }
 
 /// The largest zstd window a frame may ask for: the block limit rounded up to a power of two,
@@ -186,10 +267,28 @@ mod tests {
             (Codec::Snappy, snappy(&data)),
             (Codec::Zstandard, zstd),
         ] {
-            let out = inflate(codec, &compressed, data.len(), "k").unwrap();
-            assert_eq!(&out[..], &data[..], "{codec:?}");
+            let mut inflater = Inflater::default();
+            let out = inflater
+                .inflate(codec, &compressed, data.len(), "k")
+                .unwrap();
+            assert_eq!(out, &data[..], "{codec:?}");
+            // A buffer that held a larger block does not leak its tail into a smaller one.
+            let small = b"kappa".to_vec();
+            let again = match codec {
+                Codec::Null => small.clone(),
+                Codec::Deflate => deflate(&small),
+                Codec::Snappy => snappy(&small),
+                Codec::Zstandard => zstd::encode_all(&small[..], 3).unwrap(),
+            };
+            assert_eq!(
+                inflater.inflate(codec, &again, data.len(), "k").unwrap(),
+                &small[..],
+                "{codec:?}"
+            );
             // One byte less than the inflated size is refused, naming the key.
-            let err = inflate(codec, &compressed, data.len() - 1, "the-key").unwrap_err();
+            let err = inflater
+                .inflate(codec, &compressed, data.len() - 1, "the-key")
+                .unwrap_err();
             assert!(matches!(err, InflateError::TooLarge(_)), "{codec:?}: {err}");
             let err = err.to_string();
             assert!(
@@ -202,7 +301,8 @@ mod tests {
     #[test]
     fn damaged_and_short_blocks_are_errors_not_panics() {
         for short in [&b""[..], b"\x01", b"\x01\x02\x03"] {
-            let err = inflate(Codec::Snappy, short, 1 << 20, "k")
+            let err = Inflater::default()
+                .inflate(Codec::Snappy, short, 1 << 20, "k")
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("shorter than its 4-byte checksum"), "{err}");
@@ -211,7 +311,8 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(
-            inflate(Codec::Snappy, &bad, 1 << 20, "k")
+            Inflater::default()
+                .inflate(Codec::Snappy, &bad, 1 << 20, "k")
                 .unwrap_err()
                 .to_string()
                 .contains("checksum")
@@ -219,10 +320,30 @@ mod tests {
         // A snappy block declaring 2 GiB is refused before anything is allocated.
         let mut huge = vec![0x80, 0x80, 0x80, 0x80, 0x08];
         huge.extend_from_slice(&[0; 4]);
-        let err = inflate(Codec::Snappy, &huge, 1 << 20, "k").unwrap_err();
+        let err = Inflater::default()
+            .inflate(Codec::Snappy, &huge, 1 << 20, "k")
+            .unwrap_err();
         assert!(err.to_string().contains("2147483648"), "{err}");
-        assert!(inflate(Codec::Deflate, b"\xff\xff\xff", 1 << 20, "k").is_err());
-        assert!(inflate(Codec::Zstandard, b"\x28\xb5\x2f\xfd\x00", 1 << 20, "k").is_err());
+        let mut inflater = Inflater::default();
+        assert!(
+            inflater
+                .inflate(Codec::Deflate, b"\xff\xff\xff", 1 << 20, "k")
+                .is_err()
+        );
+        assert!(
+            inflater
+                .inflate(Codec::Zstandard, b"\x28\xb5\x2f\xfd\x00", 1 << 20, "k")
+                .is_err()
+        );
+        // The context is reset after a damaged frame: the next block inflates.
+        let data = b"after".repeat(10);
+        let zstd = zstd::encode_all(&data[..], 3).unwrap();
+        assert_eq!(
+            inflater
+                .inflate(Codec::Zstandard, &zstd, 1 << 20, "k")
+                .unwrap(),
+            &data[..]
+        );
         assert!(
             Codec::from_header(Some(b"bzip2"))
                 .unwrap_err()

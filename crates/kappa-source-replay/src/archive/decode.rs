@@ -39,7 +39,7 @@
 //! record never costs its neighbours. Value records are decoded in groups of `batch_rows`; a group
 //! that fails is split in halves down to the bad records, as [`WireDecoder`] does.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use apache_avro::Schema;
@@ -51,7 +51,7 @@ use kappa_core::{DeadLetter, DeadLetterKind, OffsetRange, SourceBatch, TopicPart
 use kappa_schema::mapping::Normalized;
 use kappa_schema::{TableMapping, WireDecoder};
 
-use super::codec::{Codec, InflateError, inflate};
+use super::codec::{Codec, InflateError, Inflater};
 use super::header;
 use super::records::{Record, Walker};
 use crate::error::ReplayError;
@@ -121,37 +121,23 @@ fn corrupt(key: &str, message: impl std::fmt::Display) -> ReplayError {
     }
 }
 
-/// A container file whose framing has been checked: header, writer schema, codec and blocks.
-struct Container<'b> {
-    bytes: &'b [u8],
+/// What a writer schema gives, worked out once per partition reader and reused for every file
+/// written with the same schema (a replay of Kafka Connect's small files opens thousands with
+/// one schema): the parsed schema, its encoding layout, the record shape, whether the table can
+/// read it, and the arrow-avro decoder.
+struct Writer {
     schema: Schema,
     /// The writer schema as its encoding lays values out, for the walk over the records
     /// ([`kappa_schema::names::parse_encoding`]: a `fixed` UUID stays a `fixed`).
     layout: Schema,
-    json: &'b str,
-    codec: Codec,
     shape: Shape,
-    blocks: Vec<header::Block>,
+    /// Why the table cannot read it (value records; the breaking changes), once asked.
+    unreadable: Option<Option<String>>,
+    values: ValueDecoder,
 }
 
-impl<'b> Container<'b> {
-    fn open(key: &str, bytes: &'b [u8], limits: &ArchiveLimits) -> Result<Self, ReplayError> {
-        if bytes.len() as u64 > limits.max_object_bytes {
-            return Err(ReplayError::OverLimit {
-                key: key.to_string(),
-                message: format!(
-                    "the object is {} bytes, more than the limit of {} ([source.archive] max_object_bytes)",
-                    bytes.len(),
-                    limits.max_object_bytes
-                ),
-            });
-        }
-        let header = header::header(bytes).map_err(|m| corrupt(key, m))?;
-        let json = header
-            .schema
-            .ok_or_else(|| corrupt(key, "the header has no avro.schema"))?;
-        let json = std::str::from_utf8(json)
-            .map_err(|_| corrupt(key, "the header's writer schema is not UTF-8"))?;
+impl Writer {
+    fn parse(key: &str, json: &str) -> Result<Self, ReplayError> {
         kappa_schema::names::check_names(json)
             .map_err(|m| corrupt(key, format!("the header's writer schema: {m}")))?;
         let schema = Schema::parse_str(json).map_err(|e| {
@@ -166,7 +152,6 @@ impl<'b> Container<'b> {
                 format!("the header's writer schema is not a valid Avro schema ({e})"),
             )
         })?;
-        let codec = Codec::from_header(header.codec).map_err(|m| corrupt(key, m))?;
         let shape = match &schema {
             Schema::Bytes => Shape::RawBytes,
             Schema::Record(record) => {
@@ -187,28 +172,115 @@ impl<'b> Container<'b> {
                 ));
             }
         };
-        let blocks =
-            header::blocks(bytes, &header, MAX_BLOCK_RECORDS).map_err(|m| corrupt(key, m))?;
         Ok(Self {
-            bytes,
             schema,
             layout,
-            json,
-            codec,
             shape,
-            blocks,
+            unreadable: None,
+            values: ValueDecoder {
+                json: json.to_string(),
+                decoder: None,
+            },
         })
     }
+}
 
-    /// Block `index` inflated, within the block limit and what is left of the object's
-    /// (`budget`, reduced by the block's inflated size).
-    fn inflate(
-        &self,
+/// Writer schemas one reader keeps (a topic has a handful; the cache is emptied past this).
+const MAX_WRITERS: usize = 32;
+
+/// What a partition's reader keeps from file to file: the wire-format decoder (raw bytes and
+/// envelopes), the inflate buffer and decompressors, and what each writer schema seen gives
+/// ([`Writer`]).
+pub struct DecodeState {
+    wire: WireDecoder,
+    inflater: Inflater,
+    writers: HashMap<String, Writer>,
+}
+
+impl DecodeState {
+    /// Fresh state around `wire`.
+    pub fn new(wire: WireDecoder) -> Self {
+        Self {
+            wire,
+            inflater: Inflater::default(),
+            writers: HashMap::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for DecodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodeState")
+            .field("inflater", &self.inflater)
+            .field("writers", &self.writers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A container file whose framing has been checked: header, codec and blocks.
+struct Container<'b> {
+    bytes: &'b [u8],
+    codec: Codec,
+    blocks: Vec<header::Block>,
+}
+
+impl<'b> Container<'b> {
+    /// The container, and its writer schema from `writers` (parsed and added when new).
+    fn open<'w>(
+        key: &str,
+        bytes: &'b [u8],
+        limits: &ArchiveLimits,
+        writers: &'w mut HashMap<String, Writer>,
+    ) -> Result<(Self, &'w mut Writer), ReplayError> {
+        if bytes.len() as u64 > limits.max_object_bytes {
+            return Err(ReplayError::OverLimit {
+                key: key.to_string(),
+                message: format!(
+                    "the object is {} bytes, more than the limit of {} ([source.archive] max_object_bytes)",
+                    bytes.len(),
+                    limits.max_object_bytes
+                ),
+            });
+        }
+        let header = header::header(bytes).map_err(|m| corrupt(key, m))?;
+        let json = header
+            .schema
+            .ok_or_else(|| corrupt(key, "the header has no avro.schema"))?;
+        let json = std::str::from_utf8(json)
+            .map_err(|_| corrupt(key, "the header's writer schema is not UTF-8"))?;
+        let codec = Codec::from_header(header.codec).map_err(|m| corrupt(key, m))?;
+        let blocks =
+            header::blocks(bytes, &header, MAX_BLOCK_RECORDS).map_err(|m| corrupt(key, m))?;
+        if !writers.contains_key(json) {
+            let writer = Writer::parse(key, json)?;
+            if writers.len() >= MAX_WRITERS {
+                writers.clear();
+            }
+            writers.insert(json.to_string(), writer);
+        }
+        let writer = writers
+            .get_mut(json)
+            .ok_or_else(|| corrupt(key, "the writer schema vanished from the cache"))?;
+        Ok((
+            Self {
+                bytes,
+                codec,
+                blocks,
+            },
+            writer,
+        ))
+    }
+
+    /// Block `index` inflated into `inflater`'s buffer, within the block limit and what is left
+    /// of the object's (`budget`, reduced by the block's inflated size).
+    fn inflate<'i>(
+        &'i self,
+        inflater: &'i mut Inflater,
         key: &str,
         index: usize,
         limits: &ArchiveLimits,
         budget: &mut usize,
-    ) -> Result<Cow<'b, [u8]>, ReplayError> {
+    ) -> Result<&'i [u8], ReplayError> {
         let block = &self.blocks[index];
         let (limit, setting) = if limits.max_block_bytes <= *budget {
             (limits.max_block_bytes, "[source.archive] max_block_bytes")
@@ -228,8 +300,9 @@ impl<'b> Container<'b> {
                 },
             }
         };
-        let data =
-            inflate(self.codec, &self.bytes[block.data.clone()], limit, setting).map_err(at)?;
+        let data = inflater
+            .inflate(self.codec, &self.bytes[block.data.clone()], limit, setting)
+            .map_err(at)?;
         *budget -= data.len();
         Ok(data)
     }
@@ -257,12 +330,19 @@ pub fn decode_file(
     file: &FileToDecode<'_>,
     bytes: &Bytes,
     mapping: &Arc<TableMapping>,
-    wire: &mut WireDecoder,
+    state: &mut DecodeState,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let container = Container::open(file.key, bytes, &file.limits)?;
-    let batches = match container.shape {
-        Shape::Value => decode_values(file, &container, mapping)?,
-        Shape::RawBytes | Shape::Envelope => decode_framed(file, &container, wire)?,
+    let DecodeState {
+        wire,
+        inflater,
+        writers,
+    } = state;
+    let (container, writer) = Container::open(file.key, bytes, &file.limits, writers)?;
+    let batches = match writer.shape {
+        Shape::Value => decode_values(file, &container, writer, inflater, mapping)?,
+        Shape::RawBytes | Shape::Envelope => {
+            decode_framed(file, &container, writer, inflater, wire)?
+        }
     };
     Ok(batches
         .into_iter()
@@ -314,23 +394,29 @@ fn close_ranges(
 fn decode_values(
     file: &FileToDecode<'_>,
     container: &Container<'_>,
+    writer: &mut Writer,
+    inflater: &mut Inflater,
     mapping: &Arc<TableMapping>,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let walker = Walker::new(&container.layout).map_err(|m| corrupt(file.key, m))?;
+    let Writer {
+        schema,
+        layout,
+        unreadable,
+        values: decoder,
+        ..
+    } = writer;
+    let walker = Walker::new(layout).map_err(|m| corrupt(file.key, m))?;
     // A writer schema the table cannot read: every record is an `unmappable-schema` dead letter
     // with this reason, and the replay goes on with the next file.
-    let unreadable = mapping
-        .unreadable_writer(&container.schema)
+    let unreadable = unreadable
+        .get_or_insert_with(|| mapping.unreadable_writer(schema))
+        .as_ref()
         .map(|problems| {
             format!(
                 "{}: the file's writer schema cannot be read as the table's schema: {problems}",
                 file.key
             )
         });
-    let mut decoder = ValueDecoder {
-        json: Cow::Borrowed(container.json),
-        decoder: None,
-    };
     let key: Arc<str> = Arc::from(file.key);
     let mut budget = file.limits.max_inflated_bytes;
     let mut batches = Vec::new();
@@ -340,8 +426,8 @@ fn decode_values(
             // An empty block (the framing check rejects one with data).
             continue;
         }
-        let data = container.inflate(file.key, index, &file.limits, &mut budget)?;
-        let records = container.records(file.key, &walker, index, &data)?;
+        let data = container.inflate(inflater, file.key, index, &file.limits, &mut budget)?;
+        let records = container.records(file.key, &walker, index, data)?;
         for chunk in records.chunks(file.batch_rows.max(1)) {
             let n = chunk.len() as i64;
             let letter = |i: usize, kind, message: String| DeadLetter {
@@ -361,7 +447,7 @@ fn decode_values(
                 ),
                 None => {
                     let decoded = decoder
-                        .decode(&data, chunk, mapping)
+                        .decode(data, chunk, mapping)
                         .map_err(|m| corrupt(file.key, m))?;
                     (
                         decoded.records,
@@ -394,10 +480,10 @@ fn decode_values(
 const PREFIX: [u8; 5] = [0; 5];
 
 /// Decodes value records with arrow-avro against the file's writer schema, isolating bad ones.
-struct ValueDecoder<'j> {
+struct ValueDecoder {
     /// The header's writer schema, or its text re-serialized when arrow-avro refuses the
     /// original (see [`ValueDecoder::build`]).
-    json: Cow<'j, str>,
+    json: String,
     decoder: Option<Decoder>,
 }
 
@@ -412,7 +498,7 @@ struct DecodedValues {
     failed: Vec<(usize, DeadLetterKind, String)>,
 }
 
-impl ValueDecoder<'_> {
+impl ValueDecoder {
     /// Decodes `records` (ranges of `data`); the error is the decoder's, not a record's.
     fn decode(
         &mut self,
@@ -553,7 +639,7 @@ impl ValueDecoder<'_> {
                     return Err(refused);
                 };
                 let decoder = Self::build_for(&json, capacity).map_err(|_| refused)?;
-                self.json = Cow::Owned(json);
+                self.json = json;
                 Ok(decoder)
             }
         }
@@ -576,9 +662,11 @@ impl ValueDecoder<'_> {
 fn decode_framed(
     file: &FileToDecode<'_>,
     container: &Container<'_>,
+    writer: &Writer,
+    inflater: &mut Inflater,
     wire: &mut WireDecoder,
 ) -> Result<Vec<SourceBatch>, ReplayError> {
-    let walker = Walker::new(&container.layout).map_err(|m| corrupt(file.key, m))?;
+    let walker = Walker::new(&writer.layout).map_err(|m| corrupt(file.key, m))?;
     let mut budget = file.limits.max_inflated_bytes;
     // (offset, value) pairs; None for tombstones.
     let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
@@ -590,10 +678,10 @@ fn decode_framed(
         if container.blocks[block].count == 0 {
             continue;
         }
-        let data = container.inflate(file.key, block, &file.limits, &mut budget)?;
-        for found in container.records(file.key, &walker, block, &data)? {
+        let data = container.inflate(inflater, file.key, block, &file.limits, &mut budget)?;
+        for found in container.records(file.key, &walker, block, data)? {
             let value = found.value.map(|range| data[range].to_vec());
-            let record = match container.shape {
+            let record = match writer.shape {
                 Shape::RawBytes => (file.start_offset + index, value),
                 _ => {
                     // The envelope's other fields are not used: what is wrong there is ignored.
@@ -615,7 +703,7 @@ fn decode_framed(
                 ));
             }
             records.push(record);
-            if keeps_metadata && container.shape == Shape::Envelope {
+            if keeps_metadata && writer.shape == Shape::Envelope {
                 metadata.push((found.key.map(|r| data[r].to_vec()), found.timestamp_ms));
             }
             index += 1;
