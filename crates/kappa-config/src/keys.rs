@@ -182,7 +182,15 @@ pub(crate) const SECTIONS: &[Section] = &[
             "request_timeout",
         ]),
     ),
-    ("replay", Some(&["parallelism", "batch_rows"])),
+    (
+        "replay",
+        Some(&[
+            "parallelism",
+            "batch_rows",
+            "fetch_concurrency",
+            "fetch_buffer_bytes",
+        ]),
+    ),
     (
         "maintenance",
         Some(&["expire_older_than", "retain_last", "orphan_older_than"]),

@@ -705,6 +705,10 @@ pub struct ReplaySection {
     pub parallelism: usize,
     /// Rows per decoded batch.
     pub batch_rows: usize,
+    /// Archive objects requested at once, across the partitions being read.
+    pub fetch_concurrency: usize,
+    /// Bytes of fetched archive objects waiting to be decoded, at most.
+    pub fetch_buffer_bytes: u64,
 }
 
 /// `[maintenance]`: `kappa maintain`'s thresholds (the command line overrides them).

@@ -1033,6 +1033,16 @@ pub fn validate_with(raw: RawConfig, registry: &Registry) -> Result<PipelineConf
     positive("replay", "parallelism", raw.replay.parallelism as u64)?;
     positive("replay", "batch_rows", raw.replay.batch_rows as u64)?;
     positive(
+        "replay",
+        "fetch_concurrency",
+        raw.replay.fetch_concurrency as u64,
+    )?;
+    positive(
+        "replay",
+        "fetch_buffer_bytes",
+        raw.replay.fetch_buffer_bytes,
+    )?;
+    positive(
         "maintenance",
         "retain_last",
         raw.maintenance.retain_last as u64,

@@ -156,6 +156,8 @@ pub fn replay_options(config: &PipelineConfig, topic: String) -> ReplayOptions {
         topic,
         parallelism: config.raw.replay.parallelism,
         batch_rows: config.raw.replay.batch_rows,
+        fetch_concurrency: config.raw.replay.fetch_concurrency,
+        fetch_buffer_bytes: config.raw.replay.fetch_buffer_bytes,
         limits: ArchiveLimits {
             max_object_bytes: limits.max_object_bytes,
             max_block_bytes: usize::try_from(limits.max_block_bytes).unwrap_or(usize::MAX),

@@ -1,6 +1,6 @@
 //! The replay source: per-partition reader tasks feeding one bounded channel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,7 +9,7 @@ use kappa_core::{Source, SourceBatch, SourceEvent, SourcePosition, TopicPartitio
 use kappa_schema::{SchemaRegistry, TableMapping, WireDecoder};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::debug;
 
@@ -24,8 +24,14 @@ pub struct ReplayOptions {
     pub topic: String,
     /// Partitions read at the same time.
     pub parallelism: usize,
-    /// Rows per batch.
+    /// Rows per batch: the records of small files are merged into batches of up to this many.
     pub batch_rows: usize,
+    /// Archive objects requested at once, across the partitions being read: what hides an object
+    /// store's per-request latency.
+    pub fetch_concurrency: usize,
+    /// Bytes of fetched objects not yet decoded, across the partitions being read (an object
+    /// larger than this is fetched alone).
+    pub fetch_buffer_bytes: u64,
     /// What one archive object may cost in memory.
     pub limits: ArchiveLimits,
 }
@@ -36,6 +42,8 @@ impl Default for ReplayOptions {
             topic: "orders".into(),
             parallelism: 4,
             batch_rows: 65_536,
+            fetch_concurrency: 64,
+            fetch_buffer_bytes: 64 << 20,
             limits: ArchiveLimits::default(),
         }
     }
@@ -90,8 +98,12 @@ impl ArchiveSource {
 
     fn start(&mut self) {
         let parallelism = self.options.parallelism.max(1);
-        let (tx, rx) = mpsc::channel(2 * parallelism);
+        let readers = parallelism.min(self.plan.partitions.len()).max(1);
+        let (tx, rx) = mpsc::channel(2 * readers);
         let permits = Arc::new(Semaphore::new(parallelism));
+        // Objects in flight per reader: the concurrency shared by the readers that run at once.
+        let depth = self.options.fetch_concurrency.max(1).div_ceil(readers);
+        let buffer = FetchBuffer::new(self.options.fetch_buffer_bytes);
         for (partition, files) in &self.plan.partitions {
             let reader = PartitionReader {
                 store: self.store.clone(),
@@ -100,6 +112,8 @@ impl ArchiveSource {
                 from: self.from.get(partition).copied().unwrap_or(i64::MIN),
                 batch_rows: self.options.batch_rows,
                 limits: self.options.limits,
+                depth,
+                buffer: buffer.clone(),
                 mapping: self.mapping.clone(),
                 state: DecodeState::new(WireDecoder::new(
                     self.mapping.clone(),
@@ -170,6 +184,9 @@ struct PartitionReader {
     from: i64,
     batch_rows: usize,
     limits: ArchiveLimits,
+    /// Objects fetched ahead of the one being decoded, at most.
+    depth: usize,
+    buffer: FetchBuffer,
     mapping: Arc<TableMapping>,
     /// Kept from file to file (buffers, decoders, parsed writer schemas).
     state: DecodeState,
@@ -222,21 +239,40 @@ impl PartitionReader {
         // file gave is never emitted again.
         let mut next = self.from;
         let max_bytes = self.limits.max_object_bytes;
-        let mut prefetch: Option<JoinHandle<Result<Bytes, ReplayError>>> = files
-            .first()
-            .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone(), max_bytes)));
+        // Fetches run as their own tasks, up to `depth` objects ahead and within the shared
+        // buffer; objects are decoded in order as they arrive.
+        let mut inflight = Fetches::default();
+        let mut requested = 0;
+        let mut merged = Coalesce::new(self.batch_rows);
         for (i, file) in files.iter().enumerate() {
-            let bytes = match prefetch.take() {
-                Some(handle) => handle.await.map_err(|e| ReplayError::Task {
+            while requested < files.len() && requested < i + self.depth {
+                // Only the object needed next may wait for room; one fetched ahead is not started
+                // when the buffer is full (a reader waiting with objects in hand would hold room
+                // other readers need).
+                let permit = if inflight.0.is_empty() {
+                    self.buffer.wait(files[requested].size).await
+                } else {
+                    match self.buffer.try_take(files[requested].size) {
+                        Some(permit) => permit,
+                        None => break,
+                    }
+                };
+                let fetch =
+                    Self::fetch(self.store.clone(), files[requested].key.clone(), max_bytes);
+                inflight.0.push_back((tokio::spawn(fetch), permit));
+                requested += 1;
+            }
+            let Some((handle, permit)) = inflight.0.pop_front() else {
+                return Err(ReplayError::Task {
                     partition: self.partition.partition,
-                    message: e.to_string(),
-                })??,
-                None => Self::fetch(self.store.clone(), file.key.clone(), max_bytes).await?,
+                    message: format!("no fetch of {} was started", file.key),
+                });
             };
+            let bytes = handle.await.map_err(|e| ReplayError::Task {
+                partition: self.partition.partition,
+                message: e.to_string(),
+            })??;
             let next_start = files.get(i + 1).map(|f| f.start_offset);
-            prefetch = files
-                .get(i + 1)
-                .map(|f| tokio::spawn(Self::fetch(self.store.clone(), f.key.clone(), max_bytes)));
             let key = file.key.to_string();
             let fetched = bytes.len() as u64;
             let job = FileJob {
@@ -269,6 +305,8 @@ impl PartitionReader {
                 message: e.to_string(),
             })?;
             self.state = state_back;
+            // The object's bytes are gone: its room in the buffer is free.
+            drop(permit);
             let batches = result?;
             if let Some(last) = batches.last() {
                 next = next.max(last.range.end);
@@ -283,12 +321,156 @@ impl PartitionReader {
             }
             .emit();
             for batch in batches {
-                if tx.send(Ok(batch)).await.is_err() {
-                    return Ok(());
+                for full in merged.push(batch)? {
+                    if tx.send(Ok(full)).await.is_err() {
+                        return Ok(());
+                    }
                 }
             }
         }
+        if let Some(last) = merged.finish()?
+            && tx.send(Ok(last)).await.is_err()
+        {
+            return Ok(());
+        }
         Ok(())
+    }
+}
+
+/// A reader's fetches in flight, in file order, each with its room in the buffer; those left
+/// when the reader stops (an error, the replay dropped) are aborted.
+#[derive(Default)]
+struct Fetches(VecDeque<(JoinHandle<Result<Bytes, ReplayError>>, OwnedSemaphorePermit)>);
+
+impl Drop for Fetches {
+    fn drop(&mut self) {
+        for (fetch, _) in &self.0 {
+            fetch.abort();
+        }
+    }
+}
+
+/// Room for fetched objects not yet decoded, shared by a replay's readers, in bytes.
+#[derive(Debug, Clone)]
+struct FetchBuffer {
+    room: Arc<Semaphore>,
+    /// The whole buffer, in permits (an object larger than it takes all of it).
+    size: u32,
+}
+
+impl FetchBuffer {
+    fn new(bytes: u64) -> Self {
+        let size = u32::try_from(bytes.clamp(1, Semaphore::MAX_PERMITS as u64)).unwrap_or(u32::MAX);
+        Self {
+            room: Arc::new(Semaphore::new(size as usize)),
+            size,
+        }
+    }
+
+    fn permits(&self, bytes: u64) -> u32 {
+        u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.size)
+    }
+
+    /// Room for an object of `bytes` (its listed size), waiting for it.
+    async fn wait(&self, bytes: u64) -> OwnedSemaphorePermit {
+        match self
+            .room
+            .clone()
+            .acquire_many_owned(self.permits(bytes))
+            .await
+        {
+            Ok(permit) => permit,
+            // The semaphore is never closed.
+            Err(_) => unreachable_room(),
+        }
+    }
+
+    /// Room for an object of `bytes` if there is some now.
+    fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.room
+            .clone()
+            .try_acquire_many_owned(self.permits(bytes))
+            .ok()
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_room() -> ! {
+    panic!("the fetch buffer's semaphore is never closed")
+}
+
+/// Consecutive batches of one partition merged into batches of about `rows` records: a file of
+/// Kafka Connect's `flush.size` 1,000 gives batches of 1,000, and every stage after the source
+/// pays per batch.
+struct Coalesce {
+    rows: usize,
+    parts: Vec<SourceBatch>,
+    records: usize,
+}
+
+impl Coalesce {
+    fn new(rows: usize) -> Self {
+        Self {
+            rows: rows.max(1),
+            parts: Vec::new(),
+            records: 0,
+        }
+    }
+
+    /// Adds `batch`; returns what is complete (none, or one or two merged batches).
+    fn push(&mut self, batch: SourceBatch) -> Result<Vec<SourceBatch>, ReplayError> {
+        let mut out = Vec::new();
+        // Only contiguous batches of one schema merge.
+        let joins = self.parts.last().is_none_or(|last| {
+            last.range.end == batch.range.start && last.records.schema() == batch.records.schema()
+        });
+        if !joins && let Some(done) = self.finish()? {
+            out.push(done);
+        }
+        self.records += batch.records_in as usize;
+        self.parts.push(batch);
+        if self.records >= self.rows
+            && let Some(done) = self.finish()?
+        {
+            out.push(done);
+        }
+        Ok(out)
+    }
+
+    /// The batches held so far, merged.
+    fn finish(&mut self) -> Result<Option<SourceBatch>, ReplayError> {
+        self.records = 0;
+        let mut parts = std::mem::take(&mut self.parts);
+        if parts.len() <= 1 {
+            return Ok(parts.pop());
+        }
+        let first = &parts[0];
+        let partition = first.partition.clone();
+        let schema = first.records.schema();
+        let start = first.range.start;
+        let end = parts.last().map_or(start, |b| b.range.end);
+        let records =
+            arrow_select::concat::concat_batches(&schema, parts.iter().map(|b| &b.records))
+                .map_err(|e| ReplayError::Task {
+                    partition: partition.partition,
+                    message: format!("merging decoded batches: {e}"),
+                })?;
+        let mut offsets = Vec::with_capacity(records.num_rows());
+        let mut dead_letters = Vec::new();
+        let mut records_in = 0;
+        for part in parts {
+            offsets.extend(part.offsets);
+            dead_letters.extend(part.dead_letters);
+            records_in += part.records_in;
+        }
+        Ok(Some(SourceBatch {
+            partition,
+            range: kappa_core::OffsetRange::new(start, end),
+            records,
+            offsets,
+            dead_letters,
+            records_in,
+        }))
     }
 }
 

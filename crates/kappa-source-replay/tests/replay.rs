@@ -149,7 +149,9 @@ async fn seek_starts_mid_file_and_a_partition_filter_selects() {
     assert_eq!(first.range.start, 777);
     assert_eq!(first.offsets.first(), Some(&777));
     let t = drain(source).await;
-    assert_eq!(t.next.get(&1).copied(), Some(f.expected.next_offsets[1]));
+    // The first batch may be the whole rest of the partition (small files are merged).
+    let end = t.next.get(&1).copied().unwrap_or(first.range.end);
+    assert_eq!(end, f.expected.next_offsets[1]);
 }
 
 #[tokio::test]

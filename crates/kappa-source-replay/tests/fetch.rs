@@ -1,0 +1,235 @@
+//! How the replay fetches archive objects: many in flight to hide an object store's request
+//! latency, never more than `[replay] fetch_concurrency`, never more bytes waiting than
+//! `fetch_buffer_bytes` allows (down to one object at a time, without a deadlock between the
+//! partitions' readers), and small files' records merged into batches of about `batch_rows`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use kappa_core::Source;
+use kappa_schema::{FileRegistry, TableMapping};
+use kappa_source_replay::{ArchivePlan, ArchiveSource, PartitionFilter, ReplayOptions, TimeWindow};
+use kappa_synth::{
+    ArchiveOptions, Codec, History, HistorySpec, Layout, ORDERS_V1, ORDERS_V2, RecordShape,
+    write_archive,
+};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+/// An in-memory store whose reads take `delay` and that counts them in flight (from the request
+/// until the body is returned).
+#[derive(Debug)]
+struct CountingStore {
+    inner: InMemory,
+    delay: Duration,
+    now: AtomicUsize,
+    most: AtomicUsize,
+    gets: AtomicUsize,
+}
+
+impl std::fmt::Display for CountingStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CountingStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CountingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.delay).await;
+        let result = self.inner.get_opts(location, options).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+struct Replayed {
+    batches: Vec<kappa_core::SourceBatch>,
+    gets: usize,
+    most_in_flight: usize,
+}
+
+/// 9,000 events as Kafka Connect writes them (value records, deflate, 100 per file: about 90
+/// objects over 3 partitions), replayed with `options` from a store whose reads take 5 ms.
+async fn replay(options: ReplayOptions) -> (Replayed, kappa_synth::Expected) {
+    let store = Arc::new(CountingStore {
+        inner: InMemory::new(),
+        delay: Duration::from_millis(5),
+        now: AtomicUsize::new(0),
+        most: AtomicUsize::new(0),
+        gets: AtomicUsize::new(0),
+    });
+    let archive = ArchiveOptions {
+        layout: Layout::Default,
+        shape: RecordShape::Value,
+        codec: Codec::Deflate,
+        flush_size: 100,
+    };
+    let summary = write_archive(
+        store.as_ref(),
+        &Path::from("archive"),
+        History::new(HistorySpec::new(9_000)).unwrap(),
+        &archive,
+    )
+    .await
+    .unwrap();
+    let plan = ArchivePlan::list(
+        store.as_ref(),
+        "memory://",
+        &Path::from("archive"),
+        "orders",
+        &PartitionFilter::All,
+        &TimeWindow::default(),
+    )
+    .await
+    .unwrap();
+    let mut source = ArchiveSource::new(
+        store.clone(),
+        plan,
+        options,
+        Arc::new(TableMapping::from_history(&[ORDERS_V1, ORDERS_V2]).unwrap()),
+        Arc::new(FileRegistry::from_schemas("orders-value", [ORDERS_V1, ORDERS_V2]).unwrap()),
+    );
+    let mut batches = Vec::new();
+    while let Some(batch) = source.next_batch().await.unwrap() {
+        batches.push(batch);
+    }
+    let replayed = Replayed {
+        batches,
+        gets: store.gets.load(Ordering::SeqCst),
+        most_in_flight: store.most.load(Ordering::SeqCst),
+    };
+    (replayed, summary.expected)
+}
+
+/// Every record is accounted for once, each partition's batches are contiguous and end at the
+/// archive's next offset.
+fn assert_complete(replayed: &Replayed, expected: &kappa_synth::Expected) {
+    let mut next = std::collections::BTreeMap::new();
+    let mut records = 0;
+    for batch in &replayed.batches {
+        batch.check().unwrap();
+        let at = next
+            .entry(batch.partition.partition)
+            .or_insert(batch.range.start);
+        assert_eq!(
+            *at, batch.range.start,
+            "batches of a partition are contiguous"
+        );
+        *at = batch.range.end;
+        assert_eq!(
+            batch.records_in,
+            (batch.num_rows() + batch.dead_letters.len()) as u64
+        );
+        records += batch.records_in;
+    }
+    assert_eq!(records, expected.messages);
+    assert_eq!(
+        next.values().copied().collect::<Vec<_>>(),
+        expected.next_offsets
+    );
+}
+
+#[tokio::test]
+async fn many_objects_are_in_flight_but_never_more_than_the_concurrency() {
+    let (replayed, expected) = replay(ReplayOptions {
+        fetch_concurrency: 12,
+        ..ReplayOptions::default()
+    })
+    .await;
+    assert_complete(&replayed, &expected);
+    assert!(replayed.gets >= 80, "{} objects read", replayed.gets);
+    assert!(
+        replayed.most_in_flight <= 12,
+        "{} reads in flight, more than fetch_concurrency = 12",
+        replayed.most_in_flight
+    );
+    // 3 partitions × 4 objects ahead each: with 5 ms per read the readers wait on the store, so
+    // the depth is reached.
+    assert!(
+        replayed.most_in_flight >= 6,
+        "only {} reads in flight: the latency is not hidden",
+        replayed.most_in_flight
+    );
+}
+
+#[tokio::test]
+async fn a_buffer_smaller_than_one_object_fetches_one_at_a_time_per_reader_and_finishes() {
+    let (replayed, expected) = replay(ReplayOptions {
+        fetch_concurrency: 64,
+        fetch_buffer_bytes: 1,
+        ..ReplayOptions::default()
+    })
+    .await;
+    assert_complete(&replayed, &expected);
+    // Each object takes the whole buffer: one is fetched or waiting to be decoded at a time.
+    assert_eq!(replayed.most_in_flight, 1);
+}
+
+#[tokio::test]
+async fn small_files_are_merged_into_batches_of_about_batch_rows() {
+    let (replayed, expected) = replay(ReplayOptions {
+        batch_rows: 1_000,
+        ..ReplayOptions::default()
+    })
+    .await;
+    assert_complete(&replayed, &expected);
+    // Files hold 100 records; merged, every batch but each partition's last holds 1,000.
+    let mut last = std::collections::BTreeMap::new();
+    for (i, batch) in replayed.batches.iter().enumerate() {
+        last.insert(batch.partition.partition, i);
+    }
+    for (i, batch) in replayed.batches.iter().enumerate() {
+        if last.get(&batch.partition.partition) != Some(&i) {
+            assert_eq!(batch.records_in, 1_000, "batch {i}: {:?}", batch.range);
+        }
+    }
+    assert!(replayed.batches.len() <= 3 * (expected.messages as usize / 3_000 + 2));
+}
