@@ -48,10 +48,12 @@ unit: ## Unit and property tests only (no services)
 it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
-bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end, backfill, compaction), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
+bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end, backfill, compaction), each Kafka Connect archive shape (and against a Python peer, and from S3 with 30 ms per request), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
 	$(CARGO) bench -p kappa-bench --bench replay
+	$(CARGO) bench -p kappa-bench --bench shapes
 	$(CARGO) build --release -p kappa --features aws
-	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) bench -p kappa-bench --bench kafka; \
+	set -a; eval "$$(dev/services.sh env)"; set +a; \
+	  $(CARGO) bench -p kappa-bench --bench processes && $(CARGO) bench -p kappa-bench --bench kafka; \
 	  rc=$$?; dev/services.sh stop; exit $$rc
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
 	  $(CARGO_TARGET_DIR)/release/kappa demo --dir $$d/demo --json > $$d/summary.json && \

@@ -1,8 +1,10 @@
 //! Shared setup of Kappa's benchmarks: one generated history, written once as an archive, that
 //! the decode-only, encode-only and end-to-end benchmarks all read.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod kafka;
+pub mod latency;
+pub mod process;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -314,8 +316,14 @@ impl Bench {
 /// policy apart from `interval`. Loaded like a pipeline file, so that benchmarks build their
 /// pipelines as `kappa` does ([`kappa_pipeline`]).
 pub fn config(dir: &std::path::Path, name: &str, interval: Duration) -> PipelineConfig {
+    let text = config_text(dir, name, interval);
+    kappa_config::load_str(&text, "benchmark config", std::iter::empty(), &[]).unwrap()
+}
+
+/// The text of the benchmark pipeline's configuration file ([`config`]).
+pub fn config_text(dir: &std::path::Path, name: &str, interval: Duration) -> String {
     let root = dir.join(name);
-    let text = format!(
+    format!(
         r#"
 [pipeline]
 name = "bench"
@@ -337,8 +345,7 @@ interval = "{interval}ms"
 "#,
         root = root.display(),
         interval = interval.as_millis(),
-    );
-    kappa_config::load_str(&text, "benchmark config", std::iter::empty(), &[]).unwrap()
+    )
 }
 
 /// The runtime's spec of the benchmark pipeline ([`config`]).

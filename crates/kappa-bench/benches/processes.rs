@@ -1,0 +1,174 @@
+//! `make bench`: whole processes on each archive shape Kafka Connect writes (1M events each), as
+//! a user runs them: `kappa replay` (the release binary) against the Python peer
+//! (`integration-tests/python/peer_replay.py`: fastavro, pyarrow, one PyIceberg append; same
+//! partitioning, ZSTD, dedup on `event_id`) on the same archive, wall time spawn to exit and peak
+//! memory, median of 3; then `kappa replay` of the value-records-with-deflate archive from S3
+//! (SeaweedFS, `dev/services.sh`) behind a proxy that adds 30 ms to every request, against the
+//! same archive on local disk. Both write the same rows (checked against the generated history).
+//! Needs the services' environment (`make bench` sets it).
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kappa_bench::latency::LatencyProxy;
+use kappa_bench::process::{kappa_replay, last_json, median_of, peer_replay};
+use kappa_bench::{Bench, Shape, config_text, events};
+use kappa_synth::{History, HistorySpec, ORDERS_V1, ORDERS_V2, write_archive};
+
+const RUNS: usize = 3;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+/// A pipeline file replaying `archive_section` into a fresh local table under `dir/name`.
+fn pipeline_file(dir: &Path, name: &str, archive_section: &str) -> std::path::PathBuf {
+    let text = config_text(dir, name, Duration::from_secs(60));
+    let url = format!("file://{}/archive", dir.join(name).display());
+    let text = text.replace(
+        &format!("url = \"{url}\"\ntopic = \"orders\"\n"),
+        archive_section,
+    );
+    assert!(text.contains(archive_section), "{text}");
+    // The orders contract's schemas, for raw wire-format values.
+    let contracts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contracts");
+    let text = format!("{text}\n[schema]\ndir = \"{}\"\n", contracts.display());
+    std::fs::create_dir_all(dir.join(name)).unwrap();
+    let path = dir.join(name).join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn local_section(bench: &Bench) -> String {
+    format!(
+        "url = \"file://{}/archive\"\ntopic = \"orders\"\n",
+        bench.dir.path().display()
+    )
+}
+
+/// Median `kappa replay` of `section`'s archive: (seconds, largest peak RSS, rows written).
+async fn kappa(bench: &Bench, label: &str, section: &str) -> (f64, u64, u64) {
+    let dir = bench.dir.path();
+    let (run, peak) = median_of(RUNS, |i| {
+        kappa_replay(&pipeline_file(dir, &format!("{label}-{i}"), section))
+    })
+    .await;
+    let summary = last_json(&run.stdout);
+    (run.seconds, peak, summary["rows_written"].as_u64().unwrap())
+}
+
+async fn shape(bench: &Bench, shape: Shape) -> f64 {
+    let messages = bench.expected.messages as f64;
+    let (kappa_s, kappa_rss, kappa_rows) = kappa(bench, shape.name, &local_section(bench)).await;
+    assert_eq!(kappa_rows, bench.expected.rows, "kappa replay's rows");
+    // The registry's ids of the two schema versions, for raw wire-format values.
+    let schemas: Vec<(u32, std::path::PathBuf)> = [ORDERS_V1, ORDERS_V2]
+        .iter()
+        .enumerate()
+        .map(|(i, json)| {
+            let schema = kappa_schema::names::parse_schema(json).unwrap();
+            let path = bench.dir.path().join(format!("orders-v{}.avsc", i + 1));
+            std::fs::write(&path, json).unwrap();
+            (kappa_schema::registry::schema_id_for(&schema), path)
+        })
+        .collect();
+    let archive = bench.dir.path().join("archive");
+    let (peer, peer_rss) = median_of(RUNS, |i| {
+        let warehouse = bench.dir.path().join(format!("peer-{}-{i}", shape.name));
+        std::fs::create_dir_all(&warehouse).unwrap();
+        peer_replay(&archive, &warehouse, &schemas)
+    })
+    .await;
+    let peer_rows = last_json(&peer.stdout)["rows"].as_u64().unwrap();
+    assert_eq!(peer_rows, bench.expected.rows, "the peer's rows");
+    println!(
+        "| {} | {:.2} s = {:.0} k/s | {:.0} MiB | {:.2} s = {:.0} k/s | {:.0} MiB | **{:.1}x** |",
+        shape.name,
+        kappa_s,
+        messages / kappa_s / 1e3,
+        mib(kappa_rss),
+        peer.seconds,
+        messages / peer.seconds / 1e3,
+        mib(peer_rss),
+        peer.seconds / kappa_s,
+    );
+    kappa_s
+}
+
+async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
+    let endpoint = std::env::var("KAPPA_S3_ENDPOINT")
+        .expect("KAPPA_S3_ENDPOINT: run with the services' environment (make bench)");
+    let prefix = format!("bench-{}-{}", shape.name, std::process::id());
+    let store = Arc::new(kappa_integration_tests::s3_store("events"));
+    write_archive(
+        store.as_ref(),
+        &object_store::path::Path::from(prefix.as_str()),
+        History::new(HistorySpec::new(events())).unwrap(),
+        &shape.options(),
+    )
+    .await
+    .unwrap();
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    let messages = bench.expected.messages as f64;
+    println!();
+    println!(
+        "| archive of {} | kappa replay | events/s | of local disk | peak RSS |",
+        shape.name
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| local disk | {local_seconds:.2} s | {:.0} k | 100% | |",
+        messages / local_seconds / 1e3
+    );
+    for delay in [Duration::ZERO, Duration::from_millis(30)] {
+        let proxy = LatencyProxy::start(upstream, delay).await.unwrap();
+        let section = format!(
+            "url = \"s3://events/{prefix}\"\ntopic = \"orders\"\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"testtest\"\nallow_http = true\n",
+            proxy.addr
+        );
+        let label = format!("s3-{}ms", delay.as_millis());
+        let (seconds, rss, rows) = kappa(bench, &label, &section).await;
+        assert_eq!(rows, bench.expected.rows, "kappa replay's rows from S3");
+        println!(
+            "| S3, {} ms added per request | {seconds:.2} s | {:.0} k | **{:.0}%** | {:.0} MiB |",
+            delay.as_millis(),
+            messages / seconds / 1e3,
+            100.0 * local_seconds / seconds,
+            mib(rss)
+        );
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("kappa replay against the peer, {} events, median of {RUNS}:", events());
+        println!();
+        println!("| shape | kappa replay | peak RSS | peer (PyIceberg + fastavro) | peak RSS | peer / kappa |");
+        println!("|---|---|---|---|---|---|");
+        let mut deflate = None;
+        for s in Shape::ALL {
+            let bench = Bench::archived(events(), &s.options()).await;
+            let seconds = shape(&bench, s).await;
+            if s.name == Shape::VALUE_DEFLATE.name {
+                deflate = Some((bench, seconds));
+            }
+        }
+        if let Some((bench, seconds)) = deflate {
+            from_s3(&bench, Shape::VALUE_DEFLATE, seconds).await;
+        }
+    });
+}
