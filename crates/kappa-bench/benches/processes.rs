@@ -160,7 +160,12 @@ fn main() {
         println!("| shape | kappa replay | peak RSS | peer (PyIceberg + fastavro) | peak RSS | peer / kappa |");
         println!("|---|---|---|---|---|---|");
         let mut deflate = None;
+        // `KAPPA_BENCH_SHAPES=value_deflate_1k,...`: only those shapes.
+        let only = std::env::var("KAPPA_BENCH_SHAPES").ok();
         for s in Shape::ALL {
+            if only.as_ref().is_some_and(|o| !o.split(',').any(|n| n == s.name)) {
+                continue;
+            }
             let bench = Bench::archived(events(), &s.options()).await;
             let seconds = shape(&bench, s).await;
             if s.name == Shape::VALUE_DEFLATE.name {
@@ -169,6 +174,10 @@ fn main() {
         }
         if let Some((bench, seconds)) = deflate {
             from_s3(&bench, Shape::VALUE_DEFLATE, seconds).await;
+            // `KAPPA_BENCH_KEEP=1`: the archive and its pipeline files stay, for profiling.
+            if std::env::var_os("KAPPA_BENCH_KEEP").is_some() {
+                println!("kept {}", bench.dir.keep().display());
+            }
         }
     });
 }

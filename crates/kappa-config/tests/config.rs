@@ -111,7 +111,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.dlq_table, "t_dlq");
     assert_eq!(config.commit_interval, Duration::from_secs(60));
     assert_eq!(raw.commit.rows, 1_000_000);
-    assert_eq!(raw.commit.bytes, 256 << 20);
+    assert_eq!(raw.commit.bytes, 32 << 20);
     assert_eq!(raw.commit.max_attempts, 10);
     assert_eq!(raw.dedup.window, 100_000);
     assert_eq!(raw.event_time.column, "event_time");
@@ -121,7 +121,9 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(raw.replay.parallelism, 8);
     assert_eq!(config.replay_parallelism(3), 3);
     assert_eq!(config.replay_parallelism(12), 8);
-    assert_eq!(raw.replay.batch_rows, 65_536);
+    assert_eq!(raw.replay.batch_rows, 16_384);
+    assert_eq!(raw.replay.fetch_concurrency, 64);
+    assert_eq!(raw.replay.fetch_buffer_bytes, 64 << 20);
     assert!(config.source_archive.is_none() && config.source_kafka.is_none());
     assert!(
         config
@@ -305,6 +307,14 @@ fn bad_values_name_the_key() {
         (
             format!("{MINIMAL}\n[replay]\nbatch_rows = 0\n"),
             "config: [replay] batch_rows:",
+        ),
+        (
+            format!("{MINIMAL}\n[replay]\nfetch_concurrency = 0\n"),
+            "config: [replay] fetch_concurrency:",
+        ),
+        (
+            format!("{MINIMAL}\n[replay]\nfetch_buffer_bytes = 0\n"),
+            "config: [replay] fetch_buffer_bytes:",
         ),
         (
             format!("{MINIMAL}writers = 0\n"),

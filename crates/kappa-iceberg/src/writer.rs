@@ -33,6 +33,10 @@ pub struct WriterOptions {
     /// Writers a flush may use in parallel when rows arrive faster than one encodes them, each
     /// with its own files (kappa-runtime's writer stage); 1: one file per partition value.
     pub writers: usize,
+    /// Top-level columns whose values are distinct row to row (the dedup key), written without a
+    /// dictionary: Parquet's dictionary encoder would intern up to 1 MiB of them per open file
+    /// and column, then fall back to plain encoding anyway.
+    pub distinct_columns: Vec<String>,
 }
 
 impl Default for WriterOptions {
@@ -41,6 +45,7 @@ impl Default for WriterOptions {
             target_file_size: 128 * 1024 * 1024,
             zstd_level: 3,
             writers: 2,
+            distinct_columns: Vec::new(),
         }
     }
 }
@@ -102,12 +107,17 @@ impl StreamingWriter {
         let metadata = table.metadata();
         let schema = metadata.current_schema().clone();
         let arrow_schema = Arc::new(schema_to_arrow_schema(&schema)?);
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(options.zstd_level)
-                    .map_err(|e| Error::new(ErrorKind::DataInvalid, e.to_string()))?,
-            ))
-            .build();
+        let mut properties = WriterProperties::builder().set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(options.zstd_level)
+                .map_err(|e| Error::new(ErrorKind::DataInvalid, e.to_string()))?,
+        ));
+        for column in &options.distinct_columns {
+            properties = properties.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(column.as_str()),
+                false,
+            );
+        }
+        let properties = properties.build();
         let builder = DataFileWriterBuilder::new(RollingFileWriterBuilder::new(
             ParquetWriterBuilder::new(properties, schema.clone()),
             options.target_file_size,

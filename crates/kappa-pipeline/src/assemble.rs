@@ -248,6 +248,8 @@ pub fn pipeline_spec(
         writer: WriterOptions {
             target_file_size: raw.table.target_file_size as usize,
             writers: raw.table.writers as usize,
+            // The dedup key repeats only where a duplicate escaped the dedup window.
+            distinct_columns: config.logic_settings.dedup_key.iter().cloned().collect(),
             ..WriterOptions::default()
         },
         commit: CommitPolicy {

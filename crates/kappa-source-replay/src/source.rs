@@ -41,7 +41,7 @@ impl Default for ReplayOptions {
         Self {
             topic: "orders".into(),
             parallelism: 4,
-            batch_rows: 65_536,
+            batch_rows: 16_384,
             fetch_concurrency: 64,
             fetch_buffer_bytes: 64 << 20,
             limits: ArchiveLimits::default(),
@@ -99,7 +99,8 @@ impl ArchiveSource {
     fn start(&mut self) {
         let parallelism = self.options.parallelism.max(1);
         let readers = parallelism.min(self.plan.partitions.len()).max(1);
-        let (tx, rx) = mpsc::channel(2 * readers);
+        // One merged batch waiting per reader keeps the loop fed; more would only hold memory.
+        let (tx, rx) = mpsc::channel(readers);
         let permits = Arc::new(Semaphore::new(parallelism));
         // Objects in flight per reader: the concurrency shared by the readers that run at once.
         let depth = self.options.fetch_concurrency.max(1).div_ceil(readers);

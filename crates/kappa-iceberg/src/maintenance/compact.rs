@@ -283,6 +283,7 @@ async fn rewrite(
         target_file_size: options.target_file_size as usize,
         zstd_level: options.zstd_level,
         writers: 1,
+        distinct_columns: Vec::new(),
     };
     let prefix = format!("compact-{}", uuid::Uuid::now_v7().simple());
     let mut writer = StreamingWriter::new(table, &prefix, &writer_options)
