@@ -151,7 +151,10 @@ async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
     use futures::{StreamExt, TryStreamExt};
     use object_store::ObjectStore;
     let prefix = object_store::path::Path::from(prefix.as_str());
-    let keys = store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
+    let keys = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
     store
         .delete_stream(keys)
         .try_collect::<Vec<_>>()

@@ -3,17 +3,20 @@
 //!
 //! ```text
 //! object_store (file:// | s3:// | memory) ──list──► plan: files per partition, by start offset
-//!     ──► one task per partition (≤ parallelism): fetch next file while decoding this one
-//!     ──► OCF decode (value records | raw wire-format bytes | envelopes) ──► bounded channel
+//!     ──► one task per partition (≤ parallelism): up to fetch_concurrency objects fetched ahead
+//!         (shared by the tasks, within fetch_buffer_bytes), decoded in order
+//!     ──► OCF decode (value records | raw wire-format bytes | envelopes), small files' batches
+//!         merged up to batch_rows ──► bounded channel
 //! ```
 //!
 //! Each decoded file is reported as a `kappa_metrics::events::source::Read` (its records past
 //! the start position, and its bytes as fetched), the replay's progress per partition.
 //!
-//! Memory is bounded by `parallelism × (2 × file size + one inflated block + decoded file + 2
-//! batches)`: each partition task holds the file it decodes, the next file it prefetches, the
-//! block it inflates and the decoded batches of one file, and the channel holds at most two
-//! batches per task. [`ArchiveLimits`] caps each term whatever an object's bytes say: the file
+//! Memory is bounded by `fetch_buffer_bytes + parallelism × (file size + one inflated block +
+//! decoded file + 2 × batch_rows rows)`: fetched objects wait within the shared buffer (an object
+//! larger than it is fetched alone), each partition task holds the file it decodes, the block it
+//! inflates, the decoded batches of one file and the batch it is merging, and the channel holds
+//! one batch per task. [`ArchiveLimits`] caps each term whatever an object's bytes say: the file
 //! size (`max_object_bytes`), the block (`max_block_bytes`) and everything a file inflates to
 //! (`max_inflated_bytes`); an object over a limit fails the replay naming it.
 //!
