@@ -14,7 +14,9 @@ With --expire-tokens-every N, bearer tokens expire: after every N requests that 
 every token seen so far is expired, and a request carrying an expired token is answered 401
 (NotAuthorizedException) without reaching the catalog, as a catalog answers a token past its
 lifetime. Token requests (`/v1/oauth/tokens`) go through, so a client that asks for a new token
-carries on.
+carries on; a token the catalog issues is valid from then on even when it is the same string as
+one expired before (SeaweedFS's tokens are JWTs stamped to the second: two issued within one
+second are identical).
 
 Each lost response is appended to --log as a JSON line {"commit": n, "path": ..., "status": 200,
 "how": ...}, each refused expired token as {"expired": path}, so that a test sees from the proxy,
@@ -96,6 +98,14 @@ def main():
             response = conn.getresponse()
             payload = response.read()
             conn.close()
+            if response.status == 200 and self.path.endswith("/oauth/tokens"):
+                try:
+                    issued = json.loads(payload).get("access_token")
+                except ValueError:
+                    issued = None
+                if issued:
+                    with lock:
+                        state["expired"].discard(f"Bearer {issued}")
             if commit in how_of and response.status == 200:
                 how = how_of[commit]
                 with open(args.log, "a") as log:

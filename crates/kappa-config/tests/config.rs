@@ -123,7 +123,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(config.replay_parallelism(12), 8);
     assert_eq!(raw.replay.batch_rows, 16_384);
     assert_eq!(raw.replay.fetch_concurrency, 64);
-    assert_eq!(raw.replay.fetch_buffer_bytes, 64 << 20);
+    assert_eq!(raw.replay.fetch_buffer_bytes, 16 << 20);
     assert!(config.source_archive.is_none() && config.source_kafka.is_none());
     assert!(
         config

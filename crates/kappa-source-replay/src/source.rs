@@ -43,7 +43,7 @@ impl Default for ReplayOptions {
             parallelism: 4,
             batch_rows: 16_384,
             fetch_concurrency: 64,
-            fetch_buffer_bytes: 64 << 20,
+            fetch_buffer_bytes: 16 << 20,
             limits: ArchiveLimits::default(),
         }
     }
