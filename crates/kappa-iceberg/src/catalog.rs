@@ -228,8 +228,9 @@ async fn connect_as(
             "opening for reading",
             iceberg::Error::new(
                 iceberg::ErrorKind::DataInvalid,
-                "the SQLite file holds no Iceberg catalog yet (its iceberg_tables table does not \
-                 exist): nothing has been committed to it; check [catalog] uri",
+                "the SQLite file holds no Iceberg catalog yet (its iceberg_tables or \
+                 iceberg_namespace_properties table does not exist): nothing has been committed \
+                 to it; check [catalog] uri",
             ),
         ));
     }
@@ -369,7 +370,9 @@ async fn connect_aws(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, Iceberg
     })
 }
 
-/// Whether the SQLite database at `uri` has the catalog's `iceberg_tables` table (read-only).
+/// Whether the SQLite database at `uri` has both of the catalog library's tables (read-only):
+/// it creates `iceberg_tables`, then `iceberg_namespace_properties`, and a reader that connects
+/// between the two would be asked to create the second on its read-only connection.
 async fn sqlite_has_catalog_tables(uri: &str) -> Result<bool, sqlx::Error> {
     use sqlx::ConnectOptions;
     use std::str::FromStr;
@@ -377,12 +380,13 @@ async fn sqlite_has_catalog_tables(uri: &str) -> Result<bool, sqlx::Error> {
         .read_only(true)
         .connect()
         .await?;
-    let found: Option<(String,)> = sqlx::query_as(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'iceberg_tables'",
+    let (found,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+         AND name IN ('iceberg_tables', 'iceberg_namespace_properties')",
     )
-    .fetch_optional(&mut connection)
+    .fetch_one(&mut connection)
     .await?;
-    Ok(found.is_some())
+    Ok(found == 2)
 }
 
 #[cfg(test)]
@@ -452,5 +456,32 @@ mod tests {
             .map(|m| m.len())
             .unwrap_or(u64::MAX);
         assert_eq!(len, 0, "the file was written");
+    }
+
+    /// A reader that connects while a pipeline is creating the catalog (its first table made, the
+    /// second not yet) is told there is no catalog yet, not refused a write on its read-only
+    /// connection.
+    #[tokio::test]
+    async fn a_read_only_open_of_a_half_created_catalog_says_so() {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let uri = format!("sqlite://{}", dir.path().join("catalog.db").display());
+        let mut writer = sqlx::sqlite::SqliteConnectOptions::from_str(&uri)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        sqlx::query("CREATE TABLE iceberg_tables (catalog_name VARCHAR(255) NOT NULL)")
+            .execute(&mut writer)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Err(error) = connect_read_only(&config(&uri)).await else {
+            panic!("a half-created catalog opened");
+        };
+        let text = error.to_string();
+        assert!(text.contains("holds no Iceberg catalog yet"), "{text}");
+        assert!(!text.contains("readonly"), "{text}");
     }
 }
