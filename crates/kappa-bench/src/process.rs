@@ -19,21 +19,6 @@ pub struct Measured {
     pub stdout: Vec<u8>,
 }
 
-/// The `kappa` release binary (`make bench` builds it first).
-pub fn kappa_release() -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-        PathBuf::from,
-    );
-    let path = target.join("release/kappa");
-    assert!(
-        path.exists(),
-        "{} missing: `cargo build --release -p kappa --features aws` (make bench does)",
-        path.display()
-    );
-    path
-}
-
 fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -92,9 +77,10 @@ pub fn last_json(stdout: &[u8]) -> serde_json::Value {
     })
 }
 
-/// `kappa replay -c config --json`.
+/// `kappa replay -c config --json`, the binary next to the benchmark's executable
+/// (`target/release/kappa`: `make bench` builds it first).
 pub fn kappa_replay(config: &Path) -> Command {
-    let mut command = Command::new(kappa_release());
+    let mut command = Command::new(kappa_integration_tests::kappa_bin());
     command.arg("replay").arg("-c").arg(config).arg("--json");
     command
 }
