@@ -251,7 +251,13 @@ impl PartitionReader {
                 // when the buffer is full (a reader waiting with objects in hand would hold room
                 // other readers need).
                 let permit = if inflight.0.is_empty() {
-                    self.buffer.wait(files[requested].size).await
+                    self.buffer
+                        .wait(files[requested].size)
+                        .await
+                        .ok_or_else(|| ReplayError::Task {
+                            partition: self.partition.partition,
+                            message: "the fetch buffer was closed".into(),
+                        })?
                 } else {
                     match self.buffer.try_take(files[requested].size) {
                         Some(permit) => permit,
@@ -372,18 +378,14 @@ impl FetchBuffer {
         u32::try_from(bytes).unwrap_or(u32::MAX).clamp(1, self.size)
     }
 
-    /// Room for an object of `bytes` (its listed size), waiting for it.
-    async fn wait(&self, bytes: u64) -> OwnedSemaphorePermit {
-        match self
-            .room
+    /// Room for an object of `bytes` (its listed size), waiting for it (`None` only if the
+    /// semaphore were closed, which it never is).
+    async fn wait(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
+        self.room
             .clone()
             .acquire_many_owned(self.permits(bytes))
             .await
-        {
-            Ok(permit) => permit,
-            // The semaphore is never closed.
-            Err(_) => unreachable_room(),
-        }
+            .ok()
     }
 
     /// Room for an object of `bytes` if there is some now.
@@ -393,11 +395,6 @@ impl FetchBuffer {
             .try_acquire_many_owned(self.permits(bytes))
             .ok()
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_room() -> ! {
-    panic!("the fetch buffer's semaphore is never closed")
 }
 
 /// Consecutive batches of one partition merged into batches of about `rows` records: a file of
