@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Architecture rule (STYLE.md): business logic, quality and schema crates never depend on a source
-# or a sink, kappa-core depends on no I/O crate, and kappa-metrics (which every stage emits
-# through) on no source, sink or storage crate. Checked over `cargo metadata`.
+# Architecture rule (CONTRIBUTING.md, "The layering rules"): business logic, quality and schema
+# crates never depend on a source or a sink, kappa-core depends on no I/O crate, and kappa-metrics
+# (which every stage emits through) on no source, sink or storage crate. Checked over
+# `cargo metadata`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo metadata --format-version 1 --no-deps | python3 -c '

@@ -1,4 +1,5 @@
-//! The idempotent commit protocol (DESIGN.md steps 1–5 for the append path).
+//! The idempotent commit protocol for the append path (`docs/design.md`, "The commit protocol";
+//! `docs/exactly-once.md` has it in full).
 //!
 //! [`protocol`] is pure: `decide(base, input)` and the deterministic commit id. [`Committer`]
 //! does the I/O around it: write the data files once, append them on a pinned base, and on a
