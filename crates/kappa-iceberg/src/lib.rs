@@ -28,6 +28,7 @@ pub mod maintenance;
 pub mod producer;
 pub mod recovery;
 mod rest_catalog;
+mod split;
 pub mod state;
 pub mod summary;
 pub mod table;

@@ -37,7 +37,7 @@ pub const MAINTENANCE: &str = "kappa.maintenance";
 pub struct CompactOptions {
     /// Size of the files written (bytes).
     pub target_file_size: u64,
-    /// ZSTD level of the files written.
+    /// ZSTD level of the files written, unless the table sets `write.parquet.compression-level`.
     pub zstd_level: i32,
     /// The event time column: rows are sorted by it, files read in order of it, and `days`
     /// select its `day(...)` partitions. A table without it is compacted unsorted, whole.
