@@ -1,6 +1,7 @@
 //! `kappa`: the command line. Parses flags, loads the pipeline configuration and runs a command;
 //! every failure is printed with what and where, and mapped to the documented exit code.
 
+mod arenas;
 mod backfill;
 mod cli;
 mod demo;
@@ -71,6 +72,7 @@ impl From<kappa_pipeline::PipelineError> for Failure {
 }
 
 fn main() -> ExitCode {
+    arenas::limit();
     // Test builds only: crash points configured by the FAILPOINTS environment variable.
     #[cfg(feature = "failpoints")]
     let _crash_points = fail::FailScenario::setup();
