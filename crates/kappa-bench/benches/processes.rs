@@ -162,6 +162,13 @@ async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
         .unwrap();
 }
 
+/// `KAPPA_BENCH_KEEP=1`: each shape's archive and pipeline files stay, for profiling.
+fn keep(bench: Bench) {
+    if std::env::var_os("KAPPA_BENCH_KEEP").is_some() {
+        println!("kept {}", bench.dir.keep().display());
+    }
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,14 +190,13 @@ fn main() {
             let seconds = shape(&bench, s).await;
             if s.name == Shape::VALUE_DEFLATE.name {
                 deflate = Some((bench, seconds));
+            } else {
+                keep(bench);
             }
         }
         if let Some((bench, seconds)) = deflate {
             from_s3(&bench, Shape::VALUE_DEFLATE, seconds).await;
-            // `KAPPA_BENCH_KEEP=1`: the archive and its pipeline files stay, for profiling.
-            if std::env::var_os("KAPPA_BENCH_KEEP").is_some() {
-                println!("kept {}", bench.dir.keep().display());
-            }
+            keep(bench);
         }
     });
 }
