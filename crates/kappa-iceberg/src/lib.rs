@@ -4,8 +4,10 @@
 //!   warehouse;
 //! - [`table`]: create the table (and its dead-letter table) if missing, with the configured
 //!   partitioning and ZSTD Parquet;
-//! - [`writer`]: Arrow batches → partitioned Parquet data files;
-//! - [`state`]: the pipeline's state (offsets, watermark) read back from the snapshot ancestry;
+//! - [`writer`]: Arrow batches → partitioned Parquet data files (ZSTD level 1 unless the table
+//!   sets `write.parquet.compression-level`);
+//! - [`state`]: the pipeline's state (offsets, watermark), kept in the table property
+//!   `kappa.state.<pipeline>` and written by the same commit as the data it covers;
 //! - [`commit`]: the idempotent commit protocol (a pure `decide` + a committer doing the I/O);
 //! - [`backfill`]: a backfill's base and the files its publish keeps;
 //! - [`diff`]: two tables compared day by day (`kappa diff`);
@@ -14,8 +16,9 @@
 //! - [`producer`]: Kappa's own snapshot producer (partition replacement, branches,
 //!   fast-forward), for what iceberg-rust's `Transaction` cannot commit yet.
 //!
-//! The table is the only source of truth for progress: offsets live in snapshot summaries, so a
-//! data commit and the offsets it covers are one atomic step.
+//! The table is the only source of truth for progress: the offsets live in the table's
+//! metadata (the state property, and each snapshot's summary), so a data commit and the offsets
+//! it covers are one atomic step.
 
 pub mod backfill;
 pub mod catalog;
