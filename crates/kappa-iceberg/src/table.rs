@@ -54,6 +54,19 @@ impl TableSpec {
         Ok(TableIdent::new(self.namespace_ident()?, self.name.clone()))
     }
 
+    /// Whether the partitioning applies to the schema: each column exists and its transform
+    /// takes the column's type (`day` of a timestamp or date, `truncate[N]` of a string or
+    /// number, ...); the error names `[table] partition_by`.
+    pub fn check_partitioning(&self) -> Result<(), IcebergError> {
+        self.partition_spec()?
+            .bind(self.schema.clone())
+            .map(|_| ())
+            .map_err(|e| IcebergError::Invalid {
+                table: self.full_name(),
+                message: format!("[table] partition_by: {e}"),
+            })
+    }
+
     fn partition_spec(&self) -> Result<UnboundPartitionSpec, IcebergError> {
         let mut builder = UnboundPartitionSpec::builder();
         for field in &self.partition_by {

@@ -29,5 +29,6 @@ pub use pause::{OVERRIDE_PROPERTY, QualityOverride};
 pub use run::{run_live, run_pipeline};
 pub use spec::{
     Pipeline, PipelineSpec, open_existing_pipeline, open_pipeline, open_pipeline_read_only,
+    table_specs,
 };
 pub use stats::{RunSummary, SummaryReport};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use iceberg::Catalog;
 use kappa_iceberg::table::{ensure_table, load_existing, missing_table};
-use kappa_iceberg::writer::WriterOptions;
+use kappa_iceberg::writer::{COMPRESSION_LEVEL, WriterOptions};
 use kappa_iceberg::{
     CatalogConfig, Committer, FirstCommit, IcebergError, PartitionField, TableSpec, connect,
     connect_read_only, summary,
@@ -86,6 +86,8 @@ fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
     HashMap::from([
         ("write.format.default".into(), "parquet".into()),
         ("write.parquet.compression-codec".into(), "zstd".into()),
+        // Other engines writing the table (a Spark compaction) use Kappa's level too.
+        (COMPRESSION_LEVEL.into(), writer.zstd_level.to_string()),
         (
             "write.target-file-size-bytes".into(),
             writer.target_file_size.to_string(),
@@ -274,8 +276,8 @@ async fn open_existing(
     })
 }
 
-/// The main and dead-letter tables' specs.
-fn table_specs(spec: &PipelineSpec) -> Result<(TableSpec, TableSpec), IcebergError> {
+/// The main and dead-letter tables' specs (`kappa validate` checks the main one's partitioning).
+pub fn table_specs(spec: &PipelineSpec) -> Result<(TableSpec, TableSpec), IcebergError> {
     let main_spec = TableSpec {
         namespace: spec.namespace.clone(),
         name: spec.table.clone(),

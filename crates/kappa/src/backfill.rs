@@ -80,7 +80,7 @@ pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
     finish(
         &setup,
         Finish {
-            json: config.json,
+            json: config.json(),
             dry_run: args.dry_run,
             sharded: false,
             from: &from,
@@ -106,7 +106,7 @@ async fn run_plan(args: BackfillPlanArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| default_id(&args.from, &args.to));
     let plan = make_plan(&setup, &archive, id, args.shards as usize).await?;
     plan.write(&setup.pipeline).await.map_err(fail)?;
-    if args.config.json {
+    if args.config.json() {
         output::line(&serde_json::to_string(&plan).unwrap_or_default());
     } else {
         output::line(&format!(
@@ -208,7 +208,7 @@ async fn run_shard(
             "rows": done.map(|d| d.1),
             "files": done.map(|d| d.2),
         });
-        if config.json {
+        if config.json() {
             output::line(&line.to_string());
         } else {
             output::line(&format!(
@@ -293,7 +293,7 @@ async fn run_publish(args: BackfillPublishArgs) -> Result<(), Failure> {
     finish(
         &setup,
         Finish {
-            json: args.config.json,
+            json: args.config.json(),
             dry_run: args.dry_run,
             sharded: true,
             from: &args.from,

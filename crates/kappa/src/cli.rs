@@ -56,6 +56,23 @@ pub enum Command {
     /// The pipeline's position in its tables: take over a renamed pipeline's, rebuild a lost one.
     #[command(subcommand)]
     State(StateCommand),
+    /// Check a configuration before deploying it: every key, the logic, the schemas and the
+    /// partition spec against the table's columns; unless --offline, also that the catalog,
+    /// the archive's store, the brokers and the schema registry answer. Exit 0 when all hold, 2
+    /// for a configuration error (the key named), 1 when a service does not answer.
+    Validate(ValidateArgs),
+}
+
+/// `kappa validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Configuration.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Check only what the file decides; ask no service (a schema registry's subject is then
+    /// not checked).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `kappa maintain ...`.
@@ -376,9 +393,26 @@ pub struct SchemaCheckArgs {
     /// Default: the subject's level (`<dir>/<subject>/compatibility`), else BACKWARD.
     #[arg(long)]
     pub level: Option<String>,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long)]
+    /// Output: `text` for people, `json` for scripts (one JSON document on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+/// A command's output format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+/// Whether `--format json` or `--json` was given.
+fn json(format: Format, json: bool) -> bool {
+    json || format == Format::Json
 }
 
 /// `-c pipeline.toml` and `--set key=value` overrides.
@@ -390,12 +424,20 @@ pub struct ConfigArgs {
     /// Override a key: `--set commit.interval=10s` (after file and env).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long)]
+    /// Output: `text` for people, `json` for scripts (one JSON document on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
 }
 
 impl ConfigArgs {
+    /// JSON output (`--format json` or `--json`).
+    pub fn json(&self) -> bool {
+        json(self.format, self.json)
+    }
+
     /// Loads the configuration (exit 2 on error).
     pub fn load(&self) -> Result<kappa_config::PipelineConfig, Failure> {
         let mut overrides = Vec::new();
@@ -454,9 +496,26 @@ pub struct DemoArgs {
     /// Random seed (same seed, same history).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Print machine-readable JSON instead of text.
-    #[arg(long)]
+    /// Output: `text` for people, `json` for scripts (one JSON document on stdout).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// The same as `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+}
+
+impl DemoArgs {
+    /// JSON output (`--format json` or `--json`).
+    pub fn json(&self) -> bool {
+        json(self.format, self.json)
+    }
+}
+
+impl SchemaCheckArgs {
+    /// JSON output (`--format json` or `--json`).
+    pub fn json(&self) -> bool {
+        json(self.format, self.json)
+    }
 }
 
 /// Runs the command.
@@ -477,5 +536,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::State(StateCommand::Takeover(args)) => crate::state::takeover(args).await,
         Command::State(StateCommand::Recover(args)) => crate::state::recover(args).await,
         Command::State(StateCommand::Skip(args)) => crate::state::skip(args).await,
+        Command::Validate(args) => crate::validate::run(args).await,
     }
 }

@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     );
     let report =
         kappa_pipeline::replay(&config, registry, &ReplayRequest::default(), |_| {}).await?;
-    if args.json {
+    if args.json() {
         output::line(&summary_json(&report, Some(&generated.expected)).to_string());
     } else {
         output::line(&format!(

@@ -71,7 +71,7 @@ pub async fn run(args: DiffArgs) -> Result<(), Failure> {
         .await
         .map_err(fail)?;
     let differing = days.iter().filter(|d| !d.matches()).count();
-    if args.config.json {
+    if args.config.json() {
         let rows: Vec<_> = days
             .iter()
             .map(|d| {

@@ -51,7 +51,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
             failure
         })?;
     endpoint.stop().await;
-    if args.json {
+    if args.json() {
         output::line(&summary_json(&total).to_string());
     } else {
         print_summary(&config, &total);

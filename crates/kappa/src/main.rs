@@ -16,6 +16,7 @@ mod schema;
 mod shutdown;
 mod state;
 mod status;
+mod validate;
 
 use std::process::ExitCode;
 

@@ -343,24 +343,24 @@ async fn execute(command: MaintainCommand, config: PipelineConfig) -> Result<(),
                     code: exit::USAGE,
                 });
             }
-            let tables = Tables::open(config, args.config.json).await?;
+            let tables = Tables::open(config, args.config.json()).await?;
             let done = tables.compact((from, to), args.dry_run).await?;
             print_compactions(&done, tables.json);
         }
         MaintainCommand::Expire(args) => {
-            let tables = Tables::open(config, args.config.json).await?;
+            let tables = Tables::open(config, args.config.json()).await?;
             let options = tables.expire_options(args.older_than, args.retain_last, args.dry_run)?;
             let done = tables.expire(&options).await?;
             print_expiries(&done, tables.json, args.dry_run);
         }
         MaintainCommand::Orphans(args) => {
-            let tables = Tables::open(config, args.config.json).await?;
+            let tables = Tables::open(config, args.config.json()).await?;
             let options = tables.orphan_options(args.older_than, args.dry_run);
             let done = tables.orphans(&options).await?;
             print_orphans(&done, tables.json, args.dry_run);
         }
         MaintainCommand::All(args) => {
-            let tables = Tables::open(config, args.config.json).await?;
+            let tables = Tables::open(config, args.config.json()).await?;
             let compactions = tables.compact((None, None), args.dry_run).await?;
             print_compactions(&compactions, tables.json);
             let options = tables.expire_options(None, None, args.dry_run)?;

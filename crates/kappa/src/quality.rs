@@ -96,7 +96,7 @@ pub async fn report(args: QualityReportArgs) -> Result<(), Failure> {
     });
     days.truncate(args.last);
     let at = |ms: i64| DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339());
-    if args.config.json {
+    if args.config.json() {
         let list: Vec<serde_json::Value> = shown
             .iter()
             .map(|c| match &c.report {
@@ -237,7 +237,7 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
     } else {
         args.checks.join(", ")
     };
-    if args.config.json {
+    if args.config.json() {
         output::line(
             &json!({"table": pipeline.main.name(), "at": at, "override": decision}).to_string(),
         );

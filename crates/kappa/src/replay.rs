@@ -130,7 +130,7 @@ pub async fn run(args: ReplayArgs) -> Result<(), Failure> {
     // Listening before the summary is printed: whoever reads it may signal at once.
     let shutdown = (endpoint.is_some() && !linger.is_zero()).then(Shutdown::listen);
     match &result {
-        Ok(report) if args.config.json => {
+        Ok(report) if args.config.json() => {
             output::line(&crate::demo::summary_json(report, None).to_string());
         }
         Ok(report) => crate::demo::print_summary(&config, report),

@@ -175,7 +175,7 @@ pub async fn run(args: SchemaCheckArgs) -> Result<(), Failure> {
             .await?,
         ]
     };
-    if args.json {
+    if args.json() {
         output::line(
             &serde_json::to_string_pretty(&json!({
                 "compatible": verdicts.iter().all(|v| v.breaking.is_empty()),

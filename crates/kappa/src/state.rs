@@ -82,7 +82,7 @@ pub async fn takeover(args: StateTakeoverArgs) -> Result<(), Failure> {
         rows.push((ident.to_string(), text));
     }
     for (table, text) in rows {
-        if args.config.json {
+        if args.config.json() {
             output::line(&json!({"table": table, "result": text}).to_string());
         } else {
             output::line(&format!("{table}: {text}"));
@@ -158,7 +158,7 @@ pub async fn recover(args: StateRecoverArgs) -> Result<(), Failure> {
     } else {
         "recorded"
     };
-    if args.config.json {
+    if args.config.json() {
         for (table, found) in &rows {
             output::line(
                 &json!({
@@ -289,7 +289,7 @@ pub async fn skip(args: StateSkipArgs) -> Result<(), Failure> {
             Moved::Unchanged { at } => format!("{partition} at {at}: left as it is"),
             Moved::NotHeld => format!("holds no position of {partition}"),
         };
-        if args.config.json {
+        if args.config.json() {
             let (from, moved_to) = match moved {
                 Moved::Moved { from } => (Some(from), Some(to)),
                 Moved::Unchanged { at } => (Some(at), None),

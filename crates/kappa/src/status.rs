@@ -51,7 +51,7 @@ pub async fn run(args: ConfigArgs) -> Result<(), Failure> {
         Some(kafka) => Some(consumer_lag(kafka, &state.position).await),
         None => None,
     };
-    if args.json {
+    if args.json() {
         output::line(
             &json!({
                 "table": format!("{}.{}", config.raw.table.namespace, config.table),

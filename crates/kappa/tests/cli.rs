@@ -300,3 +300,136 @@ name = "t"
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// `kappa validate -c FILE [args]` from the repository root with `env`; (exit code, stdout,
+/// stderr).
+fn validate(
+    file: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .arg("validate")
+        .arg("-c")
+        .arg(file)
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn validate_accepts_every_example_offline() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let (code, out, err) = validate(&path, &["--offline", "--format", "json"], &[]);
+        assert_eq!(code, Some(0), "{}: {out}{err}", path.display());
+        let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["valid"], true, "{out}");
+        let status = |name: &str| {
+            report["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == name)
+                .map(|c| c["status"].as_str().unwrap().to_string())
+        };
+        for offline in ["config", "logic", "schema", "partitions"] {
+            assert_eq!(status(offline).as_deref(), Some("ok"), "{offline}: {out}");
+        }
+        assert_eq!(status("catalog").as_deref(), Some("skipped"), "{out}");
+    }
+    assert!(seen >= 3, "the examples: {seen}");
+}
+
+#[test]
+fn validate_names_a_misspelt_key_and_a_partitioning_the_schema_cannot_take_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/orders-replay.toml"
+    ))
+    .unwrap();
+    let misspelt = dir.path().join("misspelt.toml");
+    std::fs::write(
+        &misspelt,
+        example.replace("[table]\n", "[table]\nnmae = \"x\"\n"),
+    )
+    .unwrap();
+    let (code, out, err) = validate(&misspelt, &["--offline"], &[]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(err.contains("nmae"), "{err}");
+    // A day() of a string column: the schema loads, the partition spec does not bind to it.
+    let file = dir.path().join("ok.toml");
+    std::fs::write(&file, &example).unwrap();
+    let (code, out, err) = validate(
+        &file,
+        &["--offline", "--set", "table.partition_by=day(currency)"],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("partitions"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("invalid") && line.contains("partition_by"),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_names_an_unreachable_catalog_with_exit_1_and_prints_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    // A port nothing listens on: connection refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+    let file = dir.path().join("rest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pipeline]\nname = \"orders\"\nlogic = \"orders\"\n\n\
+             [source.archive]\nurl = \"file://{}\"\ntopic = \"orders\"\n\n\
+             [schema]\ndir = \"{contracts}\"\n\n\
+             [catalog]\ntype = \"rest\"\nname = \"lake\"\nuri = \"http://127.0.0.1:{port}/api/catalog\"\nwarehouse = \"lake\"\n\n\
+             [table]\nname = \"orders\"\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let secret = "n0t-for-your-eyes";
+    let (code, out, err) = validate(
+        &file,
+        &[],
+        &[("KAPPA__CATALOG__CREDENTIAL", &format!("client:{secret}"))],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    let line = |name: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("catalog").starts_with("unreachable"), "{out}");
+    assert!(line("catalog").contains(&port.to_string()), "{out}");
+    assert!(line("archive").starts_with("ok"), "{out}");
+    assert!(line("schema").starts_with("ok"), "{out}");
+    assert!(err.contains("catalog"), "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}
