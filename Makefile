@@ -74,6 +74,6 @@ doc: ## API docs, warnings denied
 depcheck: ## Architecture rule: logic, schema and quality crates import no source or sink
 	dev/depcheck.sh
 
-lint: fmt-check depcheck clippy ## All static checks
+lint: fmt-check depcheck clippy doc ## All static checks (rustdoc warnings denied too)
 
 ci: lint test ## What .ci/run runs

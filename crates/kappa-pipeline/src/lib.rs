@@ -10,7 +10,7 @@
 //!
 //! The logic comes from the config itself: `kappa_config::load_with(.., &registry)` resolves
 //! `[pipeline] logic` in a [`kappa_logic::Registry`], so a logic registered by the embedding
-//! program runs here exactly like a builtin one. [`replay`] replays the archive, [`live`] runs the
+//! program runs here exactly like a builtin one. [`replay()`] replays the archive, [`live`] runs the
 //! Kafka consumer (with the schema-evolution restart loop), [`backfill`] opens a backfill's
 //! tables and archive, plans it and reprocesses a shard, [`open`] opens existing tables for the
 //! commands that inspect or annotate them.

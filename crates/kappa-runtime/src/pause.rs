@@ -50,7 +50,7 @@ pub struct QualityOverride {
     /// Who (`$USER` of the command) and when (RFC 3339).
     pub by: String,
     /// When it was made, ms since the epoch: only a pause that began before (give or take
-    /// [`CLOCK_SKEW`]) takes it, so an override made while nothing was blocked cannot let
+    /// `CLOCK_SKEW`, a minute) takes it, so an override made while nothing was blocked cannot let
     /// through a later block at the same position unseen.
     #[serde(default)]
     pub made_at_ms: i64,

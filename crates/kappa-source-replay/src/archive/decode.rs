@@ -25,10 +25,10 @@
 //!
 //! **Damaged files** (see `tests/fuzz_ocf.rs` and `tests/crafted_ocf.rs`) are errors naming the
 //! object key, never panics, hangs or allocations by a declared size. Before any Avro crate sees
-//! a byte, for every shape: the framing is read ([`super::header`]: magic, metadata, every
+//! a byte, for every shape: the framing is read (`header`: magic, metadata, every
 //! block's size and sync marker) and the header's schema names are checked; each block is
-//! inflated by [`super::codec`] through a bounded reader ([`ArchiveLimits`]); and the writer
-//! schema is walked over the inflated bytes ([`super::records`]) to find every record's end.
+//! inflated by `codec` through a bounded reader ([`ArchiveLimits`]); and the writer
+//! schema is walked over the inflated bytes (`records`) to find every record's end.
 //! A damaged object fails the replay naming it: nothing of it is skipped silently.
 //!
 //! **Per-record isolation.** A record whose framing is sound but whose value cannot be
@@ -190,7 +190,7 @@ const MAX_WRITERS: usize = 32;
 
 /// What a partition's reader keeps from file to file: the wire-format decoder (raw bytes and
 /// envelopes), the inflate buffer and decompressors, and what each writer schema seen gives
-/// ([`Writer`]).
+/// (`Writer`).
 pub struct DecodeState {
     wire: WireDecoder,
     inflater: Inflater,
