@@ -87,6 +87,7 @@ pub fn s3_options(s3: &S3Section) -> S3Options {
         access_key_id: s3.access_key_id.clone(),
         secret_access_key: s3.secret_access_key.as_ref().map(|s| s.0.clone()),
         allow_http: s3.allow_http,
+        path_style: s3.path_style,
     }
 }
 
@@ -126,8 +127,12 @@ fn warehouse_properties(s3: &S3Section, env_fallback: bool) -> HashMap<String, S
             .map(|s| s.0.clone())
             .or_else(|| env("AWS_SECRET_ACCESS_KEY")),
     );
-    if props.contains_key("s3.endpoint") {
-        props.insert("s3.path-style-access".into(), "true".into());
+    // Path style by default with an endpoint (MinIO, SeaweedFS); `path_style` decides either way.
+    if let Some(path_style) = s3
+        .path_style
+        .or(props.contains_key("s3.endpoint").then_some(true))
+    {
+        props.insert("s3.path-style-access".into(), path_style.to_string());
     }
     props
 }
@@ -285,4 +290,38 @@ pub fn build_logic(config: &PipelineConfig) -> Result<BoxedLogic, PipelineError>
         .logic_entry
         .build(&config.logic_settings)
         .map_err(PipelineError::from_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(endpoint: Option<&str>, path_style: Option<bool>) -> S3Section {
+        S3Section {
+            endpoint: endpoint.map(str::to_string),
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            allow_http: false,
+            path_style,
+        }
+    }
+
+    #[test]
+    fn path_style_reaches_the_warehouse_file_io() {
+        let style = |endpoint, path_style| {
+            warehouse_properties(&section(endpoint, path_style), false)
+                .get("s3.path-style-access")
+                .cloned()
+        };
+        let endpoint = Some("http://127.0.0.1:8333");
+        assert_eq!(style(endpoint, None).as_deref(), Some("true"));
+        assert_eq!(style(endpoint, Some(false)).as_deref(), Some("false"));
+        assert_eq!(style(None, Some(true)).as_deref(), Some("true"));
+        assert_eq!(style(None, None), None);
+        assert_eq!(
+            s3_options(&section(None, Some(false))).path_style,
+            Some(false)
+        );
+    }
 }

@@ -22,6 +22,10 @@ pub struct S3Options {
     pub secret_access_key: Option<String>,
     /// Allow plain HTTP endpoints.
     pub allow_http: bool,
+    /// Path-style requests (`host/bucket/key`) or virtual-hosted ones (`bucket.host/key`);
+    /// `None`: path style (object_store's default, and what an `endpoint` such as MinIO or
+    /// SeaweedFS needs).
+    pub path_style: Option<bool>,
 }
 
 impl std::fmt::Debug for S3Options {
@@ -35,6 +39,7 @@ impl std::fmt::Debug for S3Options {
                 &self.secret_access_key.as_ref().map(|_| "***"),
             )
             .field("allow_http", &self.allow_http)
+            .field("path_style", &self.path_style)
             .finish()
     }
 }
@@ -64,9 +69,10 @@ pub fn open_store(url: &str, s3: &S3Options) -> Result<(Arc<dyn ObjectStore>, Pa
                 .ok_or_else(|| bad("expected s3://bucket/prefix".into()))?;
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
             if let Some(endpoint) = &s3.endpoint {
-                builder = builder
-                    .with_endpoint(endpoint)
-                    .with_virtual_hosted_style_request(false);
+                builder = builder.with_endpoint(endpoint);
+            }
+            if s3.endpoint.is_some() || s3.path_style.is_some() {
+                builder = builder.with_virtual_hosted_style_request(!s3.path_style.unwrap_or(true));
             }
             if let Some(region) = &s3.region {
                 builder = builder.with_region(region);
