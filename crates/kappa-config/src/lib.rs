@@ -14,6 +14,7 @@
 //! here does I/O beyond reading the file; there is no global config: pass it down.
 //! The reference of every key is `docs/configuration.md`.
 
+mod effective;
 mod error;
 mod keys;
 mod layer;
@@ -23,6 +24,7 @@ mod raw;
 mod typed;
 mod validate;
 
+pub use effective::{Origin, Setting, SettingValue, bare_or_quoted, effective, effective_str};
 pub use error::ConfigError;
 pub use kappa_logic::Registry;
 pub use layer::DEFAULTS;

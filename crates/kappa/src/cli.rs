@@ -56,11 +56,22 @@ pub enum Command {
     /// The pipeline's position in its tables: take over a renamed pipeline's, rebuild a lost one.
     #[command(subcommand)]
     State(StateCommand),
+    /// The pipeline configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Check a configuration before deploying it: every key, the logic, the schemas and the
     /// partition spec against the table's columns; unless --offline, also that the catalog,
     /// the archive's store, the brokers and the schema registry answer. Exit 0 when all hold, 2
     /// for a configuration error (the key named), 1 when a service does not answer.
     Validate(ValidateArgs),
+}
+
+/// `kappa config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (embedded defaults, the file, the environment, --set;
+    /// the later wins) as TOML, each key with where its value came from; secrets redacted.
+    Print(ConfigArgs),
 }
 
 /// `kappa validate`.
@@ -440,6 +451,11 @@ impl ConfigArgs {
 
     /// Loads the configuration (exit 2 on error).
     pub fn load(&self) -> Result<kappa_config::PipelineConfig, Failure> {
+        kappa_config::load(&self.config, &self.overrides()?).map_err(Failure::config)
+    }
+
+    /// The `--set` overrides as (key, value) (exit 2 for one without `=`).
+    pub fn overrides(&self) -> Result<Vec<(String, String)>, Failure> {
         let mut overrides = Vec::new();
         for item in &self.overrides {
             let (key, value) = item.split_once('=').ok_or_else(|| Failure {
@@ -448,7 +464,7 @@ impl ConfigArgs {
             })?;
             overrides.push((key.trim().to_string(), value.trim().to_string()));
         }
-        kappa_config::load(&self.config, &overrides).map_err(Failure::config)
+        Ok(overrides)
     }
 }
 
@@ -537,5 +553,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::State(StateCommand::Recover(args)) => crate::state::recover(args).await,
         Command::State(StateCommand::Skip(args)) => crate::state::skip(args).await,
         Command::Validate(args) => crate::validate::run(args).await,
+        Command::Config(ConfigCommand::Print(args)) => crate::config_print::run(args),
     }
 }

@@ -4,6 +4,7 @@
 mod arenas;
 mod backfill;
 mod cli;
+mod config_print;
 mod demo;
 mod diff;
 mod endpoint;
