@@ -3,9 +3,9 @@
 //! I/O threads (tokio's blocking pool: about fifty threads while 64 archive objects are fetched
 //! at once) and frees on the writers', so sixteen arenas each held a share of the peak: 265–275
 //! MiB peak RSS on an archive of 10,000-record snappy files, against 222 MiB with two arenas, at
-//! the same speed (docs/performance.md). The limit is glibc's `MALLOC_ARENA_MAX`, read only when
-//! the process starts, so the binary sets it for itself by re-executing once (same process id,
-//! arguments, descriptors and environment), before anything else runs. A limit already in the
+//! the same speed (docs/performance.md, ADR 0012). The limit is glibc's `MALLOC_ARENA_MAX`, read
+//! only when the process starts, so the binary sets it for itself by re-executing once (same
+//! process id, arguments, descriptors and environment), before anything else runs. A limit already in the
 //! environment is kept; glibc's tunable `GLIBC_TUNABLES=glibc.malloc.arena_max=N` also wins.
 
 /// Arenas: one per core the process may use, at least two (more threads than arenas then share
