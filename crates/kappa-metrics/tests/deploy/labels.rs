@@ -1,12 +1,16 @@
 //! Which labels the series of each part of a query have, from the catalog, and every place a
-//! query names a label the series there do not have.
+//! query names a label the series there do not have. Queries are parsed by `promql-parser`
+//! (Prometheus's grammar); the labels are worked out over its syntax tree.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kappa_metrics::catalog::{self, MetricKind};
 use kappa_metrics::events::{commit, pipeline, quality};
-
-use super::promql::{COMPARISONS, Expr, Grouping, Matcher, Matching, Parser};
+use promql_parser::label::{MatchOp, Matcher, Matchers};
+use promql_parser::parser::{
+    self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality,
+    VectorSelector,
+};
 
 /// Labels Prometheus adds to every scraped series: a query may select or group by them.
 const TARGET_LABELS: [&str; 2] = ["job", "instance"];
@@ -14,8 +18,9 @@ const TARGET_LABELS: [&str; 2] = ["job", "instance"];
 /// What an expression evaluates to, as far as labels go.
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
+    /// A number or a string.
     Scalar,
-    /// A vector whose series may carry these labels.
+    /// A vector (or a range of one) whose series may carry these labels.
     Vector(BTreeSet<String>),
 }
 
@@ -37,6 +42,16 @@ fn closed_values(metric: &str, label: &str) -> Option<Vec<&'static str>> {
             .to_vec(),
         ),
         ("kappa_pipeline_records_dead_lettered_total", "kind") => Some(pipeline::KINDS.to_vec()),
+        _ => None,
+    }
+}
+
+/// The string of a string literal argument (`label_replace`'s label names, `count_values`'
+/// label).
+fn string_literal(expr: Option<&Expr>) -> Option<String> {
+    match expr? {
+        Expr::StringLiteral(s) => Some(s.val.clone()),
+        Expr::Paren(p) => string_literal(Some(&p.expr)),
         _ => None,
     }
 }
@@ -66,8 +81,39 @@ impl Check<'_> {
         }
     }
 
-    fn selector(&mut self, name: &str, matchers: &[Matcher]) -> Value {
-        let mut has = match (self.recorded.get(name), catalog::lookup(name)) {
+    fn labels(&mut self, expr: &Expr) -> Value {
+        match expr {
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Value::Scalar,
+            Expr::Paren(p) => self.labels(&p.expr),
+            Expr::Unary(u) => self.labels(&u.expr),
+            // A subquery's range, step, offset and `@` change no label; nor do a range's.
+            Expr::Subquery(s) => self.labels(&s.expr),
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::MatrixSelector(ms) => self.selector(&ms.vs),
+            Expr::Call(call) => self.call(call),
+            Expr::Aggregate(agg) => self.aggregate(agg),
+            Expr::Binary(bin) => self.binary(bin),
+            Expr::Extension(_) => {
+                self.problem("a PromQL extension, which Prometheus does not have".into());
+                Value::Vector(BTreeSet::new())
+            }
+        }
+    }
+
+    fn selector(&mut self, vs: &VectorSelector) -> Value {
+        // `name{...}`, or `{__name__="name", ...}` (also what `{"name", ...}` parses to).
+        let named = vs.name.clone().or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
+                .map(|m| m.value.clone())
+        });
+        let Some(name) = named else {
+            self.problem(format!("{vs}: a selector without a metric name"));
+            return Value::Vector(set(TARGET_LABELS));
+        };
+        let mut has = match (self.recorded.get(&name), catalog::lookup(&name)) {
             (Some(labels), _) => labels.clone(),
             (None, Some(def)) => {
                 let mut has = set(def.labels);
@@ -82,57 +128,45 @@ impl Check<'_> {
             }
         };
         has.extend(set(TARGET_LABELS));
-        for m in matchers {
-            if m.label == "__name__" {
-                continue;
-            }
-            if !has.contains(&m.label) {
-                self.problem(format!(
-                    "{name}{{{}{}{:?}}}: {name} has no label {} (it has {has:?})",
-                    m.label, m.op, m.value, m.label
-                ));
-                continue;
-            }
-            let base = catalog::lookup(name).map_or(name, |d| d.name);
-            if let (Some(values), "=" | "!=") = (closed_values(base, &m.label), m.op)
-                && !values.contains(&m.value.as_str())
-            {
-                self.problem(format!(
-                    "{name}{{{}{}{:?}}}: Kappa emits {} only as {values:?}",
-                    m.label, m.op, m.value, m.label
-                ));
-            }
+        let Matchers {
+            matchers,
+            or_matchers,
+        } = &vs.matchers;
+        for m in matchers.iter().chain(or_matchers.iter().flatten()) {
+            self.matcher(&name, m, &has);
         }
         Value::Vector(has)
     }
 
-    fn labels(&mut self, expr: &Expr) -> Value {
-        match expr {
-            Expr::Num | Expr::Str(_) => Value::Scalar,
-            Expr::Negative(inner) => self.labels(inner),
-            Expr::Selector { name, matchers } => self.selector(name, matchers),
-            Expr::Call { func, args } => self.call(func, args),
-            Expr::Aggregate { op, grouping, args } => self.aggregate(op, grouping.as_ref(), args),
-            Expr::Binary {
-                op,
-                lhs,
-                rhs,
-                returns_bool,
-                matching,
-                group,
-            } => {
-                let (l, r) = (self.labels(lhs), self.labels(rhs));
-                self.binary(op, l, r, *returns_bool, matching.as_ref(), group.as_ref())
-            }
+    /// One `label op "value"` of a selector of `name`, whose series have `has`.
+    fn matcher(&mut self, name: &str, m: &Matcher, has: &BTreeSet<String>) {
+        if m.name == "__name__" {
+            return;
+        }
+        if !has.contains(&m.name) {
+            self.problem(format!(
+                "{name}{{{}{}{:?}}}: {name} has no label {} (it has {has:?})",
+                m.name, m.op, m.value, m.name
+            ));
+            return;
+        }
+        let base = catalog::lookup(name).map_or(name, |d| d.name);
+        if let (Some(values), MatchOp::Equal | MatchOp::NotEqual) =
+            (closed_values(base, &m.name), &m.op)
+            && !values.contains(&m.value.as_str())
+        {
+            self.problem(format!(
+                "{name}{{{}{}{:?}}}: Kappa emits {} only as {values:?}",
+                m.name, m.op, m.value, m.name
+            ));
         }
     }
 
-    fn call(&mut self, func: &str, args: &[Expr]) -> Value {
+    fn call(&mut self, call: &Call) -> Value {
+        let args: Vec<&Expr> = call.args.args.iter().map(Box::as_ref).collect();
         let values: Vec<Value> = args.iter().map(|a| self.labels(a)).collect();
-        let string = |i: usize| match args.get(i) {
-            Some(Expr::Str(s)) => Some(s.clone()),
-            _ => None,
-        };
+        let string = |i: usize| string_literal(args.get(i).copied());
+        let func = call.func.name;
         match func {
             "time" | "pi" | "scalar" => Value::Scalar,
             "vector" => Value::Vector(BTreeSet::new()),
@@ -170,70 +204,74 @@ impl Check<'_> {
         }
     }
 
-    fn aggregate(&mut self, op: &str, grouping: Option<&Grouping>, args: &[Expr]) -> Value {
-        let values: Vec<Value> = args.iter().map(|a| self.labels(a)).collect();
-        let has = match values.last() {
-            Some(Value::Vector(has)) => has.clone(),
-            _ => {
+    fn aggregate(&mut self, agg: &AggregateExpr) -> Value {
+        let op = agg.op.to_string();
+        // The parameter (`topk`'s k, `quantile`'s φ, `count_values`' label) has its own parts.
+        if let Some(param) = &agg.param {
+            self.labels(param);
+        }
+        let has = match self.labels(&agg.expr) {
+            Value::Vector(has) => has,
+            Value::Scalar => {
                 self.problem(format!("{op}(...) of no vector"));
                 return Value::Vector(BTreeSet::new());
             }
         };
-        let mut out = match grouping {
-            Some(Grouping::By(labels)) => {
-                self.require(&format!("{op} by"), labels, &has);
-                set(labels)
+        let mut out = match &agg.modifier {
+            Some(LabelModifier::Include(by)) => {
+                self.require(&format!("{op} by"), &by.labels, &has);
+                set(&by.labels)
             }
-            Some(Grouping::Without(labels)) => {
-                self.require(&format!("{op} without"), labels, &has);
+            Some(LabelModifier::Exclude(without)) => {
+                self.require(&format!("{op} without"), &without.labels, &has);
                 has.iter()
-                    .filter(|l| !labels.contains(l))
+                    .filter(|l| !without.labels.contains(l))
                     .cloned()
                     .collect()
             }
             None => BTreeSet::new(),
         };
-        if ["topk", "bottomk", "limitk", "limit_ratio"].contains(&op) {
+        if ["topk", "bottomk", "limitk", "limit_ratio"].contains(&op.as_str()) {
             out = has.clone();
         }
         if op == "count_values"
-            && let Some(Expr::Str(label)) = args.first()
+            && let Some(label) = string_literal(agg.param.as_deref())
         {
-            out.insert(label.clone());
+            out.insert(label);
         }
         Value::Vector(out)
     }
 
-    fn binary(
-        &mut self,
-        op: &str,
-        l: Value,
-        r: Value,
-        returns_bool: bool,
-        matching: Option<&Matching>,
-        group: Option<&(bool, Vec<String>)>,
-    ) -> Value {
-        let (l, r) = match (l, r) {
+    fn binary(&mut self, bin: &BinaryExpr) -> Value {
+        let op = bin.op.to_string();
+        let (l, r) = match (self.labels(&bin.lhs), self.labels(&bin.rhs)) {
             (Value::Scalar, Value::Scalar) => return Value::Scalar,
             (Value::Scalar, v) | (v, Value::Scalar) => return v,
             (Value::Vector(l), Value::Vector(r)) => (l, r),
         };
+        let modifier = bin.modifier.as_ref();
+        let matching = modifier.and_then(|m| m.matching.as_ref());
         let both: BTreeSet<String> = l.union(&r).cloned().collect();
         match matching {
-            Some(Matching::On(labels)) => {
-                self.require(&format!("{op} on"), labels, &l);
-                self.require(&format!("{op} on"), labels, &r);
+            Some(LabelModifier::Include(on)) => {
+                self.require(&format!("{op} on"), &on.labels, &l);
+                self.require(&format!("{op} on"), &on.labels, &r);
             }
-            Some(Matching::Ignoring(labels)) => {
-                self.require(&format!("{op} ignoring"), labels, &both)
+            Some(LabelModifier::Exclude(ignoring)) => {
+                self.require(&format!("{op} ignoring"), &ignoring.labels, &both)
             }
             None => {}
         }
-        if ["and", "or", "unless"].contains(&op) {
+        if bin.op.is_set_operator() {
             return Value::Vector(if op == "or" { both } else { l });
         }
+        let group = match modifier.map(|m| &m.card) {
+            Some(VectorMatchCardinality::ManyToOne(extra)) => Some((true, &extra.labels)),
+            Some(VectorMatchCardinality::OneToMany(extra)) => Some((false, &extra.labels)),
+            _ => None,
+        };
         if let Some((left, extra)) = group {
-            let (many, one) = if *left { (l, r) } else { (r, l) };
+            let (many, one) = if left { (l, r) } else { (r, l) };
             self.require("group_left/group_right copies", extra, &one);
             let mut out = many;
             out.extend(extra.iter().cloned());
@@ -241,13 +279,15 @@ impl Check<'_> {
         }
         // One-to-one: the series must agree on every label that is matched.
         let (matched_l, matched_r) = match matching {
-            Some(Matching::On(labels)) => (
-                l.intersection(&set(labels)).cloned().collect(),
-                r.intersection(&set(labels)).cloned().collect(),
+            Some(LabelModifier::Include(on)) => (
+                l.intersection(&set(&on.labels)).cloned().collect(),
+                r.intersection(&set(&on.labels)).cloned().collect(),
             ),
-            Some(Matching::Ignoring(labels)) => (
-                l.difference(&set(labels)).cloned().collect::<BTreeSet<_>>(),
-                r.difference(&set(labels)).cloned().collect(),
+            Some(LabelModifier::Exclude(ignoring)) => (
+                l.difference(&set(&ignoring.labels))
+                    .cloned()
+                    .collect::<BTreeSet<_>>(),
+                r.difference(&set(&ignoring.labels)).cloned().collect(),
             ),
             None => (l.clone(), r.clone()),
         };
@@ -256,10 +296,10 @@ impl Check<'_> {
                 "{op} matches series one-to-one on different labels ({matched_l:?} against {matched_r:?}): nothing would match; use on(...), ignoring(...) or aggregate first"
             ));
         }
-        let filter = COMPARISONS.contains(&op) && !returns_bool;
+        let filter = bin.op.is_comparison_operator() && !modifier.is_some_and(|m| m.return_bool);
         Value::Vector(match matching {
             _ if filter => l,
-            Some(Matching::On(labels)) => set(labels),
+            Some(LabelModifier::Include(on)) => set(&on.labels),
             _ => matched_l,
         })
     }
@@ -272,7 +312,7 @@ pub(crate) fn check_query(
     recorded: &BTreeMap<String, BTreeSet<String>>,
     problems: &mut Vec<String>,
 ) -> Option<BTreeSet<String>> {
-    let expr = match Parser::parse(query) {
+    let expr = match parser::parse(query) {
         Ok(expr) => expr,
         Err(e) => {
             problems.push(format!("{place}: cannot parse {query:?}: {e}"));
@@ -288,6 +328,61 @@ pub(crate) fn check_query(
         Value::Vector(labels) => Some(labels),
         Value::Scalar => Some(BTreeSet::new()),
     }
+}
+
+/// A dashboard query as PromQL: Grafana's interval variables (`$__rate_interval`,
+/// `$__interval`, `$__range`, also as `${...}`) become durations. Variables inside strings
+/// (`{table=~"$table"}`) stay as written, as label values; any other variable outside a string
+/// stays too, and the query then does not parse.
+pub(crate) fn dashboard_query(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let mut quote: Option<char> = None;
+    let mut chars = expr.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == '\\' && q != '`' {
+                    out.extend(chars.next());
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '"' || c == '\'' || c == '`' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' => {
+                let braced = chars.next_if_eq(&'{').is_some();
+                let mut name = String::new();
+                while let Some(c) = chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+                    name.push(c);
+                }
+                let closed = braced && chars.next_if_eq(&'}').is_some();
+                let duration = match name.as_str() {
+                    "__rate_interval" => Some("5m"),
+                    "__interval" => Some("1m"),
+                    "__range" => Some("1h"),
+                    _ => None,
+                };
+                match duration {
+                    Some(d) if braced == closed => out.push_str(d),
+                    _ => {
+                        out.push('$');
+                        if braced {
+                            out.push('{');
+                        }
+                        out.push_str(&name);
+                        if closed {
+                            out.push('}');
+                        }
+                    }
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// Names inside `{{ ... }}` templates: `$labels.x` (alert annotations) or a bare `x` (legends).
@@ -350,10 +445,42 @@ pub(crate) fn quoted_selectors(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The problems of `query`, read as a dashboard query (no Grafana variable in a rule's
+    /// query, so no change there).
     fn problems_of(query: &str) -> Vec<String> {
         let mut problems = Vec::new();
-        check_query("q", query, &BTreeMap::new(), &mut problems);
+        check_query(
+            "q",
+            &dashboard_query(query),
+            &BTreeMap::new(),
+            &mut problems,
+        );
         problems
+    }
+
+    #[test]
+    fn grafana_interval_variables_become_durations_and_label_variables_stay() {
+        for (dashboard, promql) in [
+            (
+                "rate(kappa_commits_total{table=~\"$table\"}[$__rate_interval])",
+                "rate(kappa_commits_total{table=~\"$table\"}[5m])",
+            ),
+            (
+                "increase(x[${__range}]) / increase(x[$__interval] offset $__interval)",
+                "increase(x[1h]) / increase(x[1m] offset 1m)",
+            ),
+            (
+                "x{a=\"\\\"$__range\", b='$job'}",
+                "x{a=\"\\\"$__range\", b='$job'}",
+            ),
+            ("x > $threshold", "x > $threshold"),
+        ] {
+            assert_eq!(dashboard_query(dashboard), promql, "{dashboard}");
+        }
+        assert!(
+            problems_of("kappa_commits_total > $threshold")[0].contains("cannot parse"),
+            "a variable outside a string that is not an interval"
+        );
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! `group_left`), print (`{{ $labels.x }}`, a legend's `{{x}}`) or list (`label_values`) is one
 //! the series has there; values of the closed `outcome` and `kind` sets are ones Kappa emits; a
 //! one-to-one match compares series with the same labels, and so do the queries a table panel
-//! merges into rows. Each query is parsed as PromQL ([`promql`]: enough of the language to know
-//! which labels each part of a query has) and its labels worked out in [`labels`].
+//! merges into rows. Each query is parsed as PromQL by `promql-parser` and its labels worked
+//! out in [`labels`]; the YAML is read with `serde-saphyr` in [`rules_file`].
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,11 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use kappa_metrics::catalog;
 
 mod labels;
-mod promql;
 mod rules_file;
 
-use labels::{check_query, quoted_selectors, template_labels};
-use rules_file::{rules, scalar};
+use labels::{check_query, dashboard_query, quoted_selectors, template_labels};
+use rules_file::{input_series, rules};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -29,7 +28,7 @@ use common::read;
 
 fn check_rules_file(file: &str, problems: &mut Vec<String>) -> usize {
     let text = read(file);
-    let rules = rules(&text);
+    let rules = rules(file, &text);
     let declared = text
         .lines()
         .filter(|l| {
@@ -40,17 +39,21 @@ fn check_rules_file(file: &str, problems: &mut Vec<String>) -> usize {
     assert_eq!(rules.len(), declared, "{file}: every rule read");
     let mut recorded = BTreeMap::new();
     for rule in &rules {
-        assert!(!rule.expr.is_empty(), "{file} {}: an expr", rule.name);
-        let place = format!("{file} {}", rule.name);
+        assert!(
+            !rule.expr.trim().is_empty(),
+            "{file} {}: an expr",
+            rule.name()
+        );
+        let place = format!("{file} {}", rule.name());
         let Some(mut labels) = check_query(&place, &rule.expr, &recorded, problems) else {
             continue;
         };
-        if rule.record {
-            recorded.insert(rule.name.clone(), labels);
+        if rule.is_record() {
+            recorded.insert(rule.name().to_string(), labels);
             continue;
         }
-        labels.extend(rule.labels.iter().cloned());
-        for annotation in &rule.annotations {
+        labels.extend(rule.labels.keys().cloned());
+        for annotation in rule.annotations.values() {
             for label in template_labels(annotation, true) {
                 if !labels.contains(&label) {
                     problems.push(format!(
@@ -103,12 +106,8 @@ fn the_rule_tests_feed_series_with_the_labels_kappa_emits() {
     let file = "deploy/alerts/tests/kappa-rules-test.yml";
     let mut problems = Vec::new();
     let mut series = 0;
-    for line in read(file).lines() {
-        let Some(selector) = line.trim().strip_prefix("- series:") else {
-            continue;
-        };
+    for selector in input_series(file, &read(file)) {
         series += 1;
-        let selector = scalar(selector);
         check_query(
             &format!("{file} {selector}"),
             &selector,
@@ -145,7 +144,8 @@ fn the_dashboard_queries_only_catalog_metrics_by_labels_they_have() {
                 panel["title"].as_str().unwrap_or("?"),
                 target["refId"].as_str().unwrap_or("?")
             );
-            let Some(labels) = check_query(&place, expr, &BTreeMap::new(), &mut problems) else {
+            let query = dashboard_query(expr);
+            let Some(labels) = check_query(&place, &query, &BTreeMap::new(), &mut problems) else {
                 continue;
             };
             if merged {
@@ -189,7 +189,8 @@ fn the_dashboard_queries_only_catalog_metrics_by_labels_they_have() {
             "{file} variable {:?}",
             variable["name"].as_str().unwrap_or("?")
         );
-        if let Some(labels) = check_query(&place, selector, &BTreeMap::new(), &mut problems)
+        let query = dashboard_query(selector);
+        if let Some(labels) = check_query(&place, &query, &BTreeMap::new(), &mut problems)
             && !labels.contains(label.trim())
         {
             problems.push(format!(

@@ -1,112 +1,90 @@
-//! The Prometheus rules files of `deploy/alerts`, read without a YAML library: the block style
-//! they are written in, and no more.
+//! The YAML of `deploy/alerts`, read with `serde-saphyr` into the parts the tests check: a
+//! Prometheus rules file's rules, and the input series of its promtool tests. Every other key
+//! (`for`, `interval`, `values`, the expected alerts) is left unread.
 
-#[derive(Debug, Default)]
-pub(crate) struct Rule {
-    pub(crate) name: String,
-    pub(crate) record: bool,
-    pub(crate) expr: String,
-    /// Label keys of the rule's `labels:`.
-    pub(crate) labels: Vec<String>,
-    /// Annotation texts.
-    pub(crate) annotations: Vec<String>,
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A Prometheus rules file (`rule_files:`, a PrometheusRule's `spec`).
+#[derive(Debug, Deserialize)]
+struct RulesFile {
+    groups: Vec<Group>,
 }
 
-/// A YAML scalar as written after `key:` (plain, or single- or double-quoted).
-pub(crate) fn scalar(raw: &str) -> String {
-    let raw = raw.trim();
-    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
-        let mut out = String::new();
-        let mut chars = inner.chars();
-        while let Some(c) = chars.next() {
-            match (c, chars.clone().next()) {
-                ('\\', Some(n)) => {
-                    out.push(n);
-                    chars.next();
-                }
-                _ => out.push(c),
-            }
-        }
-        out
-    } else if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
-        inner.replace("''", "'")
-    } else {
-        raw.split(" #").next().unwrap_or(raw).trim().to_string()
+#[derive(Debug, Deserialize)]
+struct Group {
+    rules: Vec<Rule>,
+}
+
+/// An alerting rule (`alert:`) or a recording rule (`record:`).
+#[derive(Debug, Deserialize)]
+pub(crate) struct Rule {
+    alert: Option<String>,
+    record: Option<String>,
+    pub(crate) expr: String,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) annotations: BTreeMap<String, String>,
+}
+
+impl Rule {
+    /// The alert's name, or the series a recording rule records.
+    pub(crate) fn name(&self) -> &str {
+        self.alert
+            .as_deref()
+            .or(self.record.as_deref())
+            .unwrap_or("?")
+    }
+
+    pub(crate) fn is_record(&self) -> bool {
+        self.record.is_some()
     }
 }
 
-/// The rules of a Prometheus rules file in the block style `deploy/alerts` writes: `- alert:`
-/// or `- record:` items with `expr` (inline, or a `|` / `>` block), `labels:` and
-/// `annotations:` maps of one-line scalars.
-pub(crate) fn rules(text: &str) -> Vec<Rule> {
-    let lines: Vec<&str> = text.lines().collect();
-    let indent = |l: &str| l.len() - l.trim_start().len();
-    let mut rules: Vec<Rule> = Vec::new();
-    // The map being read (`labels` or `annotations`) and the indentation of its key.
-    let mut map: Option<(&str, usize)> = None;
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i];
-        let trimmed = line.trim();
-        i += 1;
-        if trimmed.starts_with('#') || trimmed.is_empty() {
-            continue;
-        }
-        let Some((key, value)) = trimmed.split_once(':') else {
-            continue;
-        };
-        if let Some((name, at)) = map {
-            if indent(line) > at {
-                if let Some(rule) = rules.last_mut() {
-                    if name == "labels" {
-                        rule.labels.push(key.trim().to_string());
-                    } else {
-                        rule.annotations.push(scalar(value));
-                    }
-                }
-                continue;
-            }
-            map = None;
-        }
-        let item = key.strip_prefix("- ").is_some();
-        match key.trim_start_matches("- ").trim() {
-            "alert" | "record" if item => rules.push(Rule {
-                name: scalar(value),
-                record: key.ends_with("record"),
-                ..Rule::default()
-            }),
-            "expr" => {
-                let Some(rule) = rules.last_mut() else {
-                    continue;
-                };
-                let value = value.trim();
-                if value.starts_with('|') || value.starts_with('>') {
-                    let mut block = Vec::new();
-                    while i < lines.len()
-                        && (lines[i].trim().is_empty() || indent(lines[i]) > indent(line))
-                    {
-                        block.push(lines[i].trim());
-                        i += 1;
-                    }
-                    rule.expr = block.join("\n").trim().to_string();
-                } else {
-                    rule.expr = scalar(value);
-                }
-            }
-            name @ ("labels" | "annotations") if value.trim().is_empty() => {
-                map = Some((
-                    if name == "labels" {
-                        "labels"
-                    } else {
-                        "annotations"
-                    },
-                    indent(line),
-                ));
-            }
-            _ => {}
-        }
+/// The rules of every group of a rules file, in order; each is an alert or a record, not both.
+pub(crate) fn rules(file: &str, text: &str) -> Vec<Rule> {
+    let parsed: RulesFile =
+        serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{file}: not a rules file: {e}"));
+    let rules: Vec<Rule> = parsed.groups.into_iter().flat_map(|g| g.rules).collect();
+    for rule in &rules {
+        assert!(
+            rule.alert.is_some() != rule.record.is_some(),
+            "{file} {}: a rule is an alert or a record",
+            rule.name()
+        );
     }
     rules
+}
+
+/// A promtool rule test file (`promtool test rules`).
+#[derive(Debug, Deserialize)]
+struct RuleTestFile {
+    tests: Vec<RuleTest>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RuleTest {
+    #[serde(default)]
+    input_series: Vec<InputSeries>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InputSeries {
+    series: String,
+}
+
+/// The selectors of the series every test of a promtool test file feeds in.
+pub(crate) fn input_series(file: &str, text: &str) -> Vec<String> {
+    let parsed: RuleTestFile = serde_saphyr::from_str(text)
+        .unwrap_or_else(|e| panic!("{file}: not a promtool test file: {e}"));
+    parsed
+        .tests
+        .into_iter()
+        .flat_map(|t| t.input_series)
+        .map(|s| s.series)
+        .collect()
 }
 
 #[cfg(test)]
@@ -114,16 +92,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_are_read_from_the_block_style_yaml() {
+    fn rules_and_input_series_are_read_from_the_yaml() {
         let rules = rules(
+            "f",
             "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: |\n          sum by (table) (x)\n            > 1\n        for: 5m\n        labels:\n          severity: critical\n        annotations:\n          summary: \"on {{ $labels.table }} \\\"q\\\"\"\n      - record: r:x\n        expr: kappa_build_info # a comment\n",
         );
         assert_eq!(rules.len(), 2);
-        assert_eq!(rules[0].name, "A");
-        assert_eq!(rules[0].expr, "sum by (table) (x)\n> 1");
-        assert_eq!(rules[0].labels, ["severity"]);
-        assert_eq!(rules[0].annotations, ["on {{ $labels.table }} \"q\""]);
-        assert!(rules[1].record);
+        assert_eq!(rules[0].name(), "A");
+        assert!(!rules[0].is_record());
+        assert_eq!(rules[0].expr, "sum by (table) (x)\n  > 1\n");
+        assert_eq!(rules[0].labels.keys().collect::<Vec<_>>(), ["severity"]);
+        assert_eq!(
+            rules[0].annotations.values().collect::<Vec<_>>(),
+            ["on {{ $labels.table }} \"q\""]
+        );
+        assert!(rules[1].is_record());
+        assert_eq!(rules[1].name(), "r:x");
         assert_eq!(rules[1].expr, "kappa_build_info");
+        assert_eq!(
+            input_series(
+                "t",
+                "rule_files: [r.yml]\ntests:\n  - interval: 1m\n    input_series:\n      - series: 'x{a=\"b\"}'\n        values: '1x5'\n      - series: \"y\"\n        values: '0+1x5'\n    alert_rule_test: []\n  - interval: 1m\n",
+            ),
+            ["x{a=\"b\"}", "y"]
+        );
     }
 }
