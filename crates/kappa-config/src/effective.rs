@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use config::{Config, Environment, File, FileFormat, Value, ValueKind};
+use config::{Config, File, FileFormat, Value, ValueKind};
 
 use crate::error::ConfigError;
 use crate::layer::DEFAULTS;
@@ -150,15 +150,7 @@ pub fn effective_str(
     overrides: &[(String, String)],
 ) -> Result<Vec<Setting>, ConfigError> {
     let failed = |e: config::ConfigError| ConfigError::from_layers(e, origin);
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.to_ascii_uppercase().starts_with("KAPPA__"))
-        .collect();
-    let environment = Environment::with_prefix("KAPPA")
-        .prefix_separator("__")
-        .separator("__")
-        .ignore_empty(true)
-        .source(Some(env));
+    let environment = crate::layer::environment(env);
     let mut set = Config::builder();
     let mut merged = Config::builder()
         .add_source(File::from_str(DEFAULTS, FileFormat::Toml))

@@ -27,15 +27,7 @@ pub(crate) fn layer(
         .add_source(File::from_str(text, FileFormat::Toml))
         .build()
         .map_err(|e| ConfigError::from_layers(e, origin))?;
-    let env: config::Map<String, String> = env
-        .into_iter()
-        .filter(|(k, _)| k.to_ascii_uppercase().starts_with("KAPPA__"))
-        .collect();
-    let environment = Environment::with_prefix("KAPPA")
-        .prefix_separator("__")
-        .separator("__")
-        .ignore_empty(true)
-        .source(Some(env));
+    let environment = environment(env);
     let flag = "--set".to_string();
     let build = |defaults: bool| -> Result<Config, ConfigError> {
         let mut builder = Config::builder();
@@ -66,6 +58,19 @@ pub(crate) fn layer(
         .map_err(|e| ConfigError::from_layers(e, origin))?;
     leaves(&build(false)?.cache, String::new(), &mut raw.explicit);
     Ok(raw)
+}
+
+/// The `KAPPA__SECTION__KEY` variables of `env` as a configuration source.
+pub(crate) fn environment(env: impl IntoIterator<Item = (String, String)>) -> Environment {
+    let env: config::Map<String, String> = env
+        .into_iter()
+        .filter(|(k, _)| k.to_ascii_uppercase().starts_with("KAPPA__"))
+        .collect();
+    Environment::with_prefix("KAPPA")
+        .prefix_separator("__")
+        .separator("__")
+        .ignore_empty(true)
+        .source(Some(env))
 }
 
 /// The dotted paths of the leaves under `value` (a free-form table such as

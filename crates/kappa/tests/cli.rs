@@ -58,8 +58,14 @@ fn the_contract_example_is_accepted_and_fails_only_on_its_placeholder_paths() {
 
 /// Runs `kappa` from the repository root; returns (exit code, stdout, stderr).
 fn kappa_out(args: &[&str]) -> (Option<i32>, String, String) {
+    kappa_env(args, &[])
+}
+
+/// [`kappa_out`] with environment variables set.
+fn kappa_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
         .output()
         .unwrap();
@@ -308,20 +314,8 @@ fn validate(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
-        .arg("validate")
-        .arg("-c")
-        .arg(file)
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let file = file.to_str().unwrap();
+    kappa_env(&[&["validate", "-c", file], args].concat(), env)
 }
 
 #[test]
@@ -434,20 +428,9 @@ fn validate_names_an_unreachable_catalog_with_exit_1_and_prints_no_secret() {
     assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
 }
 
-/// `kappa config print` with `env` and `args`: (exit code, stdout, stderr).
+/// `kappa config print -c FILE [args]` with `env`: (exit code, stdout, stderr).
 fn config_print(file: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
-        .args(["config", "print", "-c", file])
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kappa_env(&[&["config", "print", "-c", file], args].concat(), env)
 }
 
 #[test]
