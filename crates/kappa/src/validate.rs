@@ -4,8 +4,8 @@
 //! names, the schemas (the subject's history in a schema directory, turned into the table's
 //! columns) and the partition spec against those columns. Online (the default) it also asks
 //! each service the pipeline will use whether it answers: the catalog (and whether the table
-//! exists yet), the archive's object store, the Kafka brokers (the topic's partitions) and the
-//! schema registry. Exit 0 when everything holds, 2 for a configuration error (the key named),
+//! exists yet), an `s3://` warehouse, the archive's object store, the Kafka brokers (the topic's
+//! partitions) and the schema registry. Exit 0 when everything holds, 2 for a configuration error (the key named),
 //! 1 when a service does not answer (the service named). Everything printed goes through the
 //! CLI's redaction: no password or secret key is shown.
 
@@ -142,7 +142,7 @@ pub async fn run(args: ValidateArgs) -> Result<(), Failure> {
     );
     offline_checks(&config, &args, &mut report).await;
     if args.offline {
-        for name in ["catalog", "archive", "brokers"] {
+        for name in ["catalog", "warehouse", "archive", "brokers"] {
             report.add(name, Status::Skipped, "--offline");
         }
     } else {
@@ -243,9 +243,35 @@ async fn online_checks(config: &PipelineConfig, report: &mut Report) {
             ),
         },
     }
+    if config.warehouse.starts_with("s3://") || config.warehouse.starts_with("s3a://") {
+        let s3 = kappa_pipeline::s3_options(&config.raw.catalog.s3);
+        match tokio::time::timeout(TIMEOUT, list_store(&config.warehouse, &s3)).await {
+            Ok(Ok(detail)) => report.add("warehouse", Status::Ok, detail),
+            Ok(Err(e)) => report.add("warehouse", Status::Unreachable, e),
+            Err(_) => report.add(
+                "warehouse",
+                Status::Unreachable,
+                format!("{}: no answer in {}s", config.warehouse, TIMEOUT.as_secs()),
+            ),
+        }
+    } else {
+        report.add(
+            "warehouse",
+            Status::Skipped,
+            format!("{}: not an s3:// location", config.warehouse),
+        );
+    }
     match config.source_archive.as_ref() {
         None => report.add("archive", Status::Skipped, "no [source.archive]"),
-        Some(archive) => match tokio::time::timeout(TIMEOUT, list_archive(archive)).await {
+        Some(archive) => match tokio::time::timeout(
+            TIMEOUT,
+            list_store(
+                archive.url.as_ref(),
+                &kappa_pipeline::s3_options(&archive.s3),
+            ),
+        )
+        .await
+        {
             Ok(Ok(detail)) => report.add("archive", Status::Ok, detail),
             Ok(Err(e)) => report.add("archive", Status::Unreachable, e),
             Err(_) => report.add(
@@ -308,12 +334,10 @@ async fn catalog_table(
     }
 }
 
-/// Lists the archive's prefix far enough to see that the store answers.
-async fn list_archive(archive: &kappa_config::ArchiveConfig) -> Result<String, String> {
-    let url = archive.url.to_string();
-    let (store, prefix) =
-        kappa_source_replay::open_store(&url, &kappa_pipeline::s3_options(&archive.s3))
-            .map_err(|e| e.to_string())?;
+/// Lists the top of an object store location (the archive, an `s3://` warehouse) to see that
+/// the store answers.
+async fn list_store(url: &str, s3: &kappa_source_replay::S3Options) -> Result<String, String> {
+    let (store, prefix) = kappa_source_replay::open_store(url, s3).map_err(|e| e.to_string())?;
     match store.list_with_delimiter(Some(&prefix)).await {
         Ok(listed) if listed.objects.is_empty() && listed.common_prefixes.is_empty() => {
             Ok(format!("{url}: answers, but holds nothing yet"))

@@ -499,3 +499,59 @@ fn config_print_shows_each_values_origin_redacts_secrets_and_prints_a_config_tha
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("comit"), "{err}");
 }
+
+#[test]
+fn validate_names_an_unreachable_s3_warehouse_with_exit_1_and_prints_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    // The example without its [source.kafka] (brokers are another check, with its own wait).
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/orders-replay.toml"
+    ))
+    .unwrap();
+    let kafka = text.find("[source.kafka]").unwrap();
+    let after = kafka + text[kafka..].find("\n\n").unwrap();
+    let example = dir.path().join("no-kafka.toml");
+    std::fs::write(&example, format!("{}{}", &text[..kafka], &text[after..])).unwrap();
+    let secret = "wh-s3cret-key-value";
+    let sqlite = format!("catalog.uri=sqlite:///{}/c.db", dir.path().display());
+    let archive = format!("source.archive.url=file://{}", dir.path().display());
+    let endpoint = format!("catalog.endpoint=http://127.0.0.1:{port}");
+    let (code, out, err) = validate(
+        &example,
+        &[
+            "--set",
+            &sqlite,
+            "--set",
+            &archive,
+            "--set",
+            "catalog.warehouse=s3://lake/warehouse",
+            "--set",
+            &endpoint,
+            "--set",
+            "catalog.region=us-east-1",
+            "--set",
+            "catalog.access_key_id=kappa",
+        ],
+        &[("KAPPA__CATALOG__SECRET_ACCESS_KEY", secret)],
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    let warehouse = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("warehouse"))
+        .unwrap_or_default();
+    assert!(
+        warehouse.starts_with("unreachable") && warehouse.contains("s3://lake/warehouse"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok") && l.contains("catalog")),
+        "{out}"
+    );
+    assert!(err.contains("warehouse"), "{err}");
+    assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
+}
