@@ -132,14 +132,13 @@ fn quote(text: &str) -> String {
 /// gives).
 pub fn effective(path: &Path, overrides: &[(String, String)]) -> Result<Vec<Setting>, ConfigError> {
     crate::load(path, overrides)?;
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
-    effective_str(&text, &path.display().to_string(), env, overrides)
+    let text = crate::read(path)?;
+    effective_str(
+        &text,
+        &path.display().to_string(),
+        crate::process_env().collect(),
+        overrides,
+    )
 }
 
 /// [`effective`] of a configuration given as text, with an explicit environment (tests).

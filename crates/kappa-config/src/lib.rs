@@ -67,11 +67,11 @@ pub fn load_with(
 }
 
 /// The process environment, without the variables that are not valid Unicode.
-fn process_env() -> impl Iterator<Item = (String, String)> {
+pub(crate) fn process_env() -> impl Iterator<Item = (String, String)> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
+pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
         path: path.display().to_string(),
         message: e.to_string(),

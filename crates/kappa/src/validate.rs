@@ -75,6 +75,25 @@ impl Report {
         self.add(name, status, detail);
     }
 
+    /// Records whether `asked` answered within [`TIMEOUT`]: its detail, or why not (`what`
+    /// names the service in the message of a timeout).
+    async fn answer(
+        &mut self,
+        name: &'static str,
+        what: &str,
+        asked: impl Future<Output = Result<String, String>>,
+    ) {
+        match tokio::time::timeout(TIMEOUT, asked).await {
+            Ok(Ok(detail)) => self.add(name, Status::Ok, detail),
+            Ok(Err(e)) => self.add(name, Status::Unreachable, e),
+            Err(_) => self.add(
+                name,
+                Status::Unreachable,
+                format!("{what}: no answer in {}s", TIMEOUT.as_secs()),
+            ),
+        }
+    }
+
     fn has(&self, status: Status) -> bool {
         self.checks.iter().any(|c| c.status == status)
     }
@@ -233,27 +252,19 @@ async fn online_checks(config: &PipelineConfig, report: &mut Report) {
             Status::Ok,
             format!("{uri}: no SQLite file yet; the first run creates it"),
         ),
-        _ => match tokio::time::timeout(TIMEOUT, catalog_table(config, &catalog)).await {
-            Ok(Ok(detail)) => report.add("catalog", Status::Ok, format!("{uri}: {detail}")),
-            Ok(Err(e)) => report.add("catalog", Status::Unreachable, e),
-            Err(_) => report.add(
-                "catalog",
-                Status::Unreachable,
-                format!("{uri}: no answer in {}s", TIMEOUT.as_secs()),
-            ),
-        },
+        _ => {
+            let asked = async {
+                catalog_table(config, &catalog)
+                    .await
+                    .map(|detail| format!("{uri}: {detail}"))
+            };
+            report.answer("catalog", &uri, asked).await;
+        }
     }
     if config.warehouse.starts_with("s3://") || config.warehouse.starts_with("s3a://") {
         let s3 = kappa_pipeline::s3_options(&config.raw.catalog.s3);
-        match tokio::time::timeout(TIMEOUT, list_store(&config.warehouse, &s3)).await {
-            Ok(Ok(detail)) => report.add("warehouse", Status::Ok, detail),
-            Ok(Err(e)) => report.add("warehouse", Status::Unreachable, e),
-            Err(_) => report.add(
-                "warehouse",
-                Status::Unreachable,
-                format!("{}: no answer in {}s", config.warehouse, TIMEOUT.as_secs()),
-            ),
-        }
+        let asked = list_store(&config.warehouse, &s3);
+        report.answer("warehouse", &config.warehouse, asked).await;
     } else {
         report.add(
             "warehouse",
@@ -263,23 +274,11 @@ async fn online_checks(config: &PipelineConfig, report: &mut Report) {
     }
     match config.source_archive.as_ref() {
         None => report.add("archive", Status::Skipped, "no [source.archive]"),
-        Some(archive) => match tokio::time::timeout(
-            TIMEOUT,
-            list_store(
-                archive.url.as_ref(),
-                &kappa_pipeline::s3_options(&archive.s3),
-            ),
-        )
-        .await
-        {
-            Ok(Ok(detail)) => report.add("archive", Status::Ok, detail),
-            Ok(Err(e)) => report.add("archive", Status::Unreachable, e),
-            Err(_) => report.add(
-                "archive",
-                Status::Unreachable,
-                format!("{}: no answer in {}s", archive.url, TIMEOUT.as_secs()),
-            ),
-        },
+        Some(archive) => {
+            let s3 = kappa_pipeline::s3_options(&archive.s3);
+            let asked = list_store(archive.url.as_ref(), &s3);
+            report.answer("archive", archive.url.as_ref(), asked).await;
+        }
     }
     match config.source_kafka.as_ref() {
         None => report.add("brokers", Status::Skipped, "no [source.kafka]"),
