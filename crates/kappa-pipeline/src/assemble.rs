@@ -253,8 +253,16 @@ pub fn pipeline_spec(
         writer: WriterOptions {
             target_file_size: raw.table.target_file_size as usize,
             writers: raw.table.writers as usize,
-            // The dedup key repeats only where a duplicate escaped the dedup window.
-            distinct_columns: config.logic_settings.dedup_key.iter().cloned().collect(),
+            // The dedup key repeats only where a duplicate escaped the dedup window; a Kafka
+            // offset at most once per topic partition in a file. A dictionary of either is
+            // interned value by value and then abandoned at 1 MiB.
+            distinct_columns: config
+                .logic_settings
+                .dedup_key
+                .iter()
+                .cloned()
+                .chain([kappa_core::OFFSET_COLUMN.to_string()])
+                .collect(),
             ..WriterOptions::default()
         },
         commit: CommitPolicy {

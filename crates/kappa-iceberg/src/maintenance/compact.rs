@@ -283,7 +283,9 @@ async fn rewrite(
         target_file_size: options.target_file_size as usize,
         zstd_level: options.zstd_level,
         writers: 1,
-        distinct_columns: Vec::new(),
+        // A Kafka offset repeats at most once per topic partition in a file (the pipeline's
+        // writer leaves it without a dictionary too).
+        distinct_columns: vec![kappa_core::OFFSET_COLUMN.to_string()],
     };
     let prefix = format!("compact-{}", uuid::Uuid::now_v7().simple());
     let mut writer = StreamingWriter::new(table, &prefix, &writer_options)
