@@ -556,6 +556,56 @@ fn crafted_blocks_of_every_codec_and_shape_end_in_data_or_an_error_naming_the_ob
     }
 }
 
+/// The worst case for decoding a group whole first: every record of a value block is bad (a
+/// UUID that is not one, or an order id that is not UTF-8). Each is a dead letter naming its
+/// field, in offset order, and nothing is a row.
+#[test]
+fn a_block_of_only_bad_value_records_is_all_dead_letters_naming_the_field() {
+    let mut data = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..300i64 {
+        if i % 2 == 0 {
+            data.extend(record(Shape::Value, i, &format!("bad-{i}")));
+            expected.push("field event_id");
+        } else {
+            // The order id "o-<i>" follows the 37-byte uuid and the enum index: its first byte
+            // becomes 0xff, which no UTF-8 string starts with.
+            let mut body = order(i, &uuid(i));
+            assert_eq!(body[39], b'o');
+            body[39] = 0xff;
+            data.extend(body);
+            expected.push("field order_id");
+        }
+    }
+    for codec in CODECS {
+        let bytes = ocf(
+            Shape::Value,
+            codec.name(),
+            &[block(300, &codec.compress(&data))],
+        );
+        let batches = decode(bytes).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(rows, 0, "{codec:?}");
+        let letters: Vec<_> = batches
+            .iter()
+            .flat_map(|b| b.dead_letters.clone())
+            .collect();
+        assert_eq!(
+            letters.iter().map(|l| l.offset).collect::<Vec<_>>(),
+            (START..START + 300).collect::<Vec<_>>(),
+            "{codec:?}"
+        );
+        for (letter, field) in letters.iter().zip(&expected) {
+            assert_eq!(letter.kind, DeadLetterKind::Undecodable, "{codec:?}");
+            assert!(
+                letter.message.contains(field),
+                "{codec:?}: {}",
+                letter.message
+            );
+        }
+    }
+}
+
 #[test]
 fn a_bad_uuid_is_one_dead_letter_naming_the_field_in_every_shape_and_codec() {
     for codec in CODECS {

@@ -36,8 +36,12 @@
 //! the symbols, or anything arrow-avro or the mapping refuses) is an `undecodable` dead letter
 //! naming the field, with the record's Avro bytes (under the file's writer schema, which the
 //! object key locates) and its offset: in a value-record file as in the wire format, one bad
-//! record never costs its neighbours. Value records are decoded in groups of `batch_rows`; a group
-//! that fails is split in halves down to the bad records, as [`WireDecoder`] does.
+//! record never costs its neighbours. Value records are decoded in groups of `batch_rows`, framed
+//! by the walk without their values checked (arrow-avro refuses a string that is not UTF-8, a
+//! UUID that is not one and an enum index past the symbols by itself); only when arrow-avro
+//! refuses a group does the walk check each of its records' values, which names the field of
+//! each bad one, and the rest of the group is split in halves down to any other bad record, as
+//! [`WireDecoder`] does.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -307,16 +311,22 @@ impl<'b> Container<'b> {
         Ok(data)
     }
 
-    /// The records of an inflated block.
+    /// The records of an inflated block, each value checked ([`Walker::records`]) or framed
+    /// only ([`Walker::frame`]).
     fn records(
         &self,
         key: &str,
-        walker: &Walker<'_>,
+        (walker, checked): (&Walker<'_>, bool),
         index: usize,
         data: &[u8],
     ) -> Result<Vec<Record>, ReplayError> {
         let block = &self.blocks[index];
-        walker.records(data, block.count).map_err(|m| {
+        let records = if checked {
+            walker.records(data, block.count)
+        } else {
+            walker.frame(data, block.count)
+        };
+        records.map_err(|m| {
             corrupt(
                 key,
                 format!("block {index} at byte {}: {m}", block.range.start),
@@ -427,7 +437,9 @@ fn decode_values(
             continue;
         }
         let data = container.inflate(inflater, file.key, index, &file.limits, &mut budget)?;
-        let records = container.records(file.key, &walker, index, data)?;
+        // Framed only: arrow-avro refuses what the value checks flag, and the checks run, to
+        // name the field, only on a group it refuses (`ValueDecoder::decode`).
+        let records = container.records(file.key, (&walker, false), index, data)?;
         for chunk in records.chunks(file.batch_rows.max(1)) {
             let n = chunk.len() as i64;
             let letter = |i: usize, kind, message: String| DeadLetter {
@@ -447,7 +459,7 @@ fn decode_values(
                 ),
                 None => {
                     let decoded = decoder
-                        .decode(data, chunk, mapping)
+                        .decode(data, chunk, &walker, mapping)
                         .map_err(|m| corrupt(file.key, m))?;
                     (
                         decoded.records,
@@ -475,6 +487,24 @@ fn decode_values(
     Ok(close_ranges(file, batches, last, mapping.value_schema()))
 }
 
+/// The batch of a decoded group `which`; the index of each of its rows goes to `rows`, and the
+/// records whose values the table cannot hold, by name, to `failed`.
+fn accept(
+    normalized: Normalized,
+    which: &[usize],
+    rows: &mut Vec<usize>,
+    failed: &mut Vec<(usize, DeadLetterKind, String)>,
+) -> RecordBatch {
+    let mut rejected = normalized.rejected.into_iter().peekable();
+    for (j, &i) in which.iter().enumerate() {
+        match rejected.next_if(|(row, _)| *row == j) {
+            Some((_, reason)) => failed.push((i, DeadLetterKind::Unconvertible, reason)),
+            None => rows.push(i),
+        }
+    }
+    normalized.records
+}
+
 /// The Confluent prefix each value record is fed to arrow-avro's [`Decoder`] with: magic 0 and
 /// schema id 0, the file's writer schema.
 const PREFIX: [u8; 5] = [0; 5];
@@ -499,8 +529,38 @@ struct DecodedValues {
 }
 
 impl ValueDecoder {
-    /// Decodes `records` (ranges of `data`); the error is the decoder's, not a record's.
+    /// Decodes `records` (ranges of `data`, framed by `walker` without their values checked);
+    /// the error is the decoder's, not a record's. The group is decoded whole first; when the
+    /// decoder refuses it, `walker` checks each record's values, flagged ones become dead
+    /// letters naming the field, and the rest are decoded in halves until each bad one is alone.
     fn decode(
+        &mut self,
+        data: &[u8],
+        records: &[Record],
+        walker: &Walker<'_>,
+        mapping: &TableMapping,
+    ) -> Result<DecodedValues, String> {
+        if records.iter().all(|r| r.bad.is_none()) {
+            let all: Vec<usize> = (0..records.len()).collect();
+            if let Ok(normalized) = self.group(data, records, &all, mapping)? {
+                let (mut rows, mut failed) = (Vec::with_capacity(all.len()), Vec::new());
+                let records = accept(normalized, &all, &mut rows, &mut failed);
+                return Ok(DecodedValues {
+                    records,
+                    rows,
+                    failed,
+                });
+            }
+            // The decoder's partial state cannot be trusted after a failure.
+            self.decoder = None;
+        }
+        let mut records = records.to_vec();
+        walker.check(data, &mut records)?;
+        self.decode_checked(data, &records, mapping)
+    }
+
+    /// Decodes `records`, whose values `walker` has checked.
+    fn decode_checked(
         &mut self,
         data: &[u8],
         records: &[Record],
@@ -551,19 +611,7 @@ impl ValueDecoder {
             return Ok(());
         }
         match self.group(data, records, which, mapping)? {
-            Ok(normalized) => {
-                // Rows whose values the table cannot hold are left out by name.
-                let mut rejected = normalized.rejected.into_iter().peekable();
-                for (j, &i) in which.iter().enumerate() {
-                    match rejected.next_if(|(row, _)| *row == j) {
-                        Some((_, reason)) => {
-                            failed.push((i, DeadLetterKind::Unconvertible, reason));
-                        }
-                        None => rows.push(i),
-                    }
-                }
-                batches.push(normalized.records);
-            }
+            Ok(normalized) => batches.push(accept(normalized, which, rows, failed)),
             Err(reason) => {
                 // The decoder's partial state cannot be trusted after a failure.
                 self.decoder = None;
@@ -679,7 +727,7 @@ fn decode_framed(
             continue;
         }
         let data = container.inflate(inflater, file.key, block, &file.limits, &mut budget)?;
-        for found in container.records(file.key, &walker, block, data)? {
+        for found in container.records(file.key, (&walker, true), block, data)? {
             let value = found.value.map(|range| data[range].to_vec());
             let record = match writer.shape {
                 Shape::RawBytes => (file.start_offset + index, value),

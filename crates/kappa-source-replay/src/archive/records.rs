@@ -23,8 +23,17 @@ use apache_avro::schema::{Name, Namespace, ResolvedSchema};
 /// Nesting of records, arrays, maps and unions a record may have.
 const MAX_DEPTH: usize = 64;
 
+/// Whether a walk checks the values it frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Values {
+    /// Strings, UUIDs and map keys checked; a bad one makes its record `bad`.
+    Checked,
+    /// Lengths and branches only.
+    Framed,
+}
+
 /// One record of a block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Record {
     /// Its bytes in the inflated block (the Avro binary encoding under the writer schema).
     pub range: Range<usize>,
@@ -62,8 +71,40 @@ impl<'s> Walker<'s> {
         Ok(Self { root, names })
     }
 
-    /// The `count` records of `data`, which they must fill exactly.
+    /// The `count` records of `data`, which they must fill exactly, each value checked.
     pub(crate) fn records(&self, data: &[u8], count: u64) -> Result<Vec<Record>, String> {
+        self.walk(data, count, Values::Checked)
+    }
+
+    /// The `count` records of `data` framed only: their strings, UUIDs and map keys are not
+    /// checked, so no record is `bad` for them. For bytes that are decoded next by a decoder
+    /// that refuses what the checks flag (arrow-avro: UTF-8 when it builds a string array, a
+    /// UUID when it parses one); [`Walker::check`] names the field when it does.
+    pub(crate) fn frame(&self, data: &[u8], count: u64) -> Result<Vec<Record>, String> {
+        self.walk(data, count, Values::Framed)
+    }
+
+    /// Checks the values of `records` (framed by [`Walker::frame`] in `data`), flagging each bad
+    /// one as [`Walker::records`] would have.
+    pub(crate) fn check(&self, data: &[u8], records: &mut [Record]) -> Result<(), String> {
+        for record in records.iter_mut().filter(|r| r.bad.is_none()) {
+            let bytes = &data[..record.range.end];
+            let mut walk = Walk {
+                walker: self,
+                data: bytes,
+                at: record.range.start,
+                bad: None,
+                path: Vec::new(),
+                values: Values::Checked,
+            };
+            let mut again = Record::default();
+            walk.root(self.root, &mut again)?;
+            record.bad = walk.bad;
+        }
+        Ok(())
+    }
+
+    fn walk(&self, data: &[u8], count: u64, values: Values) -> Result<Vec<Record>, String> {
         // Every record takes at least one byte unless its schema takes none: do not trust a
         // count the data cannot hold to size the vector.
         let mut records =
@@ -77,15 +118,9 @@ impl<'s> Walker<'s> {
                 at,
                 bad: None,
                 path: Vec::new(),
+                values,
             };
-            let mut record = Record {
-                range: 0..0,
-                bad: None,
-                offset: None,
-                value: None,
-                key: None,
-                timestamp_ms: None,
-            };
+            let mut record = Record::default();
             walk.root(self.root, &mut record)
                 .map_err(|e| format!("record {index} of the block (byte {start}): {e}"))?;
             at = walk.at;
@@ -123,6 +158,7 @@ struct Walk<'w, 's, 'd> {
     bad: Option<String>,
     /// Field names from the root to where the walk is.
     path: Vec<&'s str>,
+    values: Values,
 }
 
 impl<'s> Walk<'_, 's, '_> {
@@ -203,7 +239,8 @@ impl<'s> Walk<'_, 's, '_> {
             Schema::String => {
                 let len = self.length("string")?;
                 let range = self.take(len, "string")?;
-                if std::str::from_utf8(&self.data[range]).is_err() {
+                if self.values == Values::Checked && std::str::from_utf8(&self.data[range]).is_err()
+                {
                     self.flag("is not valid UTF-8".into());
                 }
             }
@@ -214,7 +251,7 @@ impl<'s> Walk<'_, 's, '_> {
                 let len = self.length("uuid")?;
                 let range = self.take(len, "uuid")?;
                 let raw = &self.data[range];
-                if raw.len() != 16 {
+                if self.values == Values::Checked && raw.len() != 16 {
                     match std::str::from_utf8(raw) {
                         Ok(s) if uuid::Uuid::try_parse(s).is_ok() => {}
                         Ok(s) => self.flag(format!("{:?} is not a UUID", preview(s))),
@@ -274,7 +311,9 @@ impl<'s> Walk<'_, 's, '_> {
                     for _ in 0..items {
                         let len = self.length("map key")?;
                         let key = self.take(len, "map key")?;
-                        if std::str::from_utf8(&self.data[key]).is_err() {
+                        if self.values == Values::Checked
+                            && std::str::from_utf8(&self.data[key]).is_err()
+                        {
                             self.flag("has a map key that is not valid UTF-8".into());
                         }
                         self.value(&map.types, ns, depth + 1)?;
@@ -478,6 +517,25 @@ mod tests {
             reason.contains("field id") && reason.contains("not-a-uuid"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn framing_finds_the_same_records_and_checking_flags_the_same_ones() {
+        let schema = Schema::parse_str(SCHEMA).unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        let good = encode("550e8400-e29b-41d4-a716-446655440000", &["x", "y"]);
+        let bad = encode("not-a-uuid", &["z"]);
+        let data = [good.clone(), bad, good.clone(), encode("also-bad", &[])].concat();
+        let checked = walker.records(&data, 4).unwrap();
+        let mut framed = walker.frame(&data, 4).unwrap();
+        assert!(framed.iter().all(|r| r.bad.is_none()), "{framed:?}");
+        assert_eq!(
+            framed.iter().map(|r| r.range.clone()).collect::<Vec<_>>(),
+            checked.iter().map(|r| r.range.clone()).collect::<Vec<_>>()
+        );
+        walker.check(&data, &mut framed).unwrap();
+        assert_eq!(framed, checked);
+        assert!(checked[1].bad.is_some() && checked[3].bad.is_some());
     }
 
     #[test]
