@@ -76,6 +76,14 @@ args = c["args"]
 assert args[2:5] == ["replay", "-c", "/etc/kappa/pipeline.toml"], args
 assert "--shard=$(JOB_COMPLETION_INDEX)/6" in args, args
 assert pod["restartPolicy"] == "Never"
+# Exit 2 (configuration), 3 (a gate blocked) and 4 (schema) fail the shard without a retry; a
+# pod the cluster disrupts is retried without counting.
+rules = spec["podFailurePolicy"]["rules"]
+assert [r for r in rules if "onExitCodes" in r] == [{
+    "action": "FailIndex",
+    "onExitCodes": {"containerName": "replay", "operator": "In", "values": [2, 3, 4]},
+}], rules
+assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules, rules
 env = {e["name"]: e for e in c["env"]}
 assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", env
 assert c["ports"] == [{"name": "metrics", "containerPort": 9464, "protocol": "TCP"}], c["ports"]

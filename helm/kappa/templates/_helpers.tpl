@@ -259,16 +259,17 @@ spec:
 {{- end }}
 
 {{/*
-A backfill pod's podFailurePolicy: exit 2 (configuration), 3 (a gate blocked) and 4 (schema)
-fail at once, without a retry (`action`: FailIndex for the shards, FailJob for the others); a
-pod disrupted by the cluster (eviction, preemption) is retried without counting.
+A replay or backfill Job's podFailurePolicy: exit 2 (configuration), 3 (a gate blocked) and 4
+(schema) fail at once, without a retry that would end the same way (`action`: FailIndex for an
+indexed Job's shard, FailJob for the others; `container`: the pod's container); a pod disrupted
+by the cluster (eviction, preemption) is retried without counting.
 */}}
-{{- define "kappa.backfillFailurePolicy" -}}
+{{- define "kappa.failurePolicy" -}}
 podFailurePolicy:
   rules:
-    - action: {{ . }}
+    - action: {{ .action }}
       onExitCodes:
-        containerName: backfill
+        containerName: {{ .container }}
         operator: In
         values: [2, 3, 4]
     - action: Ignore
