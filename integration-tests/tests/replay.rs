@@ -65,26 +65,63 @@ fn a_second_replay_commits_nothing_and_leaves_the_snapshot_on(catalog: Catalog) 
 
 /// The dedup key and the Kafka offset are distinct row to row: their column chunks are written
 /// without a dictionary (one would be interned value by value, then abandoned at 1 MiB, or kept
-/// larger than the plain values in a small file). Columns that repeat keep theirs. Read from the
-/// data files with the `parquet` crate, not from anything Kappa reports.
+/// larger than the plain values in a small file), by the replay and by `kappa maintain compact`
+/// alike. Columns that repeat keep theirs. Read from the data files with the `parquet` crate,
+/// not from anything Kappa reports.
 #[test]
 fn distinct_columns_are_written_without_a_dictionary_and_repeating_ones_with_one() {
     let scene = Scene::local();
     scene.write_local_archive(HistorySpec::new(5_000), ArchiveOptions::default());
-    let summary = replay(&scene.config(""), &[]);
+    let config = scene.config("");
+    // Small commits: several files per day, for the compaction below to rewrite.
+    let summary = replay(&config, &["--set", "commit.rows=500"]);
     assert_eq!(summary["complete"], true, "{summary}");
-    let files: Vec<String> = scene
-        .list_table_files("orders")
+    let data_files = || -> Vec<String> {
+        scene
+            .list_table_files("orders")
+            .into_iter()
+            .map(|(path, _)| path)
+            .filter(|path| path.ends_with(".parquet"))
+            .collect()
+    };
+    let replayed = data_files();
+    assert_dictionaries(&replayed);
+    let out = kappa(
+        &[
+            "maintain",
+            "compact",
+            "-c",
+            config.to_str().unwrap(),
+            "--json",
+            "--from",
+            "1970-01-01",
+            "--to",
+            "2100-01-01",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compacted: Vec<String> = data_files()
         .into_iter()
-        .map(|(path, _)| path)
-        .filter(|path| path.ends_with(".parquet"))
+        .filter(|path| !replayed.contains(path))
         .collect();
+    assert!(!compacted.is_empty(), "the compaction wrote no file");
+    assert_dictionaries(&compacted);
+}
+
+/// Every column chunk of `files`: `event_id` and `_kafka_offset` without a dictionary page,
+/// `event_type` and `currency` with one.
+fn assert_dictionaries(files: &[String]) {
+    use parquet::file::reader::FileReader;
     assert!(!files.is_empty(), "no data files written");
     let mut chunks = 0;
-    for path in &files {
+    for path in files {
         let file = std::fs::File::open(path).unwrap();
         let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).unwrap();
-        use parquet::file::reader::FileReader;
         for group in reader.metadata().row_groups() {
             for column in group.columns() {
                 let name = column.column_path().string();

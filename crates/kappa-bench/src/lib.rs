@@ -284,6 +284,7 @@ impl Bench {
             days: None,
             dry_run: false,
             max_attempts: 10,
+            distinct_columns: spec.writer.distinct_columns.clone(),
         };
         compact(
             pipeline.catalog.as_ref(),

@@ -596,6 +596,7 @@ async fn a_file_written_before_nested_fields_were_added_compacts() {
         days: None,
         dry_run: false,
         max_attempts: 5,
+        distinct_columns: Vec::new(),
     };
     let compaction = compact(catalog.as_ref(), &committer, table.identifier(), &options)
         .await

@@ -216,6 +216,21 @@ pub fn catalog_config(config: &PipelineConfig) -> CatalogConfig {
     }
 }
 
+/// The columns whose values are distinct row to row, written without a Parquet dictionary (by
+/// the pipeline and by compaction alike): the dedup key, which repeats only where a duplicate
+/// escaped the dedup window, and the Kafka offset, which repeats at most once per topic
+/// partition in a file. A dictionary of either is interned value by value and then abandoned at
+/// 1 MiB, or kept in a small file at more than the plain values.
+pub fn distinct_columns(config: &PipelineConfig) -> Vec<String> {
+    config
+        .logic_settings
+        .dedup_key
+        .iter()
+        .cloned()
+        .chain([kappa_core::OFFSET_COLUMN.to_string()])
+        .collect()
+}
+
 /// The runtime's view of a validated config; a usage error for what this build cannot run.
 pub fn pipeline_spec(
     config: &PipelineConfig,
@@ -253,16 +268,7 @@ pub fn pipeline_spec(
         writer: WriterOptions {
             target_file_size: raw.table.target_file_size as usize,
             writers: raw.table.writers as usize,
-            // The dedup key repeats only where a duplicate escaped the dedup window; a Kafka
-            // offset at most once per topic partition in a file. A dictionary of either is
-            // interned value by value and then abandoned at 1 MiB.
-            distinct_columns: config
-                .logic_settings
-                .dedup_key
-                .iter()
-                .cloned()
-                .chain([kappa_core::OFFSET_COLUMN.to_string()])
-                .collect(),
+            distinct_columns: distinct_columns(config),
             ..WriterOptions::default()
         },
         commit: CommitPolicy {

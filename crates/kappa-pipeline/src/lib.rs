@@ -23,8 +23,8 @@ mod open;
 pub mod replay;
 
 pub use assemble::{
-    build_logic, catalog_config, pipeline_spec, replay_options, s3_options, schema_registry,
-    table_mapping,
+    build_logic, catalog_config, distinct_columns, pipeline_spec, replay_options, s3_options,
+    schema_registry, table_mapping,
 };
 pub use error::PipelineError;
 pub use open::{Access, open};

@@ -152,6 +152,7 @@ impl Tables {
                 days,
                 dry_run,
                 max_attempts: self.max_attempts(),
+                distinct_columns: kappa_pipeline::distinct_columns(&self.config),
             };
             let compaction =
                 compact::compact(self.catalog.as_ref(), self.committer()?, ident, &options)

@@ -49,6 +49,8 @@ pub struct CompactOptions {
     pub dry_run: bool,
     /// Stagings a partition's commit may take (one more per conflict with another writer).
     pub max_attempts: u32,
+    /// Columns written without a Parquet dictionary ([`WriterOptions::distinct_columns`]).
+    pub distinct_columns: Vec<String>,
 }
 
 /// What happened to one partition.
@@ -283,9 +285,7 @@ async fn rewrite(
         target_file_size: options.target_file_size as usize,
         zstd_level: options.zstd_level,
         writers: 1,
-        // A Kafka offset repeats at most once per topic partition in a file (the pipeline's
-        // writer leaves it without a dictionary too).
-        distinct_columns: vec![kappa_core::OFFSET_COLUMN.to_string()],
+        distinct_columns: options.distinct_columns.clone(),
     };
     let prefix = format!("compact-{}", uuid::Uuid::now_v7().simple());
     let mut writer = StreamingWriter::new(table, &prefix, &writer_options)
