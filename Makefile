@@ -49,6 +49,7 @@ it: services-up ## Integration tests only
 	set -a; eval "$$(dev/services.sh env)"; set +a; $(CARGO) build -p kappa $(TEST_FEATURES) && $(CARGO) test -p kappa-integration-tests
 
 bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to end, backfill, compaction), each Kafka Connect archive shape (and against a Python peer, and from S3 with 30 ms per request), live Kafka (vs consume-only, latency, restart after SIGKILL), `kappa demo` memory
+	$(CARGO) bench -p kappa-logic --bench dedup
 	$(CARGO) bench -p kappa-bench --bench replay
 	$(CARGO) bench -p kappa-bench --bench shapes
 	$(CARGO) build --release -p kappa --features aws
@@ -60,7 +61,7 @@ bench: services-up ## Benchmarks on 1M events: replay (decode, encode, end to en
 	  python3 dev/demo-figures.py $$d/summary.json
 
 bench-check: ## Benchmarks compile (CI)
-	$(CARGO) bench -p kappa-bench --no-run
+	$(CARGO) bench -p kappa-bench -p kappa-logic --no-run
 
 fmt-check: ## Check formatting (never rewrites)
 	$(CARGO) fmt --all -- --check
