@@ -280,6 +280,7 @@ impl Bench {
         let options = CompactOptions {
             target_file_size: spec.writer.target_file_size as u64,
             zstd_level: spec.writer.zstd_level,
+            dictionary_size: spec.writer.dictionary_size,
             event_time_column: spec.event_time_column.clone(),
             days: None,
             dry_run: false,

@@ -592,6 +592,7 @@ async fn a_file_written_before_nested_fields_were_added_compacts() {
     let options = CompactOptions {
         target_file_size: 128 * 1024 * 1024,
         zstd_level: 3,
+        dictionary_size: 64 * 1024,
         event_time_column: "event_time".into(),
         days: None,
         dry_run: false,

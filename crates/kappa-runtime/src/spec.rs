@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use iceberg::Catalog;
 use kappa_iceberg::table::{ensure_table, load_existing, missing_table};
-use kappa_iceberg::writer::{COMPRESSION_LEVEL, WriterOptions};
+use kappa_iceberg::writer::{COMPRESSION_LEVEL, DICTIONARY_SIZE, WriterOptions};
 use kappa_iceberg::{
     CatalogConfig, Committer, FirstCommit, IcebergError, PartitionField, TableSpec, connect,
     connect_read_only, summary,
@@ -88,6 +88,7 @@ fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
         ("write.parquet.compression-codec".into(), "zstd".into()),
         // Other engines writing the table (a Spark compaction) use Kappa's level too.
         (COMPRESSION_LEVEL.into(), writer.zstd_level.to_string()),
+        (DICTIONARY_SIZE.into(), writer.dictionary_size.to_string()),
         (
             "write.target-file-size-bytes".into(),
             writer.target_file_size.to_string(),

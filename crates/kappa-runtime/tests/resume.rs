@@ -225,6 +225,21 @@ async fn many_small_commits_and_a_rerun_account_for_every_record() {
     );
     assert_eq!(sum(summary::DEAD_LETTERED_UNMAPPABLE), 0);
     assert_eq!(sum(summary::DEAD_LETTERED_REJECTED), env.expected.rejected);
+    // The table records the writer's settings, for other engines writing it.
+    let properties = pipeline.main.table().metadata().properties();
+    let writer = WriterOptions::default();
+    for (key, value) in [
+        (
+            kappa_iceberg::writer::COMPRESSION_LEVEL,
+            writer.zstd_level.to_string(),
+        ),
+        (
+            kappa_iceberg::writer::DICTIONARY_SIZE,
+            writer.dictionary_size.to_string(),
+        ),
+    ] {
+        assert_eq!(properties.get(key), Some(&value), "{key}");
+    }
 }
 
 /// `(partition, offset)` of every row of `table`.

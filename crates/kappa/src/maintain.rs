@@ -148,6 +148,7 @@ impl Tables {
             let options = CompactOptions {
                 target_file_size: self.config.raw.table.target_file_size,
                 zstd_level: kappa_iceberg::writer::WriterOptions::default().zstd_level,
+                dictionary_size: kappa_iceberg::writer::WriterOptions::default().dictionary_size,
                 event_time_column: self.config.raw.event_time.column.clone(),
                 days,
                 dry_run,

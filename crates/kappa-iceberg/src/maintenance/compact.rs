@@ -39,6 +39,9 @@ pub struct CompactOptions {
     pub target_file_size: u64,
     /// ZSTD level of the files written, unless the table sets `write.parquet.compression-level`.
     pub zstd_level: i32,
+    /// Cap of a column chunk's dictionary in bytes, unless the table sets
+    /// `write.parquet.dict-size-bytes`.
+    pub dictionary_size: usize,
     /// The event time column: rows are sorted by it, files read in order of it, and `days`
     /// select its `day(...)` partitions. A table without it is compacted unsorted, whole.
     pub event_time_column: String,
@@ -284,6 +287,7 @@ async fn rewrite(
     let writer_options = WriterOptions {
         target_file_size: options.target_file_size as usize,
         zstd_level: options.zstd_level,
+        dictionary_size: options.dictionary_size,
         writers: 1,
         distinct_columns: options.distinct_columns.clone(),
     };
