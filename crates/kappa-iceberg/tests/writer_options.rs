@@ -68,21 +68,41 @@ async fn a_distinct_column_is_written_without_a_dictionary_and_the_others_keep_t
     }
 }
 
+/// The data files written for 20,000 rows valued `<tag>-<offset>` (one partition value) into a
+/// fresh table with `property` set to `value` (none: Kappa's default), or the writer's error;
+/// the directory holding them goes with them.
+async fn write_with(
+    property: &str,
+    value: Option<&str>,
+    tag: &str,
+) -> (
+    tempfile::TempDir,
+    Result<Vec<iceberg::spec::DataFile>, String>,
+) {
+    let (dir, _config, catalog) = common::sqlite_catalog().await;
+    let mut spec = common::events_spec();
+    if let Some(value) = value {
+        spec.properties
+            .insert(property.to_string(), value.to_string());
+    }
+    let table = ensure_table(catalog.as_ref(), &spec).await.unwrap();
+    let batch = common::batch(0, 0, 20_000, tag);
+    let files = write_data_files(&table, &[batch], "options", &WriterOptions::default())
+        .await
+        .map_err(|e| e.to_string());
+    (dir, files)
+}
+
 /// Bytes of the files written for 20,000 rows into a table with `level` as its
 /// `write.parquet.compression-level` (none: Kappa's default), or the error.
 async fn written_bytes(level: Option<&str>) -> Result<u64, String> {
-    let (_dir, _config, catalog) = common::sqlite_catalog().await;
-    let mut spec = common::events_spec();
-    if let Some(level) = level {
-        spec.properties
-            .insert(COMPRESSION_LEVEL.to_string(), level.to_string());
-    }
-    let table = ensure_table(catalog.as_ref(), &spec).await.unwrap();
-    let batch = common::batch(0, 0, 20_000, "a-value-that-repeats-a-value-that-repeats");
-    let files = write_data_files(&table, &[batch], "level", &WriterOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(files.iter().map(|f| f.file_size_in_bytes()).sum())
+    let (_dir, files) = write_with(
+        COMPRESSION_LEVEL,
+        level,
+        "a-value-that-repeats-a-value-that-repeats",
+    )
+    .await;
+    Ok(files?.iter().map(|f| f.file_size_in_bytes()).sum())
 }
 
 #[tokio::test]
@@ -111,17 +131,8 @@ async fn the_tables_compression_level_property_sets_the_zstd_level() {
 /// 20,000 distinct values (about 220 KB of dictionary) into a table with `size` as its
 /// `write.parquet.dict-size-bytes` (none: Kappa's default), or the error.
 async fn data_pages(size: Option<&str>) -> Result<Vec<(String, Vec<Encoding>)>, String> {
-    let (_dir, _config, catalog) = common::sqlite_catalog().await;
-    let mut spec = common::events_spec();
-    if let Some(size) = size {
-        spec.properties
-            .insert(DICTIONARY_SIZE.to_string(), size.to_string());
-    }
-    let table = ensure_table(catalog.as_ref(), &spec).await.unwrap();
-    let batch = common::batch(0, 0, 20_000, "a-distinct-value");
-    let files = write_data_files(&table, &[batch], "dictionary", &WriterOptions::default())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (_dir, files) = write_with(DICTIONARY_SIZE, size, "a-distinct-value").await;
+    let files = files?;
     assert_eq!(files.len(), 1, "one partition value");
     let path = files[0]
         .file_path()
