@@ -91,6 +91,22 @@ impl Quality {
         apply_rules(&self.config.rules, batch)
     }
 
+    /// Checks each record rule's and commit gate's column against `schema`, the columns the
+    /// logic hands the checks: present, and of a type the check reads. These are the checks a
+    /// batch meets at run time, run on no rows, so that a configuration naming a column the
+    /// table does not have fails before it is deployed (`kappa validate`). With quality
+    /// disabled nothing is checked.
+    pub fn check_columns(&self, schema: &arrow_schema::SchemaRef) -> Result<(), QualityError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let rows = RecordBatch::new_empty(schema.clone());
+        for rule in &self.config.rules {
+            rules::failures(rule, &rows, "of the table's columns")?;
+        }
+        self.profile().observe(&rows, None)
+    }
+
     /// An empty profile for the next commit: feed it each batch written and each batch's rule
     /// counts.
     pub fn profile(&self) -> CommitProfile {

@@ -289,7 +289,7 @@ fn quote(value: &str) -> String {
 }
 
 /// The rows `rule` fails, each with its reason.
-fn failures(
+pub(crate) fn failures(
     rule: &RecordRule,
     records: &RecordBatch,
     batch: &str,

@@ -2,7 +2,7 @@
 //!
 //! Offline, it checks what the file alone decides: the configuration (every key), the logic it
 //! names, the schemas (the subject's history in a schema directory, turned into the table's
-//! columns) and the partition spec against those columns. Online (the default) it also asks
+//! columns), the partition spec and the quality rules' and gates' columns against those columns. Online (the default) it also asks
 //! each service the pipeline will use whether it answers: the catalog (and whether the table
 //! exists yet), an `s3://` warehouse, the archive's object store, the Kafka brokers (the topic's
 //! partitions) and the schema registry. Exit 0 when everything holds, 2 for a configuration error (the key named),
@@ -171,7 +171,7 @@ pub async fn run(args: ValidateArgs) -> Result<(), Failure> {
     report.outcome()
 }
 
-/// The logic, the schemas and the partition spec.
+/// The logic, the schemas, the partition spec and the quality checks' columns.
 async fn offline_checks(config: &PipelineConfig, args: &ValidateArgs, report: &mut Report) {
     match kappa_pipeline::build_logic(config) {
         Ok(_) => report.add("logic", Status::Ok, format!("{:?} builds", config.logic)),
@@ -188,6 +188,7 @@ async fn offline_checks(config: &PipelineConfig, args: &ValidateArgs, report: &m
             "--offline: the schema registry is asked only online",
         );
         report.add("partitions", Status::Skipped, "needs the schemas");
+        report.add("quality", Status::Skipped, "needs the schemas");
         return;
     }
     let mapping = match tokio::time::timeout(
@@ -200,7 +201,8 @@ async fn offline_checks(config: &PipelineConfig, args: &ValidateArgs, report: &m
         Ok(Err(e)) => {
             // The registry's answer decides: a subject it does not have is the config's error.
             report.failed("schema", e.kind, e.message);
-            return report.add("partitions", Status::Skipped, "needs the schemas");
+            report.add("partitions", Status::Skipped, "needs the schemas");
+            return report.add("quality", Status::Skipped, "needs the schemas");
         }
         Err(_) => {
             report.add(
@@ -208,7 +210,8 @@ async fn offline_checks(config: &PipelineConfig, args: &ValidateArgs, report: &m
                 Status::Unreachable,
                 format!("[schema] url: no answer in {}s", TIMEOUT.as_secs()),
             );
-            return report.add("partitions", Status::Skipped, "needs the schemas");
+            report.add("partitions", Status::Skipped, "needs the schemas");
+            return report.add("quality", Status::Skipped, "needs the schemas");
         }
     };
     report.add(
@@ -235,6 +238,31 @@ async fn offline_checks(config: &PipelineConfig, args: &ValidateArgs, report: &m
             ),
         ),
         Err(e) => report.add("partitions", Status::Invalid, e.to_string()),
+    }
+    let quality = spec.quality.config();
+    match spec.quality.check_columns(spec.mapping.value_schema()) {
+        Ok(()) if !quality.enabled => {
+            report.add("quality", Status::Skipped, "[quality] enabled = false")
+        }
+        Ok(()) => report.add(
+            "quality",
+            Status::Ok,
+            format!(
+                "{} record rule(s) and the gates' columns against the table's columns",
+                quality.rules.len()
+            ),
+        ),
+        Err(kappa_quality::QualityError::Column {
+            check,
+            column,
+            message,
+            ..
+        }) => report.add(
+            "quality",
+            Status::Invalid,
+            format!("[quality] check {check}: column {column:?}: {message}"),
+        ),
+        Err(e) => report.add("quality", Status::Invalid, format!("[quality] {e}")),
     }
 }
 

@@ -340,7 +340,7 @@ fn validate_accepts_every_example_offline() {
                 .find(|c| c["check"] == name)
                 .map(|c| c["status"].as_str().unwrap().to_string())
         };
-        for offline in ["config", "logic", "schema", "partitions"] {
+        for offline in ["config", "logic", "schema", "partitions", "quality"] {
             assert_eq!(status(offline).as_deref(), Some("ok"), "{offline}: {out}");
         }
         assert_eq!(status("catalog").as_deref(), Some("skipped"), "{out}");
@@ -382,6 +382,55 @@ fn validate_names_a_misspelt_key_and_a_partitioning_the_schema_cannot_take_with_
         line.starts_with("invalid") && line.contains("partition_by"),
         "{out}"
     );
+}
+
+#[test]
+fn validate_names_a_quality_check_on_a_column_the_table_lacks_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/orders-replay.toml"
+    ))
+    .unwrap();
+    let quality_line = |out: &str| {
+        out.lines()
+            .find(|l| l.contains("quality"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    // A record rule on a column the orders schema does not have (a typo of amount_cents), a
+    // pattern on a number column, and a gate on a missing critical column: each named.
+    for (section, named) in [
+        (
+            "[[quality.rules]]\ncolumn = \"amount\"\nrequired = true\n",
+            "amount",
+        ),
+        (
+            "[[quality.rules]]\ncolumn = \"amount_cents\"\npattern = \"^[0-9]+$\"\n",
+            "amount_cents",
+        ),
+        ("[quality.gates.null_rate]\ncolumns = [\"user\"]\n", "user"),
+    ] {
+        let file = dir.path().join("quality.toml");
+        std::fs::write(&file, format!("{example}\n{section}")).unwrap();
+        let (code, out, err) = validate(&file, &["--offline"], &[]);
+        assert_eq!(code, Some(2), "{section}: {out}{err}");
+        let line = quality_line(&out);
+        assert!(
+            line.starts_with("invalid") && line.contains(&format!("{named:?}")),
+            "{section}: {out}"
+        );
+    }
+    // The same rule on the column the table has passes.
+    let file = dir.path().join("quality.toml");
+    std::fs::write(
+        &file,
+        format!("{example}\n[[quality.rules]]\ncolumn = \"amount_cents\"\nrequired = true\n"),
+    )
+    .unwrap();
+    let (code, out, err) = validate(&file, &["--offline"], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(quality_line(&out).starts_with("ok"), "{out}");
 }
 
 #[test]
