@@ -25,12 +25,15 @@ fn usage_errors_exit_2() {
     assert_eq!(code, Some(2), "{err}");
 }
 
+/// The pipeline configuration contract by example.
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/examples/orders-replay.toml"
+);
+
 #[test]
 fn the_contract_example_is_accepted_and_fails_only_on_its_placeholder_paths() {
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/examples/orders-replay.toml"
-    );
+    let example = EXAMPLE;
     let dir = tempfile::tempdir().unwrap();
     let (code, err) = Command::new(env!("CARGO_BIN_EXE_kappa"))
         .args(["replay", "-c", example])
@@ -351,11 +354,7 @@ fn validate_accepts_every_example_offline() {
 #[test]
 fn validate_names_a_misspelt_key_and_a_partitioning_the_schema_cannot_take_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/examples/orders-replay.toml"
-    ))
-    .unwrap();
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
     let misspelt = dir.path().join("misspelt.toml");
     std::fs::write(
         &misspelt,
@@ -387,11 +386,7 @@ fn validate_names_a_misspelt_key_and_a_partitioning_the_schema_cannot_take_with_
 #[test]
 fn validate_names_a_quality_check_on_a_column_the_table_lacks_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/examples/orders-replay.toml"
-    ))
-    .unwrap();
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
     let quality_line = |out: &str| {
         out.lines()
             .find(|l| l.contains("quality"))
@@ -556,11 +551,7 @@ fn validate_names_an_unreachable_s3_warehouse_with_exit_1_and_prints_no_secret()
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     // The example without its [source.kafka] (brokers are another check, with its own wait).
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/examples/orders-replay.toml"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(EXAMPLE).unwrap();
     let kafka = text.find("[source.kafka]").unwrap();
     let after = kafka + text[kafka..].find("\n\n").unwrap();
     let example = dir.path().join("no-kafka.toml");
