@@ -464,15 +464,22 @@ pub fn kappa(args: &[&str], envs: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-/// Starts `kappa args...` in the background.
-pub fn spawn_kappa(args: &[&str]) -> Child {
-    Command::new(kappa_bin())
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// Starts `kappa args...` in the background, with `envs` set.
+pub fn spawn_kappa(args: &[&str], envs: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(kappa_bin());
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
 }
+
+/// The environment of a run a test kills on observed progress: every batch read waits 50 ms (a
+/// `sleep` action on the `runtime::read` crash point; `make test` builds kappa with them), so
+/// a replay of a few dozen batches lasts seconds on any machine. A kill polls the table's
+/// files between two looks at the process; unpaced, a replay of 60,000 events could start and
+/// finish within one listing on a loaded machine, and the kill would find nothing to interrupt.
+pub const PACED: (&str, &str) = ("FAILPOINTS", "runtime::read=sleep(50)");
 
 /// `kappa replay -c config --json ...` that must succeed; returns its JSON summary.
 pub fn replay(config: &Path, extra: &[&str]) -> Value {

@@ -13,7 +13,7 @@ use kappa_integration_tests::kafka::{
     wait_until_committed,
 };
 use kappa_integration_tests::{
-    Catalog, Scene, assert_table_matches, kappa, kappa_bin, last_line, replay, spawn_kappa,
+    Catalog, PACED, Scene, assert_table_matches, kappa, kappa_bin, last_line, replay, spawn_kappa,
 };
 use kappa_synth::{ArchiveOptions, Expected, HistorySpec};
 use serde_json::Value;
@@ -81,7 +81,7 @@ fn killed_then_completed_replay(scene: &Scene, events: u64) -> (String, Expected
     let data = || scene.count_table_files("orders", "data", ".parquet");
     for kill in 0..2 {
         let before = data();
-        let mut child = spawn_kappa(&args);
+        let mut child = spawn_kappa(&args, &[PACED]);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while data() <= before + 3 {
             assert!(

@@ -9,7 +9,7 @@ use kappa_integration_tests::endpoint::{
     assert_promtool_accepts, http_get, sample, sample_sum, serve_metrics, terminate,
 };
 use kappa_integration_tests::{
-    Catalog, Scene, assert_table_matches, kappa, kappa_bin, replay, spawn_kappa,
+    Catalog, PACED, Scene, assert_table_matches, kappa, kappa_bin, replay, spawn_kappa,
 };
 use kappa_synth::{ArchiveOptions, Codec, Expected, HistorySpec, Layout, RecordShape};
 
@@ -262,7 +262,8 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(catalog: Ca
     let data = || scene.count_table_files("orders", "data", ".parquet");
     // Each kill waits for observed progress, so it lands after a commit or in the middle of
     // writing data files, whatever the machine's speed; and it must find the replay still
-    // running, or it interrupted nothing.
+    // running, or it interrupted nothing. The killed runs are paced (`PACED`) so that a poll,
+    // a listing of the table's files, cannot miss a whole run.
     let plan = [
         KillOn::Commits(1),
         KillOn::DataFile,
@@ -275,7 +276,7 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(catalog: Ca
     for (i, kill_on) in plan.into_iter().enumerate() {
         let commits_before = metadata();
         let files_before = data();
-        let mut child = spawn_kappa(&args);
+        let mut child = spawn_kappa(&args, &[PACED]);
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         loop {
             let reached = match kill_on {
