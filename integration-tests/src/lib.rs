@@ -146,8 +146,8 @@ impl Scene {
     }
 
     /// Files of `table` under its `dir` (`data`, `metadata`) whose name ends with `suffix`: in
-    /// the local warehouse, or listed from the REST catalog's S3 warehouse (its tables live at
-    /// `s3://iceberg/<namespace>/<table>`). How tests observe progress without asking Kappa.
+    /// the local warehouse, or listed from the REST catalog's S3 warehouse
+    /// ([`Scene::rest_table_objects`]). How tests observe progress without asking Kappa.
     pub fn count_table_files(&self, table: &str, dir: &str, suffix: &str) -> usize {
         if self.catalog_type != "rest" {
             let root = self
@@ -157,19 +157,32 @@ impl Scene {
                 .join(dir);
             return count_files(&root, suffix);
         }
+        self.rest_table_objects(table)
+            .iter()
+            .filter(|(path, _)| path.split('/').nth(2) == Some(dir) && path.ends_with(suffix))
+            .count()
+    }
+
+    /// Every object of `table` in the REST catalog's S3 warehouse, as `<namespace>/<dir>/...`
+    /// with its size. A table lives at `s3://iceberg/<namespace>/<table>`, or at
+    /// `<table>-<uuid>` when SeaweedFS's catalog created it where an earlier creation left
+    /// files: a run killed while the table was being created leaves the first metadata file
+    /// (the catalog wrote it, then dropped the request with the client), and the table the next
+    /// run creates goes to a fresh location. Both are the table's. A failed listing is retried
+    /// and then fails the test: read as "no files" it would hide progress a crash test waits
+    /// for (a missing prefix lists as empty, not as an error).
+    fn rest_table_objects(&self, table: &str) -> Vec<(String, u64)> {
         use futures::TryStreamExt;
         let store = s3_store("iceberg");
-        let prefix = StorePath::from(format!("{}/{table}/{dir}", self.namespace));
+        let prefix = StorePath::from(self.namespace.as_str());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        // A failed listing is retried and then fails the test: read as "no files" it would hide
-        // progress a crash test waits for (a missing prefix lists as empty, not as an error).
-        runtime.block_on(async {
+        let objects = runtime.block_on(async {
             let mut attempt = 0;
-            let objects: Vec<_> = loop {
-                match store.list(Some(&prefix)).try_collect().await {
+            loop {
+                match store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
                     Ok(objects) => break objects,
                     Err(_) if attempt < 5 => {
                         attempt += 1;
@@ -177,12 +190,22 @@ impl Scene {
                     }
                     Err(e) => panic!("listing s3://iceberg/{prefix}: {e}"),
                 }
-            };
-            objects
-                .iter()
-                .filter(|o| o.location.as_ref().ends_with(suffix))
-                .count()
-        })
+            }
+        });
+        let of_table = |dir: &str| {
+            dir == table
+                || dir
+                    .strip_prefix(table)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|id| {
+                        id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+                    })
+        };
+        objects
+            .into_iter()
+            .map(|o| (o.location.to_string(), o.size))
+            .filter(|(path, _)| path.split('/').nth(1).is_some_and(of_table))
+            .collect()
     }
 
     /// Every file under `table`'s location, with its size, as a path the table's metadata would
@@ -212,20 +235,11 @@ impl Scene {
             out.sort();
             return out;
         }
-        use futures::TryStreamExt;
-        let store = s3_store("iceberg");
-        let prefix = StorePath::from(format!("{}/{table}", self.namespace));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut out: Vec<(String, u64)> = runtime.block_on(async {
-            let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
-            objects
-                .into_iter()
-                .map(|o| (format!("s3://iceberg/{}", o.location), o.size))
-                .collect()
-        });
+        let mut out: Vec<(String, u64)> = self
+            .rest_table_objects(table)
+            .into_iter()
+            .map(|(path, size)| (format!("s3://iceberg/{path}"), size))
+            .collect();
         out.sort();
         out
     }

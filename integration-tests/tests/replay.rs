@@ -287,8 +287,16 @@ fn sigkill_at_any_point_then_rerun_gives_every_event_exactly_once_on(catalog: Ca
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
+                let mut log = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    std::io::Read::read_to_string(&mut stderr, &mut log).unwrap();
+                }
                 panic!(
-                    "kill {i} ({kill_on:?}): the replay ended ({status}) before the progress the kill waits for"
+                    "kill {i} ({kill_on:?}): the replay ended ({status}) before the progress the \
+                     kill waits for: {} metadata files (before the run {commits_before}), {} data \
+                     files (before {files_before}); its log:\n{log}",
+                    metadata(),
+                    data()
                 );
             }
             assert!(
