@@ -147,7 +147,8 @@ impl Scene {
 
     /// Files of `table` under its `dir` (`data`, `metadata`) whose name ends with `suffix`: in
     /// the local warehouse, or listed from the REST catalog's S3 warehouse
-    /// ([`Scene::rest_table_objects`]). How tests observe progress without asking Kappa.
+    /// (at `<table>` or `<table>-<uuid>`, see `rest_table_objects`). How tests observe progress
+    /// without asking Kappa.
     pub fn count_table_files(&self, table: &str, dir: &str, suffix: &str) -> usize {
         if self.catalog_type != "rest" {
             let root = self
