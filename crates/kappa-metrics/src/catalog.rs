@@ -71,7 +71,7 @@ pub const SOURCE_RECORDS_READ: MetricDef = def(
     "kappa_source_records_read_total",
     MetricKind::Counter,
     TP,
-    "Records read from the source (Kafka, or the archive on replay), counted per batch (per archive file).",
+    "Records read from the source (Kafka, or the archive on replay), counted per batch (per run of archive files).",
     "source::Read",
 );
 /// Bytes read from the source.

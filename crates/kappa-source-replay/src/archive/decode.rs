@@ -361,6 +361,332 @@ pub fn decode_file(
         .collect())
 }
 
+/// One fetched object of a run of consecutive objects of a partition.
+#[derive(Debug)]
+pub struct Fetched<'a> {
+    /// Object key.
+    pub key: &'a str,
+    /// Start offset from the key.
+    pub start_offset: i64,
+    /// Next file's start offset in this partition, if any.
+    pub next_start: Option<i64>,
+    /// The object's bytes.
+    pub bytes: &'a Bytes,
+}
+
+/// What a run of objects decoded to.
+#[derive(Debug)]
+pub struct DecodedRun {
+    /// The batches, in offset order, contiguous, from the run's start position.
+    pub batches: Vec<SourceBatch>,
+    /// The next offset not yet emitted after them.
+    pub next: i64,
+    /// What stopped the run before its last object (the batches before it stand).
+    pub error: Option<ReplayError>,
+}
+
+/// Decodes consecutive objects of one partition from offset `from`, as [`decode_file`] on each
+/// in turn would, with each file's start position where the previous one ended.
+///
+/// Value records of consecutive files with one writer schema go into one arrow-avro batch of
+/// up to `batch_rows` rows, across file boundaries: Kafka Connect's `flush.size` 1,000 makes
+/// files of 1,000 records, and decoding each into its own batch and concatenating them later
+/// costs a copy of every value. A group holds no record that is not a row: when arrow-avro or
+/// the mapping refuses anything in it, or a file cannot join one (raw bytes and envelopes, a
+/// writer schema the table cannot read, records to skip, damage), the files of the group are
+/// decoded again one by one by [`decode_file`], which isolates each bad record as a dead letter
+/// or names the damaged object. A failure after some batches stops the run with them kept.
+pub fn decode_run(
+    partition: &TopicPartition,
+    objects: &[Fetched<'_>],
+    from: i64,
+    batch_rows: usize,
+    limits: ArchiveLimits,
+    mapping: &Arc<TableMapping>,
+    state: &mut DecodeState,
+) -> DecodedRun {
+    let mut run = Run {
+        partition,
+        objects,
+        batch_rows: batch_rows.max(1),
+        limits,
+        mapping,
+        batches: Vec::new(),
+        next: from,
+        group: None,
+    };
+    let error = run.decode_all(state).err();
+    DecodedRun {
+        batches: run.batches,
+        next: run.next,
+        error,
+    }
+}
+
+/// Value records of consecutive files being decoded into one batch.
+struct Group {
+    /// The writer schema's text (its key in [`DecodeState::writers`]).
+    writer: String,
+    /// Where the group's range starts.
+    start: i64,
+    /// Where it ends so far.
+    end: i64,
+    /// Each row's offset.
+    offsets: Vec<i64>,
+    /// The files it holds records of, each with the position it was decoded from: what is
+    /// decoded again by [`decode_file`] when the group fails.
+    files: Vec<(usize, i64)>,
+}
+
+impl Group {
+    fn new(writer: &str, start: i64, file: (usize, i64)) -> Self {
+        Self {
+            writer: writer.to_string(),
+            start,
+            end: start,
+            offsets: Vec::new(),
+            files: vec![file],
+        }
+    }
+
+    /// The group's batch (none for an empty range), or the group back when arrow-avro or the
+    /// mapping refused something of it.
+    fn flush(
+        self,
+        decoder: Option<&mut Decoder>,
+        mapping: &TableMapping,
+        partition: &TopicPartition,
+    ) -> Result<Option<SourceBatch>, Group> {
+        let records = match decoder.map(|d| d.flush()) {
+            Some(Ok(Some(batch))) if batch.num_rows() == self.offsets.len() => {
+                match mapping.normalize(batch) {
+                    Ok(normalized) if normalized.rejected.is_empty() => normalized.records,
+                    _ => return Err(self),
+                }
+            }
+            Some(Ok(None)) | None if self.offsets.is_empty() => {
+                RecordBatch::new_empty(mapping.value_schema().clone())
+            }
+            _ => return Err(self),
+        };
+        Ok((self.end > self.start).then(|| SourceBatch {
+            partition: partition.clone(),
+            range: OffsetRange::new(self.start, self.end),
+            records_in: self.offsets.len() as u64,
+            records,
+            offsets: self.offsets,
+            dead_letters: Vec::new(),
+        }))
+    }
+}
+
+/// How a file went into the group.
+enum Join {
+    /// Whole.
+    Joined,
+    /// Not at all: the group is closed and [`decode_file`] decodes it.
+    Alone,
+    /// Something of the group was refused or the file is damaged: the group's files (this one
+    /// among them) are decoded again one by one.
+    Failed,
+}
+
+struct Run<'r, 'o> {
+    partition: &'r TopicPartition,
+    objects: &'r [Fetched<'o>],
+    batch_rows: usize,
+    limits: ArchiveLimits,
+    mapping: &'r Arc<TableMapping>,
+    batches: Vec<SourceBatch>,
+    next: i64,
+    group: Option<Group>,
+}
+
+impl Run<'_, '_> {
+    fn decode_all(&mut self, state: &mut DecodeState) -> Result<(), ReplayError> {
+        for index in 0..self.objects.len() {
+            match self.join(index, state)? {
+                Join::Joined => {}
+                Join::Alone => {
+                    self.close(state)?;
+                    self.alone(index, self.next, state)?;
+                }
+                Join::Failed => self.redo(state)?,
+            }
+        }
+        self.close(state)
+    }
+
+    /// [`decode_file`] on file `index` from `from`; its batches are kept.
+    fn alone(
+        &mut self,
+        index: usize,
+        from: i64,
+        state: &mut DecodeState,
+    ) -> Result<(), ReplayError> {
+        let object = &self.objects[index];
+        let file = FileToDecode {
+            key: object.key,
+            partition: self.partition,
+            start_offset: object.start_offset,
+            next_start: object.next_start,
+            from,
+            batch_rows: self.batch_rows,
+            limits: self.limits,
+        };
+        let batches = decode_file(&file, object.bytes, self.mapping, state)?;
+        if let Some(last) = batches.last() {
+            self.next = self.next.max(last.range.end);
+        }
+        self.batches.extend(batches);
+        Ok(())
+    }
+
+    /// The group's files decoded again one by one (what its decoder holds is dropped).
+    fn redo(&mut self, state: &mut DecodeState) -> Result<(), ReplayError> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        if let Some(writer) = state.writers.get_mut(&group.writer) {
+            writer.values.decoder = None;
+        }
+        for (index, from) in group.files {
+            self.alone(index, from, state)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the group: its batch is kept, or its files are decoded again when it fails.
+    fn close(&mut self, state: &mut DecodeState) -> Result<(), ReplayError> {
+        let Some(group) = self.group.take() else {
+            return Ok(());
+        };
+        let decoder = state
+            .writers
+            .get_mut(&group.writer)
+            .and_then(|w| w.values.decoder.as_mut());
+        match group.flush(decoder, self.mapping, self.partition) {
+            Ok(batch) => self.batches.extend(batch),
+            Err(group) => {
+                self.group = Some(group);
+                self.redo(state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds file `index`'s records into the group (closing a group of another writer schema
+    /// first), closing it at every `batch_rows` rows. On [`Join::Alone`] the group is left as
+    /// it was, for the caller to close before the file is decoded alone.
+    fn join(&mut self, index: usize, state: &mut DecodeState) -> Result<Join, ReplayError> {
+        let object = &self.objects[index];
+        let json = header::header(object.bytes)
+            .ok()
+            .and_then(|h| h.schema)
+            .and_then(|json| std::str::from_utf8(json).ok());
+        let (Some(json), true) = (json, self.next <= object.start_offset) else {
+            return Ok(Join::Alone);
+        };
+        if self.group.as_ref().is_some_and(|g| g.writer != json) {
+            self.close(state)?;
+        }
+        let from = self.next;
+        let DecodeState {
+            inflater, writers, ..
+        } = state;
+        let Ok((container, writer)) =
+            Container::open(object.key, object.bytes, &self.limits, writers)
+        else {
+            return Ok(Join::Alone);
+        };
+        if writer.shape != Shape::Value
+            || writer
+                .unreadable
+                .get_or_insert_with(|| self.mapping.unreadable_writer(&writer.schema))
+                .is_some()
+        {
+            return Ok(Join::Alone);
+        }
+        match self.group.as_mut() {
+            Some(group) => group.files.push((index, from)),
+            None => {
+                let fresh = writer
+                    .values
+                    .decoder
+                    .as_ref()
+                    .is_some_and(|d| d.batch_size() >= self.batch_rows && d.batch_is_empty());
+                if !fresh {
+                    match writer.values.build(self.batch_rows) {
+                        Ok(decoder) => writer.values.decoder = Some(decoder),
+                        Err(_) => return Ok(Join::Alone),
+                    }
+                }
+                self.group = Some(Group::new(json, object.start_offset, (index, from)));
+            }
+        }
+        let Ok(walker) = Walker::new(&writer.layout) else {
+            return Ok(Join::Failed);
+        };
+        let mut budget = self.limits.max_inflated_bytes;
+        let mut offset = object.start_offset;
+        for block in 0..container.blocks.len() {
+            if container.blocks[block].count == 0 {
+                continue;
+            }
+            let Ok(data) =
+                container.inflate(inflater, object.key, block, &self.limits, &mut budget)
+            else {
+                return Ok(Join::Failed);
+            };
+            let Ok(records) = container.records(object.key, (&walker, false), block, data) else {
+                return Ok(Join::Failed);
+            };
+            for record in &records {
+                let Some(group) = self.group.as_mut() else {
+                    return Ok(Join::Failed);
+                };
+                if group.offsets.len() >= self.batch_rows {
+                    // Full: closed here, and a new group goes on from this record.
+                    let mut full = Group::new(json, offset, (index, offset));
+                    std::mem::swap(group, &mut full);
+                    full.end = offset;
+                    match full.flush(writer.values.decoder.as_mut(), self.mapping, self.partition) {
+                        Ok(batch) => self.batches.extend(batch),
+                        Err(full) => {
+                            self.group = Some(full);
+                            return Ok(Join::Failed);
+                        }
+                    }
+                }
+                let Some(decoder) = writer.values.decoder.as_mut() else {
+                    return Ok(Join::Failed);
+                };
+                let body = &data[record.range.clone()];
+                let fed = decoder.decode(&PREFIX).and_then(|_| decoder.decode(body));
+                if !matches!(fed, Ok(n) if n == body.len() && !body.is_empty()) {
+                    return Ok(Join::Failed);
+                }
+                if let Some(group) = self.group.as_mut() {
+                    group.offsets.push(offset);
+                }
+                offset += 1;
+            }
+        }
+        let last = (offset > object.start_offset).then_some(offset - 1);
+        let end = match (last, object.next_start) {
+            (Some(last), Some(next)) => next.max(last + 1),
+            (Some(last), None) => last + 1,
+            (None, Some(next)) => next.max(object.start_offset),
+            (None, None) => object.start_offset,
+        };
+        if let Some(group) = self.group.as_mut() {
+            group.end = end;
+        }
+        self.next = self.next.max(end);
+        Ok(Join::Joined)
+    }
+}
+
 /// Closes the ranges: contiguous from the file start, the last one to the next file's start.
 fn close_ranges(
     file: &FileToDecode<'_>,
