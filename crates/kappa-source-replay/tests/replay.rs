@@ -256,15 +256,7 @@ async fn a_value_file_with_an_unreadable_writer_schema_is_dead_lettered_and_repl
     assert_eq!(t.rows, f.expected.messages - n as u64);
     let next: Vec<i64> = t.next.values().copied().collect();
     assert_eq!(next, f.expected.next_offsets, "later files were read");
-    let start: i64 = replaced
-        .filename()
-        .unwrap()
-        .trim_end_matches(".avro")
-        .rsplit('+')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = start_offset(&replaced);
     let offsets: Vec<i64> = t.letters.iter().map(|d| d.offset).collect();
     assert_eq!(offsets, (start..start + n as i64).collect::<Vec<_>>());
     for (i, letter) in t.letters.iter().enumerate() {
@@ -302,11 +294,6 @@ async fn overlapping_files_emit_each_offset_once() {
         };
         let whole = fixture(spec(), options(100)).await;
         let rewritten = fixture(spec(), options(75)).await;
-        let start_of = |key: &Path| -> i64 {
-            let name = key.filename().unwrap();
-            let digits = name.rsplit('+').next().unwrap().trim_end_matches(".avro");
-            digits.parse().unwrap()
-        };
         // The first file of each partition from the 100-record layout, every later one from the
         // 75-record layout: 0–99, then 75–149, 150–224, ...
         let store = Arc::new(InMemory::new());
@@ -314,10 +301,10 @@ async fn overlapping_files_emit_each_offset_once() {
         for (source, first) in [(&whole, true), (&rewritten, false)] {
             let objects: Vec<_> = source.store.list(None).try_collect().await.unwrap();
             for object in objects {
-                if (start_of(&object.location) == 0) != first {
+                if (start_offset(&object.location) == 0) != first {
                     continue;
                 }
-                overlapping += usize::from(start_of(&object.location) == 75);
+                overlapping += usize::from(start_offset(&object.location) == 75);
                 let bytes = source.store.get(&object.location).await.unwrap();
                 let bytes = bytes.bytes().await.unwrap();
                 store.put(&object.location, bytes.into()).await.unwrap();
@@ -396,15 +383,7 @@ async fn a_value_the_table_cannot_hold_dead_letters_its_record_and_replay_goes_o
     assert_eq!(t.rows + t.dead, t.records_in);
     let next: Vec<i64> = t.next.values().copied().collect();
     assert_eq!(next, f.expected.next_offsets, "later files were read");
-    let start: i64 = rewritten
-        .filename()
-        .unwrap()
-        .trim_end_matches(".avro")
-        .rsplit('+')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let start = start_offset(&rewritten);
     let letters: Vec<&kappa_core::DeadLetter> = t
         .letters
         .iter()
@@ -428,6 +407,12 @@ async fn a_value_the_table_cannot_hold_dead_letters_its_record_and_replay_goes_o
         "order_id".to_string(),
         apache_avro::types::Value::String(order_id)
     )));
+}
+
+/// The start offset in an archive object's key (`<topic>+<partition>+<offset>.avro`).
+fn start_offset(key: &Path) -> i64 {
+    let name = key.filename().unwrap().trim_end_matches(".avro");
+    name.rsplit('+').next().unwrap().parse().unwrap()
 }
 
 /// The `event_id` of every record of `key`'s file, in order.
@@ -489,15 +474,7 @@ async fn value_files_decoded_in_runs_give_each_record_once_around_bad_ones() {
         let mut ids: std::collections::BTreeMap<i64, String> = Default::default();
         let mut files = Vec::new();
         for key in &keys {
-            let start: i64 = key
-                .filename()
-                .unwrap()
-                .trim_end_matches(".avro")
-                .rsplit('+')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let start = start_offset(key);
             let file_ids = event_ids(f.store.as_ref(), key).await;
             for (i, id) in file_ids.iter().enumerate() {
                 ids.insert(start + i as i64, id.clone());
