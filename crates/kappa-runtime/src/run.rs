@@ -448,10 +448,19 @@ where
         )),
         // Input that was read before a rebalance is dropped anyway.
         (Err(RuntimeError::Sink(e @ IcebergError::Continuity { .. })), end, Mode::Live) => {
-            if matches!(end, Some(SessionEnd::Reassigned)) {
-                Ok((tables, SessionEnd::Reassigned))
-            } else {
-                Ok((tables, SessionEnd::Stale(e)))
+            match end {
+                Some(SessionEnd::Reassigned) => Ok((tables, SessionEnd::Reassigned)),
+                // Shutting down (a replica being replaced, whose successor already committed this
+                // input): nothing is left to commit, and no new session would ever see the
+                // shutdown again.
+                // The summary reports the position the table holds.
+                Some(SessionEnd::Shutdown) => {
+                    warn!(reason = %e, "another writer committed this input first while shutting down: stopping without it");
+                    let mut tables = tables;
+                    tables.main.reload().await?;
+                    Ok((tables, SessionEnd::Shutdown))
+                }
+                _ => Ok((tables, SessionEnd::Stale(e))),
             }
         }
         (Err(e), _, _) => Err(e),

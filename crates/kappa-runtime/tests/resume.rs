@@ -526,3 +526,90 @@ async fn a_writer_that_cannot_write_ends_the_run_with_its_error_and_commits_noth
     let (rows, _) = env.counts().await;
     assert_eq!(rows, 0, "nothing of the failed flush is in the main table");
 }
+
+/// A live source over an archive: once the archive is read it idles, as a topic with nothing
+/// new does, and says so on `read`.
+struct Endless {
+    archive: ArchiveSource,
+    read: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[async_trait::async_trait]
+impl kappa_core::Source for Endless {
+    type Error = kappa_source_replay::ReplayError;
+
+    fn partitions(&self) -> Vec<kappa_core::TopicPartition> {
+        self.archive.partitions()
+    }
+
+    async fn seek(&mut self, position: &kappa_core::SourcePosition) -> Result<(), Self::Error> {
+        self.archive.seek(position).await
+    }
+
+    async fn next_event(&mut self) -> Result<kappa_core::SourceEvent, Self::Error> {
+        match self.archive.next_event().await? {
+            kappa_core::SourceEvent::End => {
+                if let Some(read) = self.read.take() {
+                    let _ = read.send(());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                Ok(kappa_core::SourceEvent::Idle)
+            }
+            event => Ok(event),
+        }
+    }
+}
+
+/// A replica being replaced (a StatefulSet pod rolled) is told to stop while its successor
+/// already committed part of the input it holds: its final flush overlaps what another writer
+/// committed. It stops without writing, and the successor goes on to commit every record once
+/// (the replica used to start a new session that never saw the shutdown again, and ran until it
+/// was killed).
+#[tokio::test]
+async fn a_live_run_stops_when_another_writer_committed_its_final_flush_first() {
+    let env = env(3_000).await;
+    let (read_tx, read_rx) = tokio::sync::oneshot::channel();
+    let source = Endless {
+        archive: env
+            .source(&PartitionFilter::All, ReplayOptions::default())
+            .await,
+        read: Some(read_tx),
+    };
+    // Nothing is flushed before the shutdown (a million rows or an hour).
+    let pipeline = open_pipeline(env.spec(1_000_000)).await.unwrap();
+    let successor = async {
+        read_rx.await.unwrap();
+        // The successor commits partition 0, then the replica is told to stop. (Boxed: two
+        // pipelines' futures on one test thread's stack overflow it in a debug build.)
+        let only = PartitionFilter::Only(BTreeSet::from([0]));
+        assert!(Box::pin(env.run(1_000, only)).await.rows_written > 0);
+    };
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        Box::pin(kappa_runtime::run_live(
+            pipeline,
+            source,
+            OrdersLogic::new(100_000),
+            successor,
+        )),
+    )
+    .await
+    .expect("the replaced replica stops when told to")
+    .unwrap();
+    // It had read everything (the source said so before the successor ran), and wrote nothing.
+    assert_eq!(summary.rows_written, 0);
+    assert_eq!(summary.commits, 0);
+    // Its summary reports the position the table holds: the successor's.
+    let next: Vec<(i32, i64)> = summary
+        .positions
+        .iter()
+        .map(|(tp, next)| (tp.partition, *next))
+        .collect();
+    assert_eq!(next, vec![(0, env.expected.next_offsets[0])]);
+    // The successor goes on: every record once.
+    env.run(1_000, PartitionFilter::All).await;
+    assert_eq!(
+        env.counts().await,
+        (env.expected.rows, env.expected.dead_lettered())
+    );
+}
