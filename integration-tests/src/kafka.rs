@@ -390,8 +390,10 @@ pub fn wait_until_committed(config: &Path, topic: &str, expected: &Expected, tim
         }
         assert!(
             started.elapsed() < timeout,
-            "the table did not catch up with {topic} within {timeout:?}: {}",
-            status["offsets"]
+            "the table did not catch up with {topic} within {timeout:?}: it holds {}, expected {:?}\n{}",
+            status["offsets"],
+            expected.next_offsets,
+            run_logs(config)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -416,6 +418,20 @@ pub fn live_scene_on(
     );
     std::fs::write(&config, text).unwrap();
     (scene, config)
+}
+
+/// The logs of the `kappa run`s of `config` (for failure messages).
+pub fn run_logs(config: &Path) -> String {
+    let dir = config.parent().unwrap();
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("run-") && name.ends_with(".log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            logs.push_str(&format!("--- {name}\n{text}"));
+        }
+    }
+    logs
 }
 
 /// Starts `kappa run -c config --json` with environment variables (`KAPPA__...` overrides); its

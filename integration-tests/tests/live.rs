@@ -16,7 +16,8 @@ use kappa_integration_tests::endpoint::{
 };
 use kappa_integration_tests::kafka::{
     OwnBroker, brokers, create_topic, expected_from_topic, holds_everything, live_scene_on,
-    produce, producer, producer_with, run_live, status, unique_topic, wait_until_committed,
+    produce, producer, producer_with, run_live, run_logs, status, unique_topic,
+    wait_until_committed,
 };
 use kappa_integration_tests::{Catalog, Scene, assert_table_matches, kappa, kappa_bin};
 use kappa_synth::{ArchiveOptions, Expected, History, HistorySpec, Message, write_messages};
@@ -342,12 +343,12 @@ fn sharded_replicas_killed_and_restarted_write_every_event_once_on(catalog: Cata
     std::thread::sleep(Duration::from_secs(3));
     let old = std::mem::replace(&mut replicas[2], shard(2));
     let (code, summary) = terminate(old);
-    assert_eq!(code, Some(0), "{summary}");
+    assert_eq!(code, Some(0), "{summary}\n{}", run_logs(&config));
     let expected = producing.join().unwrap();
     wait_until_committed(&config, &topic, &expected, Duration::from_secs(120));
     for child in replicas {
         let (code, summary) = terminate(child);
-        assert_eq!(code, Some(0), "{summary}");
+        assert_eq!(code, Some(0), "{summary}\n{}", run_logs(&config));
         assert_eq!(summary["complete"], true, "{summary}");
         // Production went on after the restarts: each shard read its partitions' share.
         assert!(summary["rows_written"].as_u64() > Some(0), "{summary}");
@@ -640,20 +641,6 @@ fn a_stalled_source_shows_in_readyz_and_in_a_growing_freshness_lag_then_recovers
         "{summary}"
     );
     drop(scene);
-}
-
-/// The logs of the `kappa run`s of `config` (for failure messages).
-fn run_logs(config: &std::path::Path) -> String {
-    let dir = config.parent().unwrap();
-    let mut logs = String::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with("run-") && name.ends_with(".log") {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            logs.push_str(&format!("--- {name}\n{text}"));
-        }
-    }
-    logs
 }
 
 /// A history of `events` events starting `day` weeks after the default start, with `null_user_rate`

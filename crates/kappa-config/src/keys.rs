@@ -126,7 +126,13 @@ pub(crate) const SECTIONS: &[Section] = &[
     ),
     (
         "commit",
-        Some(&["interval", "rows", "bytes", "max_attempts"]),
+        Some(&[
+            "interval",
+            "rows",
+            "bytes",
+            "max_attempts",
+            "conflict_timeout",
+        ]),
     ),
     ("dedup", Some(&["key", "window"])),
     (

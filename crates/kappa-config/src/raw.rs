@@ -467,8 +467,13 @@ pub struct CommitSection {
     pub rows: u64,
     /// Commit once this many bytes are buffered.
     pub bytes: u64,
-    /// Attempts per commit (conflicts, unknown outcomes) before the run fails.
+    /// Attempts per commit that failed (unknown outcomes, errors before the catalog) before the
+    /// run fails.
     pub max_attempts: u32,
+    /// How long a commit keeps retrying after conflicts (another writer committed first) before
+    /// the run fails.
+    #[serde(with = "humantime_serde")]
+    pub conflict_timeout: Duration,
 }
 
 /// `[dedup]`

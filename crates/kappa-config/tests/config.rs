@@ -113,6 +113,7 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(raw.commit.rows, 1_000_000);
     assert_eq!(raw.commit.bytes, 32 << 20);
     assert_eq!(raw.commit.max_attempts, 10);
+    assert_eq!(raw.commit.conflict_timeout, Duration::from_secs(600));
     assert_eq!(raw.dedup.window, 100_000);
     assert_eq!(raw.event_time.column, "event_time");
     assert_eq!(raw.event_time.allowed_lateness, Duration::from_secs(3600));
@@ -187,7 +188,7 @@ fn unknown_keys_name_the_key_the_section_and_the_expected_ones() {
     let err = load(&format!("{MINIMAL}\n[commit]\nintervl = \"5s\"\n")).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config: unknown key \"intervl\" in [commit]; expected one of interval, rows, bytes, max_attempts (from p.toml)"
+        "config: unknown key \"intervl\" in [commit]; expected one of interval, rows, bytes, max_attempts, conflict_timeout (from p.toml)"
     );
     assert_eq!(err.key().as_deref(), Some("commit.intervl"));
     let err = load(&format!("{MINIMAL}\n[bogus]\nx = 1\n")).unwrap_err();

@@ -38,7 +38,7 @@ pub mod table;
 pub mod writer;
 
 pub use catalog::{CatalogConfig, CatalogType, connect, connect_read_only};
-pub use commit::{CommitOutcome, Committer, FirstCommit, PendingCommit};
+pub use commit::{CommitOutcome, Committer, DEFAULT_CONFLICT_TIMEOUT, FirstCommit, PendingCommit};
 pub use error::IcebergError;
 pub use state::{PositionMove, TableState, TableStats, table_stats};
 pub use table::{PartitionField, TableSpec};

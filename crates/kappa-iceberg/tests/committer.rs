@@ -7,6 +7,7 @@ mod common;
 use common::pending;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use iceberg::Catalog;
@@ -270,15 +271,28 @@ async fn every_conflict_that_is_retried_counts_in_commits_by_outcome() {
     assert_eq!(env.row_count().await, 60);
 }
 
+/// Conflicts are retried for the conflict timeout, not `max_attempts` times: a conflict means
+/// another writer committed, not that committing fails.
 #[tokio::test]
-async fn a_conflict_on_the_last_attempt_is_not_counted_as_retried() {
+async fn conflicts_are_retried_until_the_conflict_timeout_whatever_max_attempts_says() {
     let metrics = Metrics::install().unwrap();
     let mut env = env().await;
     env.spec.namespace = "conflict_exhausted".into();
+    let table = "conflict_exhausted.events";
     let mut a = env.committer().await;
     let mut b = env.committer_with_attempts(1).await;
+    let mut c = env.committer_with_attempts(1).await;
     a.commit(pending(0, 0, 10)).await.unwrap();
-    let err = b.commit(pending(1, 0, 20)).await.unwrap_err();
+    // One attempt allowed, but a conflict is not a failed attempt: b retries and commits.
+    let outcome = b.commit(pending(1, 0, 20)).await.unwrap();
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { attempts: 2, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(conflicts_retried(&metrics, table), 1.0);
+    // Out of time at once: c's conflict fails the commit, and is not counted as retried.
+    c.set_conflict_timeout(Duration::ZERO);
+    let err = c.commit(pending(2, 0, 5)).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -286,11 +300,8 @@ async fn a_conflict_on_the_last_attempt_is_not_counted_as_retried() {
         ),
         "{err}"
     );
-    assert_eq!(
-        conflicts_retried(&metrics, "conflict_exhausted.events"),
-        0.0
-    );
-    assert_eq!(env.row_count().await, 10);
+    assert_eq!(conflicts_retried(&metrics, table), 1.0);
+    assert_eq!(env.row_count().await, 30);
 }
 
 /// Audit case 1: another engine commits (a compaction) and expires older snapshots. The position

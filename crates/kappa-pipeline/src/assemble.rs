@@ -276,6 +276,7 @@ pub fn pipeline_spec(
             rows: raw.commit.rows as usize,
             bytes: raw.commit.bytes as usize,
             max_attempts: raw.commit.max_attempts,
+            conflict_timeout: raw.commit.conflict_timeout,
         },
         // Only a dedup key needs the offsets before the resume position re-read at a restart.
         dedup_window: match config.logic_settings.dedup_key {

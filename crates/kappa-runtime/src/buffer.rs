@@ -24,8 +24,11 @@ pub struct CommitPolicy {
     pub rows: usize,
     /// Commit once this many bytes (Arrow memory) are buffered.
     pub bytes: usize,
-    /// Attempts per commit (conflicts, unknown outcomes) before giving up.
+    /// Attempts per commit that failed (unknown outcomes, errors before the catalog) before
+    /// giving up.
     pub max_attempts: u32,
+    /// How long a commit keeps retrying after conflicts (another writer committed first).
+    pub conflict_timeout: Duration,
 }
 
 impl Default for CommitPolicy {
@@ -35,6 +38,7 @@ impl Default for CommitPolicy {
             rows: 1_000_000,
             bytes: 256 * 1024 * 1024,
             max_attempts: 10,
+            conflict_timeout: kappa_iceberg::DEFAULT_CONFLICT_TIMEOUT,
         }
     }
 }

@@ -109,6 +109,10 @@ pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError>
             spec.writer.clone(),
             spec.commit.max_attempts,
         )
+        .map(|mut committer| {
+            committer.set_conflict_timeout(spec.commit.conflict_timeout);
+            committer
+        })
     };
     let like_main = async |name: &Option<String>| -> Result<Option<Committer>, IcebergError> {
         let Some(name) = name else { return Ok(None) };
@@ -244,6 +248,10 @@ async fn open_existing(
             spec.writer.clone(),
             spec.commit.max_attempts,
         )
+        .map(|mut committer| {
+            committer.set_conflict_timeout(spec.commit.conflict_timeout);
+            committer
+        })
     };
     let required = async |table_spec: &TableSpec| -> Result<Committer, IcebergError> {
         match load_existing(catalog.as_ref(), table_spec).await? {

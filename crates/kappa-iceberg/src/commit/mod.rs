@@ -11,4 +11,6 @@ pub(crate) use committer::table_name;
 pub(crate) mod pinned;
 pub mod protocol;
 
-pub use committer::{CommitOutcome, Committer, FirstCommit, PendingCommit};
+pub use committer::{
+    CommitOutcome, Committer, DEFAULT_CONFLICT_TIMEOUT, FirstCommit, PendingCommit,
+};
