@@ -453,9 +453,9 @@ where
                 // Shutting down (a replica being replaced, whose successor already committed this
                 // input): nothing is left to commit, and no new session would ever see the
                 // shutdown again.
-                // The summary reports the position the table holds.
                 Some(SessionEnd::Shutdown) => {
                     warn!(reason = %e, "another writer committed this input first while shutting down: stopping without it");
+                    // The summary reports the position the table holds.
                     let mut tables = tables;
                     tables.main.reload().await?;
                     Ok((tables, SessionEnd::Shutdown))
