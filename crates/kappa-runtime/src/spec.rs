@@ -96,24 +96,29 @@ fn table_properties(writer: &WriterOptions) -> HashMap<String, String> {
     ])
 }
 
+/// A committer of `table` for the pipeline of `spec`, with its commit retries.
+fn committer(
+    spec: &PipelineSpec,
+    catalog: Arc<dyn Catalog>,
+    table: iceberg::table::Table,
+) -> Result<Committer, IcebergError> {
+    let mut committer = Committer::new(
+        catalog,
+        table,
+        &spec.pipeline,
+        spec.writer.clone(),
+        spec.commit.max_attempts,
+    )?;
+    committer.set_conflict_timeout(spec.commit.conflict_timeout);
+    Ok(committer)
+}
+
 /// Connects to the catalog, creates the main and dead-letter tables if missing and reads the
 /// pipeline's state from both.
 pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
     let catalog = connect(&spec.catalog).await?;
     let (main_spec, dlq_spec) = table_specs(&spec)?;
-    let open = |table| {
-        Committer::new(
-            catalog.clone(),
-            table,
-            &spec.pipeline,
-            spec.writer.clone(),
-            spec.commit.max_attempts,
-        )
-        .map(|mut committer| {
-            committer.set_conflict_timeout(spec.commit.conflict_timeout);
-            committer
-        })
-    };
+    let open = |table| committer(&spec, catalog.clone(), table);
     let like_main = async |name: &Option<String>| -> Result<Option<Committer>, IcebergError> {
         let Some(name) = name else { return Ok(None) };
         let spec = TableSpec {
@@ -240,19 +245,7 @@ async fn open_existing(
     catalog: Arc<dyn Catalog>,
 ) -> Result<Pipeline, IcebergError> {
     let (main_spec, dlq_spec) = table_specs(&spec)?;
-    let open = |table| {
-        Committer::new(
-            catalog.clone(),
-            table,
-            &spec.pipeline,
-            spec.writer.clone(),
-            spec.commit.max_attempts,
-        )
-        .map(|mut committer| {
-            committer.set_conflict_timeout(spec.commit.conflict_timeout);
-            committer
-        })
-    };
+    let open = |table| committer(&spec, catalog.clone(), table);
     let required = async |table_spec: &TableSpec| -> Result<Committer, IcebergError> {
         match load_existing(catalog.as_ref(), table_spec).await? {
             Some(table) => open(table),
