@@ -20,6 +20,22 @@ use std::ops::Range;
 use apache_avro::Schema;
 use apache_avro::schema::{Name, Namespace, ResolvedSchema};
 
+/// What a field of the root record gives the record besides its bytes: the coordinates of an
+/// envelope (Kafka Connect's or Kappa's own archive of whole messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Capture {
+    /// Nothing.
+    None,
+    /// [`Record::offset`].
+    Offset,
+    /// [`Record::value`].
+    Value,
+    /// [`Record::key`].
+    Key,
+    /// [`Record::timestamp_ms`].
+    Timestamp,
+}
+
 /// Nesting of records, arrays, maps and unions a record may have.
 const MAX_DEPTH: usize = 64;
 
@@ -55,6 +71,8 @@ pub(crate) struct Record {
 pub(crate) struct Walker<'s> {
     root: &'s Schema,
     names: HashMap<Name, &'s Schema>,
+    /// For each field of a root record, what it gives ([`Capture`]), found once by name.
+    captures: Vec<Capture>,
 }
 
 impl<'s> Walker<'s> {
@@ -68,7 +86,25 @@ impl<'s> Walker<'s> {
             .iter()
             .map(|(name, schema)| (name.clone(), *schema))
             .collect();
-        Ok(Self { root, names })
+        let captures = match root {
+            Schema::Record(record) => record
+                .fields
+                .iter()
+                .map(|field| match field.name.as_str() {
+                    "offset" => Capture::Offset,
+                    "value" => Capture::Value,
+                    "key" => Capture::Key,
+                    "timestamp" => Capture::Timestamp,
+                    _ => Capture::None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Self {
+            root,
+            names,
+            captures,
+        })
     }
 
     /// The `count` records of `data`, which they must fill exactly, each value checked.
@@ -87,6 +123,7 @@ impl<'s> Walker<'s> {
     /// Checks the values of `records` (framed by [`Walker::frame`] in `data`), flagging each bad
     /// one as [`Walker::records`] would have.
     pub(crate) fn check(&self, data: &[u8], records: &mut [Record]) -> Result<(), String> {
+        let mut path = Vec::new();
         for record in records.iter_mut().filter(|r| r.bad.is_none()) {
             let bytes = &data[..record.range.end];
             let mut walk = Walk {
@@ -94,12 +131,14 @@ impl<'s> Walker<'s> {
                 data: bytes,
                 at: record.range.start,
                 bad: None,
-                path: Vec::new(),
+                path,
                 values: Values::Checked,
             };
             let mut again = Record::default();
             walk.root(self.root, &mut again)?;
             record.bad = walk.bad;
+            path = walk.path;
+            path.clear();
         }
         Ok(())
     }
@@ -110,6 +149,8 @@ impl<'s> Walker<'s> {
         let mut records =
             Vec::with_capacity(usize::try_from(count.min(data.len() as u64 + 1)).unwrap_or(0));
         let mut at = 0usize;
+        // One path for the block's records: a walk leaves it empty.
+        let mut path = Vec::new();
         for index in 0..count {
             let start = at;
             let mut walk = Walk {
@@ -117,7 +158,7 @@ impl<'s> Walker<'s> {
                 data,
                 at,
                 bad: None,
-                path: Vec::new(),
+                path,
                 values,
             };
             let mut record = Record::default();
@@ -126,6 +167,7 @@ impl<'s> Walker<'s> {
             at = walk.at;
             record.range = start..at;
             record.bad = walk.bad;
+            path = walk.path;
             records.push(record);
             if at == data.len() && index + 1 < count && self.takes_bytes() {
                 return Err(format!(
@@ -156,12 +198,12 @@ struct Walk<'w, 's, 'd> {
     at: usize,
     /// The first value problem of the record.
     bad: Option<String>,
-    /// Field names from the root to where the walk is.
+    /// Field names from the root to where the walk is (empty between records).
     path: Vec<&'s str>,
     values: Values,
 }
 
-impl<'s> Walk<'_, 's, '_> {
+impl<'w, 's: 'w> Walk<'w, 's, '_> {
     fn root(&mut self, schema: &'s Schema, record: &mut Record) -> Result<(), String> {
         match schema {
             Schema::Bytes => {
@@ -169,39 +211,44 @@ impl<'s> Walk<'_, 's, '_> {
                 record.value = Some(self.take(len, "bytes")?);
             }
             Schema::Record(root) => {
-                let namespace = root.name.namespace.clone();
-                for field in &root.fields {
+                let namespace = root.name.namespace.as_deref();
+                let captures = self.walker.captures.iter().copied();
+                for (field, capture) in root.fields.iter().zip(captures) {
                     let start = self.at;
                     self.path.push(&field.name);
-                    self.value(&field.schema, &namespace, 1)?;
+                    self.value(&field.schema, namespace, 1)?;
                     self.path.pop();
-                    match field.name.as_str() {
-                        "offset" => {
-                            record.offset = captured_long(&field.schema, &self.data[start..self.at])
-                        }
-                        "value" => {
-                            record.value =
-                                captured_bytes(&field.schema, &self.data[start..self.at])
-                                    .map(|r| start + r.start..start + r.end);
-                        }
-                        "key" => {
-                            record.key = captured_bytes(&field.schema, &self.data[start..self.at])
+                    let bytes = &self.data[start..self.at];
+                    match capture {
+                        Capture::None => {}
+                        Capture::Offset => record.offset = captured_long(&field.schema, bytes),
+                        Capture::Value => {
+                            record.value = captured_bytes(&field.schema, bytes)
                                 .map(|r| start + r.start..start + r.end);
                         }
-                        "timestamp" => {
-                            record.timestamp_ms =
-                                captured_millis(&field.schema, &self.data[start..self.at]);
+                        Capture::Key => {
+                            record.key = captured_bytes(&field.schema, bytes)
+                                .map(|r| start + r.start..start + r.end);
                         }
-                        _ => {}
+                        Capture::Timestamp => {
+                            record.timestamp_ms = captured_millis(&field.schema, bytes);
+                        }
                     }
                 }
             }
-            other => self.value(other, &None, 0)?,
+            other => self.value(other, None, 0)?,
         }
         Ok(())
     }
 
-    fn value(&mut self, schema: &'s Schema, ns: &Namespace, depth: usize) -> Result<(), String> {
+    /// Walks one value of `schema`; `ns` is the enclosing namespace (borrowed: a walk allocates
+    /// nothing per record).
+    fn value(
+        &mut self,
+        schema: &'s Schema,
+        ns: Option<&'w str>,
+        depth: usize,
+    ) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err(format!(
                 "nested deeper than {MAX_DEPTH} levels at {}",
@@ -292,10 +339,10 @@ impl<'s> Walk<'_, 's, '_> {
                 self.value(branch, ns, depth + 1)?;
             }
             Schema::Record(record) => {
-                let inner = record.name.namespace.clone().or_else(|| ns.clone());
+                let inner = record.name.namespace.as_deref().or(ns);
                 for field in &record.fields {
                     self.path.push(&field.name);
-                    self.value(&field.schema, &inner, depth + 1)?;
+                    self.value(&field.schema, inner, depth + 1)?;
                     self.path.pop();
                 }
             }
@@ -321,16 +368,15 @@ impl<'s> Walk<'_, 's, '_> {
                 }
             }
             Schema::Ref { name } => {
-                let full = name.fully_qualified_name(ns);
-                let target = self
-                    .walker
+                let enclosing: Namespace = ns.map(str::to_string);
+                let full = name.fully_qualified_name(&enclosing);
+                let walker: &'w Walker<'s> = self.walker;
+                let (found, target) = walker
                     .names
-                    .get(&full)
-                    .or_else(|| self.walker.names.get(name))
-                    .copied()
+                    .get_key_value(&full)
+                    .or_else(|| walker.names.get_key_value(name))
                     .ok_or_else(|| format!("unknown named type {}", full.fullname(None)))?;
-                let inner = full.namespace.clone();
-                self.value(target, &inner, depth + 1)?;
+                self.value(target, found.namespace.as_deref(), depth + 1)?;
             }
         }
         Ok(())
