@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_buffer::{ArrowNativeType, Buffer, OffsetBuffer};
+use arrow_schema::ArrowError;
 use bytes::Bytes;
 use kappa_core::{DeadLetter, DeadLetterKind, Logic, LogicStats, SourceBatch};
 use kappa_quality::{
@@ -191,17 +193,23 @@ fn negative(amount_cents: &Int64Array, row: usize) -> Option<i64> {
 }
 
 /// `currency` upper-cased, or `None` when it has no lower-case ASCII letter (no copy then).
-fn upper_case(currency: &StringArray) -> Option<StringArray> {
-    let lower = currency
-        .iter()
-        .flatten()
-        .any(|c| c.bytes().any(|b| b.is_ascii_lowercase()));
-    lower.then(|| {
-        currency
-            .iter()
-            .map(|c| c.map(str::to_ascii_uppercase))
-            .collect()
-    })
+/// ASCII upper-casing keeps every value's length and UTF-8, so the values' bytes are upper-cased
+/// in one pass and the offsets and nulls are kept: no string per row.
+fn upper_case(currency: &StringArray) -> Result<Option<StringArray>, ArrowError> {
+    let offsets = currency.offsets();
+    let (start, end) = (offsets[0].as_usize(), offsets[offsets.len() - 1].as_usize());
+    let values = &currency.values()[start..end];
+    if !values.iter().any(u8::is_ascii_lowercase) {
+        return Ok(None);
+    }
+    let upper = Buffer::from_vec(values.to_ascii_uppercase());
+    let offsets = if start == 0 {
+        offsets.clone()
+    } else {
+        let first = offsets[0];
+        OffsetBuffer::new(offsets.iter().map(|o| o - first).collect())
+    };
+    StringArray::try_new(offsets, upper, currency.nulls().cloned()).map(Some)
 }
 
 impl Logic for OrdersLogic {
@@ -235,7 +243,13 @@ impl Logic for OrdersLogic {
             rejected: rejected.len() as u64,
         };
         let mut records = batch.records.clone();
-        if let Some(upper) = upper_case(cols.currency) {
+        let upper = upper_case(cols.currency).map_err(|e| LogicError::Arrow {
+            logic: LOGIC,
+            batch: describe(&batch),
+            operation: "upper-casing the currency column",
+            message: e.to_string(),
+        })?;
+        if let Some(upper) = upper {
             let mut arrays: Vec<ArrayRef> = records.columns().to_vec();
             arrays[cols.currency_index] = Arc::new(upper);
             records =

@@ -102,6 +102,25 @@ fn currency_is_upper_cased_ascii_only_and_null_stays_null() {
 }
 
 #[test]
+fn upper_casing_a_slice_changes_only_its_values_and_keeps_its_nulls() {
+    let all = StringArray::from(vec![
+        Some("usd"),
+        Some("eur"),
+        None,
+        Some("chf"),
+        Some("gbp"),
+    ]);
+    let upper = upper_case(&all.slice(1, 3)).unwrap().unwrap();
+    assert_eq!(
+        upper.iter().collect::<Vec<_>>(),
+        [Some("EUR"), None, Some("CHF")]
+    );
+    // Lower case only outside the slice: nothing to copy.
+    let all = StringArray::from(vec![Some("usd"), Some("EUR"), Some("gbp")]);
+    assert!(upper_case(&all.slice(1, 1)).unwrap().is_none());
+}
+
+#[test]
 fn negative_amounts_become_rejected_dead_letters() {
     let mut logic = OrdersLogic::default();
     let (out, stats) = logic
