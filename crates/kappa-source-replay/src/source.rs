@@ -228,6 +228,46 @@ impl PartitionReader {
         object.bytes().await.map_err(err)
     }
 
+    /// Starts the fetches of `files` not yet requested, in order, up to `depth` objects ahead of
+    /// file `next`, each with its room in the buffer. Only the object needed next may wait for
+    /// room, and only when `may_wait` (the reader holds no object: one waiting with objects in
+    /// hand would hold room other readers need); behind it, a fetch starts only when there is
+    /// room now.
+    async fn start_fetches(
+        &self,
+        files: &[ArchiveFile],
+        next: usize,
+        requested: &mut usize,
+        inflight: &mut Fetches,
+        may_wait: bool,
+    ) -> Result<(), ReplayError> {
+        while *requested < files.len() && *requested < next + self.depth {
+            let size = files[*requested].size;
+            let permit = if may_wait && inflight.0.is_empty() {
+                self.buffer
+                    .wait(size)
+                    .await
+                    .ok_or_else(|| ReplayError::Task {
+                        partition: self.partition.partition,
+                        message: "the fetch buffer was closed".into(),
+                    })?
+            } else {
+                match self.buffer.try_take(size) {
+                    Some(permit) => permit,
+                    None => break,
+                }
+            };
+            let fetch = Self::fetch(
+                self.store.clone(),
+                files[*requested].key.clone(),
+                self.limits.max_object_bytes,
+            );
+            inflight.0.push_back((tokio::spawn(fetch), permit));
+            *requested += 1;
+        }
+        Ok(())
+    }
+
     async fn run(
         mut self,
         tx: &mpsc::Sender<Result<SourceBatch, ReplayError>>,
@@ -248,7 +288,6 @@ impl PartitionReader {
         // after a task restart, so `+0` can hold 0–99 and `+50` 50–149), and what an earlier
         // file gave is never emitted again.
         let mut next = self.from;
-        let max_bytes = self.limits.max_object_bytes;
         // Fetches run as their own tasks, up to `depth` objects ahead and within the shared
         // buffer; objects are decoded in order as they arrive.
         let mut inflight = Fetches::default();
@@ -256,29 +295,8 @@ impl PartitionReader {
         let mut merged = Coalesce::new(self.batch_rows);
         let mut i = 0;
         while i < files.len() {
-            while requested < files.len() && requested < i + self.depth {
-                // Only the object needed next may wait for room; one fetched ahead is not started
-                // when the buffer is full (a reader waiting with objects in hand would hold room
-                // other readers need).
-                let permit = if inflight.0.is_empty() {
-                    self.buffer
-                        .wait(files[requested].size)
-                        .await
-                        .ok_or_else(|| ReplayError::Task {
-                            partition: self.partition.partition,
-                            message: "the fetch buffer was closed".into(),
-                        })?
-                } else {
-                    match self.buffer.try_take(files[requested].size) {
-                        Some(permit) => permit,
-                        None => break,
-                    }
-                };
-                let fetch =
-                    Self::fetch(self.store.clone(), files[requested].key.clone(), max_bytes);
-                inflight.0.push_back((tokio::spawn(fetch), permit));
-                requested += 1;
-            }
+            self.start_fetches(&files, i, &mut requested, &mut inflight, true)
+                .await?;
             // The object needed next, and those fetched behind it already: decoded as one run
             // (one hand-off to a blocking thread, and value records across files in one batch).
             let mut run: Vec<(Bytes, OwnedSemaphorePermit)> = Vec::new();
@@ -312,6 +330,10 @@ impl PartitionReader {
                 .collect();
             let count = run.len();
             i += count;
+            // The objects behind the run start now, so they arrive while it is decoded (with
+            // the run's room still held: none waits for room).
+            self.start_fetches(&files, i, &mut requested, &mut inflight, false)
+                .await?;
             let (bytes, permits): (Vec<Bytes>, Vec<OwnedSemaphorePermit>) = run.into_iter().unzip();
             let fetched: u64 = bytes.iter().map(|b| b.len() as u64).sum();
             let partition = self.partition.clone();
