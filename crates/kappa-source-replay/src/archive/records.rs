@@ -73,6 +73,29 @@ pub(crate) struct Walker<'s> {
     names: HashMap<Name, &'s Schema>,
     /// For each field of a root record, what it gives ([`Capture`]), found once by name.
     captures: Vec<Capture>,
+    /// The root compiled for [`Walker::frame`], when it is a record that captures nothing whose
+    /// values are all lengths, fixed sizes, enums and unions of them (a Kafka Connect value
+    /// schema): see [`Step`].
+    steps: Option<Vec<Step>>,
+}
+
+/// One value to step over when framing, compiled from the writer schema once: framing a
+/// record is then a loop over its steps rather than a walk of the schema tree. Framing only
+/// checks what the walk checks without its value checks (lengths, union branches, enum
+/// indexes); any step that fails sends the block to the walk, which names the damage, so the
+/// steps never decide an error or a flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// A zigzag varint: int, long, dates, times, timestamps.
+    Varint,
+    /// A length and that many bytes: string, bytes, uuid, a decimal on bytes.
+    Sized,
+    /// This many bytes: boolean, float, double, fixed, duration.
+    Fixed(usize),
+    /// An index below this many symbols.
+    Enum(u64),
+    /// A branch index, then the branch's steps.
+    Union(Vec<Vec<Step>>),
 }
 
 impl<'s> Walker<'s> {
@@ -100,11 +123,113 @@ impl<'s> Walker<'s> {
                 .collect(),
             _ => Vec::new(),
         };
-        Ok(Self {
+        let mut walker = Self {
             root,
             names,
             captures,
-        })
+            steps: None,
+        };
+        if walker.captures.iter().all(|c| *c == Capture::None)
+            && let Schema::Record(record) = root
+        {
+            let mut steps = Vec::new();
+            let namespace = record.name.namespace.clone();
+            let compiled = record
+                .fields
+                .iter()
+                .all(|field| walker.compile(&field.schema, &namespace, 1, &mut steps));
+            // A record that may take no bytes is left to the walk, which checks the block's
+            // count against its data.
+            if compiled && !steps.is_empty() {
+                walker.steps = Some(steps);
+            }
+        }
+        Ok(walker)
+    }
+
+    /// Appends the steps of one value of `schema`; false if it has an array, a map, or nesting
+    /// deeper than [`MAX_DEPTH`] (a recursive schema), which only the walk frames.
+    fn compile(&self, schema: &Schema, ns: &Namespace, depth: usize, out: &mut Vec<Step>) -> bool {
+        if depth > MAX_DEPTH {
+            return false;
+        }
+        match schema {
+            Schema::Null => true,
+            Schema::Int
+            | Schema::Long
+            | Schema::Date
+            | Schema::TimeMillis
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => {
+                out.push(Step::Varint);
+                true
+            }
+            Schema::Bytes | Schema::BigDecimal | Schema::String | Schema::Uuid => {
+                out.push(Step::Sized);
+                true
+            }
+            Schema::Boolean => {
+                out.push(Step::Fixed(1));
+                true
+            }
+            Schema::Float => {
+                out.push(Step::Fixed(4));
+                true
+            }
+            Schema::Double => {
+                out.push(Step::Fixed(8));
+                true
+            }
+            Schema::Fixed(fixed) => {
+                out.push(Step::Fixed(fixed.size));
+                true
+            }
+            Schema::Duration => {
+                out.push(Step::Fixed(12));
+                true
+            }
+            Schema::Decimal(decimal) => self.compile(&decimal.inner, ns, depth + 1, out),
+            Schema::Enum(e) => {
+                out.push(Step::Enum(e.symbols.len() as u64));
+                true
+            }
+            Schema::Union(union) => {
+                let mut branches = Vec::with_capacity(union.variants().len());
+                for variant in union.variants() {
+                    let mut steps = Vec::new();
+                    if !self.compile(variant, ns, depth + 1, &mut steps) {
+                        return false;
+                    }
+                    branches.push(steps);
+                }
+                out.push(Step::Union(branches));
+                true
+            }
+            Schema::Record(record) => {
+                let inner = record.name.namespace.clone().or_else(|| ns.clone());
+                record
+                    .fields
+                    .iter()
+                    .all(|field| self.compile(&field.schema, &inner, depth + 1, out))
+            }
+            Schema::Array(_) | Schema::Map(_) => false,
+            Schema::Ref { name } => {
+                let full = name.fully_qualified_name(ns);
+                match self
+                    .names
+                    .get_key_value(&full)
+                    .or_else(|| self.names.get_key_value(name))
+                {
+                    Some((found, target)) => self.compile(target, &found.namespace, depth + 1, out),
+                    None => false,
+                }
+            }
+        }
     }
 
     /// The `count` records of `data`, which they must fill exactly, each value checked.
@@ -117,6 +242,13 @@ impl<'s> Walker<'s> {
     /// that refuses what the checks flag (arrow-avro: UTF-8 when it builds a string array, a
     /// UUID when it parses one); [`Walker::check`] names the field when it does.
     pub(crate) fn frame(&self, data: &[u8], count: u64) -> Result<Vec<Record>, String> {
+        if let Some(records) = self
+            .steps
+            .as_deref()
+            .and_then(|s| step_records(s, data, count))
+        {
+            return Ok(records);
+        }
         self.walk(data, count, Values::Framed)
     }
 
@@ -449,6 +581,55 @@ impl<'w, 's: 'w> Walk<'w, 's, '_> {
     }
 }
 
+/// The `count` records of `data` framed by `steps`, or `None` for anything the walk must look at:
+/// a step that fails, a record of no bytes, bytes left after the last record.
+fn step_records(steps: &[Step], data: &[u8], count: u64) -> Option<Vec<Record>> {
+    let mut records = Vec::with_capacity(usize::try_from(count.min(data.len() as u64)).ok()?);
+    let mut at = 0usize;
+    for _ in 0..count {
+        let start = at;
+        at = step_over(steps, data, at)?;
+        if at == start {
+            return None;
+        }
+        records.push(Record {
+            range: start..at,
+            ..Record::default()
+        });
+    }
+    (at == data.len()).then_some(records)
+}
+
+/// Where one value of `steps` starting at `at` ends, if it fits in `data`.
+fn step_over(steps: &[Step], data: &[u8], mut at: usize) -> Option<usize> {
+    for step in steps {
+        match step {
+            Step::Varint => at += read_long(data.get(at..)?)?.1,
+            Step::Sized => {
+                let (len, used) = read_long(data.get(at..)?)?;
+                let len = usize::try_from(len).ok()?;
+                at = (at + used)
+                    .checked_add(len)
+                    .filter(|end| *end <= data.len())?;
+            }
+            Step::Fixed(size) => at = at.checked_add(*size).filter(|end| *end <= data.len())?,
+            Step::Enum(symbols) => {
+                let (index, used) = read_long(data.get(at..)?)?;
+                if u64::try_from(index).ok()? >= *symbols {
+                    return None;
+                }
+                at += used;
+            }
+            Step::Union(branches) => {
+                let (index, used) = read_long(data.get(at..)?)?;
+                let branch = branches.get(usize::try_from(index).ok()?)?;
+                at = step_over(branch, data, at + used)?;
+            }
+        }
+    }
+    Some(at)
+}
+
 /// A zigzag varint and the bytes it took; `None` if truncated or longer than 10 bytes.
 fn read_long(bytes: &[u8]) -> Option<(i64, usize)> {
     let mut value: u64 = 0;
@@ -541,6 +722,133 @@ mod tests {
         // Written against a schema without the uuid and enum checks, so bad values can be made.
         let loose = Schema::parse_str(&SCHEMA.replace(r#","logicalType":"uuid""#, "")).unwrap();
         apache_avro::to_avro_datum(&loose, value).unwrap()
+    }
+
+    /// A Kafka Connect value schema: every kind of value the steps frame, nested and in unions.
+    const FLAT: &str = r#"{"type":"record","name":"v","namespace":"n","fields":[
+        {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+        {"name":"kind","type":{"type":"enum","name":"k","symbols":["A","B","C"]}},
+        {"name":"user","type":["null","string"]},
+        {"name":"amount","type":"long"},
+        {"name":"at","type":{"type":"long","logicalType":"timestamp-millis"}},
+        {"name":"paid","type":"boolean"},
+        {"name":"rate","type":["null","double"]},
+        {"name":"code","type":{"type":"fixed","name":"f3","size":3}},
+        {"name":"inner","type":{"type":"record","name":"i","fields":[
+            {"name":"x","type":"float"},{"name":"again","type":["null","k","f3"]}]}},
+        {"name":"blob","type":"bytes"}]}"#;
+
+    fn flat_record(seed: u64) -> Vec<u8> {
+        let pick = |n: u64| (seed / n) % 3;
+        let value = Value::Record(vec![
+            ("id".into(), Value::String(format!("id-{seed}"))),
+            (
+                "kind".into(),
+                Value::Enum(pick(1) as u32, ["A", "B", "C"][pick(1) as usize].into()),
+            ),
+            (
+                "user".into(),
+                match pick(3) {
+                    0 => Value::Union(0, Box::new(Value::Null)),
+                    _ => Value::Union(1, Box::new(Value::String("u".repeat(pick(7) as usize)))),
+                },
+            ),
+            ("amount".into(), Value::Long(seed as i64 * 7919 - 500_000)),
+            ("at".into(), Value::Long(seed as i64 * 1_000_003)),
+            ("paid".into(), Value::Boolean(seed.is_multiple_of(2))),
+            (
+                "rate".into(),
+                Value::Union(1, Box::new(Value::Double(seed as f64 / 3.0))),
+            ),
+            ("code".into(), Value::Fixed(3, vec![1, 2, 3])),
+            (
+                "inner".into(),
+                Value::Record(vec![
+                    ("x".into(), Value::Float(1.5)),
+                    (
+                        "again".into(),
+                        match pick(9) {
+                            0 => Value::Union(0, Box::new(Value::Null)),
+                            1 => Value::Union(1, Box::new(Value::Enum(2, "C".into()))),
+                            _ => Value::Union(2, Box::new(Value::Fixed(3, vec![9, 9, 9]))),
+                        },
+                    ),
+                ]),
+            ),
+            ("blob".into(), Value::Bytes(vec![0; pick(27) as usize])),
+        ]);
+        let loose = Schema::parse_str(&FLAT.replace(r#","logicalType":"uuid""#, "")).unwrap();
+        apache_avro::to_avro_datum(&loose, value).unwrap()
+    }
+
+    #[test]
+    fn only_a_schema_of_flat_values_is_framed_by_steps() {
+        let flat = Schema::parse_str(FLAT).unwrap();
+        assert!(Walker::new(&flat).unwrap().steps.is_some());
+        // Arrays need the walk.
+        let nested = Schema::parse_str(SCHEMA).unwrap();
+        assert!(Walker::new(&nested).unwrap().steps.is_none());
+        // An envelope's coordinates are captured by the walk.
+        let envelope = Schema::parse_str(
+            r#"{"type":"record","name":"e","fields":[{"name":"offset","type":"long"},{"name":"value","type":"bytes"}]}"#,
+        )
+        .unwrap();
+        assert!(Walker::new(&envelope).unwrap().steps.is_none());
+    }
+
+    #[test]
+    fn an_enum_index_past_the_symbols_is_flagged_as_the_walk_flags_it() {
+        let schema = Schema::parse_str(FLAT).unwrap();
+        let walker = Walker::new(&schema).unwrap();
+        for index in [3i64, 63, -1] {
+            let (good, mut bad) = (flat_record(0), flat_record(0));
+            // "id-0" takes a length byte and 4 bytes; the enum index follows.
+            assert_eq!(bad[5], 0);
+            bad[5] = ((index << 1) ^ (index >> 63)) as u8;
+            let data = [good.clone(), bad, good].concat();
+            let framed = walker.frame(&data, 3).unwrap();
+            assert_eq!(framed, walker.walk(&data, 3, Values::Framed).unwrap());
+            assert!(
+                framed[1].bad.as_deref().unwrap().contains("enum index"),
+                "{framed:?}"
+            );
+            assert_eq!(framed[0].bad, None);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Steps frame exactly what the walk frames, and anything damaged (bytes changed, cut or
+        /// added, a count off by some) ends as the walk ends it: the same records and flags, or
+        /// the same error.
+        #[test]
+        fn steps_frame_as_the_walk_does_on_good_and_damaged_blocks(
+            seeds in proptest::collection::vec(0u64..100_000, 1..40),
+            flips in proptest::collection::vec((0usize..10_000, 0u8..=255), 0..3),
+            cut in 0usize..4,
+            extra in 0usize..3,
+            count_delta in -2i64..=2,
+        ) {
+            let schema = Schema::parse_str(FLAT).unwrap();
+            let walker = Walker::new(&schema).unwrap();
+            let mut data: Vec<u8> = seeds.iter().flat_map(|s| flat_record(*s)).collect();
+            for (at, byte) in &flips {
+                let len = data.len();
+                data[at % len] = *byte;
+            }
+            data.truncate(data.len().saturating_sub(cut));
+            data.extend(std::iter::repeat_n(0x02, extra));
+            let count = (seeds.len() as i64 + count_delta).max(0) as u64;
+            let framed = walker.frame(&data, count);
+            let walked = walker.walk(&data, count, Values::Framed);
+            proptest::prop_assert_eq!(framed, walked);
+            // Undamaged, the steps decide alone (no fallback needed to get there).
+            if flips.is_empty() && cut == 0 && extra == 0 && count_delta == 0 {
+                let steps = walker.steps.as_deref().unwrap();
+                proptest::prop_assert!(step_records(steps, &data, count).is_some());
+            }
+        }
     }
 
     #[test]
