@@ -44,6 +44,7 @@
 //! [`WireDecoder`] does.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use apache_avro::Schema;
@@ -1042,19 +1043,25 @@ fn decode_framed(
 ) -> Result<Vec<SourceBatch>, ReplayError> {
     let walker = Walker::new(&writer.layout).map_err(|m| corrupt(file.key, m))?;
     let mut budget = file.limits.max_inflated_bytes;
+    // The file's inflated blocks, one after the other (the inflater's buffer is reused from
+    // block to block): records hold ranges of it, not a copy each. The budget bounds it.
+    let mut held: Vec<u8> = Vec::new();
     // (offset, value) pairs; None for tombstones.
-    let mut records: Vec<(i64, Option<Vec<u8>>)> = Vec::new();
+    let mut records: Vec<(i64, Option<Range<usize>>)> = Vec::new();
     // An envelope's key and timestamp, per record, when the table keeps them.
     let keeps_metadata = !wire.mapping().kafka_metadata().is_empty();
-    let mut metadata: Vec<(Option<Vec<u8>>, Option<i64>)> = Vec::new();
+    let mut metadata: Vec<(Option<Range<usize>>, Option<i64>)> = Vec::new();
     let mut index = 0i64;
     for block in 0..container.blocks.len() {
         if container.blocks[block].count == 0 {
             continue;
         }
         let data = container.inflate(inflater, file.key, block, &file.limits, &mut budget)?;
+        let base = held.len();
+        held.extend_from_slice(data);
+        let in_held = |range: Range<usize>| base + range.start..base + range.end;
         for found in container.records(file.key, (&walker, true), block, data)? {
-            let value = found.value.map(|range| data[range].to_vec());
+            let value = found.value.map(in_held);
             let record = match writer.shape {
                 Shape::RawBytes => (file.start_offset + index, value),
                 _ => {
@@ -1078,7 +1085,7 @@ fn decode_framed(
             }
             records.push(record);
             if keeps_metadata && writer.shape == Shape::Envelope {
-                metadata.push((found.key.map(|r| data[r].to_vec()), found.timestamp_ms));
+                metadata.push((found.key.map(in_held), found.timestamp_ms));
             }
             index += 1;
         }
@@ -1088,8 +1095,10 @@ fn decode_framed(
     let mut previous_end = file.start_offset;
     let mut first = 0;
     for chunk in records.chunks(file.batch_rows.max(1)) {
-        let framed: Vec<(i64, Option<&[u8]>)> =
-            chunk.iter().map(|(o, v)| (*o, v.as_deref())).collect();
+        let framed: Vec<(i64, Option<&[u8]>)> = chunk
+            .iter()
+            .map(|(o, v)| (*o, v.clone().map(|r| &held[r])))
+            .collect();
         let mut decoded =
             wire.decode_records(&framed, Some(&key))
                 .map_err(|source| ReplayError::Schema {
@@ -1102,7 +1111,7 @@ fn decode_framed(
             let rows = decoded.offsets.iter().map(|offset| {
                 match chunk.binary_search_by_key(offset, |(o, _)| *o) {
                     Ok(at) => kappa_schema::KafkaRecordMetadata {
-                        key: known[at].0.as_deref(),
+                        key: known[at].0.clone().map(|r| &held[r]),
                         timestamp_ms: known[at].1,
                         headers: None,
                     },
