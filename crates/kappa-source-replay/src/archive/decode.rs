@@ -58,7 +58,7 @@ use kappa_schema::{TableMapping, WireDecoder};
 
 use super::codec::{Codec, InflateError, Inflater};
 use super::header;
-use super::records::{Record, Walker};
+use super::records::{Record, Values, Walker};
 use crate::error::ReplayError;
 
 /// Records one block may say it holds (a damaged count must not size a decode buffer); Kafka
@@ -317,15 +317,15 @@ impl<'b> Container<'b> {
     fn records(
         &self,
         key: &str,
-        (walker, checked): (&Walker<'_>, bool),
+        walker: &Walker<'_>,
+        values: Values,
         index: usize,
         data: &[u8],
     ) -> Result<Vec<Record>, ReplayError> {
         let block = &self.blocks[index];
-        let records = if checked {
-            walker.records(data, block.count)
-        } else {
-            walker.frame(data, block.count)
+        let records = match values {
+            Values::Checked => walker.records(data, block.count),
+            Values::Framed => walker.frame(data, block.count),
         };
         records.map_err(|m| {
             corrupt(
@@ -639,7 +639,8 @@ impl Run<'_, '_> {
             else {
                 return Ok(Join::Failed);
             };
-            let Ok(records) = container.records(object.key, (&walker, false), block, data) else {
+            let Ok(records) = container.records(object.key, &walker, Values::Framed, block, data)
+            else {
                 return Ok(Join::Failed);
             };
             for record in &records {
@@ -766,7 +767,7 @@ fn decode_values(
         let data = container.inflate(inflater, file.key, index, &file.limits, &mut budget)?;
         // Framed only: arrow-avro refuses what the value checks flag, and the checks run, to
         // name the field, only on a group it refuses (`ValueDecoder::decode`).
-        let records = container.records(file.key, (&walker, false), index, data)?;
+        let records = container.records(file.key, &walker, Values::Framed, index, data)?;
         for chunk in records.chunks(file.batch_rows.max(1)) {
             let n = chunk.len() as i64;
             let letter = |i: usize, kind, message: String| DeadLetter {
@@ -1060,7 +1061,7 @@ fn decode_framed(
         let base = held.len();
         held.extend_from_slice(data);
         let in_held = |range: Range<usize>| base + range.start..base + range.end;
-        for found in container.records(file.key, (&walker, true), block, data)? {
+        for found in container.records(file.key, &walker, Values::Checked, block, data)? {
             let value = found.value.map(in_held);
             let record = match writer.shape {
                 Shape::RawBytes => (file.start_offset + index, value),

@@ -41,7 +41,7 @@ const MAX_DEPTH: usize = 64;
 
 /// Whether a walk checks the values it frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Values {
+pub(crate) enum Values {
     /// Strings, UUIDs and map keys checked; a bad one makes its record `bad`.
     Checked,
     /// Lengths and branches only.
