@@ -55,6 +55,8 @@ pub(crate) struct Record {
     pub range: Range<usize>,
     /// Why its value cannot be converted (naming the field), if it cannot.
     pub bad: Option<String>,
+    // The root record's fields below are captured by `Walker::records` only: framing serves
+    // value records, where a field of one of these names is a value like any other.
     /// A root record's `offset` field (`long` or `int`, or a union of one with `null`).
     pub offset: Option<i64>,
     /// The message value: a `"bytes"` root's content, or a root record's `value` field (`bytes`,
@@ -73,9 +75,9 @@ pub(crate) struct Walker<'s> {
     names: HashMap<Name, &'s Schema>,
     /// For each field of a root record, what it gives ([`Capture`]), found once by name.
     captures: Vec<Capture>,
-    /// The root compiled for [`Walker::frame`], when it is a record that captures nothing whose
-    /// values are all lengths, fixed sizes, enums and unions of them (a Kafka Connect value
-    /// schema): see [`Step`].
+    /// The root compiled for [`Walker::frame`], when it is a record whose values are all
+    /// lengths, fixed sizes, enums and unions of them (a Kafka Connect value schema): see
+    /// [`Step`].
     steps: Option<Vec<Step>>,
 }
 
@@ -129,9 +131,7 @@ impl<'s> Walker<'s> {
             captures,
             steps: None,
         };
-        if walker.captures.iter().all(|c| *c == Capture::None)
-            && let Schema::Record(record) = root
-        {
+        if let Schema::Record(record) = root {
             let mut steps = Vec::new();
             let namespace = record.name.namespace.clone();
             let compiled = record
@@ -240,7 +240,9 @@ impl<'s> Walker<'s> {
     /// The `count` records of `data` framed only: their strings, UUIDs and map keys are not
     /// checked, so no record is `bad` for them. For bytes that are decoded next by a decoder
     /// that refuses what the checks flag (arrow-avro: UTF-8 when it builds a string array, a
-    /// UUID when it parses one); [`Walker::check`] names the field when it does.
+    /// UUID when it parses one); [`Walker::check`] names the field when it does. An envelope's
+    /// fields (`offset`, `value`, `key`, `timestamp`) are not captured: a field of a value schema
+    /// may have one of those names.
     pub(crate) fn frame(&self, data: &[u8], count: u64) -> Result<Vec<Record>, String> {
         if let Some(records) = self
             .steps
@@ -344,6 +346,8 @@ impl<'w, 's: 'w> Walk<'w, 's, '_> {
             }
             Schema::Record(root) => {
                 let namespace = root.name.namespace.as_deref();
+                // Only a checked walk captures an envelope's coordinates ([`Walker::frame`]).
+                let capturing = self.values == Values::Checked;
                 let captures = self.walker.captures.iter().copied();
                 for (field, capture) in root.fields.iter().zip(captures) {
                     let start = self.at;
@@ -352,6 +356,7 @@ impl<'w, 's: 'w> Walk<'w, 's, '_> {
                     self.path.pop();
                     let bytes = &self.data[start..self.at];
                     match capture {
+                        _ if !capturing => {}
                         Capture::None => {}
                         Capture::Offset => record.offset = captured_long(&field.schema, bytes),
                         Capture::Value => {
@@ -788,12 +793,22 @@ mod tests {
         // Arrays need the walk.
         let nested = Schema::parse_str(SCHEMA).unwrap();
         assert!(Walker::new(&nested).unwrap().steps.is_none());
-        // An envelope's coordinates are captured by the walk.
+        // Fields named like an envelope's are values to framing (a value schema may have a
+        // `timestamp`); a checked walk captures them.
         let envelope = Schema::parse_str(
             r#"{"type":"record","name":"e","fields":[{"name":"offset","type":"long"},{"name":"value","type":"bytes"}]}"#,
         )
         .unwrap();
-        assert!(Walker::new(&envelope).unwrap().steps.is_none());
+        let walker = Walker::new(&envelope).unwrap();
+        assert!(walker.steps.is_some());
+        let data = [14, 4, 1, 2, 16, 2, 3];
+        let framed = walker.frame(&data, 2).unwrap();
+        assert_eq!(framed, walker.walk(&data, 2, Values::Framed).unwrap());
+        assert_eq!(framed[1].range, 4..7);
+        assert_eq!((framed[0].offset, framed[0].value.clone()), (None, None));
+        let checked = walker.records(&data, 2).unwrap();
+        assert_eq!(checked[1].offset, Some(8));
+        assert_eq!(checked[1].value, Some(6..7));
     }
 
     #[test]
