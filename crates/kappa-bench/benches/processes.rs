@@ -5,7 +5,9 @@
 //! memory, median of 3; then `kappa replay` of the value-records-with-deflate archive from S3
 //! (SeaweedFS, `dev/services.sh`) behind a proxy that adds 30 ms to every request, against the
 //! same archive on local disk. Both write the same rows (checked against the generated history).
-//! Needs the services' environment (`make bench` sets it).
+//! The S3 lines show the CPU `kappa replay` used and the CPU the rest of the machine used while it
+//! ran: SeaweedFS and the proxy serve the archive from the same cores. Needs the services'
+//! environment (`make bench` sets it).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kappa_bench::latency::LatencyProxy;
-use kappa_bench::process::{kappa_replay, last_json, median_of, peer_replay};
+use kappa_bench::process::{Measured, kappa_replay, last_json, median_of, peer_replay};
 use kappa_bench::{Bench, Shape, config_text, events};
 use kappa_synth::{History, HistorySpec, ORDERS_V1, ORDERS_V2, write_archive};
 
@@ -53,20 +55,27 @@ fn local_section(bench: &Bench) -> String {
     )
 }
 
-/// Median `kappa replay` of `section`'s archive: (seconds, largest peak RSS, rows written).
-async fn kappa(bench: &Bench, label: &str, section: &str) -> (f64, u64, u64) {
+/// Median `kappa replay` of `section`'s archive: (that run, largest peak RSS, rows written).
+async fn kappa(bench: &Bench, label: &str, section: &str) -> (Measured, u64, u64) {
     let dir = bench.dir.path();
     let (run, peak) = median_of(RUNS, |i| {
         kappa_replay(&pipeline_file(dir, &format!("{label}-{i}"), section))
     })
     .await;
-    let summary = last_json(&run.stdout);
-    (run.seconds, peak, summary["rows_written"].as_u64().unwrap())
+    let rows = last_json(&run.stdout)["rows_written"].as_u64().unwrap();
+    (run, peak, rows)
 }
 
-async fn shape(bench: &Bench, shape: Shape) -> f64 {
+/// `kappa replay`'s CPU and the rest of the machine's during `run`.
+fn cpu(run: &Measured) -> String {
+    format!("{:.2} s | {:.2} s", run.cpu_seconds, run.others_cpu_seconds)
+}
+
+/// The shape's line of the table; returns the median local-disk run of `kappa replay`.
+async fn shape(bench: &Bench, shape: Shape) -> Measured {
     let messages = bench.expected.messages as f64;
-    let (kappa_s, kappa_rss, kappa_rows) = kappa(bench, shape.name, &local_section(bench)).await;
+    let (local, kappa_rss, kappa_rows) = kappa(bench, shape.name, &local_section(bench)).await;
+    let kappa_s = local.seconds;
     assert_eq!(kappa_rows, bench.expected.rows, "kappa replay's rows");
     // The registry's ids of the two schema versions, for raw wire-format values.
     let schemas: Vec<(u32, std::path::PathBuf)> = [ORDERS_V1, ORDERS_V2]
@@ -99,10 +108,11 @@ async fn shape(bench: &Bench, shape: Shape) -> f64 {
         mib(peer_rss),
         peer.seconds / kappa_s,
     );
-    kappa_s
+    local
 }
 
-async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
+async fn from_s3(bench: &Bench, shape: Shape, local: &Measured) {
+    let local_seconds = local.seconds;
     let endpoint = std::env::var("KAPPA_S3_ENDPOINT")
         .expect("KAPPA_S3_ENDPOINT: run with the services' environment (make bench)");
     let prefix = format!("bench-{}-{}", shape.name, std::process::id());
@@ -122,13 +132,14 @@ async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
     let messages = bench.expected.messages as f64;
     println!();
     println!(
-        "| archive of {} | kappa replay | events/s | of local disk | peak RSS |",
+        "| archive of {} | kappa replay | events/s | of local disk | peak RSS | kappa's CPU | the rest of the machine's CPU |",
         shape.name
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| local disk | {local_seconds:.2} s | {:.0} k | 100% | |",
-        messages / local_seconds / 1e3
+        "| local disk | {local_seconds:.2} s | {:.0} k | 100% | | {} |",
+        messages / local_seconds / 1e3,
+        cpu(local)
     );
     for delay in [Duration::ZERO, Duration::from_millis(30)] {
         let proxy = LatencyProxy::start(upstream, delay).await.unwrap();
@@ -137,14 +148,16 @@ async fn from_s3(bench: &Bench, shape: Shape, local_seconds: f64) {
             proxy.addr
         );
         let label = format!("s3-{}ms", delay.as_millis());
-        let (seconds, rss, rows) = kappa(bench, &label, &section).await;
+        let (run, rss, rows) = kappa(bench, &label, &section).await;
         assert_eq!(rows, bench.expected.rows, "kappa replay's rows from S3");
+        let seconds = run.seconds;
         println!(
-            "| S3, {} ms added per request | {seconds:.2} s | {:.0} k | **{:.0}%** | {:.0} MiB |",
+            "| S3, {} ms added per request | {seconds:.2} s | {:.0} k | **{:.0}%** | {:.0} MiB | {} |",
             delay.as_millis(),
             messages / seconds / 1e3,
             100.0 * local_seconds / seconds,
-            mib(rss)
+            mib(rss),
+            cpu(&run)
         );
     }
     // The archive leaves the bucket with the run.
@@ -187,15 +200,15 @@ fn main() {
                 continue;
             }
             let bench = Bench::archived(events(), &s.options()).await;
-            let seconds = shape(&bench, s).await;
+            let local = shape(&bench, s).await;
             if s.name == Shape::VALUE_DEFLATE.name {
-                deflate = Some((bench, seconds));
+                deflate = Some((bench, local));
             } else {
                 keep(bench);
             }
         }
-        if let Some((bench, seconds)) = deflate {
-            from_s3(&bench, Shape::VALUE_DEFLATE, seconds).await;
+        if let Some((bench, local)) = deflate {
+            from_s3(&bench, Shape::VALUE_DEFLATE, &local).await;
             keep(bench);
         }
     });

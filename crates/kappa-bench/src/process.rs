@@ -17,6 +17,48 @@ pub struct Measured {
     pub peak_rss_bytes: u64,
     /// Its standard output.
     pub stdout: Vec<u8>,
+    /// The CPU time (user + system) it used, from the kernel's account of reaped children.
+    pub cpu_seconds: f64,
+    /// The CPU time everything else on the machine used while it ran (an object store serving
+    /// it on the same cores, the benchmark's latency proxy): all cores' busy time from
+    /// `/proc/stat` less `cpu_seconds`.
+    pub others_cpu_seconds: f64,
+}
+
+/// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`, 100 on every Linux platform
+/// Kappa builds for).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU ticks (user + system) of this process's reaped children (`/proc/self/stat`'s cutime and
+/// cstime).
+fn children_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3, state.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    [13, 14]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Busy CPU ticks of all cores (`/proc/stat`: user, nice, system, irq, softirq, steal).
+fn machine_busy_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0;
+    };
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| ticks.get(i))
+        .sum()
 }
 
 fn peak_rss(pid: u32) -> Option<u64> {
@@ -32,6 +74,7 @@ pub async fn measure(mut command: Command) -> Measured {
     command
         .stdout(Stdio::from(out.reopen().expect("reopening")))
         .stderr(Stdio::inherit());
+    let (children_before, busy_before) = (children_ticks(), machine_busy_ticks());
     let started = Instant::now();
     let mut child = command
         .spawn()
@@ -47,11 +90,15 @@ pub async fn measure(mut command: Command) -> Measured {
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = children_ticks().saturating_sub(children_before);
+    let busy = machine_busy_ticks().saturating_sub(busy_before);
     assert!(status.success(), "{command:?} failed: {status}");
     Measured {
         seconds,
         peak_rss_bytes: peak,
         stdout: std::fs::read(out.path()).expect("reading the output"),
+        cpu_seconds: cpu as f64 / TICKS_PER_SECOND,
+        others_cpu_seconds: busy.saturating_sub(cpu) as f64 / TICKS_PER_SECOND,
     }
 }
 
