@@ -15,11 +15,12 @@
 
 use std::collections::HashSet;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 
 use crate::config::QualityConfig;
@@ -122,6 +123,12 @@ pub struct CommitProfile {
 impl CommitProfile {
     /// An empty profile measuring what `config`'s gates need.
     pub fn new(config: &QualityConfig) -> CommitProfile {
+        Self::with_key_capacity(config, 0)
+    }
+
+    /// [`CommitProfile::new`] with room for `keys` distinct keys of the uniqueness gate before
+    /// its set grows (each growth rehashes every key held so far).
+    pub fn with_key_capacity(config: &QualityConfig, keys: usize) -> CommitProfile {
         let null_columns = match (&config.null_rate, config.enabled) {
             (Some(gate), true) => gate.columns().to_vec(),
             _ => Vec::new(),
@@ -140,7 +147,10 @@ impl CommitProfile {
                 .filter(|_| config.enabled)
                 .map(|g| (g.event_time_column().to_string(), g.freshness_sla())),
             rows: 0,
-            keys: HashSet::default(),
+            keys: match config.uniqueness.as_ref().filter(|_| config.enabled) {
+                Some(_) => HashSet::with_capacity_and_hasher(keys, KeySet::default()),
+                None => HashSet::default(),
+            },
             duplicates: 0,
             timed: 0,
             untimed: 0,
@@ -154,6 +164,11 @@ impl CommitProfile {
     /// Rows observed so far.
     pub fn rows(&self) -> u64 {
         self.rows
+    }
+
+    /// Distinct keys of the uniqueness gate observed so far.
+    pub fn distinct_keys(&self) -> usize {
+        self.keys.len()
     }
 
     /// Adds the record rules' counts of one batch ([`crate::apply_rules`]).
@@ -183,9 +198,14 @@ impl CommitProfile {
             Some(name) => Some(key_hashes(name, rows)?),
             None => None,
         };
-        let times = match &self.time {
-            Some((name, _)) => Some(event_times(name, rows)?),
-            None => None,
+        // Replayed history (no ingest time) is only counted: its column is checked, not read.
+        let times = match (&self.time, ingest_time) {
+            (Some((name, _)), Some(_)) => Some(event_times(name, rows)?),
+            (Some((name, _)), None) => {
+                event_time_column(name, rows)?;
+                None
+            }
+            (None, _) => None,
         };
         self.rows += rows.num_rows() as u64;
         for (total, n) in self.nulls.iter_mut().zip(nulls) {
@@ -196,9 +216,12 @@ impl CommitProfile {
                 self.duplicates += 1;
             }
         }
+        if self.time.is_some() && ingest_time.is_none() {
+            self.untimed += rows.num_rows() as u64;
+        }
         if let (Some(times), Some((_, sla))) = (times, &self.time) {
             match ingest_time {
-                None => self.untimed += times.len() as u64,
+                None => {}
                 Some(now) => {
                     let now = micros(now);
                     let sla = i64::try_from(sla.as_micros()).unwrap_or(i64::MAX);
@@ -284,8 +307,12 @@ fn key_hashes(name: &str, rows: &RecordBatch) -> Result<Vec<Option<u64>>, Qualit
     })
 }
 
-/// The event time of each row in µs since the epoch.
-fn event_times(name: &str, rows: &RecordBatch) -> Result<Vec<Option<i64>>, QualityError> {
+/// The event time column `name` of `rows`, and its time zone; an error unless it is a
+/// timestamp.
+fn event_time_column<'a>(
+    name: &str,
+    rows: &'a RecordBatch,
+) -> Result<(&'a ArrayRef, Option<Arc<str>>), QualityError> {
     let check = "timeliness";
     let array = column(check, COMMIT, rows, name)?;
     let DataType::Timestamp(_, tz) = array.data_type() else {
@@ -296,15 +323,20 @@ fn event_times(name: &str, rows: &RecordBatch) -> Result<Vec<Option<i64>>, Quali
             message: format!("expected a timestamp, found {}", array.data_type()),
         });
     };
-    let micros = arrow_cast::cast(
-        array,
-        &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-    )
-    .map_err(|e| QualityError::Arrow {
-        batch: COMMIT.into(),
-        operation: "reading the event time as microseconds",
-        message: e.to_string(),
-    })?;
+    Ok((array, tz.clone()))
+}
+
+/// The event time of each row in µs since the epoch.
+fn event_times(name: &str, rows: &RecordBatch) -> Result<Vec<Option<i64>>, QualityError> {
+    let (array, tz) = event_time_column(name, rows)?;
+    let micros =
+        arrow_cast::cast(array, &DataType::Timestamp(TimeUnit::Microsecond, tz)).map_err(|e| {
+            QualityError::Arrow {
+                batch: COMMIT.into(),
+                operation: "reading the event time as microseconds",
+                message: e.to_string(),
+            }
+        })?;
     Ok(micros
         .as_primitive::<TimestampMicrosecondType>()
         .iter()
