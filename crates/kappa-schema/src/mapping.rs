@@ -1409,19 +1409,31 @@ fn cast_leaf(
     };
     match (column.data_type(), to) {
         (DataType::FixedSizeBinary(16), DataType::Utf8) => {
-            // Every event id of a replay passes here: formatted in place, no string per row.
+            // Every event id of a replay passes here: formatted straight into the array's
+            // values, whose UTF-8 is checked once for the whole column, not row by row.
             let bytes = column.as_fixed_size_binary();
-            let mut strings =
-                arrow_array::builder::StringBuilder::with_capacity(bytes.len(), bytes.len() * 36);
-            let mut text = [0u8; 36];
-            for i in 0..bytes.len() {
-                if bytes.is_null(i) {
-                    strings.append_null();
-                } else {
-                    strings.append_value(format_uuid(bytes.value(i), &mut text));
-                }
+            if bytes.len().saturating_mul(36) > i32::MAX as usize {
+                return Err(err(format!(
+                    "{} UUIDs are more text than one string array holds",
+                    bytes.len()
+                )));
             }
-            Ok((Arc::new(strings.finish()), Vec::new()))
+            let mut values = Vec::with_capacity(bytes.len() * 36);
+            let mut offsets = OffsetBufferBuilder::<i32>::new(bytes.len());
+            for i in 0..bytes.len() {
+                let before = values.len();
+                if !bytes.is_null(i) {
+                    format_uuid(bytes.value(i), &mut values);
+                }
+                offsets.push_length(values.len() - before);
+            }
+            let strings = arrow_array::StringArray::try_new(
+                offsets.finish(),
+                values.into(),
+                bytes.nulls().cloned(),
+            )
+            .map_err(|e| err(e.to_string()))?;
+            Ok((Arc::new(strings), Vec::new()))
         }
         (from, to) if !arrow_cast::can_cast_types(from, to) => {
             Err(err("the mapping has no such conversion".into()))
@@ -1457,21 +1469,16 @@ fn cast_leaf(
     }
 }
 
-/// A 16-byte UUID in its canonical text (lower-case, hyphenated), written into `out`.
-fn format_uuid<'a>(raw: &[u8], out: &'a mut [u8; 36]) -> &'a str {
+/// A 16-byte UUID in its canonical text (lower-case, hyphenated: ASCII), appended to `out`.
+fn format_uuid(raw: &[u8], out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut at = 0;
     for (i, byte) in raw.iter().take(16).enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out[at] = b'-';
-            at += 1;
+            out.push(b'-');
         }
-        out[at] = HEX[(byte >> 4) as usize];
-        out[at + 1] = HEX[(byte & 0xf) as usize];
-        at += 2;
+        out.push(HEX[(byte >> 4) as usize]);
+        out.push(HEX[(byte & 0xf) as usize]);
     }
-    // Hex digits and hyphens only.
-    std::str::from_utf8(&out[..at]).unwrap_or_default()
 }
 
 /// One value of `column` for a message: temporal values as their raw count since the epoch or
@@ -1705,6 +1712,13 @@ mod tests {
         assert_eq!(out.value(0), "550e8400-e29b-41d4-a716-446655440000");
         assert!(out.is_null(1));
         assert_eq!(out.value(2), "ffffffff-ffff-ffff-ffff-ffffffffffff");
+        assert_eq!(out.value_offsets(), &[0, 36, 36, 72]);
+        // A slice (a batch split by partition) keeps its own rows and nulls.
+        let (sliced, _) = cast_leaf(&DataType::Utf8, &column.slice(1, 2), "id").unwrap();
+        let sliced = sliced.as_string::<i32>();
+        assert_eq!(sliced.len(), 2);
+        assert!(sliced.is_null(0));
+        assert_eq!(sliced.value(1), "ffffffff-ffff-ffff-ffff-ffffffffffff");
     }
 
     /// Field ids of `schema` by path (`a`, `s.x`, `l.element`, `m.key`), from the Arrow metadata.
