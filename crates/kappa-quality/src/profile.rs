@@ -195,7 +195,7 @@ impl CommitProfile {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let keys = match &self.key_column {
-            Some(name) => Some(key_hashes(name, rows)?),
+            Some(name) => Some(Keys::of(name, rows)?),
             None => None,
         };
         // Replayed history (no ingest time) is only counted: its column is checked, not read.
@@ -211,10 +211,12 @@ impl CommitProfile {
         for (total, n) in self.nulls.iter_mut().zip(nulls) {
             *total += n;
         }
-        for hash in keys.into_iter().flatten().flatten() {
-            if !self.keys.insert(hash) {
-                self.duplicates += 1;
-            }
+        if let Some(keys) = keys {
+            keys.hashes(|hash| {
+                if !self.keys.insert(hash) {
+                    self.duplicates += 1;
+                }
+            });
         }
         if self.time.is_some() && ingest_time.is_none() {
             self.untimed += rows.num_rows() as u64;
@@ -261,50 +263,68 @@ const KEY_HASH: foldhash::quality::FixedState =
 /// The set of key hashes: already hashes, so the fast variant suffices.
 type KeySet = foldhash::fast::RandomState;
 
-/// A hash of each row's key (`None` for NULL keys, which are never duplicates).
-fn key_hashes(name: &str, rows: &RecordBatch) -> Result<Vec<Option<u64>>, QualityError> {
-    let check = format!("uniqueness.{name}");
-    let array = column(&check, COMMIT, rows, name)?;
-    let data_type = array.data_type();
-    if let Some(text) = array.as_string_opt::<i32>() {
-        return Ok(text
-            .iter()
-            .map(|v| v.map(|s| KEY_HASH.hash_one(s)))
-            .collect());
-    }
-    let cast_to = if data_type.is_integer() {
-        DataType::Int64
-    } else if matches!(
-        data_type,
-        DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
-    ) {
-        DataType::Utf8
-    } else {
-        return Err(QualityError::Column {
-            check,
+/// The uniqueness gate's key column of a batch, as text or 64-bit integers.
+enum Keys {
+    /// A `Utf8` column.
+    Text(ArrayRef),
+    /// An `Int64` column.
+    Int(ArrayRef),
+}
+
+impl Keys {
+    /// Column `name` of `rows` as keys: text and integer columns (other text and integer types
+    /// cast); anything else is an error naming the column.
+    fn of(name: &str, rows: &RecordBatch) -> Result<Keys, QualityError> {
+        let check = format!("uniqueness.{name}");
+        let array = column(&check, COMMIT, rows, name)?;
+        let data_type = array.data_type();
+        match data_type {
+            DataType::Utf8 => return Ok(Keys::Text(array.clone())),
+            DataType::Int64 => return Ok(Keys::Int(array.clone())),
+            _ => {}
+        }
+        let cast_to = if data_type.is_integer() {
+            DataType::Int64
+        } else if matches!(
+            data_type,
+            DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
+        ) {
+            DataType::Utf8
+        } else {
+            return Err(QualityError::Column {
+                check,
+                batch: COMMIT.into(),
+                column: name.into(),
+                message: format!("expected a text or integer key, found {data_type}"),
+            });
+        };
+        let cast = arrow_cast::cast(array, &cast_to).map_err(|e| QualityError::Column {
+            check: check.clone(),
             batch: COMMIT.into(),
             column: name.into(),
-            message: format!("expected a text or integer key, found {data_type}"),
-        });
-    };
-    let cast = arrow_cast::cast(array, &cast_to).map_err(|e| QualityError::Column {
-        check: check.clone(),
-        batch: COMMIT.into(),
-        column: name.into(),
-        message: format!("cannot read {data_type} as {cast_to}: {e}"),
-    })?;
-    Ok(match cast_to {
-        DataType::Int64 => cast
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(|i| KEY_HASH.hash_one(i)))
-            .collect(),
-        _ => cast
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(|s| KEY_HASH.hash_one(s)))
-            .collect(),
-    })
+            message: format!("cannot read {data_type} as {cast_to}: {e}"),
+        })?;
+        Ok(match cast_to {
+            DataType::Int64 => Keys::Int(cast),
+            _ => Keys::Text(cast),
+        })
+    }
+
+    /// Calls `f` with the hash of each non-NULL key (NULL keys are never duplicates).
+    fn hashes(&self, mut f: impl FnMut(u64)) {
+        match self {
+            Keys::Text(array) => array
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .for_each(|s| f(KEY_HASH.hash_one(s))),
+            Keys::Int(array) => array
+                .as_primitive::<Int64Type>()
+                .iter()
+                .flatten()
+                .for_each(|i| f(KEY_HASH.hash_one(i))),
+        }
+    }
 }
 
 /// The event time column `name` of `rows`, and its time zone; an error unless it is a

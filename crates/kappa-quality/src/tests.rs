@@ -549,3 +549,51 @@ fn a_commit_report_round_trips_through_the_snapshot_summary() {
     assert_eq!(back.outcome(), report.outcome());
     assert_eq!(SUMMARY_KEY, "kappa.quality");
 }
+
+#[test]
+fn uniqueness_keys_of_every_text_and_integer_type_count_the_same_duplicates() {
+    use arrow_array::types::Int32Type;
+    use arrow_array::{DictionaryArray, Float64Array, Int32Array, LargeStringArray};
+    let mut config = orders_config();
+    config.null_rate = None;
+    config.timeliness = None;
+    config.uniqueness = Some(UniquenessGate::new(Policy::Warn, "key", 0.0).unwrap());
+    let quality = Quality::new(config);
+    // 2 and 3 repeat; NULL keys are never duplicates of each other.
+    let keys = [Some(1), Some(2), Some(2), Some(3), None, None, Some(3)];
+    let text = || keys.iter().map(|k| k.map(|k: i32| format!("k{k}")));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter(text())),
+        Arc::new(LargeStringArray::from_iter(text())),
+        Arc::new(Int64Array::from_iter(keys.iter().map(|k| k.map(i64::from)))),
+        Arc::new(Int32Array::from_iter(keys)),
+        Arc::new(
+            text()
+                .collect::<Vec<_>>()
+                .iter()
+                .map(Option::as_deref)
+                .collect::<DictionaryArray<Int32Type>>(),
+        ),
+    ];
+    for column in columns {
+        let data_type = column.data_type().clone();
+        let batch = RecordBatch::try_from_iter([("key", column)]).unwrap();
+        let mut profile = quality.profile();
+        // Split across two batches: duplicates count across the commit's batches.
+        profile.observe(&batch.slice(0, 3), None).unwrap();
+        profile.observe(&batch.slice(3, 4), None).unwrap();
+        let report = quality.evaluate_commit(&written(&[batch]), &profile);
+        let v = verdict(&report, "uniqueness.key");
+        assert_eq!(v.observed["duplicates"], 2.0, "{data_type}");
+    }
+    let floats = RecordBatch::try_from_iter([(
+        "key",
+        Arc::new(Float64Array::from(vec![1.0, 1.0])) as ArrayRef,
+    )])
+    .unwrap();
+    let err = quality.profile().observe(&floats, None).unwrap_err();
+    assert!(
+        err.to_string().contains("key") && err.to_string().contains("Float64"),
+        "{err}"
+    );
+}
