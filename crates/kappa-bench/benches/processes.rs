@@ -3,8 +3,11 @@
 //! (`integration-tests/python/peer_replay.py`: fastavro, pyarrow, one PyIceberg append; same
 //! partitioning, ZSTD, dedup on `event_id`) on the same archive, wall time spawn to exit and peak
 //! memory, median of 3; then `kappa replay` of the value-records-with-deflate archive from S3
-//! (SeaweedFS, `dev/services.sh`) behind a proxy that adds 30 ms to every request, against the
-//! same archive on local disk. Both write the same rows (checked against the generated history).
+//! (SeaweedFS, `dev/services.sh`), directly and behind a proxy that adds 30 ms to every request,
+//! against the same archive on local disk. Runs that are compared alternate (kappa, peer, kappa,
+//! ...; local, S3, S3 + 30 ms, local, ...): this host's speed drifts by 10–20% from minute to
+//! minute, and runs taken one block after another compared two different machines. Both write
+//! the same rows (checked against the generated history).
 //! The S3 lines show the CPU `kappa replay` used and the CPU the rest of the machine used while it
 //! ran: SeaweedFS and the proxy serve the archive from the same cores. Needs the services'
 //! environment (`make bench` sets it).
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kappa_bench::latency::LatencyProxy;
-use kappa_bench::process::{Measured, kappa_replay, last_json, median_of, peer_replay};
+use kappa_bench::process::{Measured, kappa_replay, last_json, medians_in_turn, peer_replay};
 use kappa_bench::{Bench, Shape, config_text, events};
 use kappa_synth::{History, HistorySpec, ORDERS_V1, ORDERS_V2, write_archive};
 
@@ -55,15 +58,18 @@ fn local_section(bench: &Bench) -> String {
     )
 }
 
-/// Median `kappa replay` of `section`'s archive: (that run, largest peak RSS, rows written).
-async fn kappa(bench: &Bench, label: &str, section: &str) -> (Measured, u64, u64) {
-    let dir = bench.dir.path();
-    let (run, peak) = median_of(RUNS, |i| {
-        kappa_replay(&pipeline_file(dir, &format!("{label}-{i}"), section))
-    })
-    .await;
-    let rows = last_json(&run.stdout)["rows_written"].as_u64().unwrap();
-    (run, peak, rows)
+/// `kappa replay` of `section`'s archive into a fresh table, run `i` of `label`.
+fn kappa(bench: &Bench, label: &str, section: &str, i: usize) -> std::process::Command {
+    kappa_replay(&pipeline_file(
+        bench.dir.path(),
+        &format!("{label}-{i}"),
+        section,
+    ))
+}
+
+/// The rows a `kappa replay` run wrote, from its summary.
+fn rows_written(run: &Measured) -> u64 {
+    last_json(&run.stdout)["rows_written"].as_u64().unwrap()
 }
 
 /// `kappa replay`'s CPU and the rest of the machine's during `run`.
@@ -71,12 +77,9 @@ fn cpu(run: &Measured) -> String {
     format!("{:.2} s | {:.2} s", run.cpu_seconds, run.others_cpu_seconds)
 }
 
-/// The shape's line of the table; returns the median local-disk run of `kappa replay`.
-async fn shape(bench: &Bench, shape: Shape) -> Measured {
+/// The shape's line of the table: `kappa replay` and the peer, in turn.
+async fn shape(bench: &Bench, shape: Shape) {
     let messages = bench.expected.messages as f64;
-    let (local, kappa_rss, kappa_rows) = kappa(bench, shape.name, &local_section(bench)).await;
-    let kappa_s = local.seconds;
-    assert_eq!(kappa_rows, bench.expected.rows, "kappa replay's rows");
     // The registry's ids of the two schema versions, for raw wire-format values.
     let schemas: Vec<(u32, std::path::PathBuf)> = [ORDERS_V1, ORDERS_V2]
         .iter()
@@ -89,12 +92,22 @@ async fn shape(bench: &Bench, shape: Shape) -> Measured {
         })
         .collect();
     let archive = bench.dir.path().join("archive");
-    let (peer, peer_rss) = median_of(RUNS, |i| {
+    let section = local_section(bench);
+    let kappa_run = |i| kappa(bench, shape.name, &section, i);
+    let peer_run = |i| {
         let warehouse = bench.dir.path().join(format!("peer-{}-{i}", shape.name));
         std::fs::create_dir_all(&warehouse).unwrap();
         peer_replay(&archive, &warehouse, &schemas)
-    })
-    .await;
+    };
+    let mut medians = medians_in_turn(RUNS, &[&kappa_run, &peer_run]).await;
+    let (peer, peer_rss) = medians.pop().unwrap();
+    let (local, kappa_rss) = medians.pop().unwrap();
+    let kappa_s = local.seconds;
+    assert_eq!(
+        rows_written(&local),
+        bench.expected.rows,
+        "kappa replay's rows"
+    );
     let peer_rows = last_json(&peer.stdout)["rows"].as_u64().unwrap();
     assert_eq!(peer_rows, bench.expected.rows, "the peer's rows");
     println!(
@@ -108,11 +121,11 @@ async fn shape(bench: &Bench, shape: Shape) -> Measured {
         mib(peer_rss),
         peer.seconds / kappa_s,
     );
-    local
 }
 
-async fn from_s3(bench: &Bench, shape: Shape, local: &Measured) {
-    let local_seconds = local.seconds;
+/// The shape's archive replayed from local disk, from S3 and from S3 with 30 ms added to every
+/// request, in turn.
+async fn from_s3(bench: &Bench, shape: Shape) {
     let endpoint = std::env::var("KAPPA_S3_ENDPOINT")
         .expect("KAPPA_S3_ENDPOINT: run with the services' environment (make bench)");
     let prefix = format!("bench-{}-{}", shape.name, std::process::id());
@@ -129,35 +142,49 @@ async fn from_s3(bench: &Bench, shape: Shape, local: &Measured) {
         .trim_start_matches("http://")
         .parse::<std::net::SocketAddr>()
         .unwrap();
+    let delays = [Duration::ZERO, Duration::from_millis(30)];
+    let mut proxies = Vec::new();
+    for delay in delays {
+        proxies.push(LatencyProxy::start(upstream, delay).await.unwrap());
+    }
+    let s3_section = |proxy: &LatencyProxy| {
+        format!(
+            "url = \"s3://events/{prefix}\"\ntopic = \"orders\"\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"testtest\"\nallow_http = true\n",
+            proxy.addr
+        )
+    };
+    let local_section = local_section(bench);
+    let (zero, thirty) = (s3_section(&proxies[0]), s3_section(&proxies[1]));
+    let local_run = |i| kappa(bench, "local", &local_section, i);
+    let zero_run = |i| kappa(bench, "s3-0ms", &zero, i);
+    let thirty_run = |i| kappa(bench, "s3-30ms", &thirty, i);
+    let medians = medians_in_turn(RUNS, &[&local_run, &zero_run, &thirty_run]).await;
+    let local_seconds = medians[0].0.seconds;
     let messages = bench.expected.messages as f64;
     println!();
     println!(
-        "| archive of {} | kappa replay | events/s | of local disk | peak RSS | kappa's CPU | the rest of the machine's CPU |",
+        "| archive of {}, in turn | kappa replay | events/s | of local disk | peak RSS | kappa's CPU | the rest of the machine's CPU |",
         shape.name
     );
     println!("|---|---|---|---|---|---|---|");
-    println!(
-        "| local disk | {local_seconds:.2} s | {:.0} k | 100% | | {} |",
-        messages / local_seconds / 1e3,
-        cpu(local)
+    let names = ["local disk".to_string()].into_iter().chain(
+        delays
+            .iter()
+            .map(|d| format!("S3, {} ms added per request", d.as_millis())),
     );
-    for delay in [Duration::ZERO, Duration::from_millis(30)] {
-        let proxy = LatencyProxy::start(upstream, delay).await.unwrap();
-        let section = format!(
-            "url = \"s3://events/{prefix}\"\ntopic = \"orders\"\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\naccess_key_id = \"test\"\nsecret_access_key = \"testtest\"\nallow_http = true\n",
-            proxy.addr
+    for (name, (run, rss)) in names.zip(&medians) {
+        assert_eq!(
+            rows_written(run),
+            bench.expected.rows,
+            "{name}: kappa replay's rows"
         );
-        let label = format!("s3-{}ms", delay.as_millis());
-        let (run, rss, rows) = kappa(bench, &label, &section).await;
-        assert_eq!(rows, bench.expected.rows, "kappa replay's rows from S3");
-        let seconds = run.seconds;
         println!(
-            "| S3, {} ms added per request | {seconds:.2} s | {:.0} k | **{:.0}%** | {:.0} MiB | {} |",
-            delay.as_millis(),
-            messages / seconds / 1e3,
-            100.0 * local_seconds / seconds,
-            mib(rss),
-            cpu(&run)
+            "| {name} | {:.2} s | {:.0} k | **{:.0}%** | {:.0} MiB | {} |",
+            run.seconds,
+            messages / run.seconds / 1e3,
+            100.0 * local_seconds / run.seconds,
+            mib(*rss),
+            cpu(run)
         );
     }
     // The archive leaves the bucket with the run.
@@ -200,15 +227,15 @@ fn main() {
                 continue;
             }
             let bench = Bench::archived(events(), &s.options()).await;
-            let local = shape(&bench, s).await;
+            shape(&bench, s).await;
             if s.name == Shape::VALUE_DEFLATE.name {
-                deflate = Some((bench, local));
+                deflate = Some(bench);
             } else {
                 keep(bench);
             }
         }
-        if let Some((bench, local)) = deflate {
-            from_s3(&bench, Shape::VALUE_DEFLATE, &local).await;
+        if let Some(bench) = deflate {
+            from_s3(&bench, Shape::VALUE_DEFLATE).await;
             keep(bench);
         }
     });

@@ -102,13 +102,25 @@ pub async fn measure(mut command: Command) -> Measured {
     }
 }
 
-/// The median of `runs` runs of `command()` by time (with that run's memory and output), and the
-/// largest peak memory of all of them.
-pub async fn median_of(runs: usize, command: impl Fn(usize) -> Command) -> (Measured, u64) {
-    let mut all = Vec::new();
+/// `runs` runs of each command, in turn (`commands[0](0)`, `commands[1](0)`, ...,
+/// `commands[0](1)`, ...), so that the host's drift from minute to minute weighs on all of them
+/// alike when their times are compared: for each command in order, its median run by time (with
+/// that run's memory and output) and the largest peak memory of its runs.
+pub async fn medians_in_turn(
+    runs: usize,
+    commands: &[&dyn Fn(usize) -> Command],
+) -> Vec<(Measured, u64)> {
+    let mut all: Vec<Vec<Measured>> = commands.iter().map(|_| Vec::new()).collect();
     for run in 0..runs.max(1) {
-        all.push(measure(command(run)).await);
+        for (command, measured) in commands.iter().zip(all.iter_mut()) {
+            measured.push(measure(command(run)).await);
+        }
     }
+    all.into_iter().map(median).collect()
+}
+
+/// The median run by time and the largest peak memory of `all` (not empty).
+fn median(mut all: Vec<Measured>) -> (Measured, u64) {
     let peak = all.iter().map(|m| m.peak_rss_bytes).max().unwrap_or(0);
     all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     (all.swap_remove(all.len() / 2), peak)
