@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use futures::TryStreamExt;
-use object_store::ObjectStore;
+use futures::future::Either;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
+use object_store::{ListResult, ObjectMeta, ObjectStore};
 use tracing::debug;
 
 use crate::error::ReplayError;
@@ -103,9 +104,7 @@ impl ArchivePlan {
         window: &TimeWindow,
     ) -> Result<ArchivePlan, ReplayError> {
         let root = prefix.clone().join(topic);
-        let objects: Vec<_> = store
-            .list(Some(&root))
-            .try_collect()
+        let objects = list_objects(store, &root)
             .await
             .map_err(|source| ReplayError::Store {
                 operation: "listing",
@@ -169,6 +168,63 @@ impl ArchivePlan {
     pub fn bytes(&self) -> u64 {
         self.partitions.values().flatten().map(|f| f.size).sum()
     }
+}
+
+/// Partition directories listed at once when the archive has Kafka Connect's default layout.
+const PARTITION_LISTINGS: usize = 16;
+
+/// Every object under `root`. An object store lists a prefix one page (1,000 keys on S3) per
+/// request, each waiting for the one before, so a flat listing of a large archive costs one round
+/// trip per thousand files before anything is read. The flat listing starts at once and, beside
+/// it, one listing of `root`'s directories: if those are all `partition=<p>/` (the default
+/// partitioner) and there are several, each is listed on its own, [`PARTITION_LISTINGS`] at once,
+/// and the flat listing is dropped; otherwise (time-based layouts, a single partition, a store
+/// that answers the flat listing first) the flat listing's answer is taken. Either way every
+/// object is listed exactly once.
+async fn list_objects(
+    store: &dyn ObjectStore,
+    root: &Path,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    let flat = store.list(Some(root)).try_collect::<Vec<_>>();
+    let directories = store.list_with_delimiter(Some(root));
+    match futures::future::select(flat, Box::pin(directories)).await {
+        Either::Left((flat, _)) => flat,
+        Either::Right((Ok(top), flat)) => match partition_directories(&top) {
+            Some(partitions) => {
+                // Its request in flight is abandoned, not left holding a connection.
+                drop(flat);
+                by_partition(store, top.objects, partitions).await
+            }
+            None => flat.await,
+        },
+        Either::Right((Err(_), flat)) => flat.await,
+    }
+}
+
+/// The directories of a listing if there are several and all are `partition=<p>`.
+fn partition_directories(top: &ListResult) -> Option<Vec<Path>> {
+    let all_partitions = top.common_prefixes.iter().all(|dir| {
+        dir.filename()
+            .and_then(|name| name.strip_prefix("partition="))
+            .is_some_and(|p| p.parse::<i32>().is_ok())
+    });
+    (all_partitions && top.common_prefixes.len() > 1).then(|| top.common_prefixes.clone())
+}
+
+/// `objects` (those directly under the root) and every object under each of `directories`,
+/// listed [`PARTITION_LISTINGS`] at once.
+async fn by_partition(
+    store: &dyn ObjectStore,
+    mut objects: Vec<ObjectMeta>,
+    directories: Vec<Path>,
+) -> object_store::Result<Vec<ObjectMeta>> {
+    let mut listings = futures::stream::iter(directories)
+        .map(|dir| async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await })
+        .buffer_unordered(PARTITION_LISTINGS);
+    while let Some(listed) = listings.next().await {
+        objects.extend(listed?);
+    }
+    Ok(objects)
 }
 
 /// Parses `.../<dirs>/<topic>+<partition>+<offset>.<ext>`.
@@ -261,6 +317,61 @@ mod tests {
         let (_, _, day) =
             parse_key(&Path::from("o/dt=2026-11-02/orders+1+7.avro"), "orders").unwrap();
         assert_eq!(day.unwrap().0.to_rfc3339(), "2026-11-02T00:00:00+00:00");
+    }
+
+    fn keys(objects: &[ObjectMeta]) -> Vec<String> {
+        let mut keys: Vec<String> = objects.iter().map(|o| o.location.to_string()).collect();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn listing_by_partition_finds_exactly_what_the_flat_listing_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/orders");
+        for p in 0..5 {
+            let partition = root.join(format!("partition={p}"));
+            std::fs::create_dir_all(&partition).unwrap();
+            for offset in 0..(3 + p) {
+                let file = partition.join(format!("orders+{p}+{:010}.avro", offset * 100));
+                std::fs::write(file, b"x").unwrap();
+            }
+            std::fs::write(partition.join("orders+0+5.avro.tmp"), b"x").unwrap();
+        }
+        // Objects directly under the topic are listed too (and ignored by the plan).
+        std::fs::write(root.join("_SUCCESS"), b"").unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let root = Path::from("a/orders");
+        let flat: Vec<ObjectMeta> = store.list(Some(&root)).try_collect().await.unwrap();
+        assert_eq!(flat.len(), 5 * 3 + 10 + 5 + 1);
+        let top = store.list_with_delimiter(Some(&root)).await.unwrap();
+        let directories = partition_directories(&top).unwrap();
+        assert_eq!(directories.len(), 5);
+        let split = by_partition(&store, top.objects, directories)
+            .await
+            .unwrap();
+        assert_eq!(keys(&split), keys(&flat));
+        let listed = list_objects(&store, &root).await.unwrap();
+        assert_eq!(keys(&listed), keys(&flat));
+    }
+
+    #[test]
+    fn only_several_partition_directories_are_listed_one_by_one() {
+        let top = |dirs: &[&str]| ListResult {
+            common_prefixes: dirs
+                .iter()
+                .map(|d| Path::from(format!("a/orders/{d}")))
+                .collect(),
+            objects: Vec::new(),
+        };
+        assert!(partition_directories(&top(&["partition=0", "partition=12"])).is_some());
+        // One partition: nothing to list beside it.
+        assert!(partition_directories(&top(&["partition=0"])).is_none());
+        assert!(partition_directories(&top(&[])).is_none());
+        // Time-based layouts and anything else keep the flat listing.
+        assert!(partition_directories(&top(&["year=2026"])).is_none());
+        assert!(partition_directories(&top(&["partition=0", "year=2026"])).is_none());
+        assert!(partition_directories(&top(&["partition=x", "partition=1"])).is_none());
     }
 
     #[test]
