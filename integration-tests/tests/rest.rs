@@ -2,7 +2,8 @@
 //! (SeaweedFS): a proxy (`dev/rest-fault-proxy.py`) forwards commits to it and loses the
 //! responses of some the catalog applied, by closing the connection or answering 502/504. Kappa
 //! cannot know those commits landed; it must find them in the table's history, never commit
-//! them twice and never give up on them.
+//! them twice and never give up on them. And its creations: clients creating one table at once
+//! all go on with the one the catalog kept.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
@@ -233,4 +234,67 @@ fn a_replay_outlives_its_catalog_tokens() {
     }
     let again = replay(Path::new(&path), &[]);
     assert_eq!(again["records_in"].as_u64(), Some(0), "{again}");
+}
+
+/// Replicas of a new pipeline start at once (the chart's StatefulSet), each creating the namespace
+/// and the table if missing. SeaweedFS shows a namespace another client is creating before it can
+/// hold a table: for a moment its check answers 500 and a table created in it is refused as
+/// "namespace not found". Four clients released together on each of eight new namespaces: every
+/// one opens the table, and it is one table (one uuid).
+#[test]
+fn clients_creating_one_table_at_once_on_a_new_namespace_all_open_it() {
+    use iceberg::spec::{NestedField, PrimitiveType, Schema, Type};
+    use kappa_iceberg::table::ensure_table;
+    use kappa_iceberg::{CatalogConfig, CatalogType, TableSpec, connect};
+    use std::collections::{BTreeSet, HashMap};
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..8 {
+            let scene = Scene::on(Catalog::Rest, "create_race");
+            let config = CatalogConfig {
+                name: "kappa".into(),
+                kind: CatalogType::Rest,
+                uri: scene.catalog_uri.clone(),
+                warehouse: scene.warehouse.clone(),
+                properties: HashMap::from([("credential".into(), "test:testtest".into())]),
+            };
+            let spec = TableSpec {
+                namespace: scene.namespace.clone(),
+                name: "orders".into(),
+                schema: Schema::builder()
+                    .with_fields(vec![
+                        NestedField::required(1, "id", Type::Primitive(PrimitiveType::Long)).into(),
+                    ])
+                    .build()
+                    .unwrap(),
+                partition_by: Vec::new(),
+                properties: HashMap::new(),
+            };
+            let start = Arc::new(tokio::sync::Barrier::new(4));
+            let mut clients = Vec::new();
+            for _ in 0..4 {
+                let (config, spec, start) = (config.clone(), spec.clone(), start.clone());
+                clients.push(tokio::spawn(async move {
+                    let catalog = connect(&config).await.unwrap();
+                    start.wait().await;
+                    ensure_table(catalog.as_ref(), &spec)
+                        .await
+                        .map(|table| table.metadata().uuid())
+                }));
+            }
+            let mut tables = BTreeSet::new();
+            for client in clients {
+                match client.await.unwrap() {
+                    Ok(uuid) => tables.insert(uuid),
+                    Err(e) => panic!("{}: {e}", scene.namespace),
+                };
+            }
+            assert_eq!(tables.len(), 1, "{}: tables {tables:?}", scene.namespace);
+        }
+    });
 }

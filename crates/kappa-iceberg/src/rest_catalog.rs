@@ -9,18 +9,32 @@
 //! 401 is made once more with the new token; a commit is not (the request is consumed, and a
 //! refused commit was not applied): its error goes back to the committer, which reloads the
 //! table (with a new token) and decides again. A static `token` is never renewed.
+//!
+//! A table creation reads the table back once the catalog settled ([`CREATION_SETTLES`]): the
+//! table a process goes on with is the one the catalog kept, even when several processes created
+//! it at the same moment.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use iceberg::table::Table;
-use iceberg::{Catalog, Namespace, NamespaceIdent, Result, TableCommit, TableCreation, TableIdent};
+use iceberg::{
+    Catalog, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation, TableIdent,
+};
 use iceberg_catalog_rest::RestCatalog;
 
 /// How long a token is used before it is renewed, whatever the catalog says of its lifetime
 /// (identity providers give 5 minutes to hours; a renewal is one small request).
 pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(4 * 60);
+
+/// How long a table creation waits before it reads back the table the catalog kept. SeaweedFS's
+/// catalog answers each of several creations of one table at the same moment as a success, each
+/// with its own table uuid, and keeps the one written last, a few milliseconds later. A process
+/// that went on with the table its creation answered would build its first commits on a table
+/// the catalog no longer has (refused as conflicts by `assert-table-uuid`, then reloaded, but its
+/// schema evolution would be checked against the wrong table). Paid once per table created.
+const CREATION_SETTLES: Duration = Duration::from_millis(500);
 
 /// A [`RestCatalog`] that renews its token (see the module docs).
 #[derive(Debug)]
@@ -146,9 +160,28 @@ impl Catalog for RenewingRestCatalog {
         // `TableCreation` cannot be cloned for a second request; the token is fresh at start,
         // where tables are created, and renewed for the next call after a 401.
         self.renew_if_due().await;
+        let name = creation.name.clone();
         let result = self.inner.create_table(namespace, creation).await;
         self.retry(&result).await;
-        result
+        let created = match result {
+            Ok(created) => created,
+            Err(e) if e.kind() == ErrorKind::TableAlreadyExists => {
+                // Another process's creation may not be the one the catalog keeps either.
+                tokio::time::sleep(CREATION_SETTLES).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        tokio::time::sleep(CREATION_SETTLES).await;
+        let ident = TableIdent::new(namespace.clone(), name);
+        let table = renewing!(self, load_table(&ident))?;
+        if table.metadata().uuid() != created.metadata().uuid() {
+            tracing::info!(
+                table = %ident,
+                "another process created the table at the same moment; using the one the catalog kept"
+            );
+        }
+        Ok(table)
     }
 
     async fn load_table(&self, table: &TableIdent) -> Result<Table> {

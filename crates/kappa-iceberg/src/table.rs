@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use iceberg::spec::Transform;
 use iceberg::spec::{NestedField, NestedFieldRef, Schema, StructType, Type, UnboundPartitionSpec};
@@ -131,43 +132,84 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
             .map_err(table_err("loading"))?;
         return evolve(catalog, spec, table).await;
     }
-    if !catalog
-        .namespace_exists(&namespace)
-        .await
-        .map_err(table_err("checking the namespace"))?
-        && let Err(e) = catalog.create_namespace(&namespace, HashMap::new()).await
-    {
-        // Another process may have created it meanwhile (the SQL catalog reports that race as
-        // a unique-constraint error, not as NamespaceAlreadyExists).
-        if !catalog.namespace_exists(&namespace).await.unwrap_or(false) {
-            return Err(table_err("creating the namespace")(e));
-        }
-    }
     // A catalog numbers a new table's fields afresh: created from the part of the schema it
     // numbers as the spec does, the table gets the rest, with the spec's ids, by evolution.
-    let creation = TableCreation::builder()
-        .name(spec.name.clone())
-        .schema(creation_schema(spec)?)
-        .partition_spec(spec.partition_spec()?)
-        .properties(spec.properties.clone())
-        .build();
-    match catalog.create_table(&namespace, creation).await {
+    let schema = creation_schema(spec)?;
+    let partition_spec = spec.partition_spec()?;
+    let mut attempt = 1;
+    loop {
+        let creation = TableCreation::builder()
+            .name(spec.name.clone())
+            .schema(schema.clone())
+            .partition_spec(partition_spec.clone())
+            .properties(spec.properties.clone())
+            .build();
+        match create(catalog, spec, creation, &namespace, &ident).await {
+            Ok(table) => return evolve(catalog, spec, table).await,
+            Err((operation, source))
+                if attempt < CREATION_ATTEMPTS && creation_in_progress(&source) =>
+            {
+                warn!(
+                    table = %spec.full_name(),
+                    attempt,
+                    error = %source,
+                    "{operation} failed while the catalog shows the namespace half created (another process is creating it); trying again"
+                );
+                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                attempt += 1;
+            }
+            Err((operation, source)) => return Err(table_err(operation)(source)),
+        }
+    }
+}
+
+/// How often [`ensure_table`] tries to create the namespace and the table (waiting 0.1, 0.2, 0.4,
+/// 0.8 and 1.6 s in between) while another process's creation shows half done.
+const CREATION_ATTEMPTS: u32 = 6;
+
+/// Whether a creation step failed because another process is creating the namespace at that
+/// moment. SeaweedFS's REST catalog shows a namespace before its metadata is written: for a
+/// moment its checks answer 500 ("attribute not found: s3tables.metadata") and a table created in
+/// it is refused as "namespace not found". Anything else (a refused credential, an invalid name)
+/// is not retried.
+fn creation_in_progress(error: &iceberg::Error) -> bool {
+    error.kind() == ErrorKind::NamespaceNotFound
+        || crate::error::kind_of(error) == kappa_core::ErrorKind::Transient
+}
+
+/// Creates the namespace if missing, then the table; a table another process created
+/// meanwhile is loaded. The error names the step that failed.
+async fn create(
+    catalog: &dyn Catalog,
+    spec: &TableSpec,
+    creation: TableCreation,
+    namespace: &NamespaceIdent,
+    ident: &TableIdent,
+) -> Result<Table, (&'static str, iceberg::Error)> {
+    let exists = catalog
+        .namespace_exists(namespace)
+        .await
+        .map_err(|e| ("checking the namespace", e))?;
+    if !exists && let Err(e) = catalog.create_namespace(namespace, HashMap::new()).await {
+        // Another process may have created it meanwhile (the SQL catalog reports that race as
+        // a unique-constraint error, not as NamespaceAlreadyExists).
+        if !catalog.namespace_exists(namespace).await.unwrap_or(false) {
+            return Err(("creating the namespace", e));
+        }
+    }
+    match catalog.create_table(namespace, creation).await {
         Ok(table) => {
             info!(table = %spec.full_name(), location = table.metadata().location(), "created table");
-            evolve(catalog, spec, table).await
+            Ok(table)
         }
         Err(e)
             if e.kind() == ErrorKind::TableAlreadyExists
-                || catalog.table_exists(&ident).await.unwrap_or(false) =>
+                || catalog.table_exists(ident).await.unwrap_or(false) =>
         {
             // Lost a creation race: use the winner's table.
-            let table = catalog
-                .load_table(&ident)
-                .await
-                .map_err(table_err("loading"))?;
-            evolve(catalog, spec, table).await
+            catalog.load_table(ident).await.map_err(|e| ("loading", e))
         }
-        Err(e) => Err(table_err("creating")(e)),
+        Err(e) => Err(("creating", e)),
     }
 }
 
