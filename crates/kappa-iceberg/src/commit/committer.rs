@@ -591,11 +591,38 @@ fn committed(
     }
 }
 
+/// The wait before attempt `attempt + 1`: between half and all of 100 ms doubling per attempt up
+/// to 3.2 s, drawn at random. Replicas whose commits conflicted with each other retried in step
+/// without the random half, and conflicted again.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(50u64.saturating_mul(1 << attempt.min(6)))
+    let ceiling = 50u64.saturating_mul(1 << attempt.min(6));
+    Duration::from_millis(ceiling / 2 + rand::random_range(0..=ceiling / 2))
 }
 
 /// `namespace.name` of a table identifier.
 pub(crate) fn table_name(ident: &TableIdent) -> String {
     format!("{}.{}", ident.namespace().join("."), ident.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::backoff;
+
+    #[test]
+    fn retries_wait_between_half_and_all_of_the_doubling_backoff_never_in_step() {
+        for attempt in 1..10u32 {
+            let ceiling = Duration::from_millis(50 << attempt.min(6));
+            let waits: BTreeSet<Duration> = (0..64).map(|_| backoff(attempt)).collect();
+            assert!(
+                waits.iter().all(|w| *w >= ceiling / 2 && *w <= ceiling),
+                "attempt {attempt}: {waits:?} outside {:?}..={ceiling:?}",
+                ceiling / 2
+            );
+            // Two replicas that conflicted draw different waits: 64 draws are spread out.
+            assert!(waits.len() > 16, "attempt {attempt}: only {waits:?}");
+        }
+    }
 }
