@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use futures::future::Either;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ListResult, ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore};
 use tracing::debug;
 
 use crate::error::ReplayError;
@@ -170,57 +170,59 @@ impl ArchivePlan {
     }
 }
 
-/// Partition directories listed at once when the archive has Kafka Connect's default layout.
-const PARTITION_LISTINGS: usize = 16;
+/// Prefixes listed at once.
+const LISTINGS: usize = 16;
 
 /// Every object under `root`. An object store lists a prefix one page (1,000 keys on S3) per
 /// request, each waiting for the one before, so a flat listing of a large archive costs one round
-/// trip per thousand files before anything is read. The flat listing starts at once and, beside
-/// it, one listing of `root`'s directories: if those are all `partition=<p>/` (the default
-/// partitioner) and there are several, each is listed on its own, [`PARTITION_LISTINGS`] at once,
-/// and the flat listing is dropped; otherwise (time-based layouts, a single partition, a store
-/// that answers the flat listing first) the flat listing's answer is taken. Either way every
-/// object is listed exactly once.
+/// trip per thousand files before anything is read: 30 days of history in a million files is
+/// a thousand round trips. Two listings race, and the first to finish is taken: the flat one,
+/// which wins on small archives (one or two pages), and one by directory ([`by_directory`]),
+/// which wins on large ones, whatever their layout: `partition=<p>/` directories or Kafka
+/// Connect's time-based `year=/month=/day=/hour=` or `dt=` ones. Either way every object is
+/// listed exactly once; the loser's requests in flight are abandoned.
 async fn list_objects(
     store: &dyn ObjectStore,
     root: &Path,
 ) -> object_store::Result<Vec<ObjectMeta>> {
     let flat = store.list(Some(root)).try_collect::<Vec<_>>();
-    let directories = store.list_with_delimiter(Some(root));
-    match futures::future::select(flat, Box::pin(directories)).await {
+    let split = Box::pin(by_directory(store, root));
+    match futures::future::select(flat, split).await {
         Either::Left((flat, _)) => flat,
-        Either::Right((Ok(top), flat)) => match partition_directories(&top) {
-            Some(partitions) => {
-                // Its request in flight is abandoned, not left holding a connection.
-                drop(flat);
-                by_partition(store, top.objects, partitions).await
-            }
-            None => flat.await,
-        },
-        Either::Right((Err(_), flat)) => flat.await,
+        Either::Right((Ok(objects), _)) => Ok(objects),
+        Either::Right((Err(e), flat)) => {
+            debug!(error = %e, "listing the archive by directory failed; taking the flat listing");
+            flat.await
+        }
     }
 }
 
-/// The directories of a listing if there are several and all are `partition=<p>`.
-fn partition_directories(top: &ListResult) -> Option<Vec<Path>> {
-    let all_partitions = top.common_prefixes.iter().all(|dir| {
-        dir.filename()
-            .and_then(|name| name.strip_prefix("partition="))
-            .is_some_and(|p| p.parse::<i32>().is_ok())
-    });
-    (all_partitions && top.common_prefixes.len() > 1).then(|| top.common_prefixes.clone())
-}
-
-/// `objects` (those directly under the root) and every object under each of `directories`,
-/// listed [`PARTITION_LISTINGS`] at once.
-async fn by_partition(
+/// Every object under `root`, walking down its directories: while a level has fewer than
+/// [`LISTINGS`] directories, they are listed at once with a delimiter (their objects taken, their
+/// subdirectories the next level); the first level with more is listed flat, directory by
+/// directory, [`LISTINGS`] at once. For the default layout that is the topic's directory, then
+/// each partition's; for an hourly one the year, month and day directories, then each day flat.
+async fn by_directory(
     store: &dyn ObjectStore,
-    mut objects: Vec<ObjectMeta>,
-    directories: Vec<Path>,
+    root: &Path,
 ) -> object_store::Result<Vec<ObjectMeta>> {
-    let mut listings = futures::stream::iter(directories)
+    let mut objects = Vec::new();
+    let mut level = vec![root.clone()];
+    while !level.is_empty() && level.len() < LISTINGS {
+        let mut listings = futures::stream::iter(level)
+            .map(|dir| async move { store.list_with_delimiter(Some(&dir)).await })
+            .buffer_unordered(LISTINGS);
+        let mut next = Vec::new();
+        while let Some(listed) = listings.next().await {
+            let listed = listed?;
+            objects.extend(listed.objects);
+            next.extend(listed.common_prefixes);
+        }
+        level = next;
+    }
+    let mut listings = futures::stream::iter(level)
         .map(|dir| async move { store.list(Some(&dir)).try_collect::<Vec<_>>().await })
-        .buffer_unordered(PARTITION_LISTINGS);
+        .buffer_unordered(LISTINGS);
     while let Some(listed) = listings.next().await {
         objects.extend(listed?);
     }
@@ -325,53 +327,77 @@ mod tests {
         keys
     }
 
-    #[tokio::test]
-    async fn listing_by_partition_finds_exactly_what_the_flat_listing_finds() {
+    /// Writes `files` (paths under `a/orders`) and checks that the listing by directory and the
+    /// raced listing find exactly the keys the flat listing finds, and all of them.
+    async fn lists_every_file_once(files: &[String]) {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("a/orders");
-        for p in 0..5 {
-            let partition = root.join(format!("partition={p}"));
-            std::fs::create_dir_all(&partition).unwrap();
-            for offset in 0..(3 + p) {
-                let file = partition.join(format!("orders+{p}+{:010}.avro", offset * 100));
-                std::fs::write(file, b"x").unwrap();
-            }
-            std::fs::write(partition.join("orders+0+5.avro.tmp"), b"x").unwrap();
+        for file in files {
+            let path = dir.path().join("a/orders").join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"x").unwrap();
         }
-        // Objects directly under the topic are listed too (and ignored by the plan).
-        std::fs::write(root.join("_SUCCESS"), b"").unwrap();
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
         let root = Path::from("a/orders");
         let flat: Vec<ObjectMeta> = store.list(Some(&root)).try_collect().await.unwrap();
-        assert_eq!(flat.len(), 5 * 3 + 10 + 5 + 1);
-        let top = store.list_with_delimiter(Some(&root)).await.unwrap();
-        let directories = partition_directories(&top).unwrap();
-        assert_eq!(directories.len(), 5);
-        let split = by_partition(&store, top.objects, directories)
-            .await
-            .unwrap();
-        assert_eq!(keys(&split), keys(&flat));
+        let mut expected: Vec<String> = files.iter().map(|f| format!("a/orders/{f}")).collect();
+        expected.sort();
+        assert_eq!(keys(&flat), expected);
+        let split = by_directory(&store, &root).await.unwrap();
+        assert_eq!(keys(&split), expected, "by directory");
         let listed = list_objects(&store, &root).await.unwrap();
-        assert_eq!(keys(&listed), keys(&flat));
+        assert_eq!(keys(&listed), expected, "raced");
     }
 
-    #[test]
-    fn only_several_partition_directories_are_listed_one_by_one() {
-        let top = |dirs: &[&str]| ListResult {
-            common_prefixes: dirs
-                .iter()
-                .map(|d| Path::from(format!("a/orders/{d}")))
-                .collect(),
-            objects: Vec::new(),
-        };
-        assert!(partition_directories(&top(&["partition=0", "partition=12"])).is_some());
-        // One partition: nothing to list beside it.
-        assert!(partition_directories(&top(&["partition=0"])).is_none());
-        assert!(partition_directories(&top(&[])).is_none());
-        // Time-based layouts and anything else keep the flat listing.
-        assert!(partition_directories(&top(&["year=2026"])).is_none());
-        assert!(partition_directories(&top(&["partition=0", "year=2026"])).is_none());
-        assert!(partition_directories(&top(&["partition=x", "partition=1"])).is_none());
+    #[tokio::test]
+    async fn listing_by_directory_finds_exactly_what_the_flat_listing_finds() {
+        // The default layout: partition directories, .tmp files, an object beside them.
+        let mut files = vec!["_SUCCESS".to_string()];
+        for p in 0..5 {
+            for offset in 0..(3 + p) {
+                files.push(format!(
+                    "partition={p}/orders+{p}+{:010}.avro",
+                    offset * 100
+                ));
+            }
+            files.push(format!("partition={p}/orders+0+5.avro.tmp"));
+        }
+        lists_every_file_once(&files).await;
+        // Hourly: single year and month directories, two days, then 48 hour directories (more
+        // than are listed at once: listed flat), and a file beside the day directories.
+        let mut files = vec!["year=2026/month=11/orders+0+1.avro".to_string()];
+        for day in 1..=2 {
+            for hour in 0..24 {
+                for p in 0..2 {
+                    files.push(format!(
+                        "year=2026/month=11/day={day:02}/hour={hour:02}/orders+{p}+{:010}.avro",
+                        day * 100 + hour
+                    ));
+                }
+            }
+        }
+        lists_every_file_once(&files).await;
+        // Daily `dt=` directories, more than are listed at once from the start.
+        let files: Vec<String> = (1..=20)
+            .map(|d| format!("dt=2026-11-{d:02}/orders+0+{d:010}.avro"))
+            .collect();
+        lists_every_file_once(&files).await;
+        // A deep chain of single directories; one partition; files directly under the topic.
+        lists_every_file_once(&["x/y/z/w/orders+0+1.avro".to_string()]).await;
+        lists_every_file_once(&["partition=0/orders+0+1.avro".to_string()]).await;
+        lists_every_file_once(&["orders+0+1.avro".to_string(), "orders+1+1.avro".to_string()])
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_empty_or_missing_topic_directory_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/orders")).unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        for root in ["a/orders", "a/payments"] {
+            let root = Path::from(root);
+            assert!(by_directory(&store, &root).await.unwrap().is_empty());
+            assert!(list_objects(&store, &root).await.unwrap().is_empty());
+        }
     }
 
     #[test]
