@@ -372,7 +372,7 @@ assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["unhealthyPodEvictionP
 # The test pod's own image, by digest.
 (c,) = full[("Pod", "kappa-kappa-test-connection")]["spec"]["containers"]
 assert c["image"] == "registry.example.com/mirror/busybox@sha256:" + "fedcba9876543210" * 4, c["image"]
-# The PodMonitor: the replay and maintenance pods of this release, on their metrics port.
+# The PodMonitor: the replay, backfill and maintenance pods of this release, on their metrics port.
 monitor = full[("PodMonitor", "kappa-kappa-replay")]
 assert monitor["apiVersion"] == "monitoring.coreos.com/v1", monitor["apiVersion"]
 assert monitor["metadata"]["labels"]["release"] == "prometheus", monitor["metadata"]["labels"]
@@ -380,16 +380,20 @@ spec = monitor["spec"]
 assert spec["namespaceSelector"] == {"matchNames": ["lake"]}, spec
 assert spec["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}], spec
 assert spec["selector"]["matchExpressions"] == [
-    {"key": "app.kubernetes.io/component", "operator": "In", "values": ["replay", "maintenance"]}
+    {"key": "app.kubernetes.io/component", "operator": "In",
+     "values": ["replay", "maintenance", "backfill-plan", "backfill", "backfill-publish"]}
 ], spec["selector"]
+batch_components = {"replay", "maintenance", "backfill-plan", "backfill", "backfill-publish"}
 scraped = set()
 for _, component, t in kappa_pods:
     labels = t["metadata"]["labels"]
-    if all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()) and component in ("replay", "maintenance"):
+    if all(labels.get(k) == v for k, v in spec["selector"]["matchLabels"].items()) and component in batch_components:
         (c,) = t["spec"]["containers"]
         assert {"name": "metrics", "containerPort": 9464, "protocol": "TCP"} in c["ports"], (component, c.get("ports"))
+        env = {e["name"]: e for e in c["env"]}
+        assert env["KAPPA__METRICS__LISTEN"]["value"] == "0.0.0.0:9464", (component, env)
         scraped.add(component)
-assert scraped == {"replay", "maintenance"}, scraped
+assert scraped == batch_components, scraped
 assert full[("ServiceMonitor", "kappa-kappa")]["metadata"]["labels"]["release"] == "prometheus"
 assert full[("PrometheusRule", "kappa-kappa")]["metadata"]["labels"]["release"] == "prometheus"
 # The dashboard ConfigMap: the sidecar's label, the folder annotation, exactly deploy/grafana/kappa.json.

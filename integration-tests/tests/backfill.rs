@@ -58,7 +58,13 @@ fn a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_o
         partitions: 3,
         ..HistorySpec::new(8_000)
     };
-    let expected = scene.write_local_archive(spec, ArchiveOptions::default());
+    let expected = scene.write_local_archive(
+        spec,
+        ArchiveOptions {
+            flush_size: 500,
+            ..ArchiveOptions::default()
+        },
+    );
     let config = scene.config("");
     replay(&config, &[]);
     let original = scene.read("pyiceberg", "orders");
@@ -682,4 +688,103 @@ fn records_a_quarantined_flush_holds_stay_quarantined_and_never_reach_main_twice
     assert_eq!(report["rows"], 0, "{report}");
     assert_eq!(scene.read("pyiceberg", "orders")["rows"].as_u64(), Some(0));
     assert_table_matches(&scene.read("pyiceberg", "orders_quarantine"), &expected);
+}
+
+/// `kappa backfill` with `[metrics] listen` (as the chart's Jobs run it) serves `/metrics` while
+/// it runs and for `[metrics] linger` after: its archive source read the whole archive, plus each
+/// partition's last file once more (where the plan finds how far the archive reaches), records
+/// and bytes, and the exposition passes promtool.
+#[test]
+fn a_backfill_serves_metrics_of_the_archive_it_read_and_lingers_for_a_last_scrape() {
+    use kappa_integration_tests::endpoint::{
+        assert_promtool_accepts, http_get, sample_sum, serve_metrics, terminate,
+    };
+    let scene = Scene::local();
+    let spec = HistorySpec {
+        days: 3,
+        ..HistorySpec::new(6_000)
+    };
+    let expected = scene.write_local_archive(
+        spec,
+        ArchiveOptions {
+            flush_size: 500,
+            ..ArchiveOptions::default()
+        },
+    );
+    let config = scene.config("");
+    replay(&config, &[]);
+    let days: Vec<String> = files(&scene).into_keys().collect();
+    let addr = serve_metrics(&config, "linger = \"10m\"");
+    let path = config.display().to_string();
+    let mut child = std::process::Command::new(kappa_integration_tests::kappa_bin())
+        .args(["backfill", "-c", &path, "--json"])
+        .args(["--from", &days[0], "--to", &days[days.len() - 1]])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The report is printed when the backfill is over, before the linger starts.
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let report: Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("no report ({e}): {line:?}"));
+    assert_eq!(report["committed"], true, "{report}");
+    let (status, ready) = http_get(&addr, "/readyz");
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    let (status, metrics) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    let (code, _) = terminate(child);
+    assert_eq!(code, Some(0), "SIGTERM ends the linger, not the backfill");
+
+    // The archive's files by partition, from their names: (start offset, bytes), in order.
+    let mut by_partition: BTreeMap<usize, Vec<(i64, u64)>> = BTreeMap::new();
+    for file in walk(&scene.path("archive")) {
+        let name = file.file_stem().unwrap().to_str().unwrap().to_string();
+        let mut parts = name.split('+').skip(1);
+        let partition: usize = parts.next().unwrap().parse().unwrap();
+        let start: i64 = parts.next().unwrap().parse().unwrap();
+        let bytes = file.metadata().unwrap().len();
+        by_partition
+            .entry(partition)
+            .or_default()
+            .push((start, bytes));
+    }
+    assert_eq!(by_partition.len(), expected.next_offsets.len());
+    let (mut records, mut bytes) = (expected.messages, 0);
+    for (partition, files) in &mut by_partition {
+        files.sort_unstable();
+        assert!(files.len() > 1, "partition {partition}: one file");
+        let (last_start, last_bytes) = files[files.len() - 1];
+        records += (expected.next_offsets[*partition] - last_start) as u64;
+        bytes += files.iter().map(|(_, b)| b).sum::<u64>() + last_bytes;
+    }
+    assert_eq!(
+        sample_sum(&metrics, "kappa_source_records_read_total"),
+        records as f64,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample_sum(&metrics, "kappa_source_bytes_read_total"),
+        bytes as f64,
+        "bytes read are the archive's files, the last ones twice"
+    );
+    assert_promtool_accepts(&metrics);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

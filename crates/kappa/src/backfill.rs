@@ -53,7 +53,20 @@ fn default_id(from: &str, to: &str) -> String {
     format!("{from}_{to}")
 }
 
+/// `kappa backfill ...`: the command, with the metrics endpoint around it when `[metrics]
+/// listen` is set (a shard's progress is its archive source's `kappa_source_*` series).
 pub async fn run(args: BackfillArgs) -> Result<(), Failure> {
+    let config = match (&args.action, &args.config) {
+        (Some(BackfillAction::Plan(plan)), _) => &plan.config,
+        (Some(BackfillAction::Publish(publish)), _) => &publish.config,
+        (None, Some(config)) => config,
+        (None, None) => return Err(usage("-c, --from and --to are required".into())),
+    };
+    let config = config.load()?;
+    crate::endpoint::around(&config, "backfill", execute(args)).await
+}
+
+async fn execute(args: BackfillArgs) -> Result<(), Failure> {
     match args.action {
         Some(BackfillAction::Plan(plan)) => return run_plan(plan).await,
         Some(BackfillAction::Publish(publish)) => return run_publish(publish).await,

@@ -1,7 +1,9 @@
 //! The metrics endpoint of a pipeline command, shared by `kappa run` and `kappa replay`:
 //! `/metrics`, `/healthz` and `/readyz` on `[metrics] listen` for the whole command, the main
 //! table's configured series, a one-second tick that keeps the freshness clocks (and a live
-//! source's stall watch) current, and readiness as the command learns it.
+//! source's stall watch) current, and readiness as the command learns it. Commands that run as
+//! Jobs without a table state to wait for (`kappa maintain`, `kappa backfill`) are served by
+//! [`around`].
 //!
 //! ```text
 //! start ───────────► listening (a taken address exits 2); table::Configured; tick every 1 s
@@ -133,4 +135,46 @@ impl PipelineEndpoint {
         self.ticking.abort();
         self.endpoint.stop().await;
     }
+}
+
+/// Runs `command` with the metrics endpoint around it when `[metrics] listen` is set (else just
+/// runs it): served while it runs (ready from the start: such a command has no state to wait for)
+/// and for `[metrics] linger` after it, or until SIGTERM or SIGINT, so that a Job's pod is
+/// scraped before it goes. `what` names the command in the log. The command's result is kept.
+pub async fn around<T>(
+    config: &PipelineConfig,
+    what: &str,
+    command: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    if !config.raw.is_set("metrics.listen") {
+        return command.await;
+    }
+    let limits = Limits {
+        max_connections: config.raw.metrics.max_connections,
+        request_timeout: config.raw.metrics.request_timeout,
+    };
+    let endpoint = Endpoint::start_with(
+        config.metrics_listen,
+        Health::new(Vec::<(Condition, String)>::new()),
+        limits,
+    )
+    .await
+    .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+    let linger = config.raw.metrics.linger;
+    // Listening before the command's output is printed: whoever reads it may signal at once.
+    let shutdown = (!linger.is_zero()).then(Shutdown::listen);
+    let result = command.await;
+    if let Some(shutdown) = shutdown {
+        info!(
+            addr = %endpoint.local_addr(),
+            linger_s = linger.as_secs_f64(),
+            "{what} ended; serving metrics until [metrics] linger has passed or a signal"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(linger) => {}
+            _ = shutdown.received() => {}
+        }
+    }
+    endpoint.stop().await;
+    result
 }

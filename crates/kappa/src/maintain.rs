@@ -300,36 +300,8 @@ pub async fn run(command: MaintainCommand) -> Result<(), Failure> {
         MaintainCommand::All(a) => &a.config,
     };
     let config = args.load()?;
-    if !config.raw.is_set("metrics.listen") {
-        return execute(command, config).await;
-    }
-    let limits = kappa_metrics::Limits {
-        max_connections: config.raw.metrics.max_connections,
-        request_timeout: config.raw.metrics.request_timeout,
-    };
-    let endpoint = kappa_metrics::Endpoint::start_with(
-        config.metrics_listen,
-        kappa_metrics::Health::new(Vec::<(kappa_metrics::Condition, String)>::new()),
-        limits,
-    )
-    .await
-    .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
-    let linger = config.raw.metrics.linger;
-    let shutdown = (!linger.is_zero()).then(crate::shutdown::Shutdown::listen);
-    let result = execute(command, config).await;
-    if let Some(shutdown) = shutdown {
-        tracing::info!(
-            addr = %endpoint.local_addr(),
-            linger_s = linger.as_secs_f64(),
-            "maintenance ended; serving metrics until [metrics] linger has passed or a signal"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(linger) => {}
-            _ = shutdown.received() => {}
-        }
-    }
-    endpoint.stop().await;
-    result
+    let metrics = config.clone();
+    crate::endpoint::around(&metrics, "maintenance", execute(command, config)).await
 }
 
 async fn execute(command: MaintainCommand, config: PipelineConfig) -> Result<(), Failure> {

@@ -231,7 +231,6 @@ spec:
         - --set={{ . }}
         {{- end }}
         - --json
-      {{- if or .index $.Values.env }}
       env:
         {{- if .index }}
         - name: JOB_COMPLETION_INDEX
@@ -239,10 +238,17 @@ spec:
             fieldRef:
               fieldPath: metadata.annotations['batch.kubernetes.io/job-completion-index']
         {{- end }}
+        # /metrics, /healthz, /readyz while the step runs (and [metrics] linger after): a
+        # shard's progress is its archive source's kappa_source_* series.
+        - name: KAPPA__METRICS__LISTEN
+          value: "0.0.0.0:{{ $.Values.metrics.port }}"
         {{- with $.Values.env }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- end }}
+      ports:
+        - name: metrics
+          containerPort: {{ $.Values.metrics.port }}
+          protocol: TCP
       {{- with $.Values.envFrom }}
       envFrom:
         {{- toYaml . | nindent 8 }}
