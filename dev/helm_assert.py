@@ -320,8 +320,8 @@ for component, t in components.items():
 LABELS = {"team": "data-platform", "cost-center": "lake"}
 DIGEST = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 assert set(kinds(full)) == {
-    "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "Job", "CronJob", "PodDisruptionBudget",
-    "ServiceMonitor", "PodMonitor", "PrometheusRule", "Pod",
+    "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "Deployment", "Job", "CronJob",
+    "PodDisruptionBudget", "ServiceMonitor", "PodMonitor", "PrometheusRule", "Pod",
 }, sorted(set(kinds(full)))
 # commonLabels on every object and every pod, never in a selector.
 for (kind, name), d in full.items():
@@ -334,7 +334,7 @@ for (kind, name), d in full.items():
     assert not set(LABELS) & set(selector), (kind, name, selector)
 kappa_pods = list(templates(full))
 assert {component for _, component, _ in kappa_pods} == {
-    "live", "replay", "backfill-plan", "backfill", "backfill-publish", "maintenance"
+    "live", "replay", "backfill-plan", "backfill", "backfill-publish", "maintenance", "admin"
 }, kappa_pods
 for kind, component, t in kappa_pods:
     labels = t["metadata"]["labels"]
@@ -364,8 +364,22 @@ for kind, component, t in kappa_pods:
     expected = {
         "live": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1536Mi"}},
         "maintenance": DEFAULT_RESOURCES,
+        "admin": {"requests": {"cpu": "100m", "memory": "256Mi"}},
     }.get(component, REPLAY_RESOURCES)
     assert c["resources"] == expected, (component, c["resources"])
+# The admin pod: one idle pod with the pipeline file, `env` and volumes of the others (checked
+# above), running no pipeline and serving nothing; the default renders none.
+admin = full[("Deployment", "kappa-kappa-admin")]
+assert admin["spec"]["replicas"] == 1, admin["spec"]
+(c,) = admin["spec"]["template"]["spec"]["containers"]
+assert c["command"] == ["sleep", "infinity"] and "args" not in c and "ports" not in c, c
+# `env` as the live pods get it, without what the chart adds for a running pipeline.
+(live,) = full[("StatefulSet", "kappa-kappa-live")]["spec"]["template"]["spec"]["containers"]
+added = {"KAPPA_POD_INDEX", "KAPPA__SOURCE__KAFKA__ASSIGNMENT", "KAPPA__SOURCE__KAFKA__SHARD", "KAPPA__METRICS__LISTEN"}
+values_env = [e for e in live["env"] if e["name"] not in added]
+assert values_env and c["env"] == values_env, (c["env"], values_env)
+assert not any(d["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/component") == "admin"
+               for (kind, _), d in default.items() if kind == "Deployment"), "no admin pod by default"
 # The live pods' budget.
 pdb = full[("PodDisruptionBudget", "kappa-kappa-live")]
 assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow", pdb["spec"]
