@@ -729,6 +729,16 @@ fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped(
             break;
         }
         if paused(&addr).is_some() {
+            if overrides == 0 {
+                // Nobody named (no --by, no $USER, as in a container): refused.
+                let refused = kappa(
+                    &["quality", "override", "-c", &config_arg, "--reason", "x"],
+                    &[("USER", "")],
+                );
+                let stderr = String::from_utf8_lossy(&refused.stderr);
+                assert_eq!(refused.status.code(), Some(2), "{stderr}");
+                assert!(stderr.contains("--by"), "{stderr}");
+            }
             let out = kappa(
                 &[
                     "quality",
@@ -737,6 +747,8 @@ fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped(
                     &config_arg,
                     "--reason",
                     "known upstream outage",
+                    "--by",
+                    "on-call",
                 ],
                 &[],
             );
@@ -777,7 +789,7 @@ fn a_blocked_live_pipeline_pauses_in_place_and_resumes_exactly_where_it_stopped(
     );
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(
-        report.contains("overridden by") && report.contains("known upstream outage"),
+        report.contains("overridden by on-call at") && report.contains("known upstream outage"),
         "{report}"
     );
 }

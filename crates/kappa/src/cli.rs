@@ -354,6 +354,10 @@ pub struct QualityOverrideArgs {
     /// every failed check of the blocked flush.
     #[arg(long = "check")]
     pub checks: Vec<String>,
+    /// Who decides (kept with the override and with each verdict it lets through). Default:
+    /// `$USER`; without either (a container has no `$USER`) the override is refused.
+    #[arg(long)]
+    pub by: Option<String>,
 }
 
 /// `kappa quality report`.

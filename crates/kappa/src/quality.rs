@@ -215,11 +215,23 @@ pub async fn override_block(args: QualityOverrideArgs) -> Result<(), Failure> {
             code: exit::USAGE,
         });
     }
+    // An override is an audit record: who let the data through is part of it.
+    let Some(who) = args
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|who| !who.trim().is_empty())
+    else {
+        return Err(Failure {
+            message: "--by: say who decides (there is no $USER to take it from)".into(),
+            code: exit::USAGE,
+        });
+    };
     let (_, pipeline) =
         crate::replay::open_configured(&args.config, kappa_pipeline::Access::SetProperty).await?;
     let by = format!(
         "{} at {}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        who.trim(),
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     let decision = kappa_runtime::QualityOverride::record(
