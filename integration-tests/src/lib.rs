@@ -394,24 +394,29 @@ pub fn s3_store(bucket: &str) -> object_store::aws::AmazonS3 {
         .unwrap()
 }
 
+/// Every file under `dir`, recursively (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Files under `dir` (recursively) whose name ends with `suffix`.
 pub fn count_files(dir: &Path, suffix: &str) -> usize {
-    fn walk(dir: &Path, suffix: &str) -> usize {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return 0;
-        };
-        entries
-            .map(|entry| {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    walk(&path, suffix)
-                } else {
-                    usize::from(path.to_string_lossy().ends_with(suffix))
-                }
-            })
-            .sum()
-    }
-    walk(dir, suffix)
+    files_under(dir)
+        .iter()
+        .filter(|path| path.to_string_lossy().ends_with(suffix))
+        .count()
 }
 
 /// Which catalog a test runs on (the exactly-once tests run on each).

@@ -26,6 +26,23 @@ fn backfill(
     (out.status.code(), report, stderr)
 }
 
+/// Archive files of 500 records: several per partition and day.
+fn small_files() -> ArchiveOptions {
+    ArchiveOptions {
+        flush_size: 500,
+        ..ArchiveOptions::default()
+    }
+}
+
+/// `spec`'s history archived in small files and replayed into the scene's table: what the
+/// table holds, and the pipeline file.
+fn replayed(scene: &Scene, spec: HistorySpec) -> (kappa_synth::Expected, std::path::PathBuf) {
+    let expected = scene.write_local_archive(spec, small_files());
+    let config = scene.config("");
+    replay(&config, &[]);
+    (expected, config)
+}
+
 fn files(scene: &Scene) -> BTreeMap<String, Vec<String>> {
     serde_json::from_value(scene.foreign_with("files", "orders", &[])["files"].clone()).unwrap()
 }
@@ -58,15 +75,7 @@ fn a_backfill_restores_the_days_another_engine_broke_and_rewrites_no_other_day_o
         partitions: 3,
         ..HistorySpec::new(8_000)
     };
-    let expected = scene.write_local_archive(
-        spec,
-        ArchiveOptions {
-            flush_size: 500,
-            ..ArchiveOptions::default()
-        },
-    );
-    let config = scene.config("");
-    replay(&config, &[]);
+    let (expected, config) = replayed(&scene, spec);
     let original = scene.read("pyiceberg", "orders");
     assert_table_matches(&original, &expected);
     let dlq_rows = scene.read("pyiceberg", "orders_dlq")["rows"]
@@ -301,13 +310,7 @@ fn rows_a_replay_commits_to_the_days_while_a_backfill_runs_are_kept_by_its_publi
         partitions: 2,
         ..HistorySpec::new(8_000)
     };
-    let expected = scene.write_local_archive(
-        spec,
-        ArchiveOptions {
-            flush_size: 500,
-            ..ArchiveOptions::default()
-        },
-    );
+    let expected = scene.write_local_archive(spec, small_files());
     // The newest object of each partition is not archived yet.
     let held = scene.path("held");
     std::fs::create_dir_all(&held).unwrap();
@@ -704,15 +707,7 @@ fn a_backfill_serves_metrics_of_the_archive_it_read_and_lingers_for_a_last_scrap
         days: 3,
         ..HistorySpec::new(6_000)
     };
-    let expected = scene.write_local_archive(
-        spec,
-        ArchiveOptions {
-            flush_size: 500,
-            ..ArchiveOptions::default()
-        },
-    );
-    let config = scene.config("");
-    replay(&config, &[]);
+    let (expected, config) = replayed(&scene, spec);
     let days: Vec<String> = files(&scene).into_keys().collect();
     let addr = serve_metrics(&config, "linger = \"10m\"");
     let path = config.display().to_string();
@@ -742,7 +737,7 @@ fn a_backfill_serves_metrics_of_the_archive_it_read_and_lingers_for_a_last_scrap
 
     // The archive's files by partition, from their names: (start offset, bytes), in order.
     let mut by_partition: BTreeMap<usize, Vec<(i64, u64)>> = BTreeMap::new();
-    for file in walk(&scene.path("archive")) {
+    for file in kappa_integration_tests::files_under(&scene.path("archive")) {
         let name = file.file_stem().unwrap().to_str().unwrap().to_string();
         let mut parts = name.split('+').skip(1);
         let partition: usize = parts.next().unwrap().parse().unwrap();
@@ -773,18 +768,4 @@ fn a_backfill_serves_metrics_of_the_archive_it_read_and_lingers_for_a_last_scrap
         "bytes read are the archive's files, the last ones twice"
     );
     assert_promtool_accepts(&metrics);
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

@@ -705,10 +705,11 @@ fn a_quarantined_replay_is_in_the_quality_report_and_the_quarantine_table() {
     for path in &paths {
         assert!(path.contains("/kappa/orders_quarantine/data/"), "{path}");
     }
-    let main_data: Vec<_> = walk(&scene.path("warehouse/kappa/orders"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
+    let main_data: Vec<_> =
+        kappa_integration_tests::files_under(&scene.path("warehouse/kappa/orders"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect();
     assert!(main_data.is_empty(), "{main_data:?}");
 
     let config = config.display().to_string();
@@ -1185,7 +1186,7 @@ fn a_replay_of_an_archive_missing_its_oldest_objects_is_refused_unless_the_skip_
     );
     // The lifecycle rule: partition 1's first object is gone.
     let mut removed = None;
-    for entry in walk(&scene.path("archive")) {
+    for entry in kappa_integration_tests::files_under(&scene.path("archive")) {
         let name = entry.file_name().unwrap().to_string_lossy().to_string();
         if name.starts_with("orders+1+") && name.trim_end_matches(".avro").ends_with("+0000000000")
         {
@@ -1245,20 +1246,6 @@ fn a_replay_of_an_archive_missing_its_oldest_objects_is_refused_unless_the_skip_
             .contains("kappa.state"),
         "{status}"
     );
-}
-
-/// Every file under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]

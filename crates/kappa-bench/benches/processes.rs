@@ -139,10 +139,7 @@ async fn from_s3(bench: &Bench, shape: Shape) {
     )
     .await
     .unwrap();
-    let upstream = endpoint
-        .trim_start_matches("http://")
-        .parse::<std::net::SocketAddr>()
-        .unwrap();
+    let upstream = upstream(&endpoint);
     let delays = [Duration::ZERO, Duration::from_millis(30)];
     let mut proxies = Vec::new();
     for delay in delays {
@@ -203,6 +200,11 @@ async fn from_s3(bench: &Bench, shape: Shape) {
         .unwrap();
 }
 
+/// The address of the S3 endpoint `http://host:port`, for the latency proxy.
+fn upstream(endpoint: &str) -> std::net::SocketAddr {
+    endpoint.trim_start_matches("http://").parse().unwrap()
+}
+
 /// Days, hours, partitions and files per hour of the listing benchmark's archive.
 const LISTED: (u32, u32, u32, u32) = (30, 24, 3, 5);
 
@@ -249,10 +251,7 @@ async fn listing_from_s3() {
         .try_collect::<Vec<_>>()
         .await
         .unwrap();
-    let upstream = endpoint
-        .trim_start_matches("http://")
-        .parse::<std::net::SocketAddr>()
-        .unwrap();
+    let upstream = upstream(&endpoint);
     let proxy = LatencyProxy::start(upstream, Duration::from_millis(30))
         .await
         .unwrap();
