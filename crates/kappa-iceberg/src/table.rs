@@ -153,7 +153,7 @@ pub async fn ensure_table(catalog: &dyn Catalog, spec: &TableSpec) -> Result<Tab
                     table = %spec.full_name(),
                     attempt,
                     error = %source,
-                    "{operation} failed while the catalog shows the namespace half created (another process is creating it); trying again"
+                    "{operation} failed (the catalog may show a namespace another process is creating, or be unreachable for a moment); trying again"
                 );
                 tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
                 attempt += 1;
