@@ -43,13 +43,7 @@ impl PipelineEndpoint {
         health: Health,
         stall: Option<StallWatch>,
     ) -> Result<PipelineEndpoint, Failure> {
-        let limits = Limits {
-            max_connections: config.raw.metrics.max_connections,
-            request_timeout: config.raw.metrics.request_timeout,
-        };
-        let endpoint = Endpoint::start_with(config.metrics_listen, health.clone(), limits)
-            .await
-            .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+        let endpoint = listen(config, health.clone()).await?;
         let table = format!("{}.{}", config.raw.table.namespace, config.table);
         table::Configured {
             table: &table,
@@ -119,15 +113,7 @@ impl PipelineEndpoint {
 
     /// Keeps serving for `linger` after the run, or until `shutdown` receives a signal.
     pub async fn linger(&self, linger: Duration, shutdown: Shutdown) {
-        info!(
-            addr = %self.endpoint.local_addr(),
-            linger_s = linger.as_secs_f64(),
-            "run ended; serving metrics until [metrics] linger has passed or a signal"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(linger) => {}
-            _ = shutdown.received() => {}
-        }
+        linger_on(&self.endpoint, "run", linger, shutdown).await;
     }
 
     /// Stops the tick and the listener.
@@ -149,32 +135,39 @@ pub async fn around<T>(
     if !config.raw.is_set("metrics.listen") {
         return command.await;
     }
-    let limits = Limits {
-        max_connections: config.raw.metrics.max_connections,
-        request_timeout: config.raw.metrics.request_timeout,
-    };
-    let endpoint = Endpoint::start_with(
-        config.metrics_listen,
-        Health::new(Vec::<(Condition, String)>::new()),
-        limits,
-    )
-    .await
-    .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))?;
+    let endpoint = listen(config, Health::new(Vec::<(Condition, String)>::new())).await?;
     let linger = config.raw.metrics.linger;
     // Listening before the command's output is printed: whoever reads it may signal at once.
     let shutdown = (!linger.is_zero()).then(Shutdown::listen);
     let result = command.await;
     if let Some(shutdown) = shutdown {
-        info!(
-            addr = %endpoint.local_addr(),
-            linger_s = linger.as_secs_f64(),
-            "{what} ended; serving metrics until [metrics] linger has passed or a signal"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(linger) => {}
-            _ = shutdown.received() => {}
-        }
+        linger_on(&endpoint, what, linger, shutdown).await;
     }
     endpoint.stop().await;
     result
+}
+
+/// Serves `health` on `[metrics] listen` (a taken address is a configuration error).
+async fn listen(config: &PipelineConfig, health: Health) -> Result<Endpoint, Failure> {
+    let limits = Limits {
+        max_connections: config.raw.metrics.max_connections,
+        request_timeout: config.raw.metrics.request_timeout,
+    };
+    Endpoint::start_with(config.metrics_listen, health, limits)
+        .await
+        .map_err(|e| Failure::from_kind(e.kind(), format!("[metrics] listen: {e}")))
+}
+
+/// Keeps `endpoint` serving for `linger` after `what` ended, or until `shutdown` receives a
+/// signal.
+async fn linger_on(endpoint: &Endpoint, what: &str, linger: Duration, shutdown: Shutdown) {
+    info!(
+        addr = %endpoint.local_addr(),
+        linger_s = linger.as_secs_f64(),
+        "{what} ended; serving metrics until [metrics] linger has passed or a signal"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(linger) => {}
+        _ = shutdown.received() => {}
+    }
 }
