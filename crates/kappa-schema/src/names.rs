@@ -62,6 +62,56 @@ fn plain_fixed_uuids(schema: &mut Value) -> bool {
     }
 }
 
+/// A record schema's JSON with the `uuid` logical type taken off its top-level `string` fields
+/// (alone or in a union with `null`), and those fields' names; `None` when it has none, or is not a record.
+///
+/// arrow-avro reads a `uuid` string into 16 bytes (parsing the text), which the table's
+/// `string` column formats back into text: the archive replay decodes with this schema instead,
+/// keeping the text as it is, and takes the batch only when every such value is already in the
+/// canonical form the round trip would give (`kappa_source_replay`'s grouped decoding).
+pub fn text_uuid_fields(json: &str) -> Option<(String, Vec<String>)> {
+    let mut value = serde_json::from_str::<Value>(json).ok()?;
+    if value.get("type").and_then(Value::as_str) != Some("record") {
+        return None;
+    }
+    let Value::Array(fields) = value.get_mut("fields")? else {
+        return None;
+    };
+    let mut names = Vec::new();
+    for field in fields {
+        let Some(Value::String(name)) = field.get("name").cloned() else {
+            continue;
+        };
+        // Alone or beside `null` only: a column of text (or NULL), checked as a whole.
+        let text = match field.get_mut("type") {
+            Some(Value::Array(branches))
+                if branches.len() == 2 && branches.iter().any(|b| b == "null") =>
+            {
+                branches.iter_mut().any(plain_string_uuid)
+            }
+            Some(Value::Array(_)) | None => false,
+            Some(schema) => plain_string_uuid(schema),
+        };
+        if text {
+            names.push(name);
+        }
+    }
+    (!names.is_empty()).then(|| (value.to_string(), names))
+}
+
+/// Takes the `uuid` logical type off a `string` type object; whether it had it.
+fn plain_string_uuid(schema: &mut Value) -> bool {
+    let Value::Object(map) = schema else {
+        return false;
+    };
+    let uuid = map.get("type").and_then(Value::as_str) == Some("string")
+        && map.get("logicalType").and_then(Value::as_str) == Some("uuid");
+    if uuid {
+        map.remove("logicalType");
+    }
+    uuid
+}
+
 /// The schema JSON `json` written out again (object keys sorted, a key given twice once, with its
 /// last value), or `None` when it is not JSON. `apache-avro` 0.21 serializes a decimal on `fixed`
 /// with its `logicalType`, `precision` and `scale` twice — a file it writes has such a header —
@@ -152,6 +202,41 @@ fn walk(schema: &Value, path: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn top_level_uuid_strings_become_text_and_nothing_else_changes() {
+        let json = r#"{"type":"record","name":"R","fields":[
+            {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+            {"name":"maybe","type":["null",{"type":"string","logicalType":"uuid"}],"default":null},
+            {"name":"three","type":["null","long",{"type":"string","logicalType":"uuid"}]},
+            {"name":"fixed","type":{"type":"fixed","name":"F","size":16,"logicalType":"uuid"}},
+            {"name":"nested","type":{"type":"record","name":"N","fields":[
+                {"name":"inner","type":{"type":"string","logicalType":"uuid"}}]}},
+            {"name":"plain","type":"string"}]}"#;
+        let (text, names) = text_uuid_fields(json).unwrap();
+        assert_eq!(names, ["id", "maybe"]);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let fields = value["fields"].as_array().unwrap();
+        assert_eq!(fields[0]["type"], serde_json::json!({"type": "string"}));
+        assert_eq!(fields[1]["type"][1], serde_json::json!({"type": "string"}));
+        let original: Value = serde_json::from_str(json).unwrap();
+        for kept in 2..6 {
+            assert_eq!(fields[kept], original["fields"][kept], "field {kept}");
+        }
+        assert!(Schema::parse_str(&text).is_ok());
+        // Nothing to take off, or not a record.
+        assert_eq!(
+            text_uuid_fields(
+                r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#
+            ),
+            None
+        );
+        assert_eq!(
+            text_uuid_fields(r#"{"type":"string","logicalType":"uuid"}"#),
+            None
+        );
+        assert_eq!(text_uuid_fields("not json"), None);
+    }
     use super::*;
 
     #[test]

@@ -566,3 +566,83 @@ async fn value_files_decoded_in_runs_give_each_record_once_around_bad_ones() {
         assert_eq!(next.get(&0), Some(&(start + *count as i64)), "{context}");
     }
 }
+
+#[tokio::test]
+async fn uuid_text_that_is_not_canonical_comes_out_canonical_in_runs_and_alone() {
+    // Runs of value files read top-level `uuid` strings as text and keep a batch only when the
+    // text is canonical (lower-case, hyphenated): anything else must come out as the exact
+    // decoder writes it, parsed and formatted. Here one file's ids are all upper case and one
+    // record of a later file is in mixed case (same length, so the files stay well framed);
+    // every row must carry its id in lower case, and nothing is a dead letter.
+    for batch_rows in [1, 250, 1000, 4096] {
+        let options = ArchiveOptions {
+            flush_size: 300,
+            shape: RecordShape::Value,
+            codec: Codec::Null,
+            ..ArchiveOptions::default()
+        };
+        let f = fixture(HistorySpec::new(5_000), options).await;
+        let keys = f.partition_keys(0).await;
+        assert!(keys.len() >= 5, "{keys:?}");
+        let mut expected: std::collections::BTreeMap<i64, String> = Default::default();
+        for (n, key) in keys.iter().enumerate() {
+            let start = start_offset(key);
+            let ids = event_ids(f.store.as_ref(), key).await;
+            let mut bytes = object_store::ObjectStoreExt::get(f.store.as_ref(), key)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec();
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(id, &id.to_lowercase(), "the generator writes canonical ids");
+                expected.insert(start + i as i64, id.clone());
+                let changed = match n {
+                    1 => id.to_uppercase(),
+                    3 if i == 17 => id
+                        .chars()
+                        .enumerate()
+                        .map(|(j, c)| {
+                            if j % 2 == 0 {
+                                c.to_ascii_uppercase()
+                            } else {
+                                c
+                            }
+                        })
+                        .collect(),
+                    _ => continue,
+                };
+                assert_ne!(&changed, id, "file {n}, record {i}: changed");
+                let at = bytes
+                    .windows(id.len())
+                    .position(|w| w == id.as_bytes())
+                    .unwrap();
+                bytes[at..at + id.len()].copy_from_slice(changed.as_bytes());
+            }
+            object_store::ObjectStoreExt::put(f.store.as_ref(), key, bytes.into())
+                .await
+                .unwrap();
+        }
+
+        let mut source = f
+            .source_with(PartitionFilter::Only([0].into()), batch_rows)
+            .await;
+        let mut seen = std::collections::BTreeMap::new();
+        while let Some(batch) = source.next_batch().await.unwrap() {
+            batch.check().unwrap();
+            assert!(batch.dead_letters.is_empty(), "{:?}", batch.dead_letters);
+            let column = batch
+                .records
+                .column_by_name("event_id")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::StringArray>()
+                .unwrap();
+            for (row, offset) in batch.offsets.iter().enumerate() {
+                seen.insert(*offset, column.value(row).to_string());
+            }
+        }
+        assert_eq!(seen, expected, "batches of {batch_rows}");
+    }
+}
