@@ -1077,14 +1077,21 @@ impl ValueDecoder {
 
 /// Whether every value of the `columns` of `batch` that arrow-avro left as text is a UUID in
 /// canonical form (36 bytes: lower-case hex, hyphens after the 8th, 12th, 16th and 20th digit),
-/// or NULL. A column decoded as 16 bytes (the exact decoder) has nothing to check.
+/// or NULL. A column decoded as 16 bytes (the exact decoder) has nothing to check; one missing or
+/// of any other type is refused, so that nothing unchecked gets through.
 fn canonical_uuid_text(batch: &RecordBatch, columns: &[String]) -> bool {
     columns.iter().all(|name| {
-        let Some(text) = batch
-            .column_by_name(name)
-            .and_then(|column| column.as_string_opt::<i32>())
-        else {
+        let Some(column) = batch.column_by_name(name) else {
+            return false;
+        };
+        if matches!(
+            column.data_type(),
+            arrow_schema::DataType::FixedSizeBinary(16)
+        ) {
             return true;
+        }
+        let Some(text) = column.as_string_opt::<i32>() else {
+            return false;
         };
         let (offsets, data) = (text.value_offsets(), text.value_data());
         let first = offsets.first().map_or(0, |o| *o as usize);
@@ -1338,5 +1345,73 @@ mod tests {
         )])
         .unwrap();
         assert!(canonical_uuid_text(&bytes, &columns));
+        // Missing, or of another type: refused (decoded again exactly).
+        assert!(!canonical_uuid_text(&good, &["user_id".to_string()]));
+        let numbers = RecordBatch::try_from_iter([(
+            "event_id",
+            Arc::new(arrow_array::Int64Array::from(vec![1])) as ArrayRef,
+        )])
+        .unwrap();
+        assert!(!canonical_uuid_text(&numbers, &columns));
+    }
+
+    /// Decodes `records` (bodies) with a decoder built from `json`.
+    fn decode_with(json: &str, records: &[Vec<u8>]) -> RecordBatch {
+        let mut decoder = ValueDecoder::build_for(json, records.len()).unwrap();
+        for body in records {
+            decoder.decode(&PREFIX).unwrap();
+            assert_eq!(decoder.decode(body).unwrap(), body.len());
+        }
+        decoder.flush().unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_nullable_uuid_kept_as_text_is_the_exact_decoders_uuid_or_its_null() {
+        // The grouped decoder's schema must give a nullable text column for `["null", uuid]`
+        // (a union array would have nothing checked), with the values the exact decoder parses.
+        let json = r#"{"type":"record","name":"R","fields":[
+            {"name":"id","type":["null",{"type":"string","logicalType":"uuid"}]},
+            {"name":"n","type":"long"}]}"#;
+        let schema = Schema::parse_str(json).unwrap();
+        let ids = [
+            Some(ID),
+            None,
+            Some("6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+            None,
+        ];
+        let records: Vec<Vec<u8>> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                use apache_avro::types::Value;
+                let id = match id {
+                    Some(id) => Value::Union(1, Box::new(Value::String(id.to_string()))),
+                    None => Value::Union(0, Box::new(Value::Null)),
+                };
+                let record =
+                    Value::Record(vec![("id".into(), id), ("n".into(), Value::Long(n as i64))]);
+                apache_avro::to_avro_datum(&schema, record).unwrap()
+            })
+            .collect();
+        let (text_json, names) = kappa_schema::names::text_uuid_fields(json).unwrap();
+        assert_eq!(names, ["id"]);
+        let text = decode_with(&text_json, &records);
+        let exact = decode_with(json, &records);
+        let text_ids = text.column_by_name("id").unwrap().as_string::<i32>();
+        let exact_ids = exact.column_by_name("id").unwrap().as_fixed_size_binary();
+        for (row, id) in ids.iter().enumerate() {
+            match id {
+                Some(id) => {
+                    let parsed = uuid::Uuid::from_slice(exact_ids.value(row)).unwrap();
+                    assert_eq!(parsed.to_string(), *id);
+                    assert_eq!(text_ids.value(row), *id);
+                }
+                None => {
+                    assert!(arrow_array::Array::is_null(exact_ids, row));
+                    assert!(arrow_array::Array::is_null(text_ids, row));
+                }
+            }
+        }
+        assert!(canonical_uuid_text(&text, &names));
     }
 }
