@@ -235,12 +235,7 @@ async fn a_value_file_with_an_unreadable_writer_schema_is_dead_lettered_and_repl
     let keys = f.partition_keys(0).await;
     assert!(keys.len() >= 3, "{keys:?}");
     let replaced = keys[1].clone();
-    let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &replaced)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = object_bytes(f.store.as_ref(), &replaced).await;
     let n = apache_avro::Reader::new(&original[..]).unwrap().count();
     let (v3, bytes) = v3_file(n);
     object_store::ObjectStoreExt::put(f.store.as_ref(), &replaced, bytes.into())
@@ -336,12 +331,7 @@ async fn a_value_the_table_cannot_hold_dead_letters_its_record_and_replay_goes_o
     // overflows the table's microseconds.
     let keys = f.partition_keys(0).await;
     let rewritten = keys[1].clone();
-    let original = object_store::ObjectStoreExt::get(f.store.as_ref(), &rewritten)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let original = object_bytes(f.store.as_ref(), &rewritten).await;
     let reader = apache_avro::Reader::new(&original[..]).unwrap();
     let schema = reader.writer_schema().clone();
     let mut writer = apache_avro::Writer::new(&schema, Vec::new());
@@ -415,14 +405,19 @@ fn start_offset(key: &Path) -> i64 {
     name.rsplit('+').next().unwrap().parse().unwrap()
 }
 
-/// The `event_id` of every record of `key`'s file, in order.
-async fn event_ids(store: &dyn ObjectStore, key: &Path) -> Vec<String> {
-    let bytes = object_store::ObjectStoreExt::get(store, key)
+/// The bytes of the object at `key`.
+async fn object_bytes(store: &dyn ObjectStore, key: &Path) -> bytes::Bytes {
+    object_store::ObjectStoreExt::get(store, key)
         .await
         .unwrap()
         .bytes()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The `event_id` of every record of `key`'s file, in order.
+async fn event_ids(store: &dyn ObjectStore, key: &Path) -> Vec<String> {
+    let bytes = object_bytes(store, key).await;
     apache_avro::Reader::new(&bytes[..])
         .unwrap()
         .map(|value| {
@@ -436,6 +431,23 @@ async fn event_ids(store: &dyn ObjectStore, key: &Path) -> Vec<String> {
                 other => panic!("{other:?}"),
             }
         })
+        .collect()
+}
+
+/// The `event_id` of each row of `batch`, by offset.
+fn ids_by_offset(batch: &kappa_core::SourceBatch) -> Vec<(i64, String)> {
+    let column = batch
+        .records
+        .column_by_name("event_id")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow_array::StringArray>()
+        .unwrap();
+    batch
+        .offsets
+        .iter()
+        .enumerate()
+        .map(|(row, offset)| (*offset, column.value(row).to_string()))
         .collect()
 }
 
@@ -487,13 +499,7 @@ async fn value_files_decoded_in_runs_give_each_record_once_around_bad_ones() {
             let (key, start, count) = files[random(files.len() as u64) as usize].clone();
             let at = random(count as u64) as i64;
             let id = ids[&(start + at)].clone();
-            let mut bytes = object_store::ObjectStoreExt::get(f.store.as_ref(), &key)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-                .to_vec();
+            let mut bytes = object_bytes(f.store.as_ref(), &key).await.to_vec();
             let found = bytes
                 .windows(id.len())
                 .position(|w| w == id.as_bytes())
@@ -533,17 +539,9 @@ async fn value_files_decoded_in_runs_give_each_record_once_around_bad_ones() {
                     letter.offset
                 );
             }
-            let column = batch
-                .records
-                .column_by_name("event_id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::StringArray>()
-                .unwrap();
-            for (row, offset) in batch.offsets.iter().enumerate() {
-                let id = column.value(row).to_string();
+            for (offset, id) in ids_by_offset(&batch) {
                 assert!(
-                    seen.insert(*offset, id).is_none(),
+                    seen.insert(offset, id).is_none(),
                     "{context}: {offset} twice"
                 );
             }
@@ -588,13 +586,7 @@ async fn uuid_text_that_is_not_canonical_comes_out_canonical_in_runs_and_alone()
         for (n, key) in keys.iter().enumerate() {
             let start = start_offset(key);
             let ids = event_ids(f.store.as_ref(), key).await;
-            let mut bytes = object_store::ObjectStoreExt::get(f.store.as_ref(), key)
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap()
-                .to_vec();
+            let mut bytes = object_bytes(f.store.as_ref(), key).await.to_vec();
             for (i, id) in ids.iter().enumerate() {
                 assert_eq!(id, &id.to_lowercase(), "the generator writes canonical ids");
                 expected.insert(start + i as i64, id.clone());
@@ -632,16 +624,7 @@ async fn uuid_text_that_is_not_canonical_comes_out_canonical_in_runs_and_alone()
         while let Some(batch) = source.next_batch().await.unwrap() {
             batch.check().unwrap();
             assert!(batch.dead_letters.is_empty(), "{:?}", batch.dead_letters);
-            let column = batch
-                .records
-                .column_by_name("event_id")
-                .unwrap()
-                .as_any()
-                .downcast_ref::<arrow_array::StringArray>()
-                .unwrap();
-            for (row, offset) in batch.offsets.iter().enumerate() {
-                seen.insert(*offset, column.value(row).to_string());
-            }
+            seen.extend(ids_by_offset(&batch));
         }
         assert_eq!(seen, expected, "batches of {batch_rows}");
     }
