@@ -494,6 +494,18 @@ pub fn spawn_kappa(args: &[&str], envs: &[(&str, &str)]) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// The first line `child` prints on its piped stdout (a `--json` report printed before a linger
+/// while the process keeps running); the rest of its stdout is dropped.
+pub fn first_stdout_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    line
+}
+
 /// The environment of a run a test kills on observed progress: every batch read waits 50 ms (a
 /// `sleep` action on the `runtime::read` crash point; `make test` builds kappa with them), so
 /// a replay of a few dozen batches lasts seconds on any machine. A kill polls the table's

@@ -719,12 +719,7 @@ fn a_backfill_serves_metrics_of_the_archive_it_read_and_lingers_for_a_last_scrap
         .spawn()
         .unwrap();
     // The report is printed when the backfill is over, before the linger starts.
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let line = kappa_integration_tests::first_stdout_line(&mut child);
     let report: Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("no report ({e}): {line:?}"));
     assert_eq!(report["committed"], true, "{report}");

@@ -885,12 +885,7 @@ fn a_replay_serves_metrics_that_match_what_it_did_and_lingers_for_a_last_scrape(
     let addr = serve_metrics(&config, "linger = \"10m\"");
     let mut child = spawn_replay(&config);
     // The summary is printed when the run is over, before the linger starts.
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let line = kappa_integration_tests::first_stdout_line(&mut child);
     let log = || std::fs::read_to_string(scene.path("replay.log")).unwrap_or_default();
     let summary: serde_json::Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("no summary ({e}): {line:?}\n{}", log()));
