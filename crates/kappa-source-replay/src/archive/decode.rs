@@ -470,7 +470,6 @@ impl Group {
                 && !canonical_uuid_text(batch, values.text_uuid_columns())
             {
                 values.text_uuids = None;
-                values.grouped = None;
                 return Some(Err(()));
             }
             Some(batch.map_err(|_| ()))
