@@ -113,6 +113,16 @@ pub fn redact_uri(uri: &str) -> String {
     kappa_core::redact::redact(uri)
 }
 
+/// Builds, on a thread of its own, the HTTP client that every file operation of a table (local
+/// disk included) takes a handle of: its first use loads the system's CA certificates, ~4 ms
+/// that the first table read or creation otherwise waits for on the main thread. Called once at
+/// start; nothing waits for the thread (if it has not finished, the first use waits for it).
+pub fn prepare_file_io() {
+    let _ = std::thread::Builder::new()
+        .name("kappa-file-io".into())
+        .spawn(|| std::sync::LazyLock::force(&opendal::raw::GLOBAL_REQWEST_CLIENT));
+}
+
 /// Connects to the SQL catalog, creating a SQLite file (and its directory) if needed.
 pub async fn connect(config: &CatalogConfig) -> Result<Arc<dyn Catalog>, IcebergError> {
     connect_as(config, false).await

@@ -429,32 +429,45 @@ pub struct TableStats {
     pub metadata_location: Option<String>,
 }
 
-/// Plans a scan of the current snapshot to count files, partitions and rows.
+/// Reads the current snapshot's data manifests (several at once) to count its live files, their
+/// partitions and rows. (A scan plan built a task per file, with a delete index and schema, to
+/// read the same fields: ~3 times the CPU at the end of every `kappa replay`.)
 pub async fn table_stats(table: &iceberg::table::Table) -> iceberg::Result<TableStats> {
-    use futures::TryStreamExt;
+    use futures::{StreamExt, TryStreamExt};
+    use iceberg::spec::{DataContentType, ManifestContentType};
     let mut stats = TableStats {
         snapshots: table.metadata().snapshots().len(),
         metadata_location: table.metadata_location().map(str::to_string),
         ..TableStats::default()
     };
-    if table.metadata().current_snapshot().is_none() {
+    let Some(snapshot) = table.metadata().current_snapshot() else {
         return Ok(stats);
-    }
-    let tasks: Vec<_> = table
-        .scan()
-        .build()?
-        .plan_files()
-        .await?
-        .try_collect()
-        .await?;
+    };
+    let list = table.manifest_list_reader(snapshot).load().await?;
+    let mut manifests = futures::stream::iter(
+        list.entries()
+            .iter()
+            .filter(|m| m.content == ManifestContentType::Data),
+    )
+    .map(|manifest| manifest.load_manifest(table.file_io()))
+    .buffer_unordered(MANIFESTS_AT_ONCE);
     let mut partitions = BTreeSet::new();
-    for task in &tasks {
-        stats.rows += task.record_count.unwrap_or_default();
-        if let Some((dir, _)) = task.data_file_path.rsplit_once('/') {
-            partitions.insert(dir.to_string());
+    while let Some(manifest) = manifests.try_next().await? {
+        for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+            let file = entry.data_file();
+            if file.content_type() != DataContentType::Data {
+                continue;
+            }
+            stats.data_files += 1;
+            stats.rows += file.record_count();
+            if let Some((dir, _)) = file.file_path().rsplit_once('/') {
+                partitions.insert(dir.to_string());
+            }
         }
     }
-    stats.data_files = tasks.len();
     stats.partitions = partitions.len();
     Ok(stats)
 }
+
+/// Manifests [`table_stats`] reads at once.
+const MANIFESTS_AT_ONCE: usize = 16;

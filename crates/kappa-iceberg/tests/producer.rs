@@ -233,6 +233,67 @@ async fn replacing_a_partition_rewrites_only_it_with_summary_totals_that_add_up(
 }
 
 #[tokio::test]
+async fn table_stats_count_the_live_files_rows_and_partitions_a_scan_reads() {
+    let mut env = env().await;
+    assert_eq!(
+        kappa_iceberg::table_stats(&env.table().await)
+            .await
+            .unwrap(),
+        kappa_iceberg::TableStats {
+            snapshots: 0,
+            metadata_location: env.table().await.metadata_location().map(str::to_string),
+            ..Default::default()
+        }
+    );
+    env.three_partitions().await;
+    // Partition 1 replaced (its file deleted in the new manifest), then partition 0 appended to.
+    let new = env.write(&[batch(1, 0, 4, "new")]).await;
+    let staged = stage(&env.table().await, replacing("main", &[1], new))
+        .await
+        .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    let more = env.write(&[batch(0, 10, 13, "row")]).await;
+    let staged = stage(
+        &env.table().await,
+        NewSnapshot {
+            branch: "main".into(),
+            change: Change::Append,
+            files: more,
+            summary: HashMap::new(),
+            properties: HashMap::new(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+
+    let table = env.table().await;
+    let stats = kappa_iceberg::table_stats(&table).await.unwrap();
+    let files = env.files().await;
+    let rows = env.rows(None).await;
+    assert_eq!(
+        stats.snapshots, 5,
+        "three commits, a replacement, an append"
+    );
+    assert_eq!(
+        stats.data_files,
+        files.values().map(BTreeSet::len).sum::<usize>()
+    );
+    assert_eq!(stats.data_files, 4, "{files:?}");
+    assert_eq!(
+        stats.rows,
+        rows.values().map(|v| v.len() as u64).sum::<u64>()
+    );
+    assert_eq!(stats.rows, 27);
+    assert_eq!(stats.partitions, files.len());
+    assert_eq!(stats.partitions, 3);
+    assert_eq!(
+        stats.metadata_location.as_deref(),
+        table.metadata_location()
+    );
+}
+
+#[tokio::test]
 async fn a_swap_on_a_moved_base_conflicts_changes_nothing_and_leaves_no_file() {
     let mut env = env().await;
     env.three_partitions().await;

@@ -89,6 +89,7 @@ fn main() -> ExitCode {
             });
         }
     };
+    kappa_iceberg::catalog::prepare_file_io();
     let log_format = cli.log_format.parse().unwrap_or_default();
     kappa_metrics::init_tracing(log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -101,7 +102,11 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(cli::dispatch(cli)) {
+    let outcome = runtime.block_on(cli::dispatch(cli));
+    // Everything the command does has been awaited: the runtime's idle threads (up to one per
+    // archive object fetched at once) are left to the exit rather than joined one by one.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
             output::error(&failure.message);
