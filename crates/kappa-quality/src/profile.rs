@@ -111,6 +111,8 @@ pub struct CommitProfile {
     pub(crate) rows: u64,
     pub(crate) nulls: Vec<u64>,
     keys: HashSet<u64, KeySet>,
+    /// One batch's key hashes, between hashing them and probing the set (kept for the next).
+    batch_keys: Vec<u64>,
     pub(crate) duplicates: u64,
     pub(crate) timed: u64,
     pub(crate) untimed: u64,
@@ -151,6 +153,7 @@ impl CommitProfile {
                 Some(_) => HashSet::with_capacity_and_hasher(keys, KeySet::default()),
                 None => HashSet::default(),
             },
+            batch_keys: Vec::new(),
             duplicates: 0,
             timed: 0,
             untimed: 0,
@@ -212,11 +215,19 @@ impl CommitProfile {
             *total += n;
         }
         if let Some(keys) = keys {
-            keys.hashes(|hash| {
+            // Two passes, as the dedup window's: every key hashed first (reading the column in
+            // order), then the set probed with the hashes alone, so that the probes' cache
+            // misses (the set is megabytes by the end of a commit) overlap instead of each
+            // waiting behind the next key's hashing.
+            let batch = &mut self.batch_keys;
+            batch.clear();
+            keys.hashes(|hash| batch.push(hash));
+            self.keys.reserve(batch.len());
+            for &hash in batch.iter() {
                 if !self.keys.insert(hash) {
                     self.duplicates += 1;
                 }
-            });
+            }
         }
         if self.time.is_some() && ingest_time.is_none() {
             self.untimed += rows.num_rows() as u64;
