@@ -11,6 +11,8 @@ ACTION:
                       (ten of its rows again under new event ids and a changed amount), in two
                       PyIceberg commits
   delete-partition    P: delete every row whose kafka_partition is P (a dead-letter table losing rows)
+  delete-day          DAY (YYYY-MM-DD): delete every row of DAY in one commit (its files become deleted
+                      entries of the new snapshot's manifests)
   files               list the live data files per day partition (prints {"files": {day: [..]}})
 
 Prints {"snapshots": N, "kappa_snapshots": N, "rows": N, "state_properties": [...]} afterwards
@@ -29,7 +31,7 @@ from read_table import add_catalog_arguments, sql_catalog  # noqa: E402
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["compact-and-expire", "drop-state", "break-days", "delete-partition", "files"])
+    parser.add_argument("action", choices=["compact-and-expire", "drop-state", "break-days", "delete-partition", "delete-day", "files"])
     add_catalog_arguments(parser)
     parser.add_argument("days", nargs="*")
     args = parser.parse_args()
@@ -46,6 +48,11 @@ def main():
         from pyiceberg.expressions import EqualTo
 
         table.delete(EqualTo("kafka_partition", int(args.days[0])))
+    elif args.action == "delete-day":
+        from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+        start, end = day_range(args.days[0])
+        table.delete(And(GreaterThanOrEqual("event_time", start.isoformat()), LessThan("event_time", end.isoformat())))
     elif args.action == "drop-state":
         keys = [k for k in table.properties if k.startswith("kappa.state.")]
         with table.transaction() as tx:

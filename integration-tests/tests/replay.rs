@@ -1075,6 +1075,18 @@ fn table_maintenance_by_another_engine_and_a_rename_never_ingest_twice() {
         again["rows_written"], 0,
         "nothing is written again: {again}"
     );
+    // The report's table figures count live files only: PyIceberg's overwrite keeps the files
+    // it replaced in its manifests, as deleted entries.
+    let files = scene.foreign("files", "orders");
+    let days = files["files"].as_object().unwrap();
+    let live: usize = days.values().map(|f| f.as_array().unwrap().len()).sum();
+    assert_eq!(
+        again["table"]["rows"].as_u64(),
+        Some(expected.rows),
+        "{again}"
+    );
+    assert_eq!(again["table"]["data_files"], live, "{again} {files}");
+    assert_eq!(again["table"]["partitions"], days.len(), "{again} {files}");
     for engine in ["pyiceberg", "duckdb"] {
         assert_table_matches(&scene.read(engine, "orders"), &expected);
     }
@@ -1163,6 +1175,35 @@ fn table_maintenance_by_another_engine_and_a_rename_never_ingest_twice() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("handed its position over"), "{stderr}");
+
+    // PyIceberg deletes a day's rows: its snapshot's manifests list that day's files as deleted
+    // entries. The report counts what a reader sees.
+    let before = scene.foreign("files", "orders");
+    // The day with the most files (the first days of a history hold few events).
+    let before = before["files"].as_object().unwrap();
+    let day = before
+        .keys()
+        .max_by_key(|d| before[*d].as_array().unwrap().len())
+        .unwrap();
+    let deleted = scene.foreign_with("delete-day", "orders", &[day]);
+    let after_delete = replay(&config, &renamed);
+    assert_eq!(after_delete["rows_written"], 0, "{after_delete}");
+    let files = scene.foreign("files", "orders");
+    let days = files["files"].as_object().unwrap();
+    let live: usize = days.values().map(|f| f.as_array().unwrap().len()).sum();
+    assert!(
+        deleted["rows"].as_u64().unwrap() < expected.rows,
+        "{deleted}"
+    );
+    assert_eq!(
+        after_delete["table"]["rows"], deleted["rows"],
+        "{after_delete}"
+    );
+    assert_eq!(
+        after_delete["table"]["data_files"], live,
+        "{after_delete} {files}"
+    );
+    assert_eq!(after_delete["table"]["partitions"], days.len(), "{files}");
 }
 
 /// Audit case 3, end to end: an archive whose oldest objects a lifecycle rule removed. The first
