@@ -62,26 +62,30 @@ pub async fn replay(
     let mapping = table_mapping(config, registry.as_ref()).await?;
     let (url, topic, s3) = config.archive()?;
     let (store, prefix) = open_store(&url, &s3_options(s3)).map_err(PipelineError::from_error)?;
-    let plan = ArchivePlan::list(
-        store.as_ref(),
-        &url,
-        &prefix,
-        &topic,
-        &request.filter,
-        &request.window,
-    )
-    .await
-    .map_err(PipelineError::from_error)?;
-    let (files, bytes, partitions) = (plan.files(), plan.bytes(), plan.partitions.len());
-    let options = replay_options(config, topic);
-    let source = ArchiveSource::new(store, plan, options, mapping.clone(), registry);
     let spec = PipelineSpec {
         first_commit: request.first_commit,
-        ..pipeline_spec(config, mapping)?
+        ..pipeline_spec(config, mapping.clone())?
     };
-    let pipeline = open_pipeline(spec)
+    // The archive is listed while the tables are opened (or created): from S3 a listing is a
+    // few round trips, the catalog's work as many again. The first of the two to fail ends
+    // both (a catalog that is retried does not hold up a listing's error, nor the reverse).
+    let listing = async {
+        ArchivePlan::list(
+            store.as_ref(),
+            &url,
+            &prefix,
+            &topic,
+            &request.filter,
+            &request.window,
+        )
         .await
-        .map_err(PipelineError::from_error)?;
+        .map_err(PipelineError::from_error)
+    };
+    let opening = async { open_pipeline(spec).await.map_err(PipelineError::from_error) };
+    let (plan, pipeline) = tokio::try_join!(listing, opening)?;
+    let (files, bytes, partitions) = (plan.files(), plan.bytes(), plan.partitions.len());
+    let options = replay_options(config, topic);
+    let source = ArchiveSource::new(store, plan, options, mapping, registry);
     state_loaded(pipeline.main.state().max_event_time);
     let catalog = pipeline.catalog.clone();
     let ident = pipeline.main.table().identifier().clone();

@@ -595,3 +595,52 @@ fn validate_names_an_unreachable_s3_warehouse_with_exit_1_and_prints_no_secret()
     assert!(err.contains("warehouse"), "{err}");
     assert!(!out.contains(secret) && !err.contains(secret), "{out}{err}");
 }
+
+/// The archive is listed while the tables are opened: a listing that fails ends the replay at
+/// once, even while the catalog has not answered (a REST catalog that accepts the connection
+/// and never replies, which its client waits 60 s for).
+#[test]
+fn replay_reports_a_failed_listing_without_waiting_for_a_silent_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    // An archive directory without objects: the listing fails, naming what it looked for.
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
+    let file = dir.path().join("rest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[pipeline]\nname = \"orders\"\nlogic = \"orders\"\n\n\
+             [source.archive]\nurl = \"file://{}\"\ntopic = \"orders\"\n\n\
+             [schema]\ndir = \"{contracts}\"\n\n\
+             [catalog]\ntype = \"rest\"\nname = \"lake\"\nuri = \"http://127.0.0.1:{port}/api/catalog\"\nwarehouse = \"lake\"\n\n\
+             [table]\nname = \"orders\"\n",
+            archive.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .args(["replay", "-c", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("kappa replay still waits for the silent catalog after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("no objects under orders/"), "{err}");
+    drop(silent);
+}
