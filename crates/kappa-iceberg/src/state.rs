@@ -430,8 +430,8 @@ pub struct TableStats {
 }
 
 /// Reads the current snapshot's data manifests (several at once) to count its live files, their
-/// partitions and rows. (A scan plan built a task per file, with a delete index and schema, to
-/// read the same fields: ~3 times the CPU at the end of every `kappa replay`.)
+/// partitions and rows. (A scan plan read the same fields through a task per file, each with
+/// its schema and delete index, at the end of every `kappa replay`.)
 pub async fn table_stats(table: &iceberg::table::Table) -> iceberg::Result<TableStats> {
     use futures::{StreamExt, TryStreamExt};
     use iceberg::spec::{DataContentType, ManifestContentType};

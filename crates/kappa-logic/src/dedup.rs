@@ -103,9 +103,9 @@ impl DedupWindow {
 
     /// Room for `n` more ids before the next insert, while the table first fills. It grows
     /// eight-fold rather than doubling, up to the most a window holds (`2 × window` ids):
-    /// filling a 100,000-offset window rehashed ~230,000 held ids over six growths (faulting in
-    /// each new table), now ~30,000 over two. A partition with few records still gets a table of
-    /// its records' size.
+    /// filling a 100,000-offset window from batches of 16,384 rehashed ~230,000 held ids over
+    /// six growths (faulting in each new table), now those of the first batch or two. A
+    /// partition with few records still gets a table of its records' size.
     fn reserve(&mut self, n: usize) {
         if !self.filling {
             return;
