@@ -129,6 +129,24 @@ impl Env {
         files
     }
 
+    /// `batches` appended on `main` through the snapshot producer.
+    async fn append(&self, batches: &[RecordBatch]) {
+        let files = self.write(batches).await;
+        let staged = stage(
+            &self.table().await,
+            NewSnapshot {
+                branch: "main".into(),
+                change: Change::Append,
+                files,
+                summary: HashMap::new(),
+                properties: HashMap::new(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(self.swap.swap(&self.ident, &staged).await, Swap::Committed);
+    }
+
     /// Three partitions of 10 rows each, one commit each, through the pipeline's committer.
     async fn three_partitions(&mut self) {
         for p in 0..3 {
@@ -206,20 +224,7 @@ async fn replacing_a_partition_rewrites_only_it_with_summary_totals_that_add_up(
     );
 
     // Appending through the producer adds to the totals.
-    let more = env.write(&[batch(0, 10, 13, "row")]).await;
-    let staged = stage(
-        &env.table().await,
-        NewSnapshot {
-            branch: "main".into(),
-            change: Change::Append,
-            files: more,
-            summary: HashMap::new(),
-            properties: HashMap::new(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    env.append(&[batch(0, 10, 13, "row")]).await;
     let table = env.table().await;
     let summary = table
         .metadata()
@@ -252,20 +257,7 @@ async fn table_stats_count_the_live_files_rows_and_partitions_a_scan_reads() {
         .await
         .unwrap();
     assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
-    let more = env.write(&[batch(0, 10, 13, "row")]).await;
-    let staged = stage(
-        &env.table().await,
-        NewSnapshot {
-            branch: "main".into(),
-            change: Change::Append,
-            files: more,
-            summary: HashMap::new(),
-            properties: HashMap::new(),
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(env.swap.swap(&env.ident, &staged).await, Swap::Committed);
+    env.append(&[batch(0, 10, 13, "row")]).await;
 
     let table = env.table().await;
     let stats = kappa_iceberg::table_stats(&table).await.unwrap();

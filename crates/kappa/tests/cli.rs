@@ -428,17 +428,11 @@ fn validate_names_a_quality_check_on_a_column_the_table_lacks_with_exit_2() {
     assert!(quality_line(&out).starts_with("ok"), "{out}");
 }
 
-#[test]
-fn validate_names_an_unreachable_catalog_with_exit_1_and_prints_no_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    let archive = dir.path().join("archive");
-    std::fs::create_dir(&archive).unwrap();
-    // A port nothing listens on: connection refused at once.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+/// A pipeline file in `dir` reading the archive at `archive` into a REST catalog at
+/// `127.0.0.1:<port>`.
+fn rest_config(dir: &std::path::Path, archive: &std::path::Path, port: u16) -> std::path::PathBuf {
     let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
-    let file = dir.path().join("rest.toml");
+    let file = dir.join("rest.toml");
     std::fs::write(
         &file,
         format!(
@@ -451,6 +445,19 @@ fn validate_names_an_unreachable_catalog_with_exit_1_and_prints_no_secret() {
         ),
     )
     .unwrap();
+    file
+}
+
+#[test]
+fn validate_names_an_unreachable_catalog_with_exit_1_and_prints_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    // A port nothing listens on: connection refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let file = rest_config(dir.path(), &archive, port);
     let secret = "n0t-for-your-eyes";
     let (code, out, err) = validate(
         &file,
@@ -607,20 +614,7 @@ fn replay_reports_a_failed_listing_without_waiting_for_a_silent_catalog() {
     // An archive directory without objects: the listing fails, naming what it looked for.
     let archive = dir.path().join("archive");
     std::fs::create_dir(&archive).unwrap();
-    let contracts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts");
-    let file = dir.path().join("rest.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[pipeline]\nname = \"orders\"\nlogic = \"orders\"\n\n\
-             [source.archive]\nurl = \"file://{}\"\ntopic = \"orders\"\n\n\
-             [schema]\ndir = \"{contracts}\"\n\n\
-             [catalog]\ntype = \"rest\"\nname = \"lake\"\nuri = \"http://127.0.0.1:{port}/api/catalog\"\nwarehouse = \"lake\"\n\n\
-             [table]\nname = \"orders\"\n",
-            archive.display()
-        ),
-    )
-    .unwrap();
+    let file = rest_config(dir.path(), &archive, port);
     let mut child = Command::new(env!("CARGO_BIN_EXE_kappa"))
         .args(["replay", "-c", file.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
