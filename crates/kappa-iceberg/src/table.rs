@@ -191,9 +191,14 @@ async fn create(
         .await
         .map_err(|e| ("checking the namespace", e))?;
     if !exists && let Err(e) = catalog.create_namespace(namespace, HashMap::new()).await {
-        // Another process may have created it meanwhile (the SQL catalog reports that race as
-        // a unique-constraint error, not as NamespaceAlreadyExists).
-        if !catalog.namespace_exists(namespace).await.unwrap_or(false) {
+        // Another process may have created it meanwhile. A REST catalog says so
+        // (NamespaceAlreadyExists) while its own check of that namespace may still fail for a
+        // moment (SeaweedFS, above); the SQL catalog reports the race as a unique-constraint
+        // error, so its namespace is looked for. A namespace still half made shows in the table
+        // creation as NamespaceNotFound, which is retried.
+        if e.kind() != ErrorKind::NamespaceAlreadyExists
+            && !catalog.namespace_exists(namespace).await.unwrap_or(false)
+        {
             return Err(("creating the namespace", e));
         }
     }
