@@ -438,18 +438,39 @@ async fn a_lost_position_is_rebuilt_from_the_rows() {
     );
 }
 
-/// A catalog whose first commit request is lost in transit: the caller gets an error that does
-/// not say whether it was applied, and the request reaches the catalog only later, just before
-/// the caller's next request (a "ghost" commit, seen only after the caller reloaded).
+/// A catalog with two faults of real ones, each armed on its own:
+/// - `armed`: its first commit request is lost in transit: the caller gets an error that does
+///   not say whether it was applied, and the request reaches the catalog only later, just before
+///   the caller's next request (a "ghost" commit, seen only after the caller reloaded);
+/// - `half_made_namespace`: the namespace another process is creating (SeaweedFS's REST catalog):
+///   creating it answers NamespaceAlreadyExists while checking it still says no, until a table
+///   is created in it.
 #[derive(Debug)]
-struct GhostCatalog {
+struct FaultyCatalog {
     inner: Arc<dyn Catalog>,
     held: tokio::sync::Mutex<Option<iceberg::TableCommit>>,
     armed: std::sync::atomic::AtomicBool,
+    half_made_namespace: std::sync::atomic::AtomicBool,
+}
+
+impl FaultyCatalog {
+    fn new(inner: Arc<dyn Catalog>) -> Self {
+        FaultyCatalog {
+            inner,
+            held: tokio::sync::Mutex::new(None),
+            armed: std::sync::atomic::AtomicBool::new(false),
+            half_made_namespace: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn half_made(&self) -> bool {
+        self.half_made_namespace
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
-impl Catalog for GhostCatalog {
+impl Catalog for FaultyCatalog {
     async fn list_namespaces(
         &self,
         parent: Option<&iceberg::NamespaceIdent>,
@@ -461,7 +482,14 @@ impl Catalog for GhostCatalog {
         namespace: &iceberg::NamespaceIdent,
         properties: HashMap<String, String>,
     ) -> iceberg::Result<iceberg::Namespace> {
-        self.inner.create_namespace(namespace, properties).await
+        let created = self.inner.create_namespace(namespace, properties).await?;
+        if self.half_made() {
+            return Err(iceberg::Error::new(
+                iceberg::ErrorKind::NamespaceAlreadyExists,
+                "Tried to create a namespace that already exists",
+            ));
+        }
+        Ok(created)
     }
     async fn get_namespace(
         &self,
@@ -470,6 +498,9 @@ impl Catalog for GhostCatalog {
         self.inner.get_namespace(namespace).await
     }
     async fn namespace_exists(&self, namespace: &iceberg::NamespaceIdent) -> iceberg::Result<bool> {
+        if self.half_made() {
+            return Ok(false);
+        }
         self.inner.namespace_exists(namespace).await
     }
     async fn update_namespace(
@@ -493,6 +524,8 @@ impl Catalog for GhostCatalog {
         namespace: &iceberg::NamespaceIdent,
         creation: iceberg::TableCreation,
     ) -> iceberg::Result<iceberg::table::Table> {
+        self.half_made_namespace
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         self.inner.create_table(namespace, creation).await
     }
     async fn load_table(
@@ -549,11 +582,8 @@ impl Catalog for GhostCatalog {
 async fn a_ghost_commit_that_lands_late_keeps_its_files() {
     use futures::TryStreamExt;
     let env = env().await;
-    let ghost = Arc::new(GhostCatalog {
-        inner: env.catalog.clone(),
-        held: tokio::sync::Mutex::new(None),
-        armed: std::sync::atomic::AtomicBool::new(true),
-    });
+    let ghost = Arc::new(FaultyCatalog::new(env.catalog.clone()));
+    ghost.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let table = ensure_table(env.catalog.as_ref(), &env.spec).await.unwrap();
     let mut committer =
         Committer::new(ghost.clone(), table, "p", WriterOptions::default(), 5).unwrap();
@@ -587,6 +617,26 @@ async fn a_ghost_commit_that_lands_late_keeps_its_files() {
         matches!(outcome, CommitOutcome::Committed { rows: 100, .. }),
         "the landed attempt is this commit: {outcome:?}"
     );
+}
+
+/// Several processes creating one table on a new namespace of SeaweedFS's REST catalog: the
+/// namespace's creation answers "already exists" while its check still says no. That is the
+/// race lost, not a failure: the table is created in the namespace the other process made.
+#[tokio::test]
+async fn a_namespace_the_catalog_says_exists_while_its_check_says_no_is_used() {
+    let env = env().await;
+    let catalog = FaultyCatalog::new(env.catalog.clone());
+    catalog
+        .half_made_namespace
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let table = ensure_table(&catalog, &env.spec).await.unwrap();
+    assert!(
+        !catalog.half_made(),
+        "the fault was met: a table was created"
+    );
+    let ident = env.spec.ident().unwrap();
+    assert_eq!(table.identifier(), &ident);
+    assert!(env.catalog.table_exists(&ident).await.unwrap());
 }
 
 /// Audit case 3: a first commit of a partition that starts past offset 0 would tell every later
