@@ -1178,9 +1178,9 @@ fn table_maintenance_by_another_engine_and_a_rename_never_ingest_twice() {
 
     // PyIceberg deletes a day's rows: its snapshot's manifests list that day's files as deleted
     // entries. The report counts what a reader sees.
-    let before = scene.foreign("files", "orders");
+    let listed = scene.foreign("files", "orders");
     // The day with the most files (the first days of a history hold few events).
-    let before = before["files"].as_object().unwrap();
+    let before = listed["files"].as_object().unwrap();
     let day = before
         .keys()
         .max_by_key(|d| before[*d].as_array().unwrap().len())
