@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and runs the real components Kappa's tests use, all bound to 127.0.0.1:
 #   - a Python venv with PyIceberg and DuckDB (+ iceberg extension) to read tables back,
-#   - SeaweedFS (S3 on :8333),
+#   - SeaweedFS (S3 on :8333; each start of a new server begins on an empty store),
 #   - a throwaway PostgreSQL cluster (SQL catalog on :54329),
 #   - tansu, a Kafka-protocol broker (in-memory storage, on :19092; tests that restart a broker
 #     start their own on S3 storage in the "tansu" bucket),
@@ -116,8 +116,10 @@ start_s3() {
   if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/" 2>/dev/null)" != "000" ]; then
     create_buckets; return 0
   fi
-  mkdir -p "$RUN/seaweed"
-  log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT"
+  # A new server starts on an empty store: what earlier runs' tests and benchmarks wrote is
+  # scratch, and kept across runs it grew to tens of GB and filled the disk (PUTs then answer 500).
+  rm -rf "$RUN/seaweed"; mkdir -p "$RUN/seaweed"
+  log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT (empty store)"
   AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" mini \
     -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -metricsIp=127.0.0.1 \
     -s3.port="$S3_PORT" -s3.port.iceberg="$ICEBERG_PORT" -s3.port.lance=0 -webdav=false -admin.ui=false \
@@ -146,9 +148,20 @@ start_pg() {
     -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $d" start >/dev/null
 }
 
+# Stops the process of a pid file and waits (up to 10 s) until it has exited, so that the next
+# start finds its port free and its store no longer written.
+stop_pid() {
+  local f=$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f"); rm -f "$f"
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 stop() {
-  if [ -f "$RUN/tansu.pid" ]; then kill "$(cat "$RUN/tansu.pid")" 2>/dev/null || true; rm -f "$RUN/tansu.pid"; fi
-  if [ -f "$RUN/seaweed.pid" ]; then kill "$(cat "$RUN/seaweed.pid")" 2>/dev/null || true; rm -f "$RUN/seaweed.pid"; fi
+  stop_pid "$RUN/tansu.pid"
+  stop_pid "$RUN/seaweed.pid"
   if [ -d "$PG_DIR/data" ] && [ -n "$PGBIN" ]; then
     if [ "$(id -u)" = 0 ]; then
       runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true
