@@ -9,7 +9,7 @@ test:testtest) or `duckdb` (the iceberg
 extension, loaded offline from its PyPI package, scanning the table's current metadata file).
 Prints {"rows": N, "checksum": "...", "columns": [...], "null_user_id": N}; with --kappa-metadata
 also "summaries", the `kappa.*` counters summed over the snapshots of main's history (as PyIceberg
-reads them), and "state", the table's `kappa.state.*` properties, parsed.
+reads them), "state", the table's `kappa.state.*` properties, parsed, and "uuid", the table's uuid.
 """
 
 import argparse
@@ -101,7 +101,7 @@ def kappa_metadata(args):
             if key.startswith("kappa.") and value.isdigit():
                 summaries[key] = summaries.get(key, 0) + int(value)
     state = {k: json.loads(v) for k, v in table.properties.items() if k.startswith("kappa.state.")}
-    return {"summaries": summaries, "state": state}
+    return {"summaries": summaries, "state": state, "uuid": str(table.metadata.table_uuid)}
 
 
 def add_catalog_arguments(parser):

@@ -298,3 +298,49 @@ fn clients_creating_one_table_at_once_on_a_new_namespace_all_open_it() {
         }
     });
 }
+
+/// A first start opens its four tables at once (main, dead-letter, late rows, quarantine): on a
+/// new namespace their creations race to create it, and SeaweedFS shows it half made for a
+/// moment. On each of three new namespaces: the replay completes with every table created, the
+/// table holds the archive, and a second start opens the same four tables (the same uuids) with
+/// nothing left to do.
+#[test]
+fn a_first_start_creates_its_four_tables_at_once_on_a_new_namespace() {
+    const TABLES: [&str; 4] = ["orders", "orders_dlq", "orders_late", "orders_quarantine"];
+    for _ in 0..3 {
+        let scene = Scene::on(Catalog::Rest, "four_tables");
+        let expected =
+            scene.write_local_archive(HistorySpec::new(5_000), ArchiveOptions::default());
+        let config = scene.config(
+            "[event_time]\nlate_policy = \"late_table\"\n\n[quality.gates.null_rate]\npolicy = \"quarantine\"\n",
+        );
+        let first = replay(&config, &[]);
+        assert_eq!(
+            first["rows_written"].as_u64(),
+            Some(expected.rows),
+            "{}: {first}",
+            scene.namespace
+        );
+        let uuids: Vec<Value> = TABLES
+            .iter()
+            .map(|table| scene.read_kappa_metadata(table)["uuid"].clone())
+            .collect();
+        assert!(
+            uuids.iter().all(Value::is_string),
+            "{}: {uuids:?}",
+            scene.namespace
+        );
+        assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
+        let again = replay(&config, &[]);
+        assert_eq!(again["rows_written"].as_u64(), Some(0), "{again}");
+        let reopened: Vec<Value> = TABLES
+            .iter()
+            .map(|table| scene.read_kappa_metadata(table)["uuid"].clone())
+            .collect();
+        assert_eq!(
+            reopened, uuids,
+            "{}: the second start opened other tables",
+            scene.namespace
+        );
+    }
+}

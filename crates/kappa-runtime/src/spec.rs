@@ -115,23 +115,43 @@ fn committer(
 
 /// Connects to the catalog, creates the main and dead-letter tables if missing and reads the
 /// pipeline's state from both.
+///
+/// The tables (main, dead-letter, late and quarantine) are opened at once: on a REST catalog
+/// each is a few round trips, and each creation waits for the catalog to settle (half a second
+/// on SeaweedFS's), so one after another a first start waited for each in turn. Creations of
+/// tables of one new namespace race to create it; [`ensure_table`] takes the namespace another
+/// creation made (as it does when another process makes it), and retries one that shows half
+/// made. The first failure ends the others; what they made stays and is taken again at the next
+/// start.
 pub async fn open_pipeline(spec: PipelineSpec) -> Result<Pipeline, IcebergError> {
     let catalog = connect(&spec.catalog).await?;
     let (main_spec, dlq_spec) = table_specs(&spec)?;
-    let open = |table| committer(&spec, catalog.clone(), table);
-    let like_main = async |name: &Option<String>| -> Result<Option<Committer>, IcebergError> {
-        let Some(name) = name else { return Ok(None) };
-        let spec = TableSpec {
+    let like_main = |name: &Option<String>| {
+        name.as_ref().map(|name| TableSpec {
             name: name.clone(),
             ..main_spec.clone()
-        };
-        Ok(Some(open(ensure_table(catalog.as_ref(), &spec).await?)?))
+        })
     };
-    let late = like_main(&spec.late_table).await?;
-    let quarantine = like_main(&spec.quarantine_table).await?;
-    let mut main = open(ensure_table(catalog.as_ref(), &main_spec).await?)?;
+    let (late_spec, quarantine_spec) = (
+        like_main(&spec.late_table),
+        like_main(&spec.quarantine_table),
+    );
+    let ensure = async |table: Option<&TableSpec>| match table {
+        Some(table) => ensure_table(catalog.as_ref(), table).await.map(Some),
+        None => Ok(None),
+    };
+    let (main, dlq, late, quarantine) = tokio::try_join!(
+        ensure_table(catalog.as_ref(), &main_spec),
+        ensure_table(catalog.as_ref(), &dlq_spec),
+        ensure(late_spec.as_ref()),
+        ensure(quarantine_spec.as_ref()),
+    )?;
+    let open = |table| committer(&spec, catalog.clone(), table);
+    let late = late.map(open).transpose()?;
+    let quarantine = quarantine.map(open).transpose()?;
+    let mut main = open(main)?;
     main.set_first_commit(spec.first_commit);
-    let dlq = open(ensure_table(catalog.as_ref(), &dlq_spec).await?)?;
+    let dlq = open(dlq)?;
     let topics = spec.topics.iter().map(String::as_str);
     for table in [Some(&main), Some(&dlq), late.as_ref(), quarantine.as_ref()]
         .into_iter()
