@@ -3,13 +3,12 @@
 //! The Avro crates inflate a block in one go, to whatever size the block says or inflates to: a
 //! 67 KB zstd block that inflates to 2 GiB, or a snappy block that declares 2 GiB, is allocated
 //! before anything can object, and a snappy block shorter than its 4-byte checksum panics inside
-//! them. Here every codec inflates within a limit: deflate into a buffer never larger than the
-//! limit (libdeflate stops when the output does not fit), zstd through [`Read::take`] (one byte
-//! past the limit is the error) with its window capped so a frame cannot ask for a larger one,
-//! and snappy's declared length is checked before its buffer is sized. The Avro crates only ever
-//! see inflated, framing-checked bytes.
-
-use std::io::Read;
+//! them. Here every codec inflates within a limit: deflate and zstd into a buffer never larger
+//! than the limit (libdeflate and zstd's one-pass decoder stop when the output does not fit; a
+//! zstd frame that states a larger size is refused before anything is allocated, and one that
+//! declares a large window gets none: its output is its window), and snappy's declared length
+//! is checked before its buffer is sized. The Avro crates only ever see inflated,
+//! framing-checked bytes.
 
 /// The codecs of the Avro object container format that Kafka Connect writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +101,11 @@ impl Inflater {
     /// bytes (`limit_key` names the setting that raises the limit). The bytes live until the
     /// next call.
     ///
-    /// Deflate is inflated whole by libdeflate into the buffer, which grows (doubling, never past
-    /// `limit`) only when a block does not fit; zstd streams through a reused context whose
-    /// window is capped; snappy's declared length is checked before the buffer is sized.
+    /// Deflate and zstd are inflated whole into the buffer (deflate by libdeflate), which grows
+    /// (doubling, never past `limit`) only when a block does not fit: zstd writes straight into
+    /// it instead of through a window it copies out of, and a frame can make it use no other
+    /// memory whatever window it declares. Snappy's declared length is checked before the buffer
+    /// is sized.
     pub(crate) fn inflate<'a>(
         &'a mut self,
         codec: Codec,
@@ -159,23 +160,45 @@ impl Inflater {
                 }
             }
             Codec::Zstandard => {
-                use zstd::zstd_safe::{DParameter, ResetDirective};
-                let name = zstd::zstd_safe::get_error_name;
-                // A session a damaged frame left half-way refuses new parameters: reset it.
-                self.zstd
-                    .reset(ResetDirective::SessionOnly)
-                    .map_err(|code| damaged(format!("zstandard decoder: {}", name(code))))?;
-                self.zstd
-                    .set_parameter(DParameter::WindowLogMax(zstd_window_log(limit)))
-                    .map_err(|code| {
-                        damaged(format!(
-                            "zstandard decoder: {}",
-                            zstd::zstd_safe::get_error_name(code)
-                        ))
-                    })?;
-                let decoder = zstd::stream::read::Decoder::with_context(data, &mut self.zstd);
-                read_bounded(decoder, &mut self.buffer, limit, codec, &too_big)?;
-                Ok(&self.buffer)
+                use zstd::zstd_safe::{self, zstd_sys::ZSTD_ErrorCode};
+                let too_small =
+                    (ZSTD_ErrorCode::ZSTD_error_dstSize_tooSmall as usize).wrapping_neg();
+                // A frame that states its content size gets that room; Kafka Connect's (written
+                // by a streaming encoder) do not, and start from the largest block so far, at
+                // least 8 times this one's. Data that needs more (several frames, or a size
+                // stated wrong) doubles the room, never past `limit`.
+                let declared = zstd_safe::get_frame_content_size(data).ok().flatten();
+                if let Some(n) = declared
+                    && n > limit as u64
+                {
+                    return Err(too_big(&n.to_string()));
+                }
+                let mut size = declared
+                    .map_or_else(
+                        || self.buffer.capacity().max(data.len().saturating_mul(8)),
+                        |n| usize::try_from(n).unwrap_or(limit),
+                    )
+                    .clamp(1, limit.max(1));
+                loop {
+                    self.buffer.clear();
+                    self.buffer.reserve_exact(size);
+                    match self.zstd.decompress(&mut self.buffer, data) {
+                        Ok(n) if n > limit => return Err(too_big(&n.to_string())),
+                        Ok(_) => return Ok(&self.buffer),
+                        Err(code) if code == too_small => {
+                            if self.buffer.capacity() >= limit {
+                                return Err(too_big(&format!("more than {limit}")));
+                            }
+                            size = self.buffer.capacity().saturating_mul(2).min(limit);
+                        }
+                        Err(code) => {
+                            return Err(damaged(format!(
+                                "zstandard data is damaged: {}",
+                                zstd_safe::get_error_name(code)
+                            )));
+                        }
+                    }
+                }
             }
             Codec::Snappy => {
                 let Some(split) = data.len().checked_sub(4) else {
@@ -208,35 +231,6 @@ impl Inflater {
             }
         }
     }
-}
-
-/// Reads `reader` to its end into `out` (cleared first, its capacity kept), but never more than
-/// `limit + 1` bytes.
-fn read_bounded(
-    reader: impl Read,
-    out: &mut Vec<u8>,
-    limit: usize,
-    codec: Codec,
-    too_big: &dyn Fn(&str) -> InflateError,
-) -> Result<(), InflateError> {
-    out.clear();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader
-        .take(cap)
-        .read_to_end(out)
-        .map_err(|e| InflateError::Damaged(format!("{} data is damaged: {e}", codec.name())))?;
-    if out.len() > limit {
-        return Err(too_big(&format!("more than {limit}")));
-    }
-    Ok(())
-}
-
-/// The largest zstd window a frame may ask for: the block limit rounded up to a power of two,
-/// at least 8 MiB (what zstd's levels 1–19 use at most when streaming) and at most 128 MiB (the
-/// library's own default cap).
-fn zstd_window_log(limit: usize) -> u32 {
-    let log = usize::BITS - limit.saturating_sub(1).leading_zeros();
-    log.clamp(23, 27)
 }
 
 #[cfg(test)]
@@ -353,9 +347,79 @@ mod tests {
     }
 
     #[test]
-    fn the_zstd_window_is_capped() {
-        assert_eq!(zstd_window_log(16 << 20), 24);
-        assert_eq!(zstd_window_log(1), 23);
-        assert_eq!(zstd_window_log(usize::MAX), 27);
+    fn zstd_frames_inflate_whole_within_the_limit_whatever_they_declare() {
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let limit = data.len();
+        // Stated content size (one-shot encoder) and none (streaming, as Kafka Connect's).
+        let stated = zstd::bulk::compress(&data, 3).unwrap();
+        let streamed = zstd::encode_all(&data[..], 3).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&stated).unwrap(),
+            Some(data.len() as u64)
+        );
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
+            None
+        );
+        for frame in [&stated, &streamed] {
+            // A fresh inflater starts from 8 times the frame's size and grows to fit.
+            let mut inflater = Inflater::default();
+            assert_eq!(
+                inflater
+                    .inflate(Codec::Zstandard, frame, limit, "k")
+                    .unwrap(),
+                &data[..]
+            );
+        }
+        // Two frames, the first stating only its own size: the second's bytes are not lost.
+        let mut two = stated.clone();
+        two.extend_from_slice(&streamed);
+        let both = [&data[..], &data[..]].concat();
+        let mut inflater = Inflater::default();
+        assert_eq!(
+            inflater
+                .inflate(Codec::Zstandard, &two, both.len(), "k")
+                .unwrap(),
+            &both[..]
+        );
+        let err = inflater
+            .inflate(Codec::Zstandard, &two, both.len() - 1, "k")
+            .unwrap_err();
+        assert!(matches!(err, InflateError::TooLarge(_)), "{err}");
+        // A bomb: 256 MiB of zeros in a few KiB, stated or not, is refused at the limit, and
+        // the buffer never grew past it.
+        let zeros = vec![0u8; 256 << 20];
+        for bomb in [
+            zstd::bulk::compress(&zeros, 19).unwrap(),
+            zstd::encode_all(&zeros[..], 19).unwrap(),
+        ] {
+            assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+            let mut inflater = Inflater::default();
+            let err = inflater
+                .inflate(Codec::Zstandard, &bomb, 1 << 20, "the-key")
+                .unwrap_err();
+            assert!(
+                matches!(err, InflateError::TooLarge(_)) && err.to_string().contains("the-key"),
+                "{err}"
+            );
+            assert!(
+                inflater.buffer.capacity() <= 2 << 20,
+                "{}",
+                inflater.buffer.capacity()
+            );
+        }
+        // Damaged data names the codec.
+        let mut broken = streamed.clone();
+        let middle = broken.len() / 2;
+        broken[middle..].iter_mut().for_each(|b| *b ^= 0x5a);
+        let err = Inflater::default()
+            .inflate(Codec::Zstandard, &broken, limit, "k")
+            .unwrap_err();
+        assert!(
+            matches!(err, InflateError::Damaged(_)) && err.to_string().contains("zstandard"),
+            "{err}"
+        );
     }
 }
