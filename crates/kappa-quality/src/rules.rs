@@ -11,7 +11,7 @@
 //! NULL is the business of `required` alone: `allowed`, `min`/`max` and `pattern` pass a NULL.
 //! Patterns search (like `grep`): anchor them (`^…$`) to match the whole value.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use arrow_array::cast::AsArray;
@@ -288,6 +288,9 @@ fn quote(value: &str) -> String {
     }
 }
 
+/// Distinct values a pattern rule remembers its answer for, per batch.
+const PATTERN_MEMO: usize = 1024;
+
 /// The rows `rule` fails, each with its reason.
 pub(crate) fn failures(
     rule: &RecordRule,
@@ -343,11 +346,13 @@ pub(crate) fn failures(
             let data_type = array.data_type();
             let below = |v: f64| min.is_some_and(|m| v < m);
             let above = |v: f64| max.is_some_and(|m| v > m);
-            let reason = |shown: String, v: f64| -> Option<String> {
+            // The value is shown only for a row that fails (formatting every row's cost more
+            // than the check).
+            let reason = |v: f64, shown: &dyn Fn() -> String| -> Option<String> {
                 if below(v) {
-                    min.map(|m| format!("{col} {shown} is below the minimum {m}"))
+                    min.map(|m| format!("{col} {} is below the minimum {m}", shown()))
                 } else if above(v) {
-                    max.map(|m| format!("{col} {shown} is above the maximum {m}"))
+                    max.map(|m| format!("{col} {} is above the maximum {m}", shown()))
                 } else {
                     None
                 }
@@ -357,7 +362,7 @@ pub(crate) fn failures(
                 for (row, value) in ints.as_primitive::<Int64Type>().iter().enumerate() {
                     // Bounds compare exactly with i64 values up to 2^53, beyond as f64.
                     if let Some(v) = value
-                        && let Some(why) = reason(v.to_string(), v as f64)
+                        && let Some(why) = reason(v as f64, &|| v.to_string())
                     {
                         out.push((row, why));
                     }
@@ -374,7 +379,7 @@ pub(crate) fn failures(
                         let why = if v.is_nan() {
                             Some(format!("{col} NaN is not a number in range"))
                         } else {
-                            reason(v.to_string(), v)
+                            reason(v, &|| v.to_string())
                         };
                         if let Some(why) = why {
                             out.push((row, why));
@@ -396,10 +401,23 @@ pub(crate) fn failures(
                 ));
             }
             let text = cast(array, &DataType::Utf8, batch)?;
+            // A text column a pattern checks often holds few distinct values (currencies,
+            // country codes): each is matched once per batch and looked up after, up to
+            // PATTERN_MEMO of them (past that, every value is matched).
+            let mut seen: HashMap<&str, bool, foldhash::fast::RandomState> = HashMap::default();
             for (row, value) in text.as_string::<i32>().iter().enumerate() {
-                if let Some(value) = value
-                    && !pattern.is_match(value)
-                {
+                let Some(value) = value else { continue };
+                let matches = match seen.get(value) {
+                    Some(matches) => *matches,
+                    None => {
+                        let matches = pattern.is_match(value);
+                        if seen.len() < PATTERN_MEMO {
+                            seen.insert(value, matches);
+                        }
+                        matches
+                    }
+                };
+                if !matches {
                     out.push((
                         row,
                         format!("{col} {} does not match {}", quote(value), pattern.as_str()),

@@ -161,6 +161,42 @@ fn pattern_dead_letters_a_value_that_does_not_match() {
     assert_eq!(counts.failed["currency_pattern"], 2);
 }
 
+/// A pattern's answer is remembered per distinct value within a batch: values repeated anywhere
+/// in it get the answer every time, and past the memo's size values are matched one by one.
+/// The expectation is the pattern written out by hand (three ASCII capitals).
+#[test]
+fn pattern_judges_repeated_values_and_more_distinct_values_than_it_remembers() {
+    let letters = |i: usize| -> String {
+        (0..3)
+            .map(|k| char::from(b'A' + ((i / 26usize.pow(k)) % 26) as u8))
+            .collect()
+    };
+    let values: Vec<String> = (0..4 * PATTERN_MEMO)
+        .map(|i| match i % 4 {
+            0 => "usd".to_string(),
+            1 => "EUR".to_string(),
+            2 => letters(i),
+            _ => letters(i).to_lowercase(),
+        })
+        .collect();
+    let rows: Vec<Row<'_>> = values
+        .iter()
+        .map(|v| (Some("PAID"), Some(1), Some(v.as_str()), Some("u-1")))
+        .collect();
+    let (out, counts) = apply_rules(&orders_rules(), batch(&rows)).unwrap();
+    let fits = |v: &str| v.len() == 3 && v.bytes().all(|b| b.is_ascii_uppercase());
+    let failed: Vec<i64> = values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !fits(v))
+        .map(|(i, _)| 100 + i as i64)
+        .collect();
+    let dead: Vec<i64> = out.dead_letters.iter().map(|d| d.offset).collect();
+    assert_eq!(dead, failed);
+    assert_eq!(counts.failed["currency_pattern"], failed.len() as u64);
+    assert_eq!(out.offsets.len() + failed.len(), values.len());
+}
+
 #[test]
 fn required_dead_letters_nulls_and_a_row_failing_two_rules_is_one_dead_letter() {
     let mut rules = orders_rules();
