@@ -6,8 +6,9 @@
 //! a batch's rows fall in a few runs of one day each. [`Splitter`] computes the partition values
 //! with iceberg-rust's own transforms, finds the runs of equal values with arrow's `partition`
 //! kernel, converts one value per run, and hands each run on as a zero-copy slice (a partition
-//! whose rows recur after another's gets one slice per run). A batch of many short runs (a bucket or identity
-//! partitioning of unordered values) goes to iceberg-rust's splitter, which is made for those.
+//! whose rows recur after another's gets one slice per run). A batch of many short runs (a
+//! bucket or identity partitioning of unordered values) goes to iceberg-rust's splitter, which
+//! is made for those.
 
 use std::ops::Range;
 
@@ -22,11 +23,6 @@ use iceberg::{Error, ErrorKind, Result};
 /// Runs per batch above which a batch goes to iceberg-rust's splitter: past it, converting one
 /// value per run costs about what converting every row does.
 const MAX_RUNS: usize = 64;
-
-/// How many runs `groups` hold in all.
-fn runs_count(groups: &[(Struct, Vec<Range<usize>>)]) -> usize {
-    groups.iter().map(|(_, runs)| runs.len()).sum()
-}
 
 /// Splits batches of a table's rows by the table's partition spec.
 pub(crate) struct Splitter {
@@ -74,7 +70,7 @@ impl Splitter {
                 None => groups.push((value, vec![run])),
             }
         }
-        let mut parts = Vec::with_capacity(runs_count(&groups));
+        let mut parts = Vec::with_capacity(groups.iter().map(|(_, runs)| runs.len()).sum());
         for (value, runs) in groups {
             let key = PartitionKey::new((*self.spec).clone(), self.schema.clone(), value);
             for run in runs {
