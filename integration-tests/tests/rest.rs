@@ -314,6 +314,12 @@ fn a_first_start_creates_its_four_tables_at_once_on_a_new_namespace() {
         let config = scene.config(
             "[event_time]\nlate_policy = \"late_table\"\n\n[quality.gates.null_rate]\npolicy = \"quarantine\"\n",
         );
+        let uuids = || -> Vec<Value> {
+            TABLES
+                .iter()
+                .map(|table| scene.read_kappa_metadata(table)["uuid"].clone())
+                .collect()
+        };
         let first = replay(&config, &[]);
         assert_eq!(
             first["rows_written"].as_u64(),
@@ -321,24 +327,18 @@ fn a_first_start_creates_its_four_tables_at_once_on_a_new_namespace() {
             "{}: {first}",
             scene.namespace
         );
-        let uuids: Vec<Value> = TABLES
-            .iter()
-            .map(|table| scene.read_kappa_metadata(table)["uuid"].clone())
-            .collect();
+        let created = uuids();
         assert!(
-            uuids.iter().all(Value::is_string),
-            "{}: {uuids:?}",
+            created.iter().all(Value::is_string),
+            "{}: {created:?}",
             scene.namespace
         );
         assert_table_matches(&scene.read("pyiceberg", "orders"), &expected);
         let again = replay(&config, &[]);
         assert_eq!(again["rows_written"].as_u64(), Some(0), "{again}");
-        let reopened: Vec<Value> = TABLES
-            .iter()
-            .map(|table| scene.read_kappa_metadata(table)["uuid"].clone())
-            .collect();
         assert_eq!(
-            reopened, uuids,
+            uuids(),
+            created,
             "{}: the second start opened other tables",
             scene.namespace
         );
