@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kappa_core::{Source, SourceBatch, SourceEvent, SourcePosition, TopicPartition};
 use kappa_schema::{SchemaRegistry, TableMapping, WireDecoder};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, ObjectStore};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -16,6 +16,7 @@ use tracing::debug;
 use crate::archive::decode::{ArchiveLimits, DecodeState, DecodedRun, Fetched, decode_run};
 use crate::archive::listing::{ArchiveFile, ArchivePlan};
 use crate::error::ReplayError;
+use crate::store::ReadLimit;
 
 /// How to replay.
 #[derive(Debug, Clone)]
@@ -215,7 +216,10 @@ impl PartitionReader {
             key: key.to_string(),
             source,
         };
-        let object = store.get(&key).await.map_err(err)?;
+        // A local archive reads an object within the limit in one blocking call.
+        let mut options = GetOptions::default();
+        options.extensions.insert(ReadLimit(max_bytes));
+        let object = store.get_opts(&key, options).await.map_err(err)?;
         if object.meta.size > max_bytes {
             return Err(ReplayError::OverLimit {
                 key: key.to_string(),
