@@ -118,9 +118,10 @@ start_s3() {
   fi
   # A new server starts on an empty store: what earlier runs' tests and benchmarks wrote is
   # scratch, and kept across runs it grew to tens of GB and filled the disk (PUTs then answer 500).
-  rm -rf "$RUN/seaweed"; mkdir -p "$RUN/seaweed"
+  rm -rf "$RUN/seaweed" "$RUN/seaweed-logs"; mkdir -p "$RUN/seaweed" "$RUN/seaweed-logs"
   log "starting SeaweedFS S3 on 127.0.0.1:$S3_PORT (empty store)"
-  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" mini \
+  # -logdir: its own log files (glog) would otherwise pile up in /tmp, a set per start.
+  AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest nohup "$VENV/bin/weed" -logdir="$RUN/seaweed-logs" mini \
     -dir="$RUN/seaweed" -ip=127.0.0.1 -ip.bind=127.0.0.1 -metricsIp=127.0.0.1 \
     -s3.port="$S3_PORT" -s3.port.iceberg="$ICEBERG_PORT" -s3.port.lance=0 -webdav=false -admin.ui=false \
     -s3.autoCreateBucket=false -tableBucket=iceberg -master.telemetry=false > "$RUN/seaweed.log" 2>&1 &

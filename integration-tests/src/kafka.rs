@@ -266,7 +266,7 @@ pub struct OwnBroker {
 
 impl OwnBroker {
     /// Starts a broker on a free port; its log goes to `<temp dir>/kappa-tansu-<cluster>.log`
-    /// (named in every failure).
+    /// (named in every failure, and removed when the broker is dropped by a passing test).
     pub fn start(name: &str) -> OwnBroker {
         Self::start_advertising(name, None)
     }
@@ -343,8 +343,12 @@ impl OwnBroker {
 }
 
 impl Drop for OwnBroker {
+    /// Kills the broker; its log is kept only when the test is failing (the failure names it).
     fn drop(&mut self) {
         self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
