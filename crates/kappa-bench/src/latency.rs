@@ -11,6 +11,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+/// Bytes of a response read from the server at once.
+const RELAY_BUFFER: usize = 256 * 1024;
+
 /// A running proxy; stopped when dropped.
 pub struct LatencyProxy {
     /// Where clients connect.
@@ -46,7 +49,7 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Duration) -> std::io
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (server_read, mut server_write) = server.into_split();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     // Client to server: each chunk leaves `delay` after it arrived.
     let inbound = async move {
@@ -69,10 +72,68 @@ async fn relay(client: TcpStream, server: TcpStream, delay: Duration) -> std::io
         }
         server_write.shutdown().await
     };
+    // Server to client at once, in reads as large as the server's writes: tokio's `copy` would
+    // pass a response on in 8 KiB pieces, each one more wake-up and read for the client than
+    // the server's own writes cost it.
     let outbound = async move {
-        tokio::io::copy(&mut server_read, &mut client_write).await?;
+        let mut server_read = tokio::io::BufReader::with_capacity(RELAY_BUFFER, server_read);
+        tokio::io::copy_buf(&mut server_read, &mut client_write).await?;
         client_write.shutdown().await
     };
     let (a, b, c) = tokio::join!(inbound, delayed, outbound);
     a.and(b).and(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers each 4-byte request with `n` (its value) patterned bytes.
+    async fn server() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4];
+                    while socket.read_exact(&mut request).await.is_ok() {
+                        let n = u32::from_be_bytes(request) as usize;
+                        let body: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                        if socket.write_all(&body).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn every_request_waits_the_delay_and_every_response_arrives_whole() {
+        let delay = Duration::from_millis(40);
+        let proxy = LatencyProxy::start(server().await, delay).await.unwrap();
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        // Larger than the relay's buffer, tiny, and empty: each byte as the server wrote it.
+        for n in [3 * RELAY_BUFFER + 17, 1, 0, 1 << 20] {
+            let sent = Instant::now();
+            client.write_all(&(n as u32).to_be_bytes()).await.unwrap();
+            let mut body = vec![0u8; n];
+            client.read_exact(&mut body).await.unwrap();
+            if n > 0 {
+                assert!(
+                    sent.elapsed() >= delay,
+                    "a request of {n} bytes was not delayed"
+                );
+            }
+            assert!(
+                body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+                "the response of {n} bytes arrived altered"
+            );
+        }
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "nothing after the last response");
+    }
 }
