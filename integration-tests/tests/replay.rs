@@ -914,6 +914,10 @@ fn a_replay_serves_metrics_that_match_what_it_did_and_lingers_for_a_last_scrape(
         summary["archive_bytes"].as_f64().unwrap(),
         "bytes read are the archive files fetched"
     );
+    // A wait per run of archive files decoded together: at least one, at most one per file.
+    let runs = value("kappa_source_archive_wait_seconds_count");
+    let files = summary["archive_files"].as_f64().unwrap();
+    assert!(runs >= 1.0 && runs <= files, "{runs} runs of {files} files");
     assert_eq!(
         value("kappa_pipeline_records_read_total"),
         summary["records_in"].as_f64().unwrap()

@@ -106,6 +106,19 @@ pub const SOURCE_OFFSETS_ABSENT: MetricDef = def(
     "Offsets within the topic's range that carried no record for the consumer (transaction markers, aborted transactions, compacted records); the table's range covers them.",
     "source::OffsetsAbsent",
 );
+/// How long a replay's readers waited for the archive objects they needed next.
+pub const SOURCE_ARCHIVE_WAIT: MetricDef = MetricDef {
+    buckets: &[
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ],
+    ..def(
+        "kappa_source_archive_wait_seconds",
+        MetricKind::Histogram,
+        TP,
+        "Replay only: how long the partition's reader waited for the archive object it needed next, once per run of archive files decoded together (0 when it had arrived). The sum's rate is the share of a reader's time spent waiting on the object store: near 1 while it only waits, the request latency is not hidden (raise [replay] fetch_concurrency).",
+        "source::ArchiveWait",
+    )
+};
 /// Records into the pipeline, per table.
 pub const PIPELINE_RECORDS_READ: MetricDef = def(
     "kappa_pipeline_records_read_total",
@@ -383,6 +396,7 @@ pub const METRICS: &[MetricDef] = &[
     SOURCE_CONSUMER_LAG,
     SOURCE_PARTITION_STOPPED,
     SOURCE_OFFSETS_ABSENT,
+    SOURCE_ARCHIVE_WAIT,
     PIPELINE_RECORDS_READ,
     PIPELINE_RECORDS_WRITTEN,
     PIPELINE_RECORDS_DEDUPLICATED,

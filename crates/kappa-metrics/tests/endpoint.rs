@@ -258,6 +258,14 @@ fn emit_a_pipeline_run(now: SystemTime) {
         to: 12,
     }
     .emit();
+    for waited in [0, 30, 70] {
+        source::ArchiveWait {
+            topic: "orders",
+            partition: 1,
+            waited: Duration::from_millis(waited),
+        }
+        .emit();
+    }
     table::Shape {
         table: "orders",
         snapshots: 40,
@@ -338,6 +346,22 @@ async fn metrics_health_and_readiness_over_http() {
     assert_eq!(v("kappa_source_partition_stopped", &tp0), 1.0);
     assert_eq!(v("kappa_source_partition_stopped", &tp1), 0.0);
     assert_eq!(v("kappa_source_offsets_absent_total", &tp0), 2.0);
+    assert_eq!(v("kappa_source_archive_wait_seconds_count", &tp1), 3.0);
+    assert!((v("kappa_source_archive_wait_seconds_sum", &tp1) - 0.1).abs() < 1e-9);
+    let wait_bucket = |le: &str| {
+        v(
+            "kappa_source_archive_wait_seconds_bucket",
+            &[("le", le), ("partition", "1"), ("topic", "orders")],
+        )
+    };
+    assert_eq!(
+        (
+            wait_bucket("0.001"),
+            wait_bucket("0.05"),
+            wait_bucket("0.1")
+        ),
+        (1.0, 2.0, 3.0)
+    );
     assert_eq!(
         v("kappa_source_consumer_lag_records", &tp1),
         0.0,

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -305,6 +306,9 @@ impl PartitionReader {
             // (one hand-off to a blocking thread, and value records across files in one batch).
             let mut run: Vec<(Bytes, OwnedSemaphorePermit)> = Vec::new();
             let mut run_bytes = 0;
+            // How long the object needed next kept this reader waiting (the store's latency,
+            // unless enough fetches ran ahead to hide it).
+            let mut waited = Duration::ZERO;
             while run.len() < MAX_RUN_OBJECTS
                 && run_bytes < MAX_RUN_BYTES
                 && i + run.len() < files.len()
@@ -319,13 +323,23 @@ impl PartitionReader {
                         message: format!("no fetch of {} was started", files[i + run.len()].key),
                     });
                 };
+                let since = Instant::now();
                 let bytes = handle.await.map_err(|e| ReplayError::Task {
                     partition: self.partition.partition,
                     message: e.to_string(),
                 })??;
+                if run.is_empty() {
+                    waited = since.elapsed();
+                }
                 run_bytes += bytes.len();
                 run.push((bytes, permit));
             }
+            kappa_metrics::events::source::ArchiveWait {
+                topic: &self.partition.topic,
+                partition: self.partition.partition,
+                waited,
+            }
+            .emit();
             let objects: Vec<(String, i64, Option<i64>)> = (i..i + run.len())
                 .map(|j| {
                     let next_start = files.get(j + 1).map(|f| f.start_offset);

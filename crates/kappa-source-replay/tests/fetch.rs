@@ -99,9 +99,14 @@ struct Replayed {
 /// 9,000 events as Kafka Connect writes them (value records, deflate, 100 per file: about 90
 /// objects over 3 partitions), replayed with `options` from a store whose reads take 5 ms.
 async fn replay(options: ReplayOptions) -> (Replayed, kappa_synth::Expected) {
+    replay_from(options, Duration::from_millis(5)).await
+}
+
+/// [`replay`] from a store whose reads take `delay`.
+async fn replay_from(options: ReplayOptions, delay: Duration) -> (Replayed, kappa_synth::Expected) {
     let store = Arc::new(CountingStore {
         inner: InMemory::new(),
-        delay: Duration::from_millis(5),
+        delay,
         now: AtomicUsize::new(0),
         most: AtomicUsize::new(0),
         gets: AtomicUsize::new(0),
@@ -198,6 +203,56 @@ async fn many_objects_are_in_flight_but_never_more_than_the_concurrency() {
         "only {} reads in flight: the latency is not hidden",
         replayed.most_in_flight
     );
+}
+
+/// The sum over the partitions of `kappa_source_archive_wait_seconds_<series>` samples that
+/// carry every label of `labels` (`key="value"`).
+fn waits(exposition: &str, series: &str, labels: &[String]) -> f64 {
+    let name = format!("kappa_source_archive_wait_seconds_{series}{{");
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(&name) && labels.iter().all(|l| line.contains(l)))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn each_run_records_how_long_its_reader_waited_for_the_store() {
+    let metrics = kappa_metrics::Metrics::install().unwrap();
+    // A topic label of its own: the other tests of this binary replay `orders` meanwhile.
+    let topic = "orders-waits";
+    // One fetch at a time per reader from a store whose reads take 40 ms: each run is one
+    // object, and its reader waits for it for the 40 ms less the previous object's decoding.
+    let (replayed, expected) = replay_from(
+        ReplayOptions {
+            topic: topic.into(),
+            fetch_concurrency: 1,
+            ..ReplayOptions::default()
+        },
+        Duration::from_millis(40),
+    )
+    .await;
+    assert_complete(&replayed, &expected);
+    let exposition = metrics.render();
+    let of_topic = |more: &[String]| {
+        let mut labels = vec![format!("topic=\"{topic}\"")];
+        labels.extend_from_slice(more);
+        labels
+    };
+    let runs = waits(&exposition, "count", &of_topic(&[]));
+    let waited = waits(&exposition, "sum", &of_topic(&[]));
+    assert_eq!(runs, replayed.gets as f64, "a run per object: {exposition}");
+    assert!(
+        waited >= replayed.gets as f64 * 0.010,
+        "{waited} s waited over {} reads of 40 ms each",
+        replayed.gets
+    );
+    let bucket = |le: &str| waits(&exposition, "bucket", &of_topic(&[format!("le=\"{le}\"")]));
+    assert!(
+        bucket("0.001") < runs / 2.0,
+        "most runs waited less than 1 ms: {exposition}"
+    );
+    assert_eq!(bucket("+Inf"), runs);
 }
 
 #[tokio::test]

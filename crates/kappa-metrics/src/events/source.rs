@@ -1,7 +1,7 @@
 //! What a source read, and how far behind the broker it is (topic-partition labels).
 
 use crate::catalog;
-use crate::recorder::{counter_add, gauge_set};
+use crate::recorder::{counter_add, gauge_set, histogram_record};
 
 /// A batch of records read from one topic-partition: a poll's records from Kafka, or one archive
 /// file on replay.
@@ -173,6 +173,30 @@ impl OffsetsAbsent<'_> {
             from = self.from,
             to = self.to,
             "offsets without a record (transaction markers, aborted or compacted records)"
+        );
+    }
+}
+
+/// A replay's reader waited for the archive object it needed next (once per run of files
+/// decoded together; zero when the object had arrived).
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveWait<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The partition.
+    pub partition: i32,
+    /// Time spent waiting.
+    pub waited: std::time::Duration,
+}
+
+impl ArchiveWait<'_> {
+    /// Records the wait.
+    pub fn emit(&self) {
+        let partition = self.partition.to_string();
+        histogram_record(
+            &catalog::SOURCE_ARCHIVE_WAIT,
+            &[self.topic, partition.as_str()],
+            self.waited.as_secs_f64(),
         );
     }
 }
